@@ -1,0 +1,179 @@
+use orders_domain::envelope::{EventEnvelope, EventMeta};
+use orders_domain::order::*;
+use orders_domain::projection::*;
+use orders_domain::{Currency, Money, Timestamp};
+
+fn placed_event() -> OrderEvent {
+    let eur = Currency::parse("EUR").unwrap();
+    decide(
+        &Order::default(),
+        &Command::Place {
+            order_id: "o-1".into(),
+            request: PlaceOrderRequest {
+                customer: Customer {
+                    id: "c-1".into(),
+                    email: "a@b.io".into(),
+                    name: "A <B>".into(),
+                },
+                items: vec![LineRequest {
+                    sku: "S".into(),
+                    quantity: 3,
+                    unit_price: Money::new(100, eur),
+                }],
+                shipping_address: Address {
+                    line1: "1 St".into(),
+                    line2: None,
+                    city: "C".into(),
+                    postal_code: "1".into(),
+                    country: "FR".into(),
+                },
+            },
+        },
+    )
+    .unwrap()
+    .remove(0)
+}
+
+fn wrap(version_before: u64, events: &[OrderEvent], at: i64) -> Vec<EventEnvelope> {
+    let meta = EventMeta {
+        occurred_at: Timestamp(at),
+        correlation_id: "corr".into(),
+        causation_id: "cause".into(),
+    };
+    let mut n = 0;
+    EventEnvelope::wrap("o-1", version_before, events, &meta, || {
+        n += 1;
+        format!("e{n}")
+    })
+}
+
+#[test]
+fn envelopes_number_versions_without_gaps_and_round_trip() {
+    let envs = wrap(
+        3,
+        &[
+            placed_event(),
+            OrderEvent::Cancelled(OrderCancelled { reason: None }),
+        ],
+        0,
+    );
+    assert_eq!(
+        envs.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    assert_eq!(envs[0].event_type, "OrderPlaced");
+    assert_eq!(envs[0].decode().unwrap(), placed_event());
+    let json = serde_json::to_string(&envs[0]).unwrap();
+    let back: EventEnvelope = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, envs[0]);
+}
+
+#[test]
+fn unknown_types_and_versions_and_bad_payloads_do_not_decode() {
+    let mut e = wrap(0, &[placed_event()], 0).remove(0);
+    e.event_type = "OrderTeleported".into();
+    assert!(e.decode().is_err());
+    let mut e = wrap(0, &[placed_event()], 0).remove(0);
+    e.schema_version = 99;
+    assert!(e.decode().is_err());
+    let mut e = wrap(0, &[placed_event()], 0).remove(0);
+    e.payload = serde_json::json!({"order_id": 5});
+    assert!(e.decode().is_err());
+}
+
+#[test]
+fn the_version_guard_applies_the_next_ignores_the_old_and_waits_on_gaps() {
+    assert_eq!(applicability(0, 1), Applicability::Apply);
+    assert_eq!(applicability(3, 3), Applicability::Duplicate);
+    assert_eq!(applicability(3, 1), Applicability::Duplicate);
+    assert_eq!(applicability(3, 5), Applicability::Gap { expected: 4 });
+}
+
+#[test]
+fn the_order_view_follows_the_lifecycle() {
+    let day = 1_795_706_525_000;
+    let envs = wrap(
+        0,
+        &[
+            placed_event(),
+            OrderEvent::Confirmed(OrderConfirmed {
+                execution_name: "o-1".into(),
+                notifications: vec![],
+            }),
+            OrderEvent::FulfilmentRequested(FulfilmentRequested {
+                message_id: "m".into(),
+            }),
+        ],
+        day,
+    );
+    let mut view = None;
+    let mut statuses = vec![];
+    for e in &envs {
+        let v = apply_order_view(view, e, &e.decode().unwrap()).unwrap();
+        statuses.push(v.status);
+        view = Some(v);
+    }
+    let view = view.unwrap();
+    assert_eq!(
+        statuses,
+        vec![
+            OrderStatus::Placed,
+            OrderStatus::Confirmed,
+            OrderStatus::FulfilmentRequested
+        ]
+    );
+    assert_eq!(view.version, 3);
+    assert_eq!(view.workflow.status, "SUCCEEDED");
+    assert_eq!(view.summary().customer_id, "c-1");
+}
+
+#[test]
+fn an_event_before_placement_is_an_error_not_a_view() {
+    let e = wrap(
+        1,
+        &[OrderEvent::Cancelled(OrderCancelled { reason: None })],
+        0,
+    )
+    .remove(0);
+    assert!(apply_order_view(None, &e, &e.decode().unwrap()).is_err());
+}
+
+#[test]
+fn daily_sales_count_placements_and_cancellations_on_their_days() {
+    let day1 = 1_795_706_525_000;
+    let day2 = day1 + 86_400_000;
+    let placed = wrap(0, &[placed_event()], day1).remove(0);
+    let cancelled = wrap(
+        1,
+        &[OrderEvent::Cancelled(OrderCancelled { reason: None })],
+        day2,
+    )
+    .remove(0);
+    let (tracker, d1) = apply_daily_sales(None, &placed, &placed.decode().unwrap());
+    let (_, d2) = apply_daily_sales(Some(tracker), &cancelled, &cancelled.decode().unwrap());
+    let (d1, d2) = (d1.unwrap(), d2.unwrap());
+    assert_eq!(
+        (d1.date.as_str(), d1.orders_placed, d1.amount_placed),
+        ("2026-11-26", 1, 300)
+    );
+    assert_eq!(
+        (d2.date.as_str(), d2.orders_cancelled, d2.amount_cancelled),
+        ("2026-11-27", 1, 300)
+    );
+    let mut s = DailySales::new("2026-11-26", "EUR");
+    s.add(&d1);
+    s.add(&d2);
+    assert_eq!(s.net_amount, 0);
+}
+
+#[test]
+fn the_confirmation_email_lists_lines_and_escapes_html() {
+    let OrderEvent::Placed(p) = placed_event() else {
+        unreachable!()
+    };
+    let email = orders_domain::workflow::confirmation_email(&p);
+    assert!(email.text.contains("3 x S @ 1.00 EUR = 3.00 EUR"));
+    assert!(email.text.contains("Total: 3.00 EUR"));
+    assert!(email.html.contains("A &lt;B&gt;"));
+    assert!(!email.html.contains("A <B>"));
+}
