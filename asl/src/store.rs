@@ -1,0 +1,159 @@
+//! Durability: executions and their history go through an `ExecutionStore`, so an
+//! execution can be re-driven after a restart (see `Engine::resume`). The history is
+//! the checkpoint. `InMemoryStore` serves tests; the local runtime backs it with SQLite.
+
+use crate::error::StoreError;
+use crate::history::HistoryEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// AWS execution status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
+        }
+    }
+}
+
+/// One execution, as DescribeExecution would show it (plus the definition text, so
+/// a restarted process can re-drive it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub execution_arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    /// The definition the execution runs (after substitutions).
+    pub definition: String,
+    pub input: Value,
+    pub status: ExecutionStatus,
+    /// Unix milliseconds.
+    pub start_date: i64,
+    pub stop_date: Option<i64>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// Which executions to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub state_machine_arn: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    /// At most this many (0 = no limit).
+    pub limit: usize,
+}
+
+/// Storage for executions and history. Calls are synchronous and short; the engine
+/// calls `append_event` once per history event, in id order, before it acts on it
+/// (for a Task: TaskScheduled is stored before the resource is invoked).
+pub trait ExecutionStore: Send + Sync + 'static {
+    /// Inserts or replaces the record (keyed by `execution_arn`).
+    fn put_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError>;
+    fn get_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// Appends one event to the execution's history.
+    fn append_event(&self, execution_arn: &str, event: &HistoryEvent) -> Result<(), StoreError>;
+    /// The full history in id order.
+    fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, StoreError>;
+    /// Newest first (by start date).
+    fn list_executions(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, StoreError>;
+}
+
+/// A `HashMap`-backed store.
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: HashMap<String, ExecutionRecord>,
+    order: Vec<String>,
+    history: HashMap<String, Vec<HistoryEvent>>,
+}
+
+impl InMemoryStore {
+    pub fn new() -> InMemoryStore {
+        InMemoryStore::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError("in-memory store lock poisoned".into()))
+    }
+}
+
+impl ExecutionStore for InMemoryStore {
+    fn put_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        if !g.records.contains_key(&record.execution_arn) {
+            g.order.push(record.execution_arn.clone());
+        }
+        g.records
+            .insert(record.execution_arn.clone(), record.clone());
+        Ok(())
+    }
+
+    fn get_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        Ok(self.lock()?.records.get(execution_arn).cloned())
+    }
+
+    fn append_event(&self, execution_arn: &str, event: &HistoryEvent) -> Result<(), StoreError> {
+        self.lock()?
+            .history
+            .entry(execution_arn.to_string())
+            .or_default()
+            .push(event.clone());
+        Ok(())
+    }
+
+    fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, StoreError> {
+        Ok(self
+            .lock()?
+            .history
+            .get(execution_arn)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn list_executions(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let g = self.lock()?;
+        let mut out: Vec<ExecutionRecord> = g
+            .order
+            .iter()
+            .rev()
+            .filter_map(|a| g.records.get(a))
+            .filter(|r| filter.status.is_none_or(|s| s == r.status))
+            .filter(|r| {
+                filter
+                    .state_machine_arn
+                    .as_ref()
+                    .is_none_or(|a| *a == r.state_machine_arn)
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.start_date.cmp(&a.start_date));
+        if filter.limit > 0 {
+            out.truncate(filter.limit);
+        }
+        Ok(out)
+    }
+}

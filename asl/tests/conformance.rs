@@ -1,0 +1,489 @@
+//! Conformance against executions recorded on AWS Step Functions
+//! (`../shared/conformance/asl/cases.jsonl`, see its README).
+//!
+//! Runs every case the engine can run: JSONPath-only definitions that need no AWS
+//! service, plus service cases whose Tasks can be stubbed with the task results taken
+//! from the recorded history. Compares event types and details (mask tokens are
+//! wildcards), final status and output. Prints the pass rate per group and fails if a
+//! count drops below `tests/conformance-baseline.json`.
+//!
+//! `ASL_CONFORMANCE_FILTER=substr` runs matching ids only; `ASL_CONFORMANCE_VERBOSE=1`
+//! prints the first difference of every failing case.
+
+use asl::{Engine, ExecutionStatus, Failure, ResourceRegistry, TaskContext, TaskFuture, VirtualClock};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+fn corpus_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/asl/cases.jsonl")
+}
+
+/// Parses strings holding JSON (AWS returns payloads as strings; the corpus parsed
+/// some of them), so both sides compare as values.
+fn normalise(v: &Value) -> Value {
+    match v {
+        Value::String(s) => {
+            let t = s.trim_start();
+            if t.starts_with(['{', '[', '"']) || t == "true" || t == "false" || t == "null" || t.parse::<f64>().is_ok() {
+                if let Ok(p) = serde_json::from_str::<Value>(s) {
+                    return normalise(&p);
+                }
+            }
+            v.clone()
+        }
+        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), normalise(v))).collect()),
+        _ => v.clone(),
+    }
+}
+
+struct Masks {
+    tokens: Vec<String>,
+}
+
+impl Masks {
+    /// Does `actual` match `expected`, where mask tokens in `expected` match anything?
+    fn str_match(&self, expected: &str, actual: &str) -> bool {
+        if expected == actual {
+            return true;
+        }
+        // Split expected into literal pieces around mask tokens.
+        let mut pieces: Vec<&str> = Vec::new();
+        let mut rest = expected;
+        let mut any_mask = false;
+        loop {
+            let next = self
+                .tokens
+                .iter()
+                .filter_map(|t| rest.find(t.as_str()).map(|i| (i, t.len())))
+                .min_by_key(|(i, l)| (*i, usize::MAX - l));
+            match next {
+                Some((i, l)) => {
+                    pieces.push(&rest[..i]);
+                    rest = &rest[i + l..];
+                    any_mask = true;
+                }
+                None => {
+                    pieces.push(rest);
+                    break;
+                }
+            }
+        }
+        if !any_mask {
+            return false;
+        }
+        let mut pos = 0usize;
+        let last = pieces.len() - 1;
+        for (k, p) in pieces.iter().enumerate() {
+            if k == 0 {
+                if !actual.starts_with(p) {
+                    return false;
+                }
+                pos = p.len();
+            } else if k == last {
+                return actual.len() >= pos + p.len() && actual.ends_with(p);
+            } else {
+                match actual[pos..].find(p) {
+                    Some(i) => pos += i + p.len(),
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
+
+    fn value_match(&self, expected: &Value, actual: &Value) -> Result<(), String> {
+        match (expected, actual) {
+            (Value::String(e), _) if self.tokens.iter().any(|t| t == e) => Ok(()),
+            (Value::String(e), Value::String(a)) => {
+                if self.str_match(e, a) {
+                    Ok(())
+                } else {
+                    Err(format!("expected {e:?}, got {a:?}"))
+                }
+            }
+            (Value::String(e), other) => {
+                // A masked string may stand for a non-string value.
+                if self.tokens.iter().any(|t| e.contains(t.as_str())) && self.str_match(e, &other.to_string()) {
+                    Ok(())
+                } else {
+                    Err(format!("expected {e:?}, got {other}"))
+                }
+            }
+            (Value::Number(e), Value::Number(a)) => {
+                if e.as_f64() == a.as_f64() {
+                    Ok(())
+                } else {
+                    Err(format!("expected {e}, got {a}"))
+                }
+            }
+            (Value::Array(e), Value::Array(a)) => {
+                if e.len() != a.len() {
+                    return Err(format!("array length {} vs {}: expected {expected}, got {actual}", e.len(), a.len()));
+                }
+                for (i, (x, y)) in e.iter().zip(a).enumerate() {
+                    self.value_match(x, y).map_err(|m| format!("[{i}] {m}"))?;
+                }
+                Ok(())
+            }
+            (Value::Object(e), Value::Object(a)) => {
+                for k in e.keys() {
+                    if !a.contains_key(k) {
+                        return Err(format!("missing key {k:?} (expected {expected}, got {actual})"));
+                    }
+                }
+                for k in a.keys() {
+                    if !e.contains_key(k) {
+                        return Err(format!("extra key {k:?} (expected {expected}, got {actual})"));
+                    }
+                }
+                for (k, x) in e {
+                    self.value_match(x, &a[k]).map_err(|m| format!(".{k} {m}"))?;
+                }
+                Ok(())
+            }
+            _ if expected == actual => Ok(()),
+            _ => Err(format!("expected {expected}, got {actual}")),
+        }
+    }
+}
+
+fn strip_event(e: &Value) -> Value {
+    let mut m = e.as_object().cloned().unwrap_or_default();
+    m.remove("timestamp");
+    m.remove("id");
+    m.remove("previousEventId");
+    normalise(&Value::Object(m))
+}
+
+#[derive(Default)]
+struct Stats {
+    runnable: usize,
+    matched: usize,
+    total: usize,
+}
+
+fn runnable(c: &Value) -> Result<(), &'static str> {
+    if c["query_languages_used"] != json!(["JSONPath"]) {
+        return Err("JSONata (out of scope)");
+    }
+    if c["other_resources"].as_array().is_some_and(|a| !a.is_empty()) {
+        return Err("needs S3 item reader/writer");
+    }
+    if c["status"] == "ExecutionAborted" {
+        return Err("needs StopExecution");
+    }
+    let services = c["services"].as_array().cloned().unwrap_or_default();
+    if !services.is_empty() {
+        if c["kind"] != "execution_history" {
+            return Err("service case without recorded history");
+        }
+        if services
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.contains(".sync") || s.contains("waitForTaskToken") || s.contains(":activity:")))
+        {
+            return Err("needs callbacks / nested executions / activities");
+        }
+    }
+    Ok(())
+}
+
+/// Task results recorded in the history, in order: the stub replays them.
+fn recorded_results(c: &Value) -> VecDeque<Result<Value, Option<Failure>>> {
+    let mut q = VecDeque::new();
+    for e in c["history"].as_array().into_iter().flatten() {
+        let ty = e["type"].as_str().unwrap_or("");
+        let is_task = ty.starts_with("Task") || ty.starts_with("LambdaFunction");
+        if !is_task {
+            continue;
+        }
+        let details = e
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")).map(|(_, v)| v.clone()))
+            .unwrap_or(Value::Null);
+        match ty {
+            "TaskSucceeded" | "LambdaFunctionSucceeded" => q.push_back(Ok(details["output"].clone())),
+            "TaskFailed" | "LambdaFunctionFailed" => {
+                let cause = match &details["cause"] {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                };
+                q.push_back(Err(Some(Failure::bare(details["error"].as_str().unwrap_or("").to_string(), cause))))
+            }
+            "TaskTimedOut" | "LambdaFunctionTimedOut" => q.push_back(Err(None)),
+            _ => {}
+        }
+    }
+    q
+}
+
+enum Outcome {
+    Done(asl::ExecutionOutcome, Vec<Value>),
+    NotTerminated(Vec<Value>),
+    Invalid(String),
+}
+
+fn run_case(c: &Value) -> Outcome {
+    let queue = Arc::new(Mutex::new(recorded_results(c)));
+    let mut reg = ResourceRegistry::new();
+    let q = queue.clone();
+    reg.register_prefix(
+        "arn:",
+        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+            let next = q.lock().ok().and_then(|mut g| g.pop_front());
+            match next {
+                Some(Ok(v)) => Box::pin(async move { Ok(normalise_task_output(v)) }),
+                Some(Err(Some(f))) => Box::pin(async move { Err(f) }),
+                // Timed out on AWS: never answer, the engine's timeout fires.
+                Some(Err(None)) => Box::pin(futures_util::future::pending()),
+                None => Box::pin(async { Err(Failure::new("States.TaskFailed", "no recorded result left")) }),
+            }
+        }),
+    );
+    let engine = Engine::builder()
+        .clock(Arc::new(VirtualClock::new().with_horizon(365 * 24 * 3600 * 1000)))
+        .resources(reg)
+        .build();
+    let text = c["definition"].to_string();
+    let sm = match engine.state_machine("conformance-sm", &text) {
+        Ok(sm) => sm,
+        Err(errs) => return Outcome::Invalid(format!("{errs:?}")),
+    };
+    let h = match engine.start_execution(&sm, "conformance-exec", c["input"].clone()) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Invalid(e.to_string()),
+    };
+    let done = h.poll_now();
+    let hist: Vec<Value> = engine
+        .history(&h.execution_arn)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.to_value())
+        .collect();
+    match done {
+        Some(o) => Outcome::Done(o, hist),
+        None => Outcome::NotTerminated(hist),
+    }
+}
+
+/// Task outputs recorded as parsed JSON go back to being values.
+fn normalise_task_output(v: Value) -> Value {
+    match &v {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(v),
+        _ => v,
+    }
+}
+
+fn compare(c: &Value, outcome: &Outcome) -> Result<(), String> {
+    let mut tokens: Vec<String> = c["masks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect();
+    tokens.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    let masks = Masks { tokens };
+    let status = c["status"].as_str().unwrap_or("");
+    let (got_status, hist) = match outcome {
+        Outcome::Invalid(e) => return Err(format!("definition rejected: {e}")),
+        Outcome::NotTerminated(h) => ("NotTerminated", h),
+        Outcome::Done(o, h) => (
+            match o.status {
+                ExecutionStatus::Succeeded => "ExecutionSucceeded",
+                ExecutionStatus::Failed => "ExecutionFailed",
+                ExecutionStatus::TimedOut => "ExecutionTimedOut",
+                ExecutionStatus::Aborted => "ExecutionAborted",
+                ExecutionStatus::Running => "NotTerminated",
+            },
+            h,
+        ),
+    };
+    if got_status != status {
+        let detail = match outcome {
+            Outcome::Done(o, _) => format!("{:?} {:?}", o.error, o.cause),
+            _ => String::new(),
+        };
+        return Err(format!("status: expected {status}, got {got_status} {detail}"));
+    }
+    if let Outcome::Done(o, _) = outcome {
+        if status == "ExecutionSucceeded" {
+            let exp = normalise(&c["output"]);
+            let got = normalise(o.output.as_ref().unwrap_or(&Value::Null));
+            masks.value_match(&exp, &got).map_err(|m| format!("output: {m}"))?;
+        }
+        if status == "ExecutionFailed" {
+            let e = json!({"error": c.get("error").cloned().unwrap_or(Value::Null), "cause": c.get("cause").cloned().unwrap_or(Value::Null)});
+            let g = json!({"error": o.error, "cause": o.cause});
+            masks.value_match(&normalise(&e), &normalise(&g)).map_err(|m| format!("error/cause: {m}"))?;
+        }
+    }
+    if c["kind"] != "execution_history" {
+        return Ok(());
+    }
+    let mut expected: Vec<Value> = c["history"].as_array().cloned().unwrap_or_default();
+    if c["history_reverse_order"] == true {
+        expected.reverse();
+    }
+    let exp: Vec<Value> = expected.iter().map(strip_event).collect();
+    let got: Vec<Value> = hist.iter().map(strip_event).collect();
+    if c["history_parallel_normalised"] == true {
+        // Branch events are recorded sorted: compare as a multiset.
+        let mut used = vec![false; got.len()];
+        for e in &exp {
+            let found = got
+                .iter()
+                .enumerate()
+                .find(|(i, g)| !used[*i] && masks.value_match(e, g).is_ok())
+                .map(|(i, _)| i);
+            match found {
+                Some(i) => used[i] = true,
+                None => return Err(format!("no match for event {e}")),
+            }
+        }
+        let extra: Vec<&Value> = got
+            .iter()
+            .zip(&used)
+            .filter(|(g, u)| !**u && g["type"] != "ParallelStateSucceeded")
+            .map(|(g, _)| g)
+            .collect();
+        if !extra.is_empty() {
+            return Err(format!("extra events: {extra:?}"));
+        }
+        return Ok(());
+    }
+    for (i, e) in exp.iter().enumerate() {
+        let Some(g) = got.get(i) else {
+            return Err(format!("history too short: missing #{} {}", i + 1, e["type"]));
+        };
+        if e["type"] != g["type"] {
+            return Err(format!("event #{}: expected type {}, got {} ({g})", i + 1, e["type"], g["type"]));
+        }
+        masks
+            .value_match(e, g)
+            .map_err(|m| format!("event #{} {}: {m}", i + 1, e["type"]))?;
+    }
+    if got.len() > exp.len() {
+        return Err(format!("history too long: extra {}", got[exp.len()]));
+    }
+    Ok(())
+}
+
+fn ids_match(c: &Value, outcome: &Outcome) -> bool {
+    let hist = match outcome {
+        Outcome::Done(_, h) | Outcome::NotTerminated(h) => h,
+        Outcome::Invalid(_) => return false,
+    };
+    if c["history_parallel_normalised"] == true || c["kind"] != "execution_history" {
+        return true;
+    }
+    let exp = c["history"].as_array().cloned().unwrap_or_default();
+    exp.len() == hist.len()
+        && exp
+            .iter()
+            .zip(hist)
+            .all(|(e, g)| e["id"] == g["id"] && e["previousEventId"] == g["previousEventId"])
+}
+
+#[test]
+fn conformance() {
+    let path = corpus_path();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        println!("conformance corpus not found at {}: skipped", path.display());
+        return;
+    };
+    let filter = std::env::var("ASL_CONFORMANCE_FILTER").ok();
+    let verbose = std::env::var("ASL_CONFORMANCE_VERBOSE").is_ok();
+    let mut groups: BTreeMap<String, Stats> = BTreeMap::new();
+    let mut skipped: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let (mut ns_total, mut ns_matched, mut choice_matched, mut choice_total) = (0, 0, 0, 0);
+    let (mut all_matched, mut ids_ok, mut panics) = (0, 0, 0);
+    for line in text.lines() {
+        let Ok(c) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let id = c["id"].as_str().unwrap_or("").to_string();
+        if filter.as_ref().is_some_and(|f| !id.contains(f.as_str())) {
+            continue;
+        }
+        let group = c["group"].as_str().unwrap_or("?").to_string();
+        let no_service = c["services"].as_array().is_none_or(|a| a.is_empty())
+            && c["other_resources"].as_array().is_none_or(|a| a.is_empty());
+        let st = groups.entry(group.clone()).or_default();
+        st.total += 1;
+        if no_service {
+            ns_total += 1;
+        }
+        if group == "choice_operators" {
+            choice_total += 1;
+        }
+        if let Err(why) = runnable(&c) {
+            *skipped.entry(why).or_default() += 1;
+            continue;
+        }
+        st.runnable += 1;
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&c))) {
+            Ok(o) => o,
+            Err(_) => {
+                panics += 1;
+                println!("PANIC {id}");
+                continue;
+            }
+        };
+        match compare(&c, &outcome) {
+            Ok(()) => {
+                st.matched += 1;
+                all_matched += 1;
+                if no_service {
+                    ns_matched += 1;
+                }
+                if group == "choice_operators" {
+                    choice_matched += 1;
+                }
+                if ids_match(&c, &outcome) {
+                    ids_ok += 1;
+                }
+            }
+            Err(m) => {
+                if verbose {
+                    println!("FAIL {id}: {}", m.chars().take(600).collect::<String>());
+                }
+            }
+        }
+    }
+    println!("\nASL conformance (JSONPath; JSONata cases are out of scope and counted as not runnable)");
+    println!("{:<22} {:>6} {:>9} {:>8} {:>8}", "group", "cases", "runnable", "matched", "rate");
+    for (g, s) in &groups {
+        let rate = if s.runnable > 0 { 100.0 * s.matched as f64 / s.runnable as f64 } else { 0.0 };
+        println!("{g:<22} {:>6} {:>9} {:>8} {:>7.1}%", s.total, s.runnable, s.matched, rate);
+    }
+    let runnable_total: usize = groups.values().map(|s| s.runnable).sum();
+    println!("not runnable: {skipped:?}");
+    println!(
+        "overall: {all_matched}/{runnable_total} runnable cases match ({:.1}%); event ids/previousEventIds also equal in {ids_ok}",
+        100.0 * all_matched as f64 / runnable_total.max(1) as f64
+    );
+    println!(
+        "no-service cases: {ns_matched}/{ns_total} ({:.1}%); choice operators: {choice_matched}/{choice_total}",
+        100.0 * ns_matched as f64 / ns_total.max(1) as f64
+    );
+    assert_eq!(panics, 0, "the engine panicked on some cases");
+    if filter.is_some() {
+        return;
+    }
+    let baseline_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-baseline.json");
+    let baseline: Value = std::fs::read_to_string(&baseline_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(json!({}));
+    for (key, got) in [
+        ("matched", all_matched),
+        ("no_service_matched", ns_matched),
+        ("choice_operators_matched", choice_matched),
+    ] {
+        let min = baseline[key].as_u64().unwrap_or(0) as usize;
+        assert!(got >= min, "conformance regressed: {key} = {got}, baseline {min}");
+    }
+}
