@@ -502,7 +502,7 @@ impl Exec {
                 let sleep = self.inner.clock.sleep(t.saturating_mul(1000));
                 match futures_util::future::select(body, sleep).await {
                     futures_util::future::Either::Left((r, _)) => r.map_err(|f| (f, false)),
-                    futures_util::future::Either::Right(_) => Err((Failure::bare("States.Timeout", None), true)),
+                    futures_util::future::Either::Right(_) => Err((Failure::new("States.Timeout", ""), true)),
                 }
             }
             None => body.await.map_err(|f| (f, false)),
@@ -746,18 +746,17 @@ impl Exec {
         match p {
             IoPath::Default => Ok(input),
             IoPath::Null => Ok(Value::Object(Map::new())),
-            IoPath::Ref(r) => self.resolve_ref(r, &input, vars, v).ok_or_else(|| {
-                let shown = match r {
-                    Ref::Path(p) => p.bracket_notation(),
-                    Ref::Var(..) => r.text(),
-                };
-                Failure::runtime_in_state(
-                    v.state,
-                    v.entered_id,
-                    format!("Invalid path '{}' : No results for path: {shown}", r.text()),
-                )
-            }),
+            IoPath::Ref(r) => self.resolve_ref(r, &input, vars, v).ok_or_else(|| self.invalid_path(r, &input, v)),
         }
+    }
+
+    fn invalid_path(&self, r: &Ref, input: &Value, v: &Visit) -> Failure {
+        let reason = match r {
+            Ref::Path(p) if p.root() == crate::path::Root::Context => p.not_found_reason(&self.context(v)),
+            Ref::Path(p) => p.not_found_reason(input),
+            Ref::Var(..) => format!("No results for path: {}", r.text()),
+        };
+        Failure::runtime_in_state(v.state, v.entered_id, format!("Invalid path '{}' : {reason}", r.text()))
     }
 
     fn input_path(&self, st: &State, raw: &Value, vars: &Vars, v: &Visit) -> Res<Value> {
@@ -877,8 +876,10 @@ impl Exec {
         match d {
             Dyn::Static(n) => Ok(*n),
             Dyn::Path(r) => {
-                let val = self.resolve_ref(r, eff, vars, v).unwrap_or(Value::Null);
-                val.as_u64().ok_or_else(|| {
+                let val = self
+                    .resolve_ref(r, eff, vars, v)
+                    .ok_or_else(|| self.invalid_path(r, eff, v))?;
+                as_integer(&val).and_then(|n| u64::try_from(n).ok()).ok_or_else(|| {
                     Failure::runtime_in_state(
                         v.state,
                         v.entered_id,
@@ -908,7 +909,9 @@ impl Exec {
         let mut counts = vec![0u32; st.retry.len()];
         let mut attempt = 0u32;
         let failure = loop {
+            let before = self.last_id();
             let r = self.attempt(st, raw, vars, th, visit, attempt).await;
+            let started = self.last_id() > before;
             let (result, f) = match r {
                 Ok(res) => match self.finish(st, raw, res, vars, visit) {
                     Ok(done) => return Ok(done),
@@ -932,6 +935,17 @@ impl Exec {
                         self.inner.clock.sleep(delay).await;
                     }
                     continue;
+                }
+            }
+            if started && !th.silent {
+                match st.kind {
+                    StateKind::Parallel { .. } => {
+                        self.emit(th, "ParallelStateFailed", None);
+                    }
+                    StateKind::Map(_) => {
+                        self.emit(th, "MapStateFailed", None);
+                    }
+                    _ => {}
                 }
             }
             break f;
@@ -1017,8 +1031,8 @@ impl Exec {
                         Ok(Value::Array(results))
                     }
                     Err((f, last)) => {
+                        // ParallelStateFailed comes only once retries are exhausted.
                         th.prev = last;
-                        self.emit(th, "ParallelStateFailed", None);
                         Err(f)
                     }
                 }
@@ -1220,7 +1234,7 @@ impl Exec {
                 futures_util::pin_mut!(call);
                 match futures_util::future::select(call, sleep).await {
                     futures_util::future::Either::Left((r, _)) => r.map_err(|f| (f, false)),
-                    futures_util::future::Either::Right(_) => Err((Failure::bare("States.Timeout", None), true)),
+                    futures_util::future::Either::Right(_) => Err((Failure::new("States.Timeout", ""), true)),
                 }
             }
             None => call.await.map_err(|f| (f, false)),
@@ -1247,12 +1261,13 @@ impl Exec {
             ));
         };
         let max_c = self.dyn_num(&m.max_concurrency, "MaxConcurrencyPath", &eff, vars, v)?;
+        self.emit(th, "MapStateStarted", Some(("mapStateStartedEventDetails".into(), json!({"length": items.len()}))));
         let tol_count = match &m.tolerated_count {
             None => None,
             Some(Dyn::Static(n)) => Some(*n),
             Some(Dyn::Path(r)) => {
                 let val = self.resolve_ref(r, &eff, vars, v).unwrap_or(Value::Null);
-                match val.as_i64() {
+                match as_integer(&val) {
                     Some(n) if n < 0 => return Err(Failure::runtime_in_state(v.state, v.entered_id, "ToleratedFailureCount cannot be negative.")),
                     Some(n) => Some(n),
                     None => {
@@ -1274,7 +1289,7 @@ impl Exec {
             Some(Dyn::Static(n)) => Some(*n),
             Some(Dyn::Path(r)) => {
                 let val = self.resolve_ref(r, &eff, vars, v).unwrap_or(Value::Null);
-                match val.as_f64() {
+                match as_float(&val) {
                     Some(n) if !(0.0..=100.0).contains(&n) => {
                         return Err(Failure::runtime_in_state(
                             v.state,
@@ -1297,7 +1312,6 @@ impl Exec {
                 }
             }
         };
-        self.emit(th, "MapStateStarted", Some(("mapStateStartedEventDetails".into(), json!({"length": items.len()}))));
         let selector = m.item_selector.as_ref().or(st.parameters.as_ref());
         let item_input = |i: usize, item: &Value| -> Res<Value> {
             match selector {
@@ -1449,7 +1463,7 @@ impl Exec {
             } else {
                 th.prev = last;
             }
-            self.emit(th, "MapStateFailed", None);
+            // MapStateFailed comes only once retries are exhausted.
             return Err(f);
         }
         if distributed {
@@ -1459,6 +1473,23 @@ impl Exec {
         }
         self.emit_raw(th, "MapStateSucceeded", None, false);
         Ok(Value::Array(results))
+    }
+}
+
+/// An integer, or a string holding one (AWS accepts both in `…Path` fields).
+fn as_integer(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_float(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 

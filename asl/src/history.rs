@@ -68,6 +68,7 @@ pub fn entered(name: &str, input: &Value) -> (String, Value) {
 }
 
 pub fn exited(name: &str, output: &Value, assigned: Option<&Map<String, Value>>) -> (String, Value) {
+    let assigned = assigned.filter(|a| !a.is_empty());
     let mut d = Map::new();
     d.insert("name".into(), json!(name));
     d.insert("output".into(), json!(to_json_string(output)));
@@ -89,7 +90,7 @@ pub fn error_details(key: &str, error: Option<&str>, cause: Option<&str>, extra:
     for (k, v) in extra {
         d.insert((*k).to_string(), v.clone());
     }
-    if let Some(c) = cause {
+    if let Some(c) = cause.filter(|c| !c.is_empty()) {
         d.insert("cause".into(), json!(c));
     }
     if let Some(e) = error {

@@ -284,7 +284,8 @@ fn as_int(c: &Call, v: &Value) -> Result<i64, Failure> {
     match v {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+            // Java's Math.round: halves go up (-1.5 -> -1).
+            .or_else(|| n.as_f64().filter(|f| f.abs() < 9.0e15).map(|f| (f + 0.5).floor() as i64))
             .ok_or_else(|| fail(format!("The arguments to {} must be integers", c.name))),
         _ => Err(fail(format!("The arguments to {} must be integers", c.name))),
     }
@@ -314,6 +315,9 @@ pub fn eval(c: &Call, scope: &Scope) -> Result<Value, Failure> {
         "States.StringToJson" => {
             arg_count(c, 1, 1)?;
             let s = as_str(c, a(0))?;
+            if s.trim().is_empty() {
+                return Ok(Value::Null);
+            }
             serde_json::from_str(s)
                 .map_err(|_| fail(format!("Invalid JSON string passed to States.StringToJson: {s}")))
         }
@@ -516,10 +520,7 @@ fn format(tpl: &str, args: &[Value]) -> Result<Value, Failure> {
                     fail("The number of arguments does not match the number of placeholders in States.Format")
                 })?;
                 used += 1;
-                match v {
-                    Value::String(s) => out.push_str(s),
-                    other => out.push_str(&to_json_string(other)),
-                }
+                out.push_str(&java_string(v));
             }
             _ => out.push(ch),
         }
@@ -530,6 +531,23 @@ fn format(tpl: &str, args: &[Value]) -> Result<Value, Failure> {
         ));
     }
     Ok(Value::String(out))
+}
+
+/// How AWS (a Java service) renders a value inside `States.Format`: strings raw,
+/// objects as `{k=v, ...}`, arrays as `[a, b]`.
+fn java_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!("[{}]", a.iter().map(java_string).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{k}={}", java_string(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => to_json_string(other),
+    }
 }
 
 fn hash(data: &str, alg: &str) -> Result<String, Failure> {

@@ -171,6 +171,33 @@ impl JsonPath {
         out
     }
 
+    /// Jayway's wording for a definite path that selects nothing in `doc`:
+    /// a missing intermediate property vs. a missing leaf.
+    pub fn not_found_reason(&self, doc: &Value) -> String {
+        let mut cur = Some(doc);
+        let mut shown = String::from(if self.root == Root::Context { "$$" } else { "$" });
+        let n = self.segs.len();
+        for (i, seg) in self.segs.iter().enumerate() {
+            let next = match seg {
+                Seg::Field(f) => {
+                    let _ = write!(shown, "['{f}']");
+                    cur.and_then(|c| c.as_object()).and_then(|o| o.get(f))
+                }
+                Seg::Index(k) => {
+                    let _ = write!(shown, "[{k}]");
+                    cur.and_then(|c| c.as_array())
+                        .and_then(|a| usize::try_from(*k).ok().and_then(|k| a.get(k)))
+                }
+                _ => return format!("No results for path: {}", self.bracket_notation()),
+            };
+            if next.is_none() && i + 1 < n {
+                return format!("Missing property in path {shown}");
+            }
+            cur = next;
+        }
+        format!("No results for path: {}", self.bracket_notation())
+    }
+
     /// Writes `value` at this (definite) path inside `doc`, creating objects on the
     /// way. Errors when the path crosses a non-object or is indefinite.
     pub fn set(&self, doc: &mut Value, value: Value) -> Result<(), ()> {

@@ -109,7 +109,12 @@ pub enum ResourceKind {
 }
 
 pub fn classify(arn: &str) -> ResourceKind {
-    if let Some(rest) = arn.strip_prefix("arn:aws:states:::") {
+    // arn:<partition>:states:::service:action (any partition)
+    let service_rest = arn
+        .strip_prefix("arn:")
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(_, r)| r.strip_prefix("states:::"));
+    if let Some(rest) = service_rest {
         // aws-sdk:sesv2:sendEmail → ("aws-sdk:sesv2", "sendEmail")
         if let Some((ty, res)) = rest.rsplit_once(':') {
             return ResourceKind::Service {

@@ -28,12 +28,17 @@ pub struct Catcher {
     pub assign: Option<Value>,
 }
 
-/// Does an `ErrorEquals` list match this error? `States.ALL` matches everything except
-/// the terminal `States.Runtime` and `States.DataLimitExceeded`, which only match by name.
+/// Does an `ErrorEquals` list match this error? `States.ALL` matches everything;
+/// `States.TaskFailed` matches every error not named `States.*` (task errors).
+/// `States.Runtime` is terminal: nothing catches or retries it.
 pub fn matches(error_equals: &[String], error: &str) -> bool {
+    if error == "States.Runtime" {
+        return false;
+    }
     error_equals.iter().any(|e| {
         e == error
-            || (e == "States.ALL" && error != "States.Runtime" && error != "States.DataLimitExceeded")
+            || e == "States.ALL"
+            || (e == "States.TaskFailed" && !error.starts_with("States."))
     })
 }
 
@@ -64,7 +69,8 @@ mod tests {
         let all = vec!["States.ALL".to_string()];
         assert!(matches(&all, "Custom"));
         assert!(!matches(&all, "States.Runtime"));
-        assert!(matches(&["States.Runtime".to_string()], "States.Runtime"));
+        assert!(matches(&["States.TaskFailed".to_string()], "Lambda.Unknown"));
+        assert!(!matches(&["States.TaskFailed".to_string()], "States.Timeout"));
     }
 
     #[test]
