@@ -131,11 +131,14 @@ pub fn parse_cond(v: &Value, depth: usize) -> Result<Cond, (String, String)> {
     if let Some(inner) = o.get("Not") {
         return Ok(Cond::Not(Box::new(parse_cond(inner, depth + 1)?)));
     }
-    let var_text = o
-        .get("Variable")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("Variable", "a comparison must have a 'Variable' string field"))?;
-    let var = Ref::parse(var_text).map_err(|e| bad("Variable", &format!("invalid path '{var_text}': {e}")))?;
+    let var_text = o.get("Variable").and_then(Value::as_str).ok_or_else(|| {
+        bad(
+            "Variable",
+            "a comparison must have a 'Variable' string field",
+        )
+    })?;
+    let var = Ref::parse(var_text)
+        .map_err(|e| bad("Variable", &format!("invalid path '{var_text}': {e}")))?;
     for (name, kind, cmp) in OPS {
         if let Some(lit) = o.get(*name) {
             let ok = match kind {
@@ -176,9 +179,7 @@ pub fn parse_cond(v: &Value, depth: usize) -> Result<Cond, (String, String)> {
     }
     for (name, test) in TESTS {
         if let Some(b) = o.get(*name) {
-            let expect = b
-                .as_bool()
-                .ok_or_else(|| bad(name, "must be a boolean"))?;
+            let expect = b.as_bool().ok_or_else(|| bad(name, "must be a boolean"))?;
             return Ok(Cond::Test {
                 var,
                 test: *test,
@@ -252,7 +253,10 @@ pub fn eval(c: &Cond, scope: &Scope) -> Result<bool, Failure> {
                 Kind::Numeric => match (&v, &rhs) {
                     (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
                         (Some(x), Some(y)) => Some(x.cmp(&y)),
-                        _ => a.as_f64().zip(b.as_f64()).and_then(|(x, y)| x.partial_cmp(&y)),
+                        _ => a
+                            .as_f64()
+                            .zip(b.as_f64())
+                            .and_then(|(x, y)| x.partial_cmp(&y)),
                     },
                     _ => None,
                 },
@@ -356,16 +360,34 @@ mod tests {
 
     #[test]
     fn operators() {
-        assert!(check(json!({"Variable": "$.a", "NumericEquals": 1}), json!({"a": 1.0})));
-        assert!(check(json!({"Variable": "$.a", "NumericLessThanPath": "$.b"}), json!({"a": 1, "b": 2})));
-        assert!(!check(json!({"Variable": "$.a", "StringEquals": "1"}), json!({"a": 1})));
-        assert!(check(json!({"Variable": "$.a", "IsPresent": false}), json!({})));
-        assert!(check(json!({"Not": {"Variable": "$.a", "IsNull": true}}), json!({"a": 1})));
+        assert!(check(
+            json!({"Variable": "$.a", "NumericEquals": 1}),
+            json!({"a": 1.0})
+        ));
+        assert!(check(
+            json!({"Variable": "$.a", "NumericLessThanPath": "$.b"}),
+            json!({"a": 1, "b": 2})
+        ));
+        assert!(!check(
+            json!({"Variable": "$.a", "StringEquals": "1"}),
+            json!({"a": 1})
+        ));
+        assert!(check(
+            json!({"Variable": "$.a", "IsPresent": false}),
+            json!({})
+        ));
+        assert!(check(
+            json!({"Not": {"Variable": "$.a", "IsNull": true}}),
+            json!({"a": 1})
+        ));
         assert!(check(
             json!({"Variable": "$.t", "TimestampLessThan": "2020-01-01T00:00:01Z"}),
             json!({"t": "2020-01-01T00:00:00Z"})
         ));
-        assert!(check(json!({"And": [{"Variable": "$.a", "BooleanEquals": true}]}), json!({"a": true})));
+        assert!(check(
+            json!({"And": [{"Variable": "$.a", "BooleanEquals": true}]}),
+            json!({"a": true})
+        ));
     }
 
     #[test]

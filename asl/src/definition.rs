@@ -191,7 +191,12 @@ fn verr(state: Option<&str>, loc: &str, field: &str, msg: &str) -> ValidationErr
 
 const MAX_NESTING: usize = 40;
 
-fn parse_machine(v: &Value, loc: &str, errs: &mut Vec<ValidationError>, depth: usize) -> Option<Definition> {
+fn parse_machine(
+    v: &Value,
+    loc: &str,
+    errs: &mut Vec<ValidationError>,
+    depth: usize,
+) -> Option<Definition> {
     if depth > MAX_NESTING {
         errs.push(verr(None, loc, "", "state machine nested too deeply"));
         return None;
@@ -200,8 +205,10 @@ fn parse_machine(v: &Value, loc: &str, errs: &mut Vec<ValidationError>, depth: u
         errs.push(verr(None, loc, "", "a state machine must be a JSON object"));
         return None;
     };
-    if let Some(ql) = o.get("QueryLanguage") {
-        if ql.as_str() != Some("JSONPath") {
+    if let Some(ql) = o.get("QueryLanguage")
+        && ql.as_str() != Some("JSONPath")
+    {
+        {
             errs.push(verr(
                 None,
                 loc,
@@ -213,7 +220,12 @@ fn parse_machine(v: &Value, loc: &str, errs: &mut Vec<ValidationError>, depth: u
     let start_at = match o.get("StartAt").and_then(Value::as_str) {
         Some(s) => s.to_string(),
         None => {
-            errs.push(verr(None, loc, "StartAt", "the field 'StartAt' is required and must be a string"));
+            errs.push(verr(
+                None,
+                loc,
+                "StartAt",
+                "the field 'StartAt' is required and must be a string",
+            ));
             String::new()
         }
     };
@@ -222,24 +234,44 @@ fn parse_machine(v: &Value, loc: &str, errs: &mut Vec<ValidationError>, depth: u
         Some(t) => match t.as_u64() {
             Some(n) => Some(n),
             None => {
-                errs.push(verr(None, loc, "TimeoutSeconds", "must be a non-negative integer"));
+                errs.push(verr(
+                    None,
+                    loc,
+                    "TimeoutSeconds",
+                    "must be a non-negative integer",
+                ));
                 None
             }
         },
     };
     let Some(states_obj) = o.get("States").and_then(Value::as_object) else {
-        errs.push(verr(None, loc, "States", "the field 'States' is required and must be an object"));
+        errs.push(verr(
+            None,
+            loc,
+            "States",
+            "the field 'States' is required and must be an object",
+        ));
         return None;
     };
     if states_obj.is_empty() {
-        errs.push(verr(None, loc, "States", "'States' must contain at least one state"));
+        errs.push(verr(
+            None,
+            loc,
+            "States",
+            "'States' must contain at least one state",
+        ));
     }
     let mut states = Vec::with_capacity(states_obj.len());
     let mut index = HashMap::new();
     for (name, sv) in states_obj {
         let sloc = format!("{loc}/States/{name}");
         if name.is_empty() || name.chars().count() > 80 {
-            errs.push(verr(Some(name), &sloc, "", "state names must be 1 to 80 characters long"));
+            errs.push(verr(
+                Some(name),
+                &sloc,
+                "",
+                "state names must be 1 to 80 characters long",
+            ));
         }
         if let Some(st) = parse_state(name, sv, &sloc, errs, depth) {
             index.insert(name.clone(), states.len());
@@ -325,12 +357,18 @@ impl Ctx<'_> {
             Some(Value::String(s)) => match Ref::parse(s) {
                 Ok(r) => IoPath::Ref(r),
                 Err(e) => {
-                    self.err(field, format!("the value '{s}' is not a valid JSONPath: {e}"));
+                    self.err(
+                        field,
+                        format!("the value '{s}' is not a valid JSONPath: {e}"),
+                    );
                     IoPath::Default
                 }
             },
             Some(_) => {
-                self.err(field, format!("the field '{field}' must be a string or null"));
+                self.err(
+                    field,
+                    format!("the field '{field}' must be a string or null"),
+                );
                 IoPath::Default
             }
         }
@@ -341,18 +379,32 @@ impl Ctx<'_> {
             None => ResultPathSpec::Default,
             Some(Value::Null) => ResultPathSpec::Null,
             Some(Value::String(s)) => match JsonPath::parse(s) {
-                Ok(p) if p.is_definite() && p.root() == crate::path::Root::Input => ResultPathSpec::Path(p),
+                Ok(p) if p.is_definite() && p.root() == crate::path::Root::Input => {
+                    ResultPathSpec::Path(p)
+                }
                 Ok(_) => {
-                    self.err(field, format!("the value '{s}' is not a valid reference path"));
+                    self.err(
+                        field,
+                        format!("the value '{s}' is not a valid reference path"),
+                    );
                     ResultPathSpec::Default
                 }
                 Err(e) => {
-                    self.err(field, format!("the value '{s}' is not a valid reference path: {}", e.reason));
+                    self.err(
+                        field,
+                        format!(
+                            "the value '{s}' is not a valid reference path: {}",
+                            e.reason
+                        ),
+                    );
                     ResultPathSpec::Default
                 }
             },
             Some(_) => {
-                self.err(field, format!("the field '{field}' must be a string or null"));
+                self.err(
+                    field,
+                    format!("the field '{field}' must be a string or null"),
+                );
                 ResultPathSpec::Default
             }
         }
@@ -372,13 +424,19 @@ impl Ctx<'_> {
         let pfield = format!("{field}Path");
         match (self.o.get(field), self.o.get(&pfield)) {
             (Some(_), Some(_)) => {
-                self.err(field, format!("'{field}' and '{pfield}' are mutually exclusive"));
+                self.err(
+                    field,
+                    format!("'{field}' and '{pfield}' are mutually exclusive"),
+                );
                 None
             }
             (Some(v), None) => match v.as_u64() {
                 Some(n) => Some(Dyn::Static(n)),
                 None => {
-                    self.err(field, format!("the field '{field}' must be a non-negative integer"));
+                    self.err(
+                        field,
+                        format!("the field '{field}' must be a non-negative integer"),
+                    );
                     None
                 }
             },
@@ -391,7 +449,10 @@ impl Ctx<'_> {
         match p.as_str().map(Ref::parse) {
             Some(Ok(r)) => Some(Dyn::Path(r)),
             _ => {
-                self.err(field, format!("the field '{field}' must be a valid JSONPath"));
+                self.err(
+                    field,
+                    format!("the field '{field}' must be a valid JSONPath"),
+                );
                 None
             }
         }
@@ -426,7 +487,9 @@ fn check_template(v: &Value, problems: &mut Vec<String>, depth: usize) {
                 }
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| check_template(x, problems, depth + 1)),
+        Value::Array(a) => a
+            .iter()
+            .for_each(|x| check_template(x, problems, depth + 1)),
         _ => {}
     }
 }
@@ -435,32 +498,98 @@ const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 
 fn allowed_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        "Pass" => &["Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "Result", "Assign"],
+        "Pass" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "Result",
+            "Assign",
+        ],
         "Task" => &[
-            "Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector",
-            "Retry", "Catch", "Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
-            "HeartbeatSecondsPath", "Credentials", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
+            "Assign",
         ],
         "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
-        "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath", "Assign"],
+        "Wait" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "Timestamp",
+            "SecondsPath",
+            "TimestampPath",
+            "Assign",
+        ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
-            "Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector",
-            "Retry", "Catch", "Branches", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Branches",
+            "Assign",
         ],
         "Map" => &[
-            "Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ItemSelector",
-            "ResultSelector", "Retry", "Catch", "Iterator", "ItemProcessor", "ItemsPath",
-            "MaxConcurrency", "MaxConcurrencyPath", "ToleratedFailureCount",
-            "ToleratedFailureCountPath", "ToleratedFailurePercentage",
-            "ToleratedFailurePercentagePath", "Label", "ItemReader", "ResultWriter", "ItemBatcher", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ItemSelector",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Iterator",
+            "ItemProcessor",
+            "ItemsPath",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "Label",
+            "ItemReader",
+            "ResultWriter",
+            "ItemBatcher",
+            "Assign",
         ],
         _ => &[],
     }
 }
 
-fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>, depth: usize) -> Option<State> {
+fn parse_state(
+    name: &str,
+    v: &Value,
+    loc: &str,
+    errs: &mut Vec<ValidationError>,
+    depth: usize,
+) -> Option<State> {
     let Some(o) = v.as_object() else {
         errs.push(verr(Some(name), loc, "", "a state must be a JSON object"));
         return None;
@@ -477,12 +606,20 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
     }
     for k in o.keys() {
         if !allowed.contains(&k.as_str()) && !COMMON.contains(&k.as_str()) {
-            c.err(k, format!("the field '{k}' is not supported by {ty} states"));
+            c.err(
+                k,
+                format!("the field '{k}' is not supported by {ty} states"),
+            );
         }
     }
-    if let Some(ql) = o.get("QueryLanguage") {
-        if ql.as_str() != Some("JSONPath") {
-            c.err("QueryLanguage", "only the JSONPath query language is supported by this engine (JSONata is not)");
+    if let Some(ql) = o.get("QueryLanguage")
+        && ql.as_str() != Some("JSONPath")
+    {
+        {
+            c.err(
+                "QueryLanguage",
+                "only the JSONPath query language is supported by this engine (JSONata is not)",
+            );
         }
     }
     // Transition
@@ -499,7 +636,10 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
     if !terminal {
         match (&next, end) {
             (Some(_), true) => c.err("End", "a state cannot have both 'Next' and 'End: true'"),
-            (None, false) => c.err("Next", "a non-terminal state must have 'Next' or 'End: true'"),
+            (None, false) => c.err(
+                "Next",
+                "a non-terminal state must have 'Next' or 'End: true'",
+            ),
             _ => {}
         }
     }
@@ -509,8 +649,10 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
     let parameters = c.template("Parameters");
     let result_selector = c.template("ResultSelector");
     let assign = c.template("Assign");
-    if let Some(a) = &assign {
-        if !a.is_object() {
+    if let Some(a) = &assign
+        && !a.is_object()
+    {
+        {
             c.err("Assign", "the field 'Assign' must be an object");
         }
     }
@@ -530,9 +672,14 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
             };
             let timeout = c.dyn_u64("TimeoutSeconds");
             let heartbeat = c.dyn_u64("HeartbeatSeconds");
-            if let (Some(Dyn::Static(t)), Some(Dyn::Static(h))) = (&timeout, &heartbeat) {
-                if h >= t {
-                    c.err("HeartbeatSeconds", "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'");
+            if let (Some(Dyn::Static(t)), Some(Dyn::Static(h))) = (&timeout, &heartbeat)
+                && h >= t
+            {
+                {
+                    c.err(
+                        "HeartbeatSeconds",
+                        "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'",
+                    );
                 }
             }
             if let Some(Dyn::Static(0)) = timeout {
@@ -561,7 +708,9 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
                                 })
                             }
                             (Err((f, m)), _) => c.err("Choices", format!("{f}: {m}")),
-                            (_, None) => c.err("Choices", "every top-level choice rule needs a 'Next'"),
+                            (_, None) => {
+                                c.err("Choices", "every top-level choice rule needs a 'Next'")
+                            }
                         }
                     }
                 }
@@ -590,9 +739,14 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
                     }
                 },
                 "Timestamp" => match val.as_str() {
-                    Some(s) if crate::timestamp::parse(s).is_some() => WaitSpec::Timestamp(s.to_string()),
+                    Some(s) if crate::timestamp::parse(s).is_some() => {
+                        WaitSpec::Timestamp(s.to_string())
+                    }
                     _ => {
-                        c.err(f, "'Timestamp' must be an ISO-8601 extended offset date-time string");
+                        c.err(
+                            f,
+                            "'Timestamp' must be an ISO-8601 extended offset date-time string",
+                        );
                         return None;
                     }
                 },
@@ -635,7 +789,10 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
                 "Iterator"
             };
             let Some(pv) = o.get(proc_field) else {
-                c.err("ItemProcessor", "a Map state needs an 'ItemProcessor' (or 'Iterator')");
+                c.err(
+                    "ItemProcessor",
+                    "a Map state needs an 'ItemProcessor' (or 'Iterator')",
+                );
                 return None;
             };
             let mode = match pv
@@ -646,12 +803,18 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
                 Some("DISTRIBUTED") => MapMode::Distributed,
                 Some("INLINE") | None => MapMode::Inline,
                 Some(other) => {
-                    c.err(proc_field, format!("unknown ProcessorConfig.Mode '{other}'"));
+                    c.err(
+                        proc_field,
+                        format!("unknown ProcessorConfig.Mode '{other}'"),
+                    );
                     MapMode::Inline
                 }
             };
             if o.contains_key("ItemReader") {
-                c.err("ItemReader", "ItemReader needs an AWS service (S3) and is not supported by this engine");
+                c.err(
+                    "ItemReader",
+                    "ItemReader needs an AWS service (S3) and is not supported by this engine",
+                );
             }
             let mut sub = pv.clone();
             if let Some(m) = sub.as_object_mut() {
@@ -665,7 +828,10 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
                 None
             };
             let max_concurrency = c.dyn_u64("MaxConcurrency").unwrap_or(Dyn::Static(0));
-            let tolerated_count = match (o.get("ToleratedFailureCount"), o.get("ToleratedFailureCountPath")) {
+            let tolerated_count = match (
+                o.get("ToleratedFailureCount"),
+                o.get("ToleratedFailureCountPath"),
+            ) {
                 (Some(v), None) => match v.as_i64() {
                     Some(n) if n >= 0 => Some(Dyn::Static(n)),
                     _ => {
@@ -680,11 +846,17 @@ fn parse_state(name: &str, v: &Value, loc: &str, errs: &mut Vec<ValidationError>
                 }
                 (None, None) => None,
             };
-            let tolerated_percentage = match (o.get("ToleratedFailurePercentage"), o.get("ToleratedFailurePercentagePath")) {
+            let tolerated_percentage = match (
+                o.get("ToleratedFailurePercentage"),
+                o.get("ToleratedFailurePercentagePath"),
+            ) {
                 (Some(v), None) => match v.as_f64() {
                     Some(n) if (0.0..=100.0).contains(&n) => Some(Dyn::Static(n)),
                     _ => {
-                        c.err("ToleratedFailurePercentage", "must be a number between 0 and 100");
+                        c.err(
+                            "ToleratedFailurePercentage",
+                            "must be a number between 0 and 100",
+                        );
                         None
                     }
                 },
@@ -727,7 +899,10 @@ fn err_src(c: &mut Ctx, field: &str) -> Option<ErrSrc> {
     let pfield = format!("{field}Path");
     match (c.o.get(field), c.o.get(&pfield)) {
         (Some(_), Some(_)) => {
-            c.err(field, format!("'{field}' and '{pfield}' are mutually exclusive"));
+            c.err(
+                field,
+                format!("'{field}' and '{pfield}' are mutually exclusive"),
+            );
             None
         }
         (Some(v), None) => match v.as_str() {
@@ -764,7 +939,10 @@ fn err_src(c: &mut Ctx, field: &str) -> Option<ErrSrc> {
 fn error_equals(c: &mut Ctx, field: &str, v: &Value) -> Vec<String> {
     match v.get("ErrorEquals").and_then(Value::as_array) {
         Some(a) if !a.is_empty() => {
-            let names: Vec<String> = a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+            let names: Vec<String> = a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
             if names.len() != a.len() {
                 c.err(field, "'ErrorEquals' must hold strings");
             }
@@ -796,7 +974,10 @@ fn parse_retry(c: &mut Ctx) -> Vec<Retrier> {
         let max_attempts = r.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3);
         let backoff_rate = num("BackoffRate").unwrap_or(2.0);
         if interval_seconds < 1.0 || backoff_rate < 1.0 {
-            c.err("Retry", "'IntervalSeconds' must be at least 1 and 'BackoffRate' at least 1.0");
+            c.err(
+                "Retry",
+                "'IntervalSeconds' must be at least 1 and 'BackoffRate' at least 1.0",
+            );
         }
         let jitter = match r.get("JitterStrategy").and_then(Value::as_str) {
             Some("FULL") => Jitter::Full,
@@ -873,8 +1054,14 @@ mod tests {
             r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},"C":{"Type":"Task","End":true}}}"#,
         )
         .unwrap_err();
-        assert!(bad.iter().any(|e| e.state.as_deref() == Some("A") && e.field == "Next"));
-        assert!(bad.iter().any(|e| e.state.as_deref() == Some("C") && e.field == "Resource"));
+        assert!(
+            bad.iter()
+                .any(|e| e.state.as_deref() == Some("A") && e.field == "Next")
+        );
+        assert!(
+            bad.iter()
+                .any(|e| e.state.as_deref() == Some("C") && e.field == "Resource")
+        );
         assert!(Definition::parse("[").is_err());
         assert!(Definition::parse("{}").is_err());
     }

@@ -3,11 +3,13 @@
 
 use crate::choice;
 use crate::clock::Clock;
-use crate::definition::{Definition, Dyn, ErrSrc, IoPath, MapMode, ResultPathSpec, State, StateKind, WaitSpec};
+use crate::definition::{
+    Definition, Dyn, ErrSrc, IoPath, MapMode, ResultPathSpec, State, StateKind, WaitSpec,
+};
 use crate::error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
-use crate::history::{self, HistoryEvent, entered, error_details, exited, not_truncated};
+use crate::history::{HistoryEvent, entered, error_details, exited, not_truncated};
 use crate::intrinsics;
-use crate::path::{JsonPath, to_json_string};
+use crate::path::to_json_string;
 use crate::payload::{Ref, Scope, Vars, eval_template};
 use crate::resource::{ResourceKind, ResourceRegistry, TaskContext, classify};
 use crate::retry::{self, Catcher};
@@ -188,7 +190,11 @@ impl Engine {
     }
 
     /// Parses `definition` and names it.
-    pub fn state_machine(&self, name: &str, definition: &str) -> Result<StateMachine, Vec<ValidationError>> {
+    pub fn state_machine(
+        &self,
+        name: &str,
+        definition: &str,
+    ) -> Result<StateMachine, Vec<ValidationError>> {
         let def = Definition::parse(definition)?;
         Ok(StateMachine {
             name: name.to_string(),
@@ -328,7 +334,10 @@ impl Engine {
         self.inner.store.history(execution_arn)
     }
 
-    pub fn describe_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+    pub fn describe_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Option<ExecutionRecord>, StoreError> {
         self.inner.store.get_execution(execution_arn)
     }
 
@@ -338,7 +347,12 @@ impl Engine {
     }
 
     /// Fails a `.waitForTaskToken` task.
-    pub fn send_task_failure(&self, token: &str, error: Option<String>, cause: Option<String>) -> Result<(), TaskTokenError> {
+    pub fn send_task_failure(
+        &self,
+        token: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<(), TaskTokenError> {
         self.complete_token(token, Err(Failure::bare(error.unwrap_or_default(), cause)))
     }
 
@@ -394,13 +408,23 @@ struct Visit<'a> {
 type Res<T> = Result<T, Failure>;
 
 impl Exec {
-    fn emit_raw(&self, th: &mut Thread, ty: &str, details: Option<(String, Value)>, advance: bool) -> (u64, i64) {
+    fn emit_raw(
+        &self,
+        th: &mut Thread,
+        ty: &str,
+        details: Option<(String, Value)>,
+        advance: bool,
+    ) -> (u64, i64) {
         if th.silent {
             return (0, self.inner.clock.now_millis());
         }
         let mut r = lock(&self.rec);
         let id = r.events.len() as u64 + 1;
-        let replayed = r.replay.get(r.events.len()).filter(|e| e.event_type == ty).cloned();
+        let replayed = r
+            .replay
+            .get(r.events.len())
+            .filter(|e| e.event_type == ty)
+            .cloned();
         let (ts_str, ms) = match &replayed {
             Some(e) => (
                 e.timestamp.clone(),
@@ -484,8 +508,15 @@ impl Exec {
         ctx
     }
 
-    async fn run(self: Arc<Self>, def: Arc<Definition>, mut record: ExecutionRecord) -> ExecutionOutcome {
-        let mut top = Thread { prev: 0, silent: false };
+    async fn run(
+        self: Arc<Self>,
+        def: Arc<Definition>,
+        mut record: ExecutionRecord,
+    ) -> ExecutionOutcome {
+        let mut top = Thread {
+            prev: 0,
+            silent: false,
+        };
         self.emit(
             &mut top,
             "ExecutionStarted",
@@ -502,7 +533,9 @@ impl Exec {
                 let sleep = self.inner.clock.sleep(t.saturating_mul(1000));
                 match futures_util::future::select(body, sleep).await {
                     futures_util::future::Either::Left((r, _)) => r.map_err(|f| (f, false)),
-                    futures_util::future::Either::Right(_) => Err((Failure::new("States.Timeout", ""), true)),
+                    futures_util::future::Either::Right(_) => {
+                        Err((Failure::new("States.Timeout", ""), true))
+                    }
                 }
             }
             None => body.await.map_err(|f| (f, false)),
@@ -522,28 +555,49 @@ impl Exec {
             Err((f, timed_out)) => {
                 top.prev = self.last_id();
                 let (ty, key, status) = if timed_out {
-                    ("ExecutionTimedOut", "executionTimedOutEventDetails", ExecutionStatus::TimedOut)
+                    (
+                        "ExecutionTimedOut",
+                        "executionTimedOutEventDetails",
+                        ExecutionStatus::TimedOut,
+                    )
                 } else {
-                    ("ExecutionFailed", "executionFailedEventDetails", ExecutionStatus::Failed)
+                    (
+                        "ExecutionFailed",
+                        "executionFailedEventDetails",
+                        ExecutionStatus::Failed,
+                    )
                 };
                 self.emit(
                     &mut top,
                     ty,
-                    Some(error_details(key, Some(f.error.as_str()).filter(|e| !e.is_empty()), f.cause.as_deref(), &[])),
+                    Some(error_details(
+                        key,
+                        Some(f.error.as_str()).filter(|e| !e.is_empty()),
+                        f.cause.as_deref(),
+                        &[],
+                    )),
                 );
-                (status, None, Some(f.error).filter(|e| !e.is_empty()), f.cause)
+                (
+                    status,
+                    None,
+                    Some(f.error).filter(|e| !e.is_empty()),
+                    f.cause,
+                )
             }
         };
         record.status = status;
         record.stop_date = Some(self.inner.clock.now_millis());
         record.output = output.clone();
         record.error = error.clone();
+        let cause = cause.filter(|c| !c.is_empty());
         record.cause = cause.clone();
         let store_err = lock(&self.rec).store_err.take();
         let put_err = self.inner.store.put_execution(&record).err();
         let (error, cause) = match store_err.or(put_err) {
             // The run itself ended, but it could not be made durable: say so.
-            Some(e) if status == ExecutionStatus::Succeeded => (Some("States.Runtime".into()), Some(e.to_string())),
+            Some(e) if status == ExecutionStatus::Succeeded => {
+                (Some("States.Runtime".into()), Some(e.to_string()))
+            }
             _ => (error, cause),
         };
         ExecutionOutcome {
@@ -563,17 +617,20 @@ impl Exec {
         th: &'a mut Thread,
     ) -> BoxFuture<'a, Res<Value>> {
         Box::pin(async move {
-            let mut state = def
-                .start()
-                .ok_or_else(|| Failure::new("States.Runtime", format!("StartAt state '{}' not found", def.start_at)))?;
+            let mut state = def.start().ok_or_else(|| {
+                Failure::new(
+                    "States.Runtime",
+                    format!("StartAt state '{}' not found", def.start_at),
+                )
+            })?;
             let mut input = input;
             loop {
                 match self.run_state(state, input, &mut vars, th).await? {
                     Step::End(out) => return Ok(out),
                     Step::Next(n, out) => {
-                        state = def
-                            .state(&n)
-                            .ok_or_else(|| Failure::new("States.Runtime", format!("Next state '{n}' not found")))?;
+                        state = def.state(&n).ok_or_else(|| {
+                            Failure::new("States.Runtime", format!("Next state '{n}' not found"))
+                        })?;
                         input = out;
                     }
                 }
@@ -585,15 +642,28 @@ impl Exec {
         if to_json_string(v).len() > self.inner.config.max_payload_bytes {
             return Err(Failure::new(
                 "States.DataLimitExceeded",
-                format!("The state/task '{state}' returned a result with a size exceeding the maximum number of bytes service limit."),
+                format!(
+                    "The state/task '{state}' returned a result with a size exceeding the maximum number of bytes service limit."
+                ),
             ));
         }
         Ok(())
     }
 
-    async fn run_state(&self, st: &State, raw: Value, vars: &mut Vars, th: &mut Thread) -> Res<Step> {
+    async fn run_state(
+        &self,
+        st: &State,
+        raw: Value,
+        vars: &mut Vars,
+        th: &mut Thread,
+    ) -> Res<Step> {
         let ty = st.kind.type_name();
-        let (entered_id, entered_ms) = self.emit_raw(th, &format!("{ty}StateEntered"), Some(entered(&st.name, &raw)), true);
+        let (entered_id, entered_ms) = self.emit_raw(
+            th,
+            &format!("{ty}StateEntered"),
+            Some(entered(&st.name, &raw)),
+            true,
+        );
         let visit = Visit {
             state: &st.name,
             entered_ms,
@@ -623,20 +693,24 @@ impl Exec {
                 Step::End(self.output_path(st, eff, vars, &visit)?)
             }
             StateKind::Fail { error, cause } => {
-                let err = self.err_src(error.as_ref(), "ErrorPath", &raw, vars, &visit).map_err(|f| {
-                    if f.error == "States.Runtime" {
-                        rt(f.cause.unwrap_or_default())
-                    } else {
-                        f
-                    }
-                })?;
-                let cause = self.err_src(cause.as_ref(), "CausePath", &raw, vars, &visit).map_err(|f| {
-                    if f.error == "States.Runtime" {
-                        rt(f.cause.unwrap_or_default())
-                    } else {
-                        f
-                    }
-                })?;
+                let err = self
+                    .err_src(error.as_ref(), "ErrorPath", &raw, vars, &visit)
+                    .map_err(|f| {
+                        if f.error == "States.Runtime" {
+                            rt(f.cause.unwrap_or_default())
+                        } else {
+                            f
+                        }
+                    })?;
+                let cause = self
+                    .err_src(cause.as_ref(), "CausePath", &raw, vars, &visit)
+                    .map_err(|f| {
+                        if f.error == "States.Runtime" {
+                            rt(f.cause.unwrap_or_default())
+                        } else {
+                            f
+                        }
+                    })?;
                 return Err(Failure::bare(err.unwrap_or_default(), cause));
             }
             StateKind::Choice { choices, default } => {
@@ -658,7 +732,10 @@ impl Exec {
                         None => {
                             return Err(Failure::new(
                                 "States.NoChoiceMatched",
-                                format!("An error occurred while executing the state '{}' (entered at the event id #{entered_id}). No Matches!", st.name),
+                                format!(
+                                    "An error occurred while executing the state '{}' (entered at the event id #{entered_id}). No Matches!",
+                                    st.name
+                                ),
                             ));
                         }
                     },
@@ -674,7 +751,9 @@ impl Exec {
             }
             StateKind::Wait(spec) => {
                 let eff = self.input_path(st, &raw, vars, &visit)?;
-                let delay_ms = self.wait_delay(spec, &eff, vars, &visit, entered_ms).map_err(rt)?;
+                let delay_ms = self
+                    .wait_delay(spec, &eff, vars, &visit, entered_ms)
+                    .map_err(rt)?;
                 if delay_ms > 0 {
                     self.inner.clock.sleep(delay_ms).await;
                 }
@@ -705,8 +784,7 @@ impl Exec {
                 vars.values.insert(k.clone(), v.clone());
             }
         }
-        let (exit_ty, silent_prev) = (format!("{ty}StateExited"), ());
-        let _ = silent_prev;
+        let exit_ty = format!("{ty}StateExited");
         self.emit(th, &exit_ty, Some(exited(&st.name, out, assigned.as_ref())));
         Ok(step)
     }
@@ -718,7 +796,13 @@ impl Exec {
         }
     }
 
-    fn scope_eval<T>(&self, input: &Value, vars: &Vars, v: &Visit, f: impl FnOnce(&Scope) -> T) -> T {
+    fn scope_eval<T>(
+        &self,
+        input: &Value,
+        vars: &Vars,
+        v: &Visit,
+        f: impl FnOnce(&Scope) -> T,
+    ) -> T {
         let ctxf = || self.context(v);
         let scope = Scope::lazy(input, &ctxf, vars);
         f(&scope)
@@ -746,17 +830,25 @@ impl Exec {
         match p {
             IoPath::Default => Ok(input),
             IoPath::Null => Ok(Value::Object(Map::new())),
-            IoPath::Ref(r) => self.resolve_ref(r, &input, vars, v).ok_or_else(|| self.invalid_path(r, &input, v)),
+            IoPath::Ref(r) => self
+                .resolve_ref(r, &input, vars, v)
+                .ok_or_else(|| self.invalid_path(r, &input, v)),
         }
     }
 
     fn invalid_path(&self, r: &Ref, input: &Value, v: &Visit) -> Failure {
         let reason = match r {
-            Ref::Path(p) if p.root() == crate::path::Root::Context => p.not_found_reason(&self.context(v)),
+            Ref::Path(p) if p.root() == crate::path::Root::Context => {
+                p.not_found_reason(&self.context(v))
+            }
             Ref::Path(p) => p.not_found_reason(input),
             Ref::Var(..) => format!("No results for path: {}", r.text()),
         };
-        Failure::runtime_in_state(v.state, v.entered_id, format!("Invalid path '{}' : {reason}", r.text()))
+        Failure::runtime_in_state(
+            v.state,
+            v.entered_id,
+            format!("Invalid path '{}' : {reason}", r.text()),
+        )
     }
 
     fn input_path(&self, st: &State, raw: &Value, vars: &Vars, v: &Visit) -> Res<Value> {
@@ -792,7 +884,13 @@ impl Exec {
         }
     }
 
-    fn assign(&self, assign: Option<&Value>, input: &Value, vars: &Vars, v: &Visit) -> Res<Option<Map<String, Value>>> {
+    fn assign(
+        &self,
+        assign: Option<&Value>,
+        input: &Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<Option<Map<String, Value>>> {
         let Some(a) = assign else {
             return Ok(None);
         };
@@ -802,7 +900,14 @@ impl Exec {
         }
     }
 
-    fn err_src(&self, src: Option<&ErrSrc>, field: &str, raw: &Value, vars: &Vars, v: &Visit) -> Res<Option<String>> {
+    fn err_src(
+        &self,
+        src: Option<&ErrSrc>,
+        field: &str,
+        raw: &Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<Option<String>> {
         let val = match src {
             None => return Ok(None),
             Some(ErrSrc::Literal(s)) => return Ok(Some(s.clone())),
@@ -824,7 +929,14 @@ impl Exec {
         }))
     }
 
-    fn wait_delay(&self, spec: &WaitSpec, eff: &Value, vars: &Vars, v: &Visit, entered_ms: i64) -> Result<u64, String> {
+    fn wait_delay(
+        &self,
+        spec: &WaitSpec,
+        eff: &Value,
+        vars: &Vars,
+        v: &Visit,
+        entered_ms: i64,
+    ) -> Result<u64, String> {
         const MAX_DELAY_MS: i128 = i32::MAX as i128 * 1000;
         let until = |ns: i128| -> Result<u64, String> {
             let delay = ns / 1_000_000 - i128::from(entered_ms);
@@ -837,11 +949,17 @@ impl Exec {
             WaitSpec::Seconds(s) => Ok(s.saturating_mul(1000)),
             WaitSpec::Timestamp(t) => until(timestamp::parse(t).ok_or("invalid Timestamp")?),
             WaitSpec::SecondsPath(r) => {
-                let val = self
-                    .resolve_ref(r, eff, vars, v)
-                    .ok_or_else(|| format!("The SecondsPath parameter does not reference an input value: {}", r.text()))?;
+                let val = self.resolve_ref(r, eff, vars, v).ok_or_else(|| {
+                    format!(
+                        "The SecondsPath parameter does not reference an input value: {}",
+                        r.text()
+                    )
+                })?;
                 match val.as_i64() {
-                    Some(n) if n < 0 => Err(format!("The SecondsPath parameter references a negative value: {} == {n}", r.text())),
+                    Some(n) if n < 0 => Err(format!(
+                        "The SecondsPath parameter references a negative value: {} == {n}",
+                        r.text()
+                    )),
                     Some(n) => Ok((n as u64).saturating_mul(1000)),
                     None => Err(format!(
                         "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
@@ -854,9 +972,12 @@ impl Exec {
                 }
             }
             WaitSpec::TimestampPath(r) => {
-                let val = self
-                    .resolve_ref(r, eff, vars, v)
-                    .ok_or_else(|| format!("The TimestampPath parameter does not reference an input value: {}", r.text()))?;
+                let val = self.resolve_ref(r, eff, vars, v).ok_or_else(|| {
+                    format!(
+                        "The TimestampPath parameter does not reference an input value: {}",
+                        r.text()
+                    )
+                })?;
                 let shown = match &val {
                     Value::String(s) => s.clone(),
                     o => to_json_string(o),
@@ -926,8 +1047,10 @@ impl Exec {
                 .iter()
                 .enumerate()
                 .find(|(_, r)| retry::matches(&r.error_equals, &f.error));
-            if let Some((i, r)) = retrier {
-                if counts[i] < r.max_attempts {
+            if let Some((i, r)) = retrier
+                && counts[i] < r.max_attempts
+            {
+                {
                     let delay = r.delay_ms(counts[i]);
                     counts[i] += 1;
                     attempt += 1;
@@ -937,7 +1060,7 @@ impl Exec {
                     continue;
                 }
             }
-            if started && !th.silent {
+            if started && !th.silent && f.error != "States.Runtime" {
                 match st.kind {
                     StateKind::Parallel { .. } => {
                         self.emit(th, "ParallelStateFailed", None);
@@ -963,7 +1086,15 @@ impl Exec {
         }
     }
 
-    fn caught(&self, _st: &State, raw: &Value, c: &Catcher, f: Failure, vars: &Vars, v: &Visit) -> Result<CaughtOr, Failure> {
+    fn caught(
+        &self,
+        _st: &State,
+        raw: &Value,
+        c: &Catcher,
+        f: Failure,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Result<CaughtOr, Failure> {
         let mut err_out = Map::new();
         err_out.insert("Error".into(), json!(f.error));
         if let Some(cause) = &f.cause {
@@ -976,7 +1107,14 @@ impl Exec {
     }
 
     /// ResultSelector → Assign → ResultPath → OutputPath on a successful raw result.
-    fn finish(&self, st: &State, raw: &Value, res: Value, vars: &Vars, v: &Visit) -> Res<(Value, Option<Map<String, Value>>)> {
+    fn finish(
+        &self,
+        st: &State,
+        raw: &Value,
+        res: Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<(Value, Option<Map<String, Value>>)> {
         let res = match &st.result_selector {
             Some(sel) => self.template(sel, &res, vars, v)?,
             None => res,
@@ -987,7 +1125,15 @@ impl Exec {
         Ok((out, assigned))
     }
 
-    async fn attempt(&self, st: &State, raw: &Value, vars: &Vars, th: &mut Thread, v: &Visit<'_>, attempt: u32) -> Res<Value> {
+    async fn attempt(
+        &self,
+        st: &State,
+        raw: &Value,
+        vars: &Vars,
+        th: &mut Thread,
+        v: &Visit<'_>,
+        attempt: u32,
+    ) -> Res<Value> {
         let eff = self.input_path(st, raw, vars, v)?;
         match &st.kind {
             StateKind::Task {
@@ -1004,8 +1150,18 @@ impl Exec {
                     token: None,
                     retry_count: Some(attempt),
                 };
-                self.task(st, resource, timeout.as_ref(), heartbeat.as_ref(), eff, vars, th, &retry_visit, attempt)
-                    .await
+                self.task(
+                    st,
+                    resource,
+                    timeout.as_ref(),
+                    heartbeat.as_ref(),
+                    eff,
+                    vars,
+                    th,
+                    &retry_visit,
+                    attempt,
+                )
+                .await
             }
             StateKind::Parallel { branches } => {
                 let eff = match &st.parameters {
@@ -1018,7 +1174,10 @@ impl Exec {
                     let input = eff.clone();
                     let bvars = vars.clone();
                     async move {
-                        let mut bth = Thread { prev: start, silent: false };
+                        let mut bth = Thread {
+                            prev: start,
+                            silent: false,
+                        };
                         self.run_machine(b, input, bvars, &mut bth)
                             .await
                             .map_err(|f| (f, bth.prev))
@@ -1057,7 +1216,9 @@ impl Exec {
     ) -> Res<Value> {
         let wait_token = resource.ends_with(".waitForTaskToken");
         let invocation_key = format!("{}/{}/{attempt}", self.arn, v.entered_id);
-        let token = wait_token.then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(invocation_key.as_bytes()));
+        let token = wait_token.then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(invocation_key.as_bytes())
+        });
         let tv = Visit {
             state: v.state,
             entered_ms: v.entered_ms,
@@ -1096,13 +1257,23 @@ impl Exec {
                 "ActivityTimedOut",
                 "activity",
             ),
-            ResourceKind::Service { .. } => ("TaskScheduled", "TaskStarted", "TaskSucceeded", "TaskFailed", "TaskTimedOut", "task"),
+            ResourceKind::Service { .. } => (
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskSucceeded",
+                "TaskFailed",
+                "TaskTimedOut",
+                "task",
+            ),
         };
         let res_fields: Vec<(&str, Value)> = match &kind {
             ResourceKind::Service {
                 resource_type,
                 resource,
-            } => vec![("resourceType", json!(resource_type)), ("resource", json!(resource))],
+            } => vec![
+                ("resourceType", json!(resource_type)),
+                ("resource", json!(resource)),
+            ],
             _ => Vec::new(),
         };
         let mut sched = Map::new();
@@ -1126,11 +1297,23 @@ impl Exec {
         if let Some(h) = heartbeat_s {
             sched.insert("heartbeatInSeconds".into(), json!(h));
         }
-        self.emit(th, scheduled_ty, Some((format!("{prefix}ScheduledEventDetails"), Value::Object(sched))));
+        self.emit(
+            th,
+            scheduled_ty,
+            Some((
+                format!("{prefix}ScheduledEventDetails"),
+                Value::Object(sched),
+            )),
+        );
         let started_details = match &kind {
             ResourceKind::Service { .. } => Some((
                 "taskStartedEventDetails".to_string(),
-                Value::Object(res_fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect()),
+                Value::Object(
+                    res_fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), v.clone()))
+                        .collect(),
+                ),
             )),
             ResourceKind::Activity => Some(("activityStartedEventDetails".into(), json!({}))),
             ResourceKind::LambdaFunction => None,
@@ -1140,8 +1323,17 @@ impl Exec {
         let outcome: Result<Value, (Failure, bool)> = match self.replayed_result(started_id) {
             Some(ev) => replayed_outcome(&ev),
             None => {
-                self.invoke(resource, params, &tv, &invocation_key, token.clone(), timeout_s, th, &res_fields)
-                    .await
+                self.invoke(
+                    resource,
+                    params,
+                    &tv,
+                    &invocation_key,
+                    token.clone(),
+                    timeout_s,
+                    th,
+                    &res_fields,
+                )
+                .await
             }
         };
         match outcome {
@@ -1150,13 +1342,25 @@ impl Exec {
                     self.emit(
                         th,
                         fail_ty,
-                        Some(error_details(&format!("{prefix}FailedEventDetails"), Some(&f.error), f.cause.as_deref(), &res_fields)),
+                        Some(error_details(
+                            &format!("{prefix}FailedEventDetails"),
+                            Some(&f.error),
+                            f.cause.as_deref(),
+                            &res_fields,
+                        )),
                     );
                 })?;
-                let mut d: Map<String, Value> = res_fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+                let mut d: Map<String, Value> = res_fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), v.clone()))
+                    .collect();
                 d.insert("output".into(), json!(to_json_string(&out)));
                 d.insert("outputDetails".into(), not_truncated());
-                self.emit(th, ok_ty, Some((format!("{prefix}SucceededEventDetails"), Value::Object(d))));
+                self.emit(
+                    th,
+                    ok_ty,
+                    Some((format!("{prefix}SucceededEventDetails"), Value::Object(d))),
+                );
                 Ok(out)
             }
             Err((f, timed_out)) => {
@@ -1168,7 +1372,12 @@ impl Exec {
                 self.emit(
                     th,
                     ty,
-                    Some(error_details(&key, Some(f.error.as_str()).filter(|e| !e.is_empty()), f.cause.as_deref(), &res_fields)),
+                    Some(error_details(
+                        &key,
+                        Some(f.error.as_str()).filter(|e| !e.is_empty()),
+                        f.cause.as_deref(),
+                        &res_fields,
+                    )),
                 );
                 Err(f)
             }
@@ -1217,13 +1426,23 @@ impl Exec {
                 (Err(f), _) => Err(f),
                 (Ok(v), None) => Ok(v),
                 (Ok(submitted), Some(rx)) => {
-                    let mut d: Map<String, Value> = res_fields.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+                    let mut d: Map<String, Value> = res_fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), v.clone()))
+                        .collect();
                     d.insert("output".into(), json!(to_json_string(&submitted)));
                     d.insert("outputDetails".into(), not_truncated());
-                    self.emit(th, "TaskSubmitted", Some(("taskSubmittedEventDetails".into(), Value::Object(d))));
+                    self.emit(
+                        th,
+                        "TaskSubmitted",
+                        Some(("taskSubmittedEventDetails".into(), Value::Object(d))),
+                    );
                     match rx.await {
                         Ok(r) => r,
-                        Err(_) => Err(Failure::new("States.TaskFailed", "the task token was dropped")),
+                        Err(_) => Err(Failure::new(
+                            "States.TaskFailed",
+                            "the task token was dropped",
+                        )),
                     }
                 }
             }
@@ -1234,7 +1453,9 @@ impl Exec {
                 futures_util::pin_mut!(call);
                 match futures_util::future::select(call, sleep).await {
                     futures_util::future::Either::Left((r, _)) => r.map_err(|f| (f, false)),
-                    futures_util::future::Either::Right(_) => Err((Failure::new("States.Timeout", ""), true)),
+                    futures_util::future::Either::Right(_) => {
+                        Err((Failure::new("States.Timeout", ""), true))
+                    }
                 }
             }
             None => call.await.map_err(|f| (f, false)),
@@ -1245,7 +1466,15 @@ impl Exec {
         result
     }
 
-    async fn map(&self, st: &State, m: &crate::definition::MapSpec, eff: Value, vars: &Vars, th: &mut Thread, v: &Visit<'_>) -> Res<Value> {
+    async fn map(
+        &self,
+        st: &State,
+        m: &crate::definition::MapSpec,
+        eff: Value,
+        vars: &Vars,
+        th: &mut Thread,
+        v: &Visit<'_>,
+    ) -> Res<Value> {
         let items_v = match &m.items_path {
             IoPath::Default => eff.clone(),
             p => self.io_path(p, eff.clone(), vars, v)?,
@@ -1261,14 +1490,27 @@ impl Exec {
             ));
         };
         let max_c = self.dyn_num(&m.max_concurrency, "MaxConcurrencyPath", &eff, vars, v)?;
-        self.emit(th, "MapStateStarted", Some(("mapStateStartedEventDetails".into(), json!({"length": items.len()}))));
+        self.emit(
+            th,
+            "MapStateStarted",
+            Some((
+                "mapStateStartedEventDetails".into(),
+                json!({"length": items.len()}),
+            )),
+        );
         let tol_count = match &m.tolerated_count {
             None => None,
             Some(Dyn::Static(n)) => Some(*n),
             Some(Dyn::Path(r)) => {
                 let val = self.resolve_ref(r, &eff, vars, v).unwrap_or(Value::Null);
                 match as_integer(&val) {
-                    Some(n) if n < 0 => return Err(Failure::runtime_in_state(v.state, v.entered_id, "ToleratedFailureCount cannot be negative.")),
+                    Some(n) if n < 0 => {
+                        return Err(Failure::runtime_in_state(
+                            v.state,
+                            v.entered_id,
+                            "ToleratedFailureCount cannot be negative.",
+                        ));
+                    }
                     Some(n) => Some(n),
                     None => {
                         return Err(Failure::runtime_in_state(
@@ -1339,7 +1581,14 @@ impl Exec {
                 m.label.clone().unwrap_or_else(|| st.name.clone()),
                 uuid::Uuid::new_v4()
             );
-            self.emit(th, "MapRunStarted", Some(("mapRunStartedEventDetails".into(), json!({"mapRunArn": run_arn}))));
+            self.emit(
+                th,
+                "MapRunStarted",
+                Some((
+                    "mapRunStartedEventDetails".into(),
+                    json!({"mapRunArn": run_arn}),
+                )),
+            );
         }
         let n = items.len();
         let mut results: Vec<Value> = Vec::with_capacity(n);
@@ -1364,23 +1613,32 @@ impl Exec {
                     let id = self.emit(
                         &mut ith,
                         "MapIterationStarted",
-                        Some(("mapIterationStartedEventDetails".into(), json!({"index": i, "name": st.name}))),
+                        Some((
+                            "mapIterationStartedEventDetails".into(),
+                            json!({"index": i, "name": st.name}),
+                        )),
                     );
                     it_prev = id;
                 }
                 let _ = it_prev;
-                let r = self.run_machine(&m.processor, input, vars.clone(), &mut ith).await;
+                let r = self
+                    .run_machine(&m.processor, input, vars.clone(), &mut ith)
+                    .await;
                 cursor = ith.prev;
                 match r {
                     Ok(out) => {
                         if !distributed {
-                            last_terminal = self.emit_raw(
-                                &mut ith,
-                                "MapIterationSucceeded",
-                                Some(("mapIterationSucceededEventDetails".into(), json!({"index": i, "name": st.name}))),
-                                false,
-                            )
-                            .0;
+                            last_terminal = self
+                                .emit_raw(
+                                    &mut ith,
+                                    "MapIterationSucceeded",
+                                    Some((
+                                        "mapIterationSucceededEventDetails".into(),
+                                        json!({"index": i, "name": st.name}),
+                                    )),
+                                    false,
+                                )
+                                .0;
                         }
                         results.push(out);
                     }
@@ -1389,7 +1647,10 @@ impl Exec {
                             self.emit_raw(
                                 &mut ith,
                                 "MapIterationFailed",
-                                Some(("mapIterationFailedEventDetails".into(), json!({"index": i, "name": st.name}))),
+                                Some((
+                                    "mapIterationFailedEventDetails".into(),
+                                    json!({"index": i, "name": st.name}),
+                                )),
                                 false,
                             );
                         }
@@ -1403,7 +1664,11 @@ impl Exec {
                 }
             }
         } else {
-            let limit = if max_c == 0 { n.max(1) } else { usize::try_from(max_c).unwrap_or(usize::MAX) };
+            let limit = if max_c == 0 {
+                n.max(1)
+            } else {
+                usize::try_from(max_c).unwrap_or(usize::MAX)
+            };
             let start = th.prev;
             let mut inputs = Vec::with_capacity(n);
             for (i, item) in items.iter().enumerate() {
@@ -1412,17 +1677,36 @@ impl Exec {
             let futs = inputs.into_iter().enumerate().map(|(i, input)| {
                 let ivars = vars.clone();
                 async move {
-                    let mut ith = Thread { prev: start, silent: false };
+                    let mut ith = Thread {
+                        prev: start,
+                        silent: false,
+                    };
                     self.emit(
                         &mut ith,
                         "MapIterationStarted",
-                        Some(("mapIterationStartedEventDetails".into(), json!({"index": i, "name": st.name}))),
+                        Some((
+                            "mapIterationStartedEventDetails".into(),
+                            json!({"index": i, "name": st.name}),
+                        )),
                     );
                     let r = self.run_machine(&m.processor, input, ivars, &mut ith).await;
-                    let ty = if r.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
-                    let key = if r.is_ok() { "mapIterationSucceededEventDetails" } else { "mapIterationFailedEventDetails" };
+                    let ty = if r.is_ok() {
+                        "MapIterationSucceeded"
+                    } else {
+                        "MapIterationFailed"
+                    };
+                    let key = if r.is_ok() {
+                        "mapIterationSucceededEventDetails"
+                    } else {
+                        "mapIterationFailedEventDetails"
+                    };
                     let inner_last = ith.prev;
-                    let (tid, _) = self.emit_raw(&mut ith, ty, Some((key.into(), json!({"index": i, "name": st.name}))), false);
+                    let (tid, _) = self.emit_raw(
+                        &mut ith,
+                        ty,
+                        Some((key.into(), json!({"index": i, "name": st.name}))),
+                        false,
+                    );
                     (r, inner_last, tid)
                 }
             });
@@ -1458,7 +1742,12 @@ impl Exec {
                 self.emit(
                     th,
                     "MapRunFailed",
-                    Some(error_details("mapRunFailedEventDetails", Some(&f.error), f.cause.as_deref(), &[])),
+                    Some(error_details(
+                        "mapRunFailedEventDetails",
+                        Some(&f.error),
+                        f.cause.as_deref(),
+                        &[],
+                    )),
                 );
             } else {
                 th.prev = last;
@@ -1521,20 +1810,17 @@ fn replayed_outcome(ev: &HistoryEvent) -> Result<Value, (Failure, bool)> {
             .unwrap_or(Value::Null);
         return Ok(out);
     }
-    let error = ev.detail("error").and_then(Value::as_str).unwrap_or("").to_string();
-    let cause = ev.detail("cause").and_then(Value::as_str).map(str::to_string);
-    Err((Failure::bare(error, cause), ev.event_type.ends_with("TimedOut")))
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>(_: T) {}
-    let e = Engine::builder().build();
-    if let Ok(sm) = e.state_machine("x", "{}") {
-        if let Ok(h) = e.start_execution(&sm, "n", Value::Null) {
-            is_send(h.wait());
-        }
-    }
-    let _ = history::not_truncated();
-    let _: Option<JsonPath> = None;
+    let error = ev
+        .detail("error")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let cause = ev
+        .detail("cause")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Err((
+        Failure::bare(error, cause),
+        ev.event_type.ends_with("TimedOut"),
+    ))
 }

@@ -67,7 +67,11 @@ pub fn entered(name: &str, input: &Value) -> (String, Value) {
     )
 }
 
-pub fn exited(name: &str, output: &Value, assigned: Option<&Map<String, Value>>) -> (String, Value) {
+pub fn exited(
+    name: &str,
+    output: &Value,
+    assigned: Option<&Map<String, Value>>,
+) -> (String, Value) {
     let assigned = assigned.filter(|a| !a.is_empty());
     let mut d = Map::new();
     d.insert("name".into(), json!(name));
@@ -85,7 +89,12 @@ pub fn exited(name: &str, output: &Value, assigned: Option<&Map<String, Value>>)
 }
 
 /// `{"error": .., "cause": ..}` with absent fields left out, as AWS does.
-pub fn error_details(key: &str, error: Option<&str>, cause: Option<&str>, extra: &[(&str, Value)]) -> (String, Value) {
+pub fn error_details(
+    key: &str,
+    error: Option<&str>,
+    cause: Option<&str>,
+    extra: &[(&str, Value)],
+) -> (String, Value) {
     let mut d = Map::new();
     for (k, v) in extra {
         d.insert((*k).to_string(), v.clone());

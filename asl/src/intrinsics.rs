@@ -218,7 +218,12 @@ impl P<'_> {
 
 /// `$.a`, `$$.a`, or a variable reference `$name.a`.
 pub fn path_or_var(text: &str) -> Result<Arg, String> {
-    if text == "$" || text == "$$" || text.starts_with("$.") || text.starts_with("$[") || text.starts_with("$$") {
+    if text == "$"
+        || text == "$$"
+        || text.starts_with("$.")
+        || text.starts_with("$[")
+        || text.starts_with("$$")
+    {
         return JsonPath::parse(text).map(Arg::Path).map_err(|e| e.reason);
     }
     let body = text.strip_prefix('$').ok_or("expected '$'")?;
@@ -285,9 +290,16 @@ fn as_int(c: &Call, v: &Value) -> Result<i64, Failure> {
         Value::Number(n) => n
             .as_i64()
             // Java's Math.round: halves go up (-1.5 -> -1).
-            .or_else(|| n.as_f64().filter(|f| f.abs() < 9.0e15).map(|f| (f + 0.5).floor() as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.abs() < 9.0e15)
+                    .map(|f| (f + 0.5).floor() as i64)
+            })
             .ok_or_else(|| fail(format!("The arguments to {} must be integers", c.name))),
-        _ => Err(fail(format!("The arguments to {} must be integers", c.name))),
+        _ => Err(fail(format!(
+            "The arguments to {} must be integers",
+            c.name
+        ))),
     }
 }
 
@@ -318,8 +330,11 @@ pub fn eval(c: &Call, scope: &Scope) -> Result<Value, Failure> {
             if s.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            serde_json::from_str(s)
-                .map_err(|_| fail(format!("Invalid JSON string passed to States.StringToJson: {s}")))
+            serde_json::from_str(s).map_err(|_| {
+                fail(format!(
+                    "Invalid JSON string passed to States.StringToJson: {s}"
+                ))
+            })
         }
         "States.JsonToString" => {
             arg_count(c, 1, 1)?;
@@ -374,7 +389,11 @@ pub fn eval(c: &Call, scope: &Scope) -> Result<Value, Failure> {
                 .ok()
                 .and_then(|i| arr.get(i))
                 .cloned()
-                .ok_or_else(|| fail(format!("Index {i} is out of bounds for States.ArrayGetItem")))
+                .ok_or_else(|| {
+                    fail(format!(
+                        "Index {i} is out of bounds for States.ArrayGetItem"
+                    ))
+                })
         }
         "States.ArrayLength" => {
             arg_count(c, 1, 1)?;
@@ -395,9 +414,13 @@ pub fn eval(c: &Call, scope: &Scope) -> Result<Value, Failure> {
             arg_count(c, 1, 1)?;
             let s = as_str(c, a(0))?;
             if s.len() > 10_000 {
-                return Err(fail("The input to States.Base64Encode is longer than 10000 characters"));
+                return Err(fail(
+                    "The input to States.Base64Encode is longer than 10000 characters",
+                ));
             }
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s)))
+            Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(s),
+            ))
         }
         "States.Base64Decode" => {
             arg_count(c, 1, 1)?;
@@ -423,10 +446,14 @@ pub fn eval(c: &Call, scope: &Scope) -> Result<Value, Failure> {
                 .as_bool()
                 .ok_or_else(|| fail("The third argument to States.JsonMerge must be a boolean"))?;
             if deep {
-                return Err(fail("States.JsonMerge only supports shallow merging (false)"));
+                return Err(fail(
+                    "States.JsonMerge only supports shallow merging (false)",
+                ));
             }
             let (Value::Object(l), Value::Object(r)) = (a(0), a(1)) else {
-                return Err(fail("The arguments to States.JsonMerge must be JSON objects"));
+                return Err(fail(
+                    "The arguments to States.JsonMerge must be JSON objects",
+                ));
             };
             let mut m: Map<String, Value> = l.clone();
             for (k, v) in r {
@@ -438,7 +465,9 @@ pub fn eval(c: &Call, scope: &Scope) -> Result<Value, Failure> {
             arg_count(c, 2, 3)?;
             let (s, e) = (as_int(c, a(0))?, as_int(c, a(1))?);
             if s >= e {
-                return Err(fail("The start of States.MathRandom must be less than the end"));
+                return Err(fail(
+                    "The start of States.MathRandom must be less than the end",
+                ));
             }
             use rand::{Rng, SeedableRng};
             let v = if args.len() == 3 {
@@ -538,7 +567,10 @@ fn format(tpl: &str, args: &[Value]) -> Result<Value, Failure> {
 fn java_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(a) => format!("[{}]", a.iter().map(java_string).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(java_string).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(o) => format!(
             "{{{}}}",
             o.iter()
@@ -556,7 +588,9 @@ fn hash(data: &str, alg: &str) -> Result<String, Failure> {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
     if data.len() > 10_000 {
-        return Err(fail("The input data to States.Hash is longer than 10000 characters"));
+        return Err(fail(
+            "The input data to States.Hash is longer than 10000 characters",
+        ));
     }
     Ok(match alg {
         "MD5" => hex(&md5::Md5::digest(data.as_bytes())),
@@ -588,19 +622,50 @@ mod tests {
 
     #[test]
     fn functions() {
-        assert_eq!(run("States.Format('a{}b{}', 1, 'x')", json!({})).unwrap(), json!("a1bx"));
-        assert_eq!(run("States.Format('\\{\\}{}', $.v)", json!({"v": [1]})).unwrap(), json!("{}[1]"));
-        assert_eq!(run("States.ArrayRange(1, 9, 2)", json!({})).unwrap(), json!([1, 3, 5, 7, 9]));
-        assert_eq!(run("States.ArrayPartition(States.Array(1,2,3), 2)", json!({})).unwrap(), json!([[1, 2], [3]]));
-        assert_eq!(run("States.MathAdd($.a, -1)", json!({"a": 3})).unwrap(), json!(2));
-        assert_eq!(run("States.Hash('x', 'SHA-1')", json!({})).unwrap(), json!("11f6ad8ec52a2984abaafd7c3b516503785c2072"));
-        assert_eq!(run("States.Base64Decode(States.Base64Encode('hi'))", json!({})).unwrap(), json!("hi"));
-        assert_eq!(run("States.StringSplit('a,b,,c', ',')", json!({})).unwrap(), json!(["a", "b", "c"]));
         assert_eq!(
-            run("States.ArrayGetItem(States.StringSplit($$.StateMachine.Name, '-'), 0)", json!({})).unwrap(),
+            run("States.Format('a{}b{}', 1, 'x')", json!({})).unwrap(),
+            json!("a1bx")
+        );
+        assert_eq!(
+            run("States.Format('\\{\\}{}', $.v)", json!({"v": [1]})).unwrap(),
+            json!("{}[1]")
+        );
+        assert_eq!(
+            run("States.ArrayRange(1, 9, 2)", json!({})).unwrap(),
+            json!([1, 3, 5, 7, 9])
+        );
+        assert_eq!(
+            run("States.ArrayPartition(States.Array(1,2,3), 2)", json!({})).unwrap(),
+            json!([[1, 2], [3]])
+        );
+        assert_eq!(
+            run("States.MathAdd($.a, -1)", json!({"a": 3})).unwrap(),
+            json!(2)
+        );
+        assert_eq!(
+            run("States.Hash('x', 'SHA-1')", json!({})).unwrap(),
+            json!("11f6ad8ec52a2984abaafd7c3b516503785c2072")
+        );
+        assert_eq!(
+            run("States.Base64Decode(States.Base64Encode('hi'))", json!({})).unwrap(),
+            json!("hi")
+        );
+        assert_eq!(
+            run("States.StringSplit('a,b,,c', ',')", json!({})).unwrap(),
+            json!(["a", "b", "c"])
+        );
+        assert_eq!(
+            run(
+                "States.ArrayGetItem(States.StringSplit($$.StateMachine.Name, '-'), 0)",
+                json!({})
+            )
+            .unwrap(),
             json!("a")
         );
-        assert_eq!(run("States.ArrayUnique(States.Array(1, 1.0, 2))", json!({})).unwrap(), json!([1, 2]));
+        assert_eq!(
+            run("States.ArrayUnique(States.Array(1, 1.0, 2))", json!({})).unwrap(),
+            json!([1, 2])
+        );
         assert!(run("States.ArrayRange(0, 5000, 1)", json!({})).is_err());
         assert!(run("States.Nope()", json!({})).is_err());
         assert!(run("States.Format('{}')", json!({})).is_err());

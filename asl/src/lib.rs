@@ -56,12 +56,14 @@ pub mod store;
 pub mod substitute;
 pub mod timestamp;
 
-pub use clock::{Clock, VirtualClock};
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
+pub use clock::{Clock, VirtualClock};
 pub use definition::Definition;
 pub use error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
-pub use executor::{Engine, EngineBuilder, EngineConfig, ExecutionHandle, ExecutionOutcome, Spawner, StateMachine};
+pub use executor::{
+    Engine, EngineBuilder, EngineConfig, ExecutionHandle, ExecutionOutcome, Spawner, StateMachine,
+};
 pub use history::HistoryEvent;
 pub use resource::{ResourceRegistry, TaskContext, TaskFuture, TaskResource};
 pub use store::{ExecutionRecord, ExecutionStatus, ExecutionStore, InMemoryStore, ListFilter};

@@ -155,7 +155,11 @@ impl JsonPath {
 
     /// Jayway-style rendering used in AWS error messages: `$['a']['b'][0]`.
     pub fn bracket_notation(&self) -> String {
-        let mut out = String::from(if self.root == Root::Context { "$$" } else { "$" });
+        let mut out = String::from(if self.root == Root::Context {
+            "$$"
+        } else {
+            "$"
+        });
         for s in &self.segs {
             match s {
                 Seg::Field(f) => {
@@ -175,7 +179,11 @@ impl JsonPath {
     /// a missing intermediate property vs. a missing leaf.
     pub fn not_found_reason(&self, doc: &Value) -> String {
         let mut cur = Some(doc);
-        let mut shown = String::from(if self.root == Root::Context { "$$" } else { "$" });
+        let mut shown = String::from(if self.root == Root::Context {
+            "$$"
+        } else {
+            "$"
+        });
         let n = self.segs.len();
         for (i, seg) in self.segs.iter().enumerate() {
             let next = match seg {
@@ -200,6 +208,7 @@ impl JsonPath {
 
     /// Writes `value` at this (definite) path inside `doc`, creating objects on the
     /// way. Errors when the path crosses a non-object or is indefinite.
+    #[allow(clippy::result_unit_err)]
     pub fn set(&self, doc: &mut Value, value: Value) -> Result<(), ()> {
         let mut cur = doc;
         for (i, seg) in self.segs.iter().enumerate() {
@@ -351,9 +360,14 @@ fn filter_ok(f: &Filter, n: &Value) -> bool {
             };
             match op {
                 CmpOp::Eq => ord == Some(std::cmp::Ordering::Equal) || (ord.is_none() && v == lit),
-                CmpOp::Ne => !(ord == Some(std::cmp::Ordering::Equal) || (ord.is_none() && v == lit)),
+                CmpOp::Ne => {
+                    !(ord == Some(std::cmp::Ordering::Equal) || (ord.is_none() && v == lit))
+                }
                 CmpOp::Lt => ord == Some(std::cmp::Ordering::Less),
-                CmpOp::Le => matches!(ord, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+                CmpOp::Le => matches!(
+                    ord,
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                ),
                 CmpOp::Gt => ord == Some(std::cmp::Ordering::Greater),
                 CmpOp::Ge => matches!(
                     ord,
@@ -424,7 +438,18 @@ impl Parser<'_> {
     fn ident(&mut self) -> Result<String, String> {
         let start = self.i;
         while let Some(c) = self.peek() {
-            if c == b'.' || c == b'[' || c == b' ' || c == b'(' || c == b')' || c == b'=' || c == b'!' || c == b'<' || c == b'>' || c == b'&' || c == b'|' {
+            if c == b'.'
+                || c == b'['
+                || c == b' '
+                || c == b'('
+                || c == b')'
+                || c == b'='
+                || c == b'!'
+                || c == b'<'
+                || c == b'>'
+                || c == b'&'
+                || c == b'|'
+            {
                 break;
             }
             self.i += 1;
@@ -665,9 +690,17 @@ mod tests {
     #[test]
     fn set_creates_objects() {
         let mut d = json!({"a": 1});
-        JsonPath::parse("$.x.y").unwrap().set(&mut d, json!(2)).unwrap();
+        JsonPath::parse("$.x.y")
+            .unwrap()
+            .set(&mut d, json!(2))
+            .unwrap();
         assert_eq!(d, json!({"a": 1, "x": {"y": 2}}));
-        assert!(JsonPath::parse("$.a[0]").unwrap().set(&mut d, json!(2)).is_err());
+        assert!(
+            JsonPath::parse("$.a[0]")
+                .unwrap()
+                .set(&mut d, json!(2))
+                .is_err()
+        );
     }
 
     #[test]

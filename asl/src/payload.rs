@@ -93,7 +93,7 @@ impl<'a> Scope<'a> {
     pub fn context(&self) -> &Value {
         match &self.context {
             Ctx::Ready(v) => v,
-            Ctx::Lazy(f, cell) => cell.get_or_init(|| f()),
+            Ctx::Lazy(f, cell) => cell.get_or_init(f),
         }
     }
 
@@ -207,6 +207,10 @@ mod tests {
         );
         let err = eval_template(&json!({"z.$": "$.nope"}), &s).unwrap_err();
         assert_eq!(err.error, "States.Runtime");
-        assert!(err.cause.unwrap().contains("'$.nope' specified for the field 'z.$'"));
+        assert!(
+            err.cause
+                .unwrap()
+                .contains("'$.nope' specified for the field 'z.$'")
+        );
     }
 }

@@ -69,7 +69,7 @@ impl ResourceRegistry {
     /// Serves every resource ARN starting with `prefix` (e.g. `arn:aws:lambda:`).
     pub fn register_prefix(&mut self, prefix: impl Into<String>, r: Arc<dyn TaskResource>) {
         self.prefixes.push((prefix.into(), r));
-        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
     }
 
     pub fn lookup(&self, arn: &str) -> Option<Arc<dyn TaskResource>> {
@@ -148,7 +148,10 @@ mod tests {
         });
         r.register("arn:aws:states:::sqs:sendMessage", f.clone());
         r.register_prefix("arn:aws:lambda:", f);
-        assert!(r.lookup("arn:aws:states:::sqs:sendMessage.waitForTaskToken").is_some());
+        assert!(
+            r.lookup("arn:aws:states:::sqs:sendMessage.waitForTaskToken")
+                .is_some()
+        );
         assert!(r.lookup("arn:aws:lambda:us-east-1:1:function:x").is_some());
         assert!(r.lookup("arn:aws:states:::sns:publish").is_none());
         assert_eq!(
@@ -158,6 +161,9 @@ mod tests {
                 resource: "sendEmail".into()
             }
         );
-        assert_eq!(classify("arn:aws:lambda:us-east-1:1:function:x"), ResourceKind::LambdaFunction);
+        assert_eq!(
+            classify("arn:aws:lambda:us-east-1:1:function:x"),
+            ResourceKind::LambdaFunction
+        );
     }
 }

@@ -69,8 +69,14 @@ mod tests {
         let all = vec!["States.ALL".to_string()];
         assert!(matches(&all, "Custom"));
         assert!(!matches(&all, "States.Runtime"));
-        assert!(matches(&["States.TaskFailed".to_string()], "Lambda.Unknown"));
-        assert!(!matches(&["States.TaskFailed".to_string()], "States.Timeout"));
+        assert!(matches(
+            &["States.TaskFailed".to_string()],
+            "Lambda.Unknown"
+        ));
+        assert!(!matches(
+            &["States.TaskFailed".to_string()],
+            "States.Timeout"
+        ));
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl ExecutionStore for InMemoryStore {
             })
             .cloned()
             .collect();
-        out.sort_by(|a, b| b.start_date.cmp(&a.start_date));
+        out.sort_by_key(|r| std::cmp::Reverse(r.start_date));
         if filter.limit > 0 {
             out.truncate(filter.limit);
         }

@@ -33,6 +33,9 @@ mod tests {
     fn replaces_known_names_only() {
         let mut m = HashMap::new();
         m.insert("Topic".to_string(), "arn:aws:sns:x".to_string());
-        assert_eq!(substitute("a ${Topic} ${Other} ${", &m), "a arn:aws:sns:x ${Other} ${");
+        assert_eq!(
+            substitute("a ${Topic} ${Other} ${", &m),
+            "a arn:aws:sns:x ${Other} ${"
+        );
     }
 }
