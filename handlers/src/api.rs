@@ -1,0 +1,539 @@
+//! The HTTP API: one axum `Router`, generic over the ports, served by Lambda (lambda_http)
+//! on AWS and over TCP by `orders serve`.
+
+use crate::body;
+use crate::commands::{CommandError, Commands, Executed, Expect, Idempotency, Trace};
+use crate::problem::Problem;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use orders_domain::order::PlaceOrderRequest;
+use orders_domain::ports::{EventStore, ReadModelError, ReadModels, StoreError};
+use orders_domain::{Command, DomainError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::Instrument;
+
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// What the API needs: the command path over the event store, and the read models.
+pub struct Api<E, R> {
+    pub commands: Commands<E>,
+    pub reads: R,
+}
+
+pub fn router<E: EventStore, R: ReadModels>(api: Arc<Api<E, R>>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route(
+            "/orders",
+            post(place_order::<E, R>).get(list_orders::<E, R>),
+        )
+        .route("/orders/{id}", get(get_order::<E, R>))
+        .route("/orders/{id}/events", get(get_events::<E, R>))
+        .route("/orders/{id}/cancel", post(cancel_order::<E, R>))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+async fn health() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found(&format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Correlation and causation ids for one request: the caller's correlation id when it
+/// sends a sane one, else a fresh one; the causation is the request itself.
+fn trace_of(headers: &HeaderMap, ids: &dyn orders_domain::ports::IdGenerator) -> Trace {
+    let correlation_id = headers
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| ids.next_id());
+    let causation_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .map(|s| format!("request:{s}"))
+        .unwrap_or_else(|| format!("request:{}", ids.next_id()));
+    Trace {
+        correlation_id,
+        causation_id,
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s) if !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_string()))
+        }
+        _ => Err(Problem::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-header",
+            "Invalid header",
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// A digest of what the key stands for: the same key on another request is refused.
+fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_str().as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json_response(status: u16, body: String, trace: &Trace, replayed: bool) -> Response {
+    let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&trace.correlation_id) {
+        h.insert(HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    if replayed {
+        h.insert(
+            HeaderName::from_static(REPLAYED_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
+    resp
+}
+
+/// Adds what a stored response implies (Location, ETag) from its body.
+fn decorate(mut resp: Response, order_id: &str, version: Option<u64>, created: bool) -> Response {
+    let h = resp.headers_mut();
+    if created && let Ok(v) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok()) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CommandAnswer {
+    order_id: String,
+    status: orders_domain::OrderStatus,
+    version: u64,
+    total: Option<orders_domain::Money>,
+    correlation_id: String,
+}
+
+fn answer(e: &Executed, trace: &Trace) -> CommandAnswer {
+    CommandAnswer {
+        order_id: e.aggregate_id.clone(),
+        status: e.state.status(),
+        version: e.state.version,
+        total: e.state.placed.as_ref().map(|p| p.total),
+        correlation_id: trace.correlation_id.clone(),
+    }
+}
+
+fn command_problem(e: CommandError) -> Problem {
+    match e {
+        CommandError::Domain(DomainError::Invalid(errors)) => Problem::validation(errors),
+        CommandError::Domain(DomainError::NotFound) => Problem::not_found("order not found"),
+        CommandError::Domain(d @ DomainError::AlreadyPlaced(_)) => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", d.to_string())
+        }
+        CommandError::Domain(d) => Problem::new(
+            StatusCode::CONFLICT,
+            "invalid-transition",
+            "The order cannot do that now",
+            d.to_string(),
+        ),
+        CommandError::VersionMismatch { expected, actual } => Problem::field(
+            StatusCode::PRECONDITION_FAILED,
+            "stale-version",
+            "Stale version",
+            "If-Match",
+            format!("order is at version {actual}, not {expected}"),
+        ),
+        CommandError::Store(StoreError::Conflict { .. }) => Problem::new(
+            StatusCode::CONFLICT,
+            "concurrent-update",
+            "Concurrent update",
+            "the order changed concurrently; retry",
+        ),
+        CommandError::IdempotencyRace(_) => Problem::field(
+            StatusCode::CONFLICT,
+            "idempotency-in-flight",
+            "Request in flight",
+            "Idempotency-Key",
+            "a request with this key is being processed; retry",
+        ),
+        CommandError::Store(StoreError::Unavailable(m)) => Problem::unavailable(m),
+        other => {
+            tracing::error!(error = %other, "command failed");
+            Problem::internal("the command could not be completed")
+        }
+    }
+}
+
+/// Replays the stored answer for a repeated key, or refuses a key reused for another request.
+async fn replay_if_seen<E: EventStore>(
+    commands: &Commands<E>,
+    key: &str,
+    hash: &str,
+    trace: &Trace,
+) -> Result<Option<Response>, Problem> {
+    let found = commands
+        .events
+        .idempotency(key)
+        .await
+        .map_err(|e| match e {
+            StoreError::Unavailable(m) => Problem::unavailable(m),
+            other => Problem::internal(other.to_string()),
+        })?;
+    match found {
+        None => Ok(None),
+        Some(r) if r.request_hash == hash => {
+            let version = serde_json::from_str::<CommandAnswer>(&r.response)
+                .ok()
+                .map(|a| a.version);
+            let resp = json_response(r.status, r.response, trace, true);
+            Ok(Some(decorate(
+                resp,
+                &r.aggregate_id,
+                version,
+                r.status == 201,
+            )))
+        }
+        Some(_) => Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency key reused",
+            "Idempotency-Key",
+            "was already used with a different request",
+        )),
+    }
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Problem> {
+    axum::body::to_bytes(body, body::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| body::too_large())
+}
+
+async fn run_command<E: EventStore, R: ReadModels>(
+    api: &Api<E, R>,
+    order_id: &str,
+    expect: Expect,
+    command: Command,
+    trace: &Trace,
+    key: Option<(String, String)>,
+    created: bool,
+) -> Result<Response, Problem> {
+    let status = if created { 201 } else { 200 };
+    let respond_trace = trace.clone();
+    let respond = move |e: &Executed| {
+        let body = serde_json::to_string(&answer(e, &respond_trace)).unwrap_or_default();
+        (status, body)
+    };
+    let idem = key.as_ref().map(|(k, h)| Idempotency {
+        key: k,
+        request_hash: h,
+        respond: &respond,
+    });
+    match api
+        .commands
+        .execute(order_id, expect, &command, trace, idem)
+        .await
+    {
+        Ok(executed) => {
+            let (status, body) = executed
+                .response
+                .clone()
+                .unwrap_or_else(|| respond(&executed));
+            let resp = json_response(status, body, trace, false);
+            Ok(decorate(
+                resp,
+                order_id,
+                Some(executed.state.version),
+                created,
+            ))
+        }
+        Err(CommandError::IdempotencyRace(k)) => {
+            // Another request with this key won the race: answer as it did.
+            let (_, hash) = key.unwrap_or_default();
+            match replay_if_seen(&api.commands, &k, &hash, trace).await? {
+                Some(resp) => Ok(resp),
+                None => Err(command_problem(CommandError::IdempotencyRace(k))),
+            }
+        }
+        Err(e) => Err(command_problem(e)),
+    }
+}
+
+async fn place_order<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let trace = trace_of(&headers, api.commands.ids.as_ref());
+    let order_id = api.commands.ids.next_id();
+    let span = tracing::info_span!("place_order", order_id = %order_id, correlation_id = %trace.correlation_id);
+    async move {
+        let result: Result<Response, Problem> = async {
+            body::require_json_content_type(&headers)?;
+            let bytes = read_body(body).await?;
+            let key = idempotency_key(&headers)?;
+            let hash = request_hash(&method, uri.path(), &bytes);
+            if let Some(k) = &key
+                && let Some(resp) = replay_if_seen(&api.commands, k, &hash, &trace).await?
+            {
+                return Ok(resp);
+            }
+            let request: PlaceOrderRequest = body::decode(&bytes)?;
+            let command = Command::Place {
+                order_id: order_id.clone(),
+                request,
+            };
+            let key = key.map(|k| (k, hash));
+            run_command(&api, &order_id, Expect::Latest, command, &trace, key, true).await
+        }
+        .await;
+        result.unwrap_or_else(IntoResponse::into_response)
+    }
+    .instrument(span)
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn if_match(headers: &HeaderMap) -> Result<u64, Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Err(Problem::field(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition-required",
+            "Precondition required",
+            "If-Match",
+            "send the order version you saw, e.g. If-Match: 1",
+        ));
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    s.parse::<u64>().map_err(|_| {
+        Problem::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-header",
+            "Invalid header",
+            "If-Match",
+            "must be an order version such as 1 or \"1\"",
+        )
+    })
+}
+
+async fn cancel_order<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    Path(order_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let trace = trace_of(&headers, api.commands.ids.as_ref());
+    let span = tracing::info_span!("cancel_order", order_id = %order_id, correlation_id = %trace.correlation_id);
+    async move {
+        let result: Result<Response, Problem> = async {
+            let bytes = read_body(body).await?;
+            let key = idempotency_key(&headers)?;
+            let hash = request_hash(&method, uri.path(), &bytes);
+            if let Some(k) = &key
+                && let Some(resp) = replay_if_seen(&api.commands, k, &hash, &trace).await?
+            {
+                return Ok(resp);
+            }
+            let expected = if_match(&headers)?;
+            let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                body::require_json_content_type(&headers)?;
+                let b: CancelBody = body::decode(&bytes)?;
+                if let Some(r) = &b.reason
+                    && r.chars().count() > 500
+                {
+                    return Err(Problem::field(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation",
+                        "The request is not valid",
+                        "reason",
+                        "must be at most 500 characters",
+                    ));
+                }
+                b.reason
+            };
+            let key = key.map(|k| (k, hash));
+            let command = Command::Cancel { reason };
+            run_command(
+                &api,
+                &order_id,
+                Expect::Version(expected),
+                command,
+                &trace,
+                key,
+                false,
+            )
+            .await
+        }
+        .await;
+        result.unwrap_or_else(IntoResponse::into_response)
+    }
+    .instrument(span)
+    .await
+}
+
+fn read_problem(e: ReadModelError) -> Problem {
+    match e {
+        ReadModelError::InvalidCursor => Problem::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query parameter",
+            "cursor",
+            "is not a cursor this API returned",
+        ),
+        ReadModelError::Unavailable(m) => Problem::unavailable(m),
+        other => {
+            tracing::error!(error = %other, "read failed");
+            Problem::internal("the read could not be completed")
+        }
+    }
+}
+
+fn with_etag(value: &impl Serialize, version: u64) -> Response {
+    let mut resp = axum::Json(value).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+async fn get_order<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    Path(order_id): Path<String>,
+) -> Response {
+    match api.reads.order(&order_id).await {
+        Ok(Some(view)) => with_etag(&view, view.version),
+        Ok(None) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
+        Err(e) => read_problem(e).into_response(),
+    }
+}
+
+async fn get_events<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    Path(order_id): Path<String>,
+) -> Response {
+    match api.commands.events.load(&order_id).await {
+        Ok(events) if events.is_empty() => {
+            Problem::not_found(&format!("order {order_id} not found")).into_response()
+        }
+        Ok(events) => {
+            let version = events.last().map(|e| e.version).unwrap_or(0);
+            with_etag(
+                &serde_json::json!({"order_id": order_id, "version": version, "events": events}),
+                version,
+            )
+        }
+        Err(StoreError::Unavailable(m)) => Problem::unavailable(m).into_response(),
+        Err(e) => Problem::internal(e.to_string()).into_response(),
+    }
+}
+
+pub const DEFAULT_PAGE: usize = 20;
+pub const MAX_PAGE: usize = 100;
+
+fn query_problem(field: &str, detail: &str) -> Problem {
+    Problem::field(
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+        "Invalid query parameter",
+        field,
+        detail,
+    )
+}
+
+async fn list_orders<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let result: Result<Response, Problem> = async {
+        if let Some(unknown) = params
+            .keys()
+            .find(|k| !matches!(k.as_str(), "customer_id" | "limit" | "cursor"))
+        {
+            return Err(query_problem(
+                unknown,
+                "is not a known query parameter (customer_id, limit, cursor)",
+            ));
+        }
+        let customer_id = params
+            .get("customer_id")
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| query_problem("customer_id", "is required"))?;
+        let limit = match params.get("limit") {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    query_problem(
+                        "limit",
+                        &format!("must be an integer between 1 and {MAX_PAGE}"),
+                    )
+                })?,
+        };
+        let page = api
+            .reads
+            .customer_orders(customer_id, limit, params.get("cursor").map(String::as_str))
+            .await
+            .map_err(read_problem)?;
+        Ok(axum::Json(serde_json::json!({
+            "customer_id": customer_id,
+            "items": page.items,
+            "next_cursor": page.next_cursor,
+        }))
+        .into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}

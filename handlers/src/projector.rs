@@ -1,0 +1,159 @@
+//! The stream projector: DynamoDB stream records in (the same `aws_lambda_events` shape
+//! on Lambda and from the local tailer), read models out, and — on the live path only —
+//! one workflow start per placed order.
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use orders_domain::OrderEvent;
+use orders_domain::envelope::EventEnvelope;
+use orders_domain::ports::{
+    ApplyOutcome, ReadModels, StartOutcome, WorkflowError, WorkflowStarter,
+};
+use orders_domain::workflow::WorkflowInput;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record {0} has no NewImage")]
+    NoImage(String),
+    #[error(transparent)]
+    Codec(#[from] orders_aws::codec::CodecError),
+    #[error(transparent)]
+    Decode(#[from] orders_domain::DecodeError),
+    #[error(transparent)]
+    ReadModel(#[from] orders_domain::ports::ReadModelError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+/// What one processed record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub applied: bool,
+    pub started: Option<StartOutcome>,
+}
+
+/// Never starts anything: replay's starter, so a rebuild cannot fire side effects.
+pub struct NoWorkflows;
+
+impl WorkflowStarter for NoWorkflows {
+    async fn start(&self, input: &WorkflowInput) -> Result<StartOutcome, WorkflowError> {
+        Err(WorkflowError(format!(
+            "replay never starts workflows (order {})",
+            input.order_id
+        )))
+    }
+}
+
+pub struct Projector<R, W> {
+    reads: R,
+    /// `None` on replay: side effects belong to the live path only.
+    starter: Option<W>,
+}
+
+impl<R: ReadModels> Projector<R, NoWorkflows> {
+    pub fn replay(reads: R) -> Self {
+        Projector {
+            reads,
+            starter: None,
+        }
+    }
+}
+
+impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
+    pub fn live(reads: R, starter: W) -> Self {
+        Projector {
+            reads,
+            starter: Some(starter),
+        }
+    }
+
+    pub fn reads(&self) -> &R {
+        &self.reads
+    }
+
+    /// Processes a batch in order. On the first failure, that record and every later one
+    /// are reported as batch item failures, so nothing is skipped and order is kept.
+    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        let mut failed = false;
+        for record in event.records {
+            let id = record
+                .change
+                .sequence_number
+                .clone()
+                .unwrap_or_else(|| record.event_id.clone());
+            if !failed && let Err(e) = self.process(record).await {
+                tracing::warn!(sequence_number = %id, error = %e, "stream record failed");
+                failed = true;
+            }
+            if failed {
+                let mut f = DynamoDbBatchItemFailure::default();
+                f.item_identifier = Some(id);
+                response.batch_item_failures.push(f);
+            }
+        }
+        response
+    }
+
+    pub async fn process(&self, record: EventRecord) -> Result<Processed, RecordError> {
+        if record.event_name != "INSERT" {
+            // Events are immutable: only inserts carry news. A MODIFY/REMOVE would be an
+            // operator's hand on the table; it changes no read model.
+            tracing::warn!(event_name = %record.event_name, "ignoring non-INSERT stream record");
+            return Ok(Processed {
+                applied: false,
+                started: None,
+            });
+        }
+        let seq = record.change.sequence_number.clone().unwrap_or_default();
+        if record.change.new_image.is_empty() {
+            return Err(RecordError::NoImage(seq));
+        }
+        let envelope = orders_aws::codec::envelope_from_image(record.change.new_image)?;
+        self.process_envelope(&envelope).await
+    }
+
+    /// The projection of one event, shared by the stream path and replay.
+    pub async fn process_envelope(
+        &self,
+        envelope: &EventEnvelope,
+    ) -> Result<Processed, RecordError> {
+        let span = tracing::info_span!(
+            "project",
+            order_id = %envelope.aggregate_id,
+            correlation_id = %envelope.correlation_id,
+            version = envelope.version,
+            event_type = %envelope.event_type,
+        );
+        async {
+            let event = envelope.decode()?;
+            let applied = self.reads.apply(envelope, &event).await? == ApplyOutcome::Applied;
+            // Started on every delivery of OrderPlaced, not only the first: a crash between
+            // the projection and the start must not lose the workflow, and the execution
+            // name makes a second start a no-op.
+            let started = match (&self.starter, &event) {
+                (Some(starter), OrderEvent::Placed(placed)) => {
+                    let input = WorkflowInput::for_placed(envelope, placed);
+                    Some(starter.start(&input).await?)
+                }
+                _ => None,
+            };
+            Ok(Processed { applied, started })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A starter that only logs; stands in where no workflow engine is wired.
+pub struct LoggingStarter;
+
+impl WorkflowStarter for LoggingStarter {
+    async fn start(&self, input: &WorkflowInput) -> Result<StartOutcome, WorkflowError> {
+        tracing::info!(order_id = %input.order_id, correlation_id = %input.correlation_id, "workflow start requested");
+        Ok(StartOutcome::Started {
+            execution_name: orders_domain::workflow::execution_name(&input.order_id),
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! Logging set-up: JSON lines on Lambda (CloudWatch parses them), human lines locally.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init_json() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+pub fn init_human() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .try_init();
+}
