@@ -1,0 +1,142 @@
+//! One `aws-config` load, every client built from it.
+//!
+//! The HTTP client is hyper + rustls with ring (no second TLS stack). Region, credentials
+//! and endpoints come from the SDK's default chain, which honours `AWS_ENDPOINT_URL` and
+//! the per-service `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SFN` natively;
+//! [`Endpoints`] overrides them in code (the emulator tests do).
+
+use crate::config::{AppConfig, ConfigError, EventStoreConfig, ReadModelsConfig, WorkflowConfig};
+use crate::event_store::DynamoEventStore;
+use crate::read_models::DynamoReadModels;
+use crate::sfn::{SfnInspector, SfnWorkflowStarter};
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+/// Per-service endpoint overrides (`None`: the SDK's own resolution).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub dynamodb: Option<String>,
+    pub sfn: Option<String>,
+}
+
+/// The shared SDK configuration with our one HTTP client.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// hyper + rustls (ring), with the platform's trust roots.
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The SDK clients, all from one [`SdkConfig`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    pub sdk: SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+impl AwsClients {
+    /// Loads the configuration from the environment (one load).
+    pub async fn load() -> Self {
+        Self::load_with(&Endpoints::default()).await
+    }
+
+    pub async fn load_with(endpoints: &Endpoints) -> Self {
+        Self::from_sdk_config(&load_sdk_config().await, endpoints)
+    }
+
+    pub fn from_sdk_config(sdk: &SdkConfig, endpoints: &Endpoints) -> Self {
+        let mut ddb = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if let Some(url) = &endpoints.dynamodb {
+            ddb = ddb.endpoint_url(url);
+        }
+        let mut sfn = aws_sdk_sfn::config::Builder::from(sdk);
+        if let Some(url) = &endpoints.sfn {
+            sfn = sfn.endpoint_url(url);
+        }
+        AwsClients {
+            sdk: sdk.clone(),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb.build()),
+            sfn: aws_sdk_sfn::Client::from_conf(sfn.build()),
+        }
+    }
+
+    /// The configured region (`None` when the SDK found none).
+    pub fn region(&self) -> Option<String> {
+        self.sdk.region().map(|r| r.to_string())
+    }
+
+    pub fn event_store(&self, config: &EventStoreConfig) -> DynamoEventStore {
+        DynamoEventStore::new(
+            self.dynamodb.clone(),
+            &config.events_table,
+            &config.idempotency_table,
+        )
+    }
+
+    pub fn read_models(&self, config: &ReadModelsConfig) -> DynamoReadModels {
+        DynamoReadModels::new(self.dynamodb.clone(), &config.table)
+    }
+
+    pub fn workflow_starter(&self, config: &WorkflowConfig) -> SfnWorkflowStarter {
+        SfnWorkflowStarter::new(self.sfn.clone(), &config.state_machine_arn)
+    }
+
+    pub fn inspector(&self, config: &WorkflowConfig) -> SfnInspector {
+        SfnInspector::new(self.sfn.clone(), &config.state_machine_arn)
+    }
+
+    /// Needs `EVENTS_TABLE` and `IDEMPOTENCY_TABLE`.
+    pub fn event_store_from_env(&self) -> Result<DynamoEventStore, ConfigError> {
+        Ok(self.event_store(&EventStoreConfig::from_env()?))
+    }
+
+    /// Needs `READ_MODELS_TABLE`.
+    pub fn read_models_from_env(&self) -> Result<DynamoReadModels, ConfigError> {
+        Ok(self.read_models(&ReadModelsConfig::from_env()?))
+    }
+
+    /// Needs `STATE_MACHINE_ARN`.
+    pub fn workflow_starter_from_env(&self) -> Result<SfnWorkflowStarter, ConfigError> {
+        Ok(self.workflow_starter(&WorkflowConfig::from_env()?))
+    }
+
+    /// Needs `STATE_MACHINE_ARN`.
+    pub fn inspector_from_env(&self) -> Result<SfnInspector, ConfigError> {
+        Ok(self.inspector(&WorkflowConfig::from_env()?))
+    }
+}
+
+/// The three ports a Lambda binary wires, from one configuration load.
+#[derive(Debug, Clone)]
+pub struct AwsPorts {
+    pub clients: AwsClients,
+    pub event_store: DynamoEventStore,
+    pub read_models: DynamoReadModels,
+    pub starter: SfnWorkflowStarter,
+}
+
+impl AwsPorts {
+    /// Needs all four variables (every missing one is named). A binary that needs fewer
+    /// uses [`AwsClients::load`] and the `*_from_env` constructors instead.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = AppConfig::from_env()?;
+        Ok(Self::new(AwsClients::load().await, &config))
+    }
+
+    pub fn new(clients: AwsClients, config: &AppConfig) -> Self {
+        AwsPorts {
+            event_store: clients.event_store(&config.event_store),
+            read_models: clients.read_models(&config.read_models),
+            starter: clients.workflow_starter(&config.workflow),
+            clients,
+        }
+    }
+}

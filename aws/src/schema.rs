@@ -1,0 +1,148 @@
+//! The tables the adapters expect, as code: the SAM template declares the same ones on
+//! AWS; tests, and a blue/green read-model rebuild into a fresh table, create them here.
+
+use crate::codec::{KEY_AGGREGATE, KEY_VERSION};
+use crate::dynamo::describe;
+use crate::event_store::{KEY_IDEMPOTENCY, TTL_ATTRIBUTE};
+use crate::read_models::{GSI_BY_CUSTOMER, GSI1_PK, GSI1_SK, PK, SK};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
+    TimeToLiveSpecification,
+};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("table {table}: {reason}")]
+pub struct SchemaError {
+    pub table: String,
+    pub reason: String,
+}
+
+fn err(table: &str, reason: impl Into<String>) -> SchemaError {
+    SchemaError {
+        table: table.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn attr(name: &str, t: ScalarAttributeType) -> Result<AttributeDefinition, SchemaError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(t)
+        .build()
+        .map_err(|e| err(name, e.to_string()))
+}
+
+fn key(name: &str, t: KeyType) -> Result<KeySchemaElement, SchemaError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(t)
+        .build()
+        .map_err(|e| err(name, e.to_string()))
+}
+
+/// Events: `aggregate_id` (S) + `version` (N), on-demand, stream `NEW_IMAGE`.
+pub async fn create_events_table(client: &Client, table: &str) -> Result<(), SchemaError> {
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(KEY_AGGREGATE, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(KEY_VERSION, ScalarAttributeType::N)?)
+        .key_schema(key(KEY_AGGREGATE, KeyType::Hash)?)
+        .key_schema(key(KEY_VERSION, KeyType::Range)?)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(|e| err(table, e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| err(table, describe(&e)))?;
+    wait_active(client, table).await
+}
+
+/// Idempotency records: `idempotency_key` (S), TTL on `expires_at`.
+pub async fn create_idempotency_table(client: &Client, table: &str) -> Result<(), SchemaError> {
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(KEY_IDEMPOTENCY, ScalarAttributeType::S)?)
+        .key_schema(key(KEY_IDEMPOTENCY, KeyType::Hash)?)
+        .send()
+        .await
+        .map_err(|e| err(table, describe(&e)))?;
+    wait_active(client, table).await?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL_ATTRIBUTE)
+                .build()
+                .map_err(|e| err(table, e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| err(table, describe(&e)))?;
+    Ok(())
+}
+
+/// Read models: `pk` (S) + `sk` (S), GSI `by_customer` on `gsi1pk` + `gsi1sk`, projection ALL.
+pub async fn create_read_models_table(client: &Client, table: &str) -> Result<(), SchemaError> {
+    let gsi = GlobalSecondaryIndex::builder()
+        .index_name(GSI_BY_CUSTOMER)
+        .key_schema(key(GSI1_PK, KeyType::Hash)?)
+        .key_schema(key(GSI1_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| err(table, e.to_string()))?;
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(PK, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(SK, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(GSI1_PK, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(GSI1_SK, ScalarAttributeType::S)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(gsi)
+        .send()
+        .await
+        .map_err(|e| err(table, describe(&e)))?;
+    wait_active(client, table).await
+}
+
+/// Waits (up to two minutes) until the table and its indexes are ACTIVE.
+pub async fn wait_active(client: &Client, table: &str) -> Result<(), SchemaError> {
+    for _ in 0..240 {
+        let out = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| err(table, describe(&e)))?;
+        if let Some(t) = out.table() {
+            let indexes_active = t
+                .global_secondary_indexes()
+                .iter()
+                .all(|i| i.index_status().is_none_or(|s| s.as_str() == "ACTIVE"));
+            if t.table_status() == Some(&TableStatus::Active) && indexes_active {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(err(table, "did not become ACTIVE within two minutes"))
+}
