@@ -1,0 +1,5 @@
+//! The embedded local runtime: SQLite adapters for the ports, the stream tailer, and
+//! (later) the local topic, queue, mailbox and console.
+
+pub mod store;
+pub mod tailer;

@@ -1,0 +1,399 @@
+//! The projections' SQLite tables and the one code path that folds an event into them.
+//! The live projector (through `ReadModels::apply`) and a replay into a fresh generation
+//! both go through [`apply`]; only the [`Targets`] differ.
+//!
+//! Every projection has numbered **generations**, each its own set of tables
+//! (`orders_g1`, `daily_sales_g1`, `sales_trackers_g1`, …). `projection_generations` says
+//! which generation of each projection is `active` (what readers and the live projector
+//! use); a replay builds a new one while the old one keeps serving, then flips the pointer
+//! in one transaction (blue/green).
+
+use super::DbError;
+use super::sqlite::{to_i64, to_u64};
+use orders_domain::envelope::EventEnvelope;
+use orders_domain::order::OrderEvent;
+use orders_domain::ports::{ApplyOutcome, Page, ReadModelError};
+use orders_domain::projection::{
+    Applicability, DailySales, OrderSummary, OrderView, ProjectionName, SalesTracker,
+    applicability, apply_daily_sales, apply_order_view,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The generation of each projection an event goes to; `None` leaves a projection alone
+/// (a replay of one projection must not touch the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Targets {
+    pub orders: Option<u32>,
+    pub daily_sales: Option<u32>,
+}
+
+impl Targets {
+    pub fn get(&self, projection: ProjectionName) -> Option<u32> {
+        match projection {
+            ProjectionName::Orders => self.orders,
+            ProjectionName::DailySales => self.daily_sales,
+        }
+    }
+
+    pub fn set(&mut self, projection: ProjectionName, generation: Option<u32>) {
+        match projection {
+            ProjectionName::Orders => self.orders = generation,
+            ProjectionName::DailySales => self.daily_sales = generation,
+        }
+    }
+
+    pub fn only(projection: ProjectionName, generation: u32) -> Self {
+        let mut t = Targets::default();
+        t.set(projection, Some(generation));
+        t
+    }
+}
+
+pub(crate) fn create_tables(
+    conn: &Connection,
+    projection: ProjectionName,
+    g: u32,
+) -> rusqlite::Result<()> {
+    match projection {
+        ProjectionName::Orders => conn.execute_batch(&format!(
+            "CREATE TABLE orders_g{g} (
+                 order_id    TEXT    PRIMARY KEY,
+                 version     INTEGER NOT NULL, -- last applied version: the duplicate guard
+                 customer_id TEXT    NOT NULL,
+                 placed_at   INTEGER NOT NULL, -- ms since the epoch, for newest-first paging
+                 view        TEXT    NOT NULL  -- the OrderView as JSON
+             );
+             CREATE INDEX orders_g{g}_by_customer
+                 ON orders_g{g} (customer_id, placed_at DESC, order_id DESC);"
+        )),
+        ProjectionName::DailySales => conn.execute_batch(&format!(
+            "CREATE TABLE daily_sales_g{g} (
+                 date             TEXT    NOT NULL,
+                 currency         TEXT    NOT NULL,
+                 orders_placed    INTEGER NOT NULL,
+                 amount_placed    INTEGER NOT NULL,
+                 orders_cancelled INTEGER NOT NULL,
+                 amount_cancelled INTEGER NOT NULL,
+                 net_amount       INTEGER NOT NULL,
+                 PRIMARY KEY (date, currency)
+             ) WITHOUT ROWID;
+             CREATE TABLE sales_trackers_g{g} (
+                 order_id TEXT    PRIMARY KEY,
+                 version  INTEGER NOT NULL, -- last applied version: the duplicate guard
+                 tracker  TEXT    NOT NULL  -- the SalesTracker as JSON
+             ) WITHOUT ROWID;"
+        )),
+    }
+}
+
+pub(crate) fn drop_tables(
+    conn: &Connection,
+    projection: ProjectionName,
+    g: u32,
+) -> rusqlite::Result<()> {
+    match projection {
+        ProjectionName::Orders => conn.execute_batch(&format!("DROP TABLE IF EXISTS orders_g{g};")),
+        ProjectionName::DailySales => conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS daily_sales_g{g}; DROP TABLE IF EXISTS sales_trackers_g{g};"
+        )),
+    }
+}
+
+/// Folds one event into every targeted projection, inside the caller's transaction.
+/// All or nothing: on a gap or a fold error nothing is written (the caller rolls back).
+pub(crate) fn apply(
+    conn: &Connection,
+    targets: &Targets,
+    envelope: &EventEnvelope,
+    event: &OrderEvent,
+) -> Result<ApplyOutcome, DbError> {
+    let id = &envelope.aggregate_id;
+    let gap = |expected| ReadModelError::Gap {
+        aggregate_id: id.clone(),
+        expected,
+        got: envelope.version,
+    };
+
+    // Decide for every projection before writing anything.
+    let orders = match targets.orders {
+        Some(g) => {
+            let (last, view) = load_view(conn, g, id)?;
+            match applicability(last, envelope.version) {
+                Applicability::Apply => Some((
+                    g,
+                    apply_order_view(view, envelope, event).map_err(ReadModelError::from)?,
+                )),
+                Applicability::Duplicate => None,
+                Applicability::Gap { expected } => return Err(gap(expected).into()),
+            }
+        }
+        None => None,
+    };
+    let sales = match targets.daily_sales {
+        Some(g) => {
+            let tracker = load_tracker(conn, g, id)?;
+            let last = tracker.as_ref().map_or(0, |t| t.version);
+            match applicability(last, envelope.version) {
+                Applicability::Apply => Some((g, apply_daily_sales(tracker, envelope, event))),
+                Applicability::Duplicate => None,
+                Applicability::Gap { expected } => return Err(gap(expected).into()),
+            }
+        }
+        None => None,
+    };
+
+    let applied = orders.is_some() || sales.is_some();
+    if let Some((g, view)) = orders {
+        save_view(conn, g, id, &view)?;
+    }
+    if let Some((g, (tracker, delta))) = sales {
+        save_tracker(conn, g, id, &tracker)?;
+        if let Some(delta) = delta {
+            let mut day = load_day(conn, g, &delta.date, &delta.currency)?
+                .unwrap_or_else(|| DailySales::new(&delta.date, &delta.currency));
+            day.add(&delta);
+            save_day(conn, g, &day)?;
+        }
+    }
+    Ok(if applied {
+        ApplyOutcome::Applied
+    } else {
+        ApplyOutcome::Duplicate
+    })
+}
+
+fn corrupt(what: &str, id: &str, e: impl std::fmt::Display) -> DbError {
+    DbError::Corrupt(format!("{what} of order {id}: {e}"))
+}
+
+fn load_view(conn: &Connection, g: u32, id: &str) -> Result<(u64, Option<OrderView>), DbError> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT version, view FROM orders_g{g} WHERE order_id = ?1"
+        ))?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        None => Ok((0, None)),
+        Some((version, json)) => Ok((
+            to_u64(version, "version").map_err(DbError::Corrupt)?,
+            Some(serde_json::from_str(&json).map_err(|e| corrupt("order view", id, e))?),
+        )),
+    }
+}
+
+fn save_view(conn: &Connection, g: u32, id: &str, view: &OrderView) -> Result<(), DbError> {
+    let json = serde_json::to_string(view).map_err(|e| corrupt("order view", id, e))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO orders_g{g} (order_id, version, customer_id, placed_at, view)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (order_id) DO UPDATE SET
+             version = excluded.version, customer_id = excluded.customer_id,
+             placed_at = excluded.placed_at, view = excluded.view"
+    ))?
+    .execute(params![
+        id,
+        to_i64(view.version, "version").map_err(DbError::Corrupt)?,
+        view.customer.id,
+        view.placed_at.millis(),
+        json
+    ])?;
+    Ok(())
+}
+
+fn load_tracker(conn: &Connection, g: u32, id: &str) -> Result<Option<SalesTracker>, DbError> {
+    let json: Option<String> = conn
+        .prepare_cached(&format!(
+            "SELECT tracker FROM sales_trackers_g{g} WHERE order_id = ?1"
+        ))?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    json.map(|j| serde_json::from_str(&j).map_err(|e| corrupt("sales tracker", id, e)))
+        .transpose()
+}
+
+fn save_tracker(conn: &Connection, g: u32, id: &str, t: &SalesTracker) -> Result<(), DbError> {
+    let json = serde_json::to_string(t).map_err(|e| corrupt("sales tracker", id, e))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO sales_trackers_g{g} (order_id, version, tracker) VALUES (?1, ?2, ?3)
+         ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, tracker = excluded.tracker"
+    ))?
+    .execute(params![
+        id,
+        to_i64(t.version, "version").map_err(DbError::Corrupt)?,
+        json
+    ])?;
+    Ok(())
+}
+
+const DAY_COLUMNS: &str = "date, currency, orders_placed, amount_placed, orders_cancelled, \
+                           amount_cancelled, net_amount";
+
+fn day_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DailySales> {
+    Ok(DailySales {
+        date: r.get(0)?,
+        currency: r.get(1)?,
+        orders_placed: r.get(2)?,
+        amount_placed: r.get(3)?,
+        orders_cancelled: r.get(4)?,
+        amount_cancelled: r.get(5)?,
+        net_amount: r.get(6)?,
+    })
+}
+
+fn load_day(
+    conn: &Connection,
+    g: u32,
+    date: &str,
+    currency: &str,
+) -> Result<Option<DailySales>, DbError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {DAY_COLUMNS} FROM daily_sales_g{g} WHERE date = ?1 AND currency = ?2"
+        ))?
+        .query_row([date, currency], day_row)
+        .optional()?)
+}
+
+fn save_day(conn: &Connection, g: u32, d: &DailySales) -> Result<(), DbError> {
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO daily_sales_g{g} ({DAY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        d.date,
+        d.currency,
+        d.orders_placed,
+        d.amount_placed,
+        d.orders_cancelled,
+        d.amount_cancelled,
+        d.net_amount
+    ])?;
+    Ok(())
+}
+
+// ---- reads ----
+
+pub(crate) fn order_view(
+    conn: &Connection,
+    g: u32,
+    id: &str,
+) -> Result<Option<OrderView>, DbError> {
+    Ok(load_view(conn, g, id)?.1)
+}
+
+/// Most orders one page returns, whatever the caller asks for.
+pub const MAX_PAGE: usize = 1000;
+
+pub(crate) fn customer_orders(
+    conn: &Connection,
+    g: u32,
+    customer_id: &str,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Page<OrderSummary>, DbError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    let limit = limit.min(MAX_PAGE);
+    if limit == 0 {
+        return Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        });
+    }
+    // One row more than asked tells whether another page exists.
+    let fetch = (limit + 1) as i64;
+    let views: Vec<String> = match &after {
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT view FROM orders_g{g} WHERE customer_id = ?1
+                 ORDER BY placed_at DESC, order_id DESC LIMIT ?2"
+            ))?
+            .query_map(params![customer_id, fetch], |r| r.get(0))?
+            .collect::<Result<_, _>>()?,
+        Some((placed_at, order_id)) => conn
+            .prepare_cached(&format!(
+                "SELECT view FROM orders_g{g} WHERE customer_id = ?1
+                   AND (placed_at, order_id) < (?2, ?3)
+                 ORDER BY placed_at DESC, order_id DESC LIMIT ?4"
+            ))?
+            .query_map(params![customer_id, placed_at, order_id, fetch], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?,
+    };
+    let more = views.len() > limit;
+    let mut items = Vec::with_capacity(limit);
+    for json in views.into_iter().take(limit) {
+        let view: OrderView = serde_json::from_str(&json)
+            .map_err(|e| DbError::Corrupt(format!("an order view of {customer_id}: {e}")))?;
+        items.push(view.summary());
+    }
+    let next_cursor = match (more, items.last()) {
+        (true, Some(last)) => Some(encode_cursor(last.placed_at.millis(), &last.order_id)),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(crate) fn daily_sales(conn: &Connection, g: u32) -> Result<Vec<DailySales>, DbError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {DAY_COLUMNS} FROM daily_sales_g{g} ORDER BY date, currency"
+        ))?
+        .query_map([], day_row)?
+        .collect::<Result<_, _>>()?)
+}
+
+// The cursor is the last row's sort key, hex-encoded so clients treat it as opaque and it
+// needs no escaping in a query string.
+fn encode_cursor(placed_at: i64, order_id: &str) -> String {
+    format!("{placed_at}:{order_id}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), DbError> {
+    let invalid = || DbError::ReadModel(ReadModelError::InvalidCursor);
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 1024 {
+        return Err(invalid());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| {
+            cursor
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(invalid)?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (at, id) = text.split_once(':').ok_or_else(invalid)?;
+    let at = at.parse::<i64>().map_err(|_| invalid())?;
+    if id.is_empty() {
+        return Err(invalid());
+    }
+    Ok((at, id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = encode_cursor(1_795_706_525_123, "01JORDER:x");
+        assert_eq!(
+            decode_cursor(&c).unwrap(),
+            (1_795_706_525_123, "01JORDER:x".to_string())
+        );
+        for bad in ["", "zz", "abc", "3132", "3a", &"00".repeat(600)] {
+            assert!(
+                matches!(
+                    decode_cursor(bad),
+                    Err(DbError::ReadModel(ReadModelError::InvalidCursor))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The SQLite read-model store: `<data_dir>/read_models.db`. Holds the projections (in
+//! generations, see [`super::projection`]), the stream checkpoints and the dead letters.
+//!
+//! Writes go through one connection behind a mutex: there is one projector, so it never
+//! waits in practice, and SQLite would serialize writers anyway. Reads use a pool.
+
+use super::projection::{self, Targets};
+use super::sqlite::{self, Migration, ReaderPool, to_i64, to_u64};
+use super::{DbError, OpenError, SystemClock, blocking};
+use orders_domain::Timestamp;
+use orders_domain::envelope::EventEnvelope;
+use orders_domain::order::OrderEvent;
+use orders_domain::ports::{ApplyOutcome, Clock, Page, ReadModelError, ReadModels};
+use orders_domain::projection::{DailySales, OrderSummary, OrderView, ProjectionName};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub const READ_MODELS_DB: &str = "read_models.db";
+
+const MIGRATIONS: &[Migration] = &[|tx| {
+    tx.execute_batch(
+        "CREATE TABLE projection_generations (
+             projection TEXT    NOT NULL,
+             generation INTEGER NOT NULL,
+             status     TEXT    NOT NULL CHECK (status IN ('building', 'active', 'retired')),
+             created_at TEXT    NOT NULL,
+             PRIMARY KEY (projection, generation)
+         ) WITHOUT ROWID;
+         -- The pointer readers follow: at most one active generation per projection.
+         CREATE UNIQUE INDEX projection_generations_active
+             ON projection_generations (projection) WHERE status = 'active';
+         CREATE TABLE checkpoints (
+             name TEXT    PRIMARY KEY,
+             seq  INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE dead_letters (
+             id        INTEGER PRIMARY KEY AUTOINCREMENT,
+             source    TEXT NOT NULL, -- e.g. `stream:projector`, later `queue:fulfilment`
+             key       TEXT NOT NULL, -- the record's id in its source (a sequence number)
+             reason    TEXT NOT NULL,
+             record    TEXT NOT NULL, -- the record as delivered (JSON)
+             parked_at TEXT NOT NULL
+         );
+         CREATE INDEX dead_letters_by_source ON dead_letters (source, id);",
+    )?;
+    let now = SystemClock.now().to_string();
+    for p in ProjectionName::ALL {
+        projection::create_tables(tx, p, 1)?;
+        tx.execute(
+            "INSERT INTO projection_generations (projection, generation, status, created_at)
+             VALUES (?1, 1, 'active', ?2)",
+            params![p.as_str(), now],
+        )?;
+    }
+    Ok(())
+}];
+
+/// A record parked where an operator can see it, with why it could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: u64,
+    pub source: String,
+    pub key: String,
+    pub reason: String,
+    pub record: String,
+    pub parked_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    pub source: String,
+    pub key: String,
+    pub reason: String,
+    pub record: String,
+}
+
+/// One generation of one projection, as `projection_generations` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub projection: ProjectionName,
+    pub generation: u32,
+    /// `building`, `active` or `retired`.
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: ReaderPool,
+    path: PathBuf,
+}
+
+/// The read-model store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteReadModels {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReadModels")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl SqliteReadModels {
+    /// Opens (creating and migrating if needed) `<data_dir>/read_models.db`. Blocking.
+    pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+        let path = data_dir.join(READ_MODELS_DB);
+        let mut conn = sqlite::open_writer(&path).map_err(|source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| OpenError::migrate(&path, e))?;
+        Ok(SqliteReadModels {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(conn),
+                readers: ReaderPool::new(path.clone()),
+                path,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on the writing connection.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, ReadModelError> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?)
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot) on a pooled connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, ReadModelError> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            inner.readers.with(|conn| {
+                let tx = conn.transaction()?;
+                let out = f(&tx)?;
+                tx.finish()?;
+                Ok(out)
+            })
+        })
+        .await?)
+    }
+
+    // ---- generations (blue/green rebuilds) ----
+
+    /// The generation of each projection that readers and the live projector use.
+    pub async fn active_targets(&self) -> Result<Targets, ReadModelError> {
+        self.read(active_targets).await
+    }
+
+    pub async fn generations(&self) -> Result<Vec<Generation>, ReadModelError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT projection, generation, status, created_at FROM projection_generations
+                 ORDER BY projection, generation",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (p, generation, status, at) = row?;
+                out.push(Generation {
+                    projection: ProjectionName::parse(&p)
+                        .ok_or_else(|| DbError::Corrupt(format!("unknown projection `{p}`")))?,
+                    generation,
+                    status,
+                    created_at: Timestamp::parse(&at)
+                        .ok_or_else(|| DbError::Corrupt(format!("bad time `{at}`")))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Creates empty tables for a new generation of `projection`, in state `building`:
+    /// readers keep using the active one until [`activate_generation`](Self::activate_generation).
+    pub async fn create_generation(
+        &self,
+        projection: ProjectionName,
+    ) -> Result<u32, ReadModelError> {
+        self.write(move |conn| {
+            let last: u32 = conn.query_row(
+                "SELECT COALESCE(MAX(generation), 0) FROM projection_generations
+                 WHERE projection = ?1",
+                [projection.as_str()],
+                |r| r.get(0),
+            )?;
+            let g = last + 1;
+            projection::create_tables(conn, projection, g)?;
+            conn.execute(
+                "INSERT INTO projection_generations (projection, generation, status, created_at)
+                 VALUES (?1, ?2, 'building', ?3)",
+                params![projection.as_str(), g, SystemClock.now().to_string()],
+            )?;
+            Ok(g)
+        })
+        .await
+    }
+
+    /// Makes `generation` the active one and retires the previous, atomically: every
+    /// later apply and read uses the new one. A replay should have caught up to the live
+    /// projector's checkpoint with the live tailer paused; an event applied to the old
+    /// generation after the catch-up would be missing from the new one (its successors
+    /// would then report a gap rather than fold out of order).
+    pub async fn activate_generation(
+        &self,
+        projection: ProjectionName,
+        generation: u32,
+    ) -> Result<(), ReadModelError> {
+        self.write(move |conn| {
+            let exists: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM projection_generations
+                     WHERE projection = ?1 AND generation = ?2",
+                    params![projection.as_str(), generation],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_none() {
+                return Err(DbError::Corrupt(format!(
+                    "{} has no generation {generation}",
+                    projection.as_str()
+                )));
+            }
+            conn.execute(
+                "UPDATE projection_generations SET status = 'retired'
+                 WHERE projection = ?1 AND status = 'active'",
+                [projection.as_str()],
+            )?;
+            conn.execute(
+                "UPDATE projection_generations SET status = 'active'
+                 WHERE projection = ?1 AND generation = ?2",
+                params![projection.as_str(), generation],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops a generation's tables; the active one is refused.
+    pub async fn drop_generation(
+        &self,
+        projection: ProjectionName,
+        generation: u32,
+    ) -> Result<(), ReadModelError> {
+        self.write(move |conn| {
+            let status: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM projection_generations
+                     WHERE projection = ?1 AND generation = ?2",
+                    params![projection.as_str(), generation],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if status.as_deref() == Some("active") {
+                return Err(DbError::Corrupt(format!(
+                    "{} generation {generation} is active",
+                    projection.as_str()
+                )));
+            }
+            projection::drop_tables(conn, projection, generation)?;
+            conn.execute(
+                "DELETE FROM projection_generations WHERE projection = ?1 AND generation = ?2",
+                params![projection.as_str(), generation],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The same fold as [`ReadModels::apply`], into chosen generations (a replay target).
+    pub async fn apply_to(
+        &self,
+        targets: Targets,
+        envelope: &EventEnvelope,
+        event: &OrderEvent,
+    ) -> Result<ApplyOutcome, ReadModelError> {
+        let (envelope, event) = (envelope.clone(), event.clone());
+        self.write(move |conn| projection::apply(conn, &targets, &envelope, &event))
+            .await
+    }
+
+    /// Applies many events in one transaction, each all-or-nothing (a SAVEPOINT each);
+    /// for replay, where one commit per event would dominate. Results are per event.
+    pub async fn apply_many(
+        &self,
+        targets: Option<Targets>,
+        events: Vec<(EventEnvelope, OrderEvent)>,
+    ) -> Result<Vec<Result<ApplyOutcome, ReadModelError>>, ReadModelError> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let targets = match targets {
+                Some(t) => t,
+                None => active_targets(&tx)?,
+            };
+            let mut out = Vec::with_capacity(events.len());
+            for (envelope, event) in &events {
+                let sp = tx.savepoint()?;
+                match projection::apply(&sp, &targets, envelope, event) {
+                    Ok(outcome) => {
+                        sp.commit()?;
+                        out.push(Ok(outcome));
+                    }
+                    Err(DbError::Sql(e)) => return Err(DbError::Sql(e)),
+                    Err(e) => out.push(Err(ReadModelError::from(e))),
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?)
+    }
+
+    // ---- checkpoints ----
+
+    /// The last stream `seq` a consumer has finished with (0 if it never ran).
+    pub async fn checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
+        let name = name.to_string();
+        self.read(move |conn| read_checkpoint(conn, &name)).await
+    }
+
+    pub async fn set_checkpoint(&self, name: &str, seq: u64) -> Result<(), ReadModelError> {
+        let name = name.to_string();
+        self.write(move |conn| write_checkpoint(conn, &name, seq))
+            .await
+    }
+
+    // ---- dead letters ----
+
+    /// Parks a record; with `checkpoint`, also moves that checkpoint past it in the same
+    /// transaction, so a crash can neither lose the record nor park it twice.
+    pub async fn park(
+        &self,
+        letter: NewDeadLetter,
+        checkpoint: Option<(&str, u64)>,
+    ) -> Result<u64, ReadModelError> {
+        let checkpoint = checkpoint.map(|(n, s)| (n.to_string(), s));
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO dead_letters (source, key, reason, record, parked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                letter.source,
+                letter.key,
+                letter.reason,
+                letter.record,
+                SystemClock.now().to_string()
+            ])?;
+            let id = to_u64(conn.last_insert_rowid(), "id").map_err(DbError::Corrupt)?;
+            if let Some((name, seq)) = checkpoint {
+                write_checkpoint(conn, &name, seq)?;
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Dead letters oldest first, from `source` if given, after id `after` (for paging).
+    pub async fn dead_letters(
+        &self,
+        source: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let source = source.map(str::to_string);
+        let after = to_i64(after, "id").map_err(ReadModelError::Corrupt)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, source, key, reason, record, parked_at FROM dead_letters
+                 WHERE (?1 IS NULL OR source = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![source, after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, source, key, reason, record, at) = row?;
+                out.push(DeadLetter {
+                    id: to_u64(id, "id").map_err(DbError::Corrupt)?,
+                    parked_at: Timestamp::parse(&at)
+                        .ok_or_else(|| DbError::Corrupt(format!("bad time `{at}`")))?,
+                    source,
+                    key,
+                    reason,
+                    record,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn count_dead_letters(&self, source: Option<&str>) -> Result<u64, ReadModelError> {
+        let source = source.map(str::to_string);
+        self.read(move |conn| {
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM dead_letters WHERE (?1 IS NULL OR source = ?1)",
+                )?
+                .query_row([source], |r| r.get(0))?;
+            to_u64(n, "count").map_err(DbError::Corrupt)
+        })
+        .await
+    }
+}
+
+fn active_targets(conn: &Connection) -> Result<Targets, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT projection, generation FROM projection_generations WHERE status = 'active'",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+    let mut targets = Targets::default();
+    for row in rows {
+        let (p, g) = row?;
+        // A projection this build does not know (written by a newer one) is left alone.
+        if let Some(p) = ProjectionName::parse(&p) {
+            targets.set(p, Some(g));
+        }
+    }
+    Ok(targets)
+}
+
+fn active(conn: &Connection, projection: ProjectionName) -> Result<u32, DbError> {
+    active_targets(conn)?.get(projection).ok_or_else(|| {
+        DbError::Corrupt(format!(
+            "projection {} has no active generation",
+            projection.as_str()
+        ))
+    })
+}
+
+fn read_checkpoint(conn: &Connection, name: &str) -> Result<u64, DbError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM checkpoints WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    to_u64(seq.unwrap_or(0), "checkpoint").map_err(DbError::Corrupt)
+}
+
+fn write_checkpoint(conn: &Connection, name: &str, seq: u64) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO checkpoints (name, seq) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+    )?
+    .execute(params![
+        name,
+        to_i64(seq, "checkpoint").map_err(DbError::Corrupt)?
+    ])?;
+    Ok(())
+}
+
+impl ReadModels for SqliteReadModels {
+    async fn apply(
+        &self,
+        envelope: &EventEnvelope,
+        event: &OrderEvent,
+    ) -> Result<ApplyOutcome, ReadModelError> {
+        let (envelope, event) = (envelope.clone(), event.clone());
+        // The active generations are read inside the write transaction, so a flip by a
+        // replay is atomic with respect to every apply.
+        self.write(move |conn| {
+            let targets = active_targets(conn)?;
+            projection::apply(conn, &targets, &envelope, &event)
+        })
+        .await
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<OrderView>, ReadModelError> {
+        let id = order_id.to_string();
+        self.read(move |conn| {
+            let g = active(conn, ProjectionName::Orders)?;
+            projection::order_view(conn, g, &id)
+        })
+        .await
+    }
+
+    async fn customer_orders(
+        &self,
+        customer_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<OrderSummary>, ReadModelError> {
+        let customer_id = customer_id.to_string();
+        let cursor = cursor.map(str::to_string);
+        self.read(move |conn| {
+            let g = active(conn, ProjectionName::Orders)?;
+            projection::customer_orders(conn, g, &customer_id, limit, cursor.as_deref())
+        })
+        .await
+    }
+
+    async fn daily_sales(&self) -> Result<Vec<DailySales>, ReadModelError> {
+        self.read(|conn| {
+            let g = active(conn, ProjectionName::DailySales)?;
+            projection::daily_sales(conn, g)
+        })
+        .await
+    }
+}

@@ -1,0 +1,142 @@
+//! Connection setup, a small pool of read connections, and schema migrations, shared by
+//! the event store and the read-model store.
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a connection waits for another one's write lock before giving up. Only the
+/// migration at start-up and an operator's `sqlite3` shell ever contend: each file has a
+/// single writer in this process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle read connections kept per file; more are opened on demand under load.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Opens the one writing connection of a file.
+///
+/// WAL lets readers run beside the writer. `synchronous = NORMAL` in WAL mode does not
+/// fsync on each commit, only at checkpoints: a committed transaction is in the WAL file
+/// (the OS page cache) before `COMMIT` returns, so it survives the process being killed
+/// (`kill -9`, a panic, an abort). Only a power loss or OS crash can lose the last few
+/// commits, which is acceptable for a local development runtime and buys an order of
+/// magnitude in append throughput.
+pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot use WAL journaling (got `{mode}`)")),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    // Read-write flags with `query_only`: a strictly read-only connection cannot create
+    // the WAL index if it is missing.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Read connections for one file. Each read borrows one for its duration, so concurrent
+/// readers never queue behind each other or behind the writer.
+pub(crate) struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        ReaderPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a pooled connection (blocking: call from `spawn_blocking`).
+    pub(crate) fn with<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&mut conn);
+        // A connection left inside a transaction (an early return) must not be reused.
+        if conn.is_autocommit() {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+/// One schema migration step, run inside the migration transaction.
+pub(crate) type Migration = fn(&Transaction<'_>) -> rusqlite::Result<()>;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MigrateError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("schema version {found} is newer than this build knows ({known})")]
+    TooNew { found: i64, known: i64 },
+}
+
+/// Brings a file to the latest schema. The version lives in `PRAGMA user_version`, and
+/// each step commits together with the version bump, so a crash mid-migration leaves the
+/// previous version intact.
+pub(crate) fn migrate(conn: &mut Connection, steps: &[Migration]) -> Result<(), MigrateError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = steps.len() as i64;
+    if found > known {
+        return Err(MigrateError::TooNew { found, known });
+    }
+    for step in steps.iter().skip(found as usize) {
+        step(&tx)?;
+    }
+    if found < known {
+        tx.pragma_update(None, "user_version", known)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Converts a stored INTEGER to the unsigned domain type, refusing negatives.
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, String> {
+    u64::try_from(v).map_err(|_| format!("{what} is negative: {v}"))
+}
+
+/// Converts a domain number to SQLite's INTEGER, refusing values it cannot hold.
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64, String> {
+    i64::try_from(v).map_err(|_| format!("{what} is too large: {v}"))
+}

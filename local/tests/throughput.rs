@@ -1,0 +1,173 @@
+//! Throughput of the SQLite stores and the tailer. A measurement, not a check (ignored by
+//! default; numbers from a debug build mean nothing, SQLite is compiled without
+//! optimisation there):
+//!
+//! `cargo test --release -p orders-local --test throughput -- --ignored --nocapture --test-threads=1`
+
+#[path = "contract/mod.rs"]
+mod contract;
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use orders_domain::ports::{EventStore, ReadModels};
+use orders_local::store::{LocalStores, SqliteReadModels};
+use orders_local::tailer::{self, StreamHandler, TailerConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What `POST /orders` with an `Idempotency-Key` appends: one event and its key.
+async fn place(stores: &LocalStores) {
+    let id = contract::unique("order");
+    let events = contract::wrap(
+        &id,
+        0,
+        &[contract::placed(
+            &id,
+            &contract::unique("c"),
+            contract::money(2500, "EUR"),
+        )],
+        contract::T0,
+    );
+    let mut req = contract::request(&id, 0, events);
+    req.idempotency = Some(contract::idem(&format!("key-{id}"), &id));
+    stores.events.append(req).await.unwrap();
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+async fn run_appenders(
+    stores: Arc<LocalStores>,
+    concurrency: usize,
+    total: usize,
+) -> Vec<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (stores, next) = (stores.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let t = Instant::now();
+                place(&stores).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn append_throughput() {
+    for (concurrency, total) in [(1, 5_000), (8, 20_000), (64, 40_000), (256, 40_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = Arc::new(LocalStores::open(dir.path()).unwrap());
+        let started = Instant::now();
+        let lat = run_appenders(stores.clone(), concurrency, total).await;
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(stores.events.count().await.unwrap(), total as u64);
+        println!(
+            "appends: {concurrency:>3} concurrent: {total} in {secs:.2}s = {:>6.0}/s  p50 {:?}  p99 {:?}",
+            total as f64 / secs,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+}
+
+/// Decodes each image with the one codec and applies it: the projector's work.
+struct Projector(SqliteReadModels);
+
+impl StreamHandler for Projector {
+    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        for r in event.records {
+            let env = orders_aws::codec::envelope_from_image(r.change.new_image)
+                .map_err(|e| e.to_string())?;
+            let ev = env.decode().map_err(|e| e.to_string())?;
+            self.0.apply(&env, &ev).await.map_err(|e| e.to_string())?;
+        }
+        Ok(DynamoDbEventResponse::default())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn projection_throughput_and_lag() {
+    // Catch-up: the tailer and read models alone, over a backlog.
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Arc::new(LocalStores::open(dir.path()).unwrap());
+    let backlog = 20_000;
+    run_appenders(stores.clone(), 64, backlog).await;
+    let started = Instant::now();
+    let t = tailer::spawn(
+        stores.events.clone(),
+        stores.read_models.clone(),
+        Projector(stores.read_models.clone()),
+        TailerConfig::default(),
+    );
+    t.wait_for(backlog as u64).await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "projection catch-up: {backlog} events in {secs:.2}s = {:.0}/s",
+        backlog as f64 / secs
+    );
+    t.shutdown().await;
+
+    // Live: appenders at a fixed rate while the tailer projects; lag = ack → checkpoint.
+    for rate in [1_000u64, 3_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = Arc::new(LocalStores::open(dir.path()).unwrap());
+        let t = Arc::new(tailer::spawn(
+            stores.events.clone(),
+            stores.read_models.clone(),
+            Projector(stores.read_models.clone()),
+            TailerConfig::default(),
+        ));
+        let total = rate as usize * 3;
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        let mut waiters = Vec::new();
+        let mut lat = Vec::new();
+        for _ in 0..total {
+            tick.tick().await;
+            let (stores, t) = (stores.clone(), t.clone());
+            waiters.push(tokio::spawn(async move {
+                let a = Instant::now();
+                place(&stores).await;
+                let acked = Instant::now();
+                // The head right after the ack covers this append (or a later one).
+                t.wait_for(stores.events.head_seq()).await;
+                (acked - a, acked.elapsed())
+            }));
+        }
+        let mut lag = Vec::new();
+        for w in waiters {
+            let (l, g) = w.await.unwrap();
+            lat.push(l);
+            lag.push(g);
+        }
+        lat.sort();
+        lag.sort();
+        println!(
+            "live at {rate}/s: append p50 {:?} p99 {:?}; projection lag p50 {:?} p99 {:?}",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lag, 0.5),
+            pct(&lag, 0.99)
+        );
+        if let Ok(t) = Arc::try_unwrap(t) {
+            t.shutdown().await;
+        }
+    }
+}
