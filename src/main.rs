@@ -1,1 +1,239 @@
-fn main() {}
+//! `orders`: the local runtime and the tools around it.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orders::bench::{self, BenchOptions};
+use orders::client::{Connection, parse_base_url};
+use orders::runtime::{Runtime, RuntimeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+mod states_cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "orders",
+    version,
+    about = "Any Company Online's event-sourced order backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+const DEFAULT_DATA_DIR: &str = ".orders";
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole local stack: HTTP API, event store, stream projector.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000", env = "ORDERS_ADDR")]
+        addr: SocketAddr,
+        #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Place an order against a running server (the sample order, or a JSON file).
+    Submit {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// A JSON order body; `-` reads standard input. Default: the README's sample order.
+        file: Option<PathBuf>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Print one order's events from the local event store.
+    Events {
+        order_id: String,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+    /// Run or validate Amazon States Language definitions with the built-in engine.
+    States {
+        #[command(subcommand)]
+        command: states_cmd::StatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// POST /orders against an in-process runtime: orders/s, latency, projection lag.
+    Api {
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Open-loop rate in orders/s (default: as fast as the connections go).
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long, default_value_t = 2)]
+        warmup_seconds: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    orders_handlers::telemetry::init_human();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Serve { addr, data_dir } => serve(addr, data_dir).await,
+        Cmd::Submit {
+            url,
+            file,
+            idempotency_key,
+        } => submit(&url, file, idempotency_key).await,
+        Cmd::Events { order_id, data_dir } => events(&order_id, data_dir).await,
+        Cmd::Bench {
+            what:
+                BenchCmd::Api {
+                    connections,
+                    seconds,
+                    rate,
+                    warmup_seconds,
+                    json,
+                },
+        } => {
+            anyhow::ensure!(connections > 0, "--connections must be at least 1");
+            let report = bench::api(BenchOptions {
+                connections,
+                duration: Duration::from_secs(seconds),
+                rate,
+                warmup: Duration::from_secs(warmup_seconds),
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "POST /orders: {} connections{}, {:.1} s\n  orders/s      {:.0} ({} orders, {} errors)\n  latency p50   {:.2} ms\n  latency p99   {:.2} ms (max {:.2} ms)\n  projection lag p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+                    report.connections,
+                    report
+                        .target_rate
+                        .map(|r| format!(" at {r}/s"))
+                        .unwrap_or_default(),
+                    report.seconds,
+                    report.orders_per_sec,
+                    report.orders,
+                    report.errors,
+                    report.latency_ms_p50,
+                    report.latency_ms_p99,
+                    report.latency_ms_max,
+                    report.lag_ms_p50,
+                    report.lag_ms_p99,
+                    report.lag_samples,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::States { command } => states_cmd::run(command).await,
+    }
+}
+
+async fn serve(addr: SocketAddr, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::start(RuntimeConfig {
+        addr,
+        data_dir: data_dir.clone(),
+        observer: None,
+    })
+    .await?;
+    println!(
+        "orders: listening on http://{} (data in {}); Ctrl-C stops",
+        runtime.addr,
+        data_dir.display()
+    );
+    shutdown_signal().await;
+    println!("orders: stopping");
+    runtime.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn submit(url: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow::Result<ExitCode> {
+    let body = match file {
+        None => serde_json::to_vec(&orders::sample::order("c-42"))?,
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+            buf
+        }
+        Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+    };
+    let mut conn = Connection::open(parse_base_url(url)?).await?;
+    let headers: Vec<(&str, &str)> = key
+        .as_deref()
+        .map(|k| ("idempotency-key", k))
+        .into_iter()
+        .collect();
+    let reply = conn
+        .send(http::Method::POST, "/orders", &headers, Some(body.into()))
+        .await?;
+    println!("{}", String::from_utf8_lossy(&reply.body));
+    Ok(if (200..300).contains(&reply.status) {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: the server answered {}", reply.status);
+        ExitCode::FAILURE
+    })
+}
+
+async fn events(order_id: &str, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        data_dir.join("events.db").exists(),
+        "no event store in {} (start `orders serve` first, or pass --data-dir)",
+        data_dir.display()
+    );
+    let dir = data_dir.clone();
+    let stores =
+        tokio::task::spawn_blocking(move || orders_local::store::LocalStores::open(&dir)).await??;
+    let events = orders_domain::ports::EventStore::load(&stores.events, order_id)
+        .await
+        .context("reading events")?;
+    anyhow::ensure!(
+        !events.is_empty(),
+        "order {order_id} not found in {}",
+        data_dir.display()
+    );
+    for e in events {
+        println!("{}", serde_json::to_string(&e)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

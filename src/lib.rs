@@ -1,0 +1,7 @@
+//! The `orders` CLI's library: the composition root of the local runtime, and the small
+//! HTTP client the `submit` and `bench` commands use. `main.rs` only parses arguments.
+
+pub mod bench;
+pub mod client;
+pub mod runtime;
+pub mod sample;

@@ -1,0 +1,84 @@
+//! Helpers for the end-to-end tests: a runtime on an ephemeral port in its own data dir.
+
+#![allow(dead_code)]
+
+use orders::client::{Connection, Reply};
+use orders::runtime::{Runtime, RuntimeConfig};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+pub struct Served {
+    pub runtime: Runtime,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn serve() -> Served {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = start_in(dir.path()).await;
+    Served { runtime, dir }
+}
+
+pub async fn start_in(path: &std::path::Path) -> Runtime {
+    Runtime::start(RuntimeConfig {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: path.to_path_buf(),
+        observer: None,
+    })
+    .await
+    .expect("runtime starts")
+}
+
+pub async fn connect(s: &Runtime) -> Connection {
+    Connection::open(s.addr).await.expect("connect")
+}
+
+pub fn json(reply: &Reply) -> Value {
+    serde_json::from_slice(&reply.body).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&reply.body)
+        )
+    })
+}
+
+pub fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn post(
+    conn: &mut Connection,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Reply {
+    conn.send(
+        http::Method::POST,
+        path,
+        headers,
+        Some(serde_json::to_vec(body).expect("json").into()),
+    )
+    .await
+    .expect("request")
+}
+
+pub async fn get(conn: &mut Connection, path: &str) -> Reply {
+    conn.send(http::Method::GET, path, &[], None)
+        .await
+        .expect("request")
+}
+
+/// Polls `GET path` until `done` holds (bounded): the assertion is on the state reached.
+pub async fn eventually(conn: &mut Connection, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(conn, path).await;
+        if done(&r) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn order(customer: &str) -> Value {
+    orders::sample::order(customer)
+}
