@@ -304,7 +304,7 @@ impl Engine {
             input: record.input.clone(),
             start_str: timestamp::format_millis(record.start_date),
             rec: Mutex::new(Recorder {
-                events: Vec::new(),
+                count: 0,
                 replay,
                 store_err,
             }),
@@ -366,7 +366,8 @@ impl Engine {
 }
 
 struct Recorder {
-    events: Vec<HistoryEvent>,
+    /// Number of events recorded so far (the store holds the events themselves).
+    count: usize,
     /// History recorded before a restart; re-driven events are matched against it.
     replay: Vec<HistoryEvent>,
     store_err: Option<StoreError>,
@@ -419,10 +420,10 @@ impl Exec {
             return (0, self.inner.clock.now_millis());
         }
         let mut r = lock(&self.rec);
-        let id = r.events.len() as u64 + 1;
+        let id = r.count as u64 + 1;
         let replayed = r
             .replay
-            .get(r.events.len())
+            .get(r.count)
             .filter(|e| e.event_type == ty)
             .cloned();
         let (ts_str, ms) = match &replayed {
@@ -446,15 +447,15 @@ impl Exec {
         };
         if replayed.is_none() {
             // Past the replayed prefix, a divergent replay must not keep matching.
-            if !r.replay.is_empty() && r.events.len() < r.replay.len() {
-                let n = r.events.len();
+            if !r.replay.is_empty() && r.count < r.replay.len() {
+                let n = r.count;
                 r.replay.truncate(n);
             }
-            if let Err(e) = self.inner.store.append_event(&self.arn, &ev) {
+            if let Err(e) = self.inner.store.append_event(&self.arn, ev) {
                 r.store_err.get_or_insert(e);
             }
         }
-        r.events.push(ev);
+        r.count += 1;
         if advance {
             th.prev = id;
         }
@@ -466,7 +467,7 @@ impl Exec {
     }
 
     fn last_id(&self) -> u64 {
-        lock(&self.rec).events.len() as u64
+        lock(&self.rec).count as u64
     }
 
     /// A recorded completion (from before a restart) of the task started at `started_id`.

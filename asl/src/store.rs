@@ -69,7 +69,7 @@ pub trait ExecutionStore: Send + Sync + 'static {
     fn put_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError>;
     fn get_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError>;
     /// Appends one event to the execution's history.
-    fn append_event(&self, execution_arn: &str, event: &HistoryEvent) -> Result<(), StoreError>;
+    fn append_event(&self, execution_arn: &str, event: HistoryEvent) -> Result<(), StoreError>;
     /// The full history in id order.
     fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, StoreError>;
     /// Newest first (by start date).
@@ -116,12 +116,14 @@ impl ExecutionStore for InMemoryStore {
         Ok(self.lock()?.records.get(execution_arn).cloned())
     }
 
-    fn append_event(&self, execution_arn: &str, event: &HistoryEvent) -> Result<(), StoreError> {
-        self.lock()?
-            .history
-            .entry(execution_arn.to_string())
-            .or_default()
-            .push(event.clone());
+    fn append_event(&self, execution_arn: &str, event: HistoryEvent) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        match g.history.get_mut(execution_arn) {
+            Some(h) => h.push(event),
+            None => {
+                g.history.insert(execution_arn.to_string(), vec![event]);
+            }
+        }
         Ok(())
     }
 

@@ -1,0 +1,202 @@
+//! Engine behaviour: named executions, resources, task tokens, retries, resume.
+
+use asl::{
+    Engine, ExecutionStatus, ExecutionStore, Failure, InMemoryStore, ResourceRegistry, TaskContext,
+    TaskFuture,
+};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+const TASK: &str = r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sns:publish",
+  "Retry":[{"ErrorEquals":["Flaky"],"IntervalSeconds":5,"MaxAttempts":2}],"End":true}}}"#;
+
+#[test]
+fn named_executions_follow_aws_semantics() {
+    let engine = Engine::builder().build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":10,"End":true}}}"#,
+        )
+        .unwrap();
+    let a = engine.start_execution(&sm, "n", json!({"x": 1})).unwrap();
+    // Same name + same input while running: the same execution.
+    let b = engine.start_execution(&sm, "n", json!({"x": 1})).unwrap();
+    assert_eq!(a.execution_arn, b.execution_arn);
+    assert!(engine.start_execution(&sm, "n", json!({"x": 2})).is_err());
+    let out = futures_util::FutureExt::now_or_never(a.wait()).unwrap();
+    assert_eq!(out.status, ExecutionStatus::Succeeded);
+    // Finished: any input is refused.
+    assert!(engine.start_execution(&sm, "n", json!({"x": 1})).is_err());
+}
+
+#[test]
+fn retries_then_succeeds_with_invocation_keys() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let c = calls.clone();
+    let mut reg = ResourceRegistry::new();
+    reg.register(
+        "arn:aws:states:::sns:publish",
+        Arc::new(move |p: Value, ctx: TaskContext| -> TaskFuture {
+            let n = {
+                let mut g = c.lock().unwrap();
+                g.push(ctx.invocation_key.clone());
+                g.len()
+            };
+            Box::pin(async move {
+                if n < 2 {
+                    Err(Failure::new("Flaky", "try again"))
+                } else {
+                    Ok(json!({"ok": p}))
+                }
+            })
+        }),
+    );
+    let engine = Engine::builder().resources(reg).build();
+    let sm = engine.state_machine("m", TASK).unwrap();
+    let h = engine.start_execution(&sm, "e", json!({"a": 1})).unwrap();
+    let out = h.poll_now().unwrap();
+    assert_eq!(out.output, Some(json!({"ok": {"a": 1}})));
+    let keys = calls.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys[0].ends_with("/2/0") && keys[1].ends_with("/2/1"),
+        "{keys:?}"
+    );
+    let types: Vec<String> = engine
+        .history(&h.execution_arn)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskFailed",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+}
+
+#[test]
+fn unregistered_resource_fails_clearly() {
+    let engine = Engine::builder().build();
+    let sm = engine.state_machine("m", TASK).unwrap();
+    let out = engine
+        .start_execution(&sm, "e", json!({}))
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Failed);
+    assert_eq!(out.error.as_deref(), Some("States.TaskFailed"));
+    assert!(out.cause.unwrap().contains("arn:aws:states:::sns:publish"));
+}
+
+#[test]
+fn wait_for_task_token() {
+    let token = Arc::new(Mutex::new(None));
+    let t = token.clone();
+    let mut reg = ResourceRegistry::new();
+    reg.register(
+        "arn:aws:states:::sqs:sendMessage",
+        Arc::new(move |_p: Value, ctx: TaskContext| -> TaskFuture {
+            *t.lock().unwrap() = ctx.task_token.clone();
+            Box::pin(async { Ok(json!({"MessageId": "m"})) })
+        }),
+    );
+    let engine = Engine::builder().resources(reg).build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+               "Parameters":{"Token.$":"$$.Task.Token"},"End":true}}}"#,
+        )
+        .unwrap();
+    let h = engine.start_execution(&sm, "e", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    let tok = token.lock().unwrap().clone().unwrap();
+    assert!(engine.send_task_success("nope", json!(1)).is_err());
+    engine
+        .send_task_success(&tok, json!({"done": true}))
+        .unwrap();
+    let out = h.poll_now().unwrap();
+    assert_eq!(out.output, Some(json!({"done": true})));
+    let types: Vec<String> = engine
+        .history(&h.execution_arn)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert!(types.contains(&"TaskSubmitted".to_string()));
+}
+
+#[test]
+fn resume_reuses_recorded_task_results() {
+    let store: Arc<InMemoryStore> = Arc::new(InMemoryStore::new());
+    let def = r#"{"StartAt":"T1","States":{
+        "T1":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","ResultPath":"$.one","Next":"T2"},
+        "T2":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage","ResultPath":"$.two","End":true}}}"#;
+    let calls = Arc::new(AtomicU32::new(0));
+    let registry = |block_second: bool, calls: Arc<AtomicU32>| {
+        let mut reg = ResourceRegistry::new();
+        let c1 = calls.clone();
+        reg.register(
+            "arn:aws:states:::sns:publish",
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                c1.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Ok(json!("sns")) })
+            }),
+        );
+        reg.register(
+            "arn:aws:states:::sqs:sendMessage",
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                if block_second {
+                    Box::pin(futures_util::future::pending())
+                } else {
+                    Box::pin(async { Ok(json!("sqs")) })
+                }
+            }),
+        );
+        reg
+    };
+    // First process: T1 completes, T2 never answers ("crash").
+    let e1 = Engine::builder()
+        .store(store.clone())
+        .resources(registry(true, calls.clone()))
+        .build();
+    let sm = e1.state_machine("m", def).unwrap();
+    let h = e1.start_execution(&sm, "e", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    drop(h);
+    drop(e1);
+    // Second process: resume; T1 must not be called again.
+    let e2 = Engine::builder()
+        .store(store.clone())
+        .resources(registry(false, calls.clone()))
+        .build();
+    let handles = e2.resume_all().unwrap();
+    assert_eq!(handles.len(), 1);
+    let out = handles[0].poll_now().unwrap();
+    assert_eq!(out.output, Some(json!({"one": "sns", "two": "sqs"})));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let hist = store.history(&out.execution_arn).unwrap();
+    let ids: Vec<u64> = hist.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=hist.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        store
+            .get_execution(&out.execution_arn)
+            .unwrap()
+            .unwrap()
+            .status,
+        ExecutionStatus::Succeeded
+    );
+}
