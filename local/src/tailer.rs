@@ -184,10 +184,16 @@ pub fn spawn<H: StreamHandler>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (progress_tx, progress_rx) = watch::channel(0);
     let span = tracing::info_span!("tailer", name = %config.name);
+    let config = TailerConfig {
+        // A batch of none would never move; more than DynamoDB's 10,000 is not Lambda-like.
+        batch_size: config.batch_size.clamp(1, 10_000),
+        max_attempts: config.max_attempts.max(1),
+        ..config
+    };
     let tailer = Tailer {
         events,
         read_models,
-        handler,
+        handler: Arc::new(handler),
         config,
         stop: stop_rx,
         progress: progress_tx,
@@ -202,7 +208,7 @@ pub fn spawn<H: StreamHandler>(
 struct Tailer<H> {
     events: SqliteEventStore,
     read_models: SqliteReadModels,
-    handler: H,
+    handler: Arc<H>,
     config: TailerConfig,
     stop: watch::Receiver<bool>,
     progress: watch::Sender<u64>,
@@ -356,7 +362,12 @@ impl<H: StreamHandler> Tailer<H> {
             records = seqs.len()
         );
         let records = event.records.clone();
-        let outcome = self.handler.handle(event).instrument(span).await;
+        // Its own task, so a panicking handler fails the batch (as a crashed Lambda
+        // invocation would) instead of killing the tailer.
+        let handler = self.handler.clone();
+        let outcome = tokio::spawn(async move { handler.handle(event).await }.instrument(span))
+            .await
+            .unwrap_or_else(|e| Err(format!("the handler panicked: {e}")));
 
         let (failed_at, reason) = match outcome {
             Ok(resp) if resp.batch_item_failures.is_empty() => {
@@ -484,5 +495,16 @@ fn order_id_of(record: &EventRecord) -> &str {
     match record.change.keys.get(KEY_AGGREGATE) {
         Some(serde_dynamo::AttributeValue::S(s)) => s,
         _ => "",
+    }
+}
+
+/// The projector from `orders-handlers` is the tailer's handler in `orders serve`.
+impl<R, W> StreamHandler for orders_handlers::projector::Projector<R, W>
+where
+    R: orders_domain::ports::ReadModels,
+    W: orders_domain::ports::WorkflowStarter,
+{
+    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+        Ok(orders_handlers::projector::Projector::handle(self, event).await)
     }
 }

@@ -24,6 +24,8 @@ struct Scripted {
     fail: Mutex<HashMap<u64, u32>>,
     /// Fail with `Err` (a function error) instead of batch item failures.
     function_error: bool,
+    /// Fail by panicking.
+    panic: bool,
     delay: Duration,
     batches: Mutex<Vec<Vec<u64>>>,
     handled: Mutex<Vec<u64>>,
@@ -74,6 +76,9 @@ impl StreamHandler for Scripted {
                 _ => false,
             };
             if fails {
+                if self.panic {
+                    panic!("handler bug at {seq}");
+                }
                 if self.function_error {
                     return Err(format!("boom at {seq}"));
                 }
@@ -445,4 +450,29 @@ async fn an_undecodable_row_is_parked_and_the_stream_goes_on() {
         parked[0].reason
     );
     assert!(parked[0].record.contains("broken"), "{}", parked[0].record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_the_batch_but_not_the_tailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = open(&dir);
+    place_orders(&stores, 3).await;
+    let handler = Arc::new(Scripted {
+        panic: true,
+        ..Scripted::failing(2, 1)
+    });
+    let t = tailer::spawn(
+        stores.events.clone(),
+        stores.read_models.clone(),
+        handler.clone(),
+        fast("projector"),
+    );
+    timeout(WAIT, t.wait_for(3)).await.unwrap();
+    t.shutdown().await;
+    // The panicking delivery recorded nothing; the whole batch came again.
+    assert_eq!(handler.handled(), vec![1, 1, 2, 3]);
+    assert_eq!(
+        stores.read_models.count_dead_letters(None).await.unwrap(),
+        0
+    );
 }

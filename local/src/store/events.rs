@@ -13,7 +13,7 @@
 //! see seq N+1 committed before seq N.
 
 use super::sqlite::{self, Migration, ReaderPool, to_i64, to_u64};
-use super::{DbError, OpenError, blocking};
+use super::{DbError, OpenError};
 use orders_domain::EventEnvelope;
 use orders_domain::Timestamp;
 use orders_domain::ports::{AppendRequest, EventStore, IdempotencyRecord, StoreError};
@@ -92,7 +92,7 @@ struct Inner {
     /// `None` only while dropping, to stop the writer thread.
     jobs: Option<mpsc::Sender<WriteJob>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: ReaderPool,
+    readers: Arc<ReaderPool>,
     head: watch::Sender<u64>,
     path: PathBuf,
 }
@@ -159,7 +159,7 @@ impl SqliteEventStore {
             inner: Arc::new(Inner {
                 jobs: Some(jobs_tx),
                 writer: Mutex::new(Some(writer)),
-                readers: ReaderPool::new(path.clone()),
+                readers: Arc::new(ReaderPool::new(path.clone())),
                 head: head_tx,
                 path,
             }),
@@ -207,31 +207,27 @@ impl SqliteEventStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StreamRow>, StoreError> {
-        let inner = self.inner.clone();
+        let readers = self.inner.readers.clone();
         let after = to_i64(after_seq, "seq").map_err(StoreError::Corrupt)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(blocking(move || {
-            inner.readers.with(|conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))?;
-                let rows = stmt.query_map(params![after, limit], raw_row)?;
-                Ok(rows
-                    .map(|r| r.map(RawRow::into_stream_row))
-                    .collect::<Result<Vec<_>, _>>()?)
-            })
+        Ok(sqlite::read(&readers, move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after, limit], raw_row)?;
+            Ok(rows
+                .map(|r| r.map(RawRow::into_stream_row))
+                .collect::<Result<Vec<_>, _>>()?)
         })
         .await?)
     }
 
     /// Number of events in the log.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            inner.readers.with(|conn| {
-                let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-                to_u64(n, "count").map_err(DbError::Corrupt)
-            })
+        let readers = self.inner.readers.clone();
+        sqlite::read(&readers, move |conn| {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+            to_u64(n, "count").map_err(DbError::Corrupt)
         })
         .await
         .map_err(StoreError::from)
@@ -239,16 +235,14 @@ impl SqliteEventStore {
 
     /// Number of distinct orders in the log.
     pub async fn count_streams(&self) -> Result<u64, StoreError> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            inner.readers.with(|conn| {
-                let n: i64 = conn.query_row(
-                    "SELECT COUNT(*) FROM (SELECT DISTINCT aggregate_id FROM events)",
-                    [],
-                    |r| r.get(0),
-                )?;
-                to_u64(n, "count").map_err(DbError::Corrupt)
-            })
+        let readers = self.inner.readers.clone();
+        sqlite::read(&readers, move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT aggregate_id FROM events)",
+                [],
+                |r| r.get(0),
+            )?;
+            to_u64(n, "count").map_err(DbError::Corrupt)
         })
         .await
         .map_err(StoreError::from)
@@ -261,42 +255,40 @@ impl SqliteEventStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StreamSummary>, StoreError> {
-        let inner = self.inner.clone();
+        let readers = self.inner.readers.clone();
         let after = after.unwrap_or("").to_string();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        blocking(move || {
-            inner.readers.with(|conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT aggregate_id, MAX(version), MIN(seq), MAX(seq),
+        sqlite::read(&readers, move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT aggregate_id, MAX(version), MIN(seq), MAX(seq),
                             MIN(occurred_at), MAX(occurred_at)
                      FROM events WHERE aggregate_id > ?1
                      GROUP BY aggregate_id ORDER BY aggregate_id LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![after, limit], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (aggregate_id, version, first, last, first_at, last_at) = row?;
-                    let corrupt = DbError::Corrupt;
-                    out.push(StreamSummary {
-                        version: to_u64(version, "version").map_err(corrupt)?,
-                        first_seq: to_u64(first, "seq").map_err(corrupt)?,
-                        last_seq: to_u64(last, "seq").map_err(corrupt)?,
-                        first_at: parse_time(&first_at).map_err(corrupt)?,
-                        last_at: parse_time(&last_at).map_err(corrupt)?,
-                        aggregate_id,
-                    });
-                }
-                Ok(out)
-            })
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (aggregate_id, version, first, last, first_at, last_at) = row?;
+                let corrupt = DbError::Corrupt;
+                out.push(StreamSummary {
+                    version: to_u64(version, "version").map_err(corrupt)?,
+                    first_seq: to_u64(first, "seq").map_err(corrupt)?,
+                    last_seq: to_u64(last, "seq").map_err(corrupt)?,
+                    first_at: parse_time(&first_at).map_err(corrupt)?,
+                    last_at: parse_time(&last_at).map_err(corrupt)?,
+                    aggregate_id,
+                });
+            }
+            Ok(out)
         })
         .await
         .map_err(StoreError::from)
@@ -352,64 +344,59 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn load(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        let inner = self.inner.clone();
+        let readers = self.inner.readers.clone();
         let id = aggregate_id.to_string();
-        let loaded = blocking(move || {
-            inner.readers.with(|conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM events WHERE aggregate_id = ?1 ORDER BY version"
-                ))?;
-                let rows = stmt.query_map([&id], raw_row)?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let row = row?.into_stream_row();
-                    out.push(row.envelope.map_err(|reason| {
-                        DbError::Corrupt(format!("event seq {}: {reason}", row.seq))
-                    })?);
-                }
-                Ok(out)
-            })
+        let loaded = sqlite::read(&readers, move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE aggregate_id = ?1 ORDER BY version"
+            ))?;
+            let rows = stmt.query_map([&id], raw_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let row = row?.into_stream_row();
+                out.push(row.envelope.map_err(|reason| {
+                    DbError::Corrupt(format!("event seq {}: {reason}", row.seq))
+                })?);
+            }
+            Ok(out)
         })
         .await;
         Ok(loaded?)
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let inner = self.inner.clone();
+        let readers = self.inner.readers.clone();
         let key = key.to_string();
-        let found = blocking(move || {
-            inner.readers.with(|conn| {
-                let row = conn
-                    .prepare_cached(
-                        "SELECT key, request_hash, aggregate_id, status, response, created_at
+        let found = sqlite::read(&readers, move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT key, request_hash, aggregate_id, status, response, created_at
                          FROM idempotency WHERE key = ?1",
-                    )?
-                    .query_row([&key], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                        ))
-                    })
-                    .optional()?;
-                let Some((key, request_hash, aggregate_id, status, response, created_at)) = row
-                else {
-                    return Ok(None);
-                };
-                Ok(Some(IdempotencyRecord {
-                    status: u16::try_from(status).map_err(|_| {
-                        DbError::Corrupt(format!("idempotency `{key}`: status {status}"))
-                    })?,
-                    created_at: parse_time(&created_at).map_err(DbError::Corrupt)?,
-                    key,
-                    request_hash,
-                    aggregate_id,
-                    response,
-                }))
-            })
+                )?
+                .query_row([&key], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })
+                .optional()?;
+            let Some((key, request_hash, aggregate_id, status, response, created_at)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(IdempotencyRecord {
+                status: u16::try_from(status).map_err(|_| {
+                    DbError::Corrupt(format!("idempotency `{key}`: status {status}"))
+                })?,
+                created_at: parse_time(&created_at).map_err(DbError::Corrupt)?,
+                key,
+                request_hash,
+                aggregate_id,
+                response,
+            }))
         })
         .await;
         Ok(found?)

@@ -13,10 +13,8 @@ pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSumma
 pub use projection::Targets;
 pub use read_models::{DeadLetter, NewDeadLetter, SqliteReadModels};
 
-use orders_domain::Timestamp;
-use orders_domain::ports::{Clock, IdGenerator, ReadModelError, StoreError};
+use orders_domain::ports::{ReadModelError, StoreError};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -72,51 +70,8 @@ impl LocalStores {
     }
 }
 
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            // A clock set before 1970 is broken; the epoch is as good a guess as any.
-            .unwrap_or(0);
-        Timestamp(ms)
-    }
-}
-
-/// ULIDs from a monotonic generator: ids made in the same millisecond still sort in the
-/// order they were made (order ids double as the newest-first tie-breaker).
-#[derive(Default)]
-pub struct UlidIds {
-    generator: Mutex<ulid::Generator>,
-}
-
-impl std::fmt::Debug for UlidIds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UlidIds")
-    }
-}
-
-impl UlidIds {
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl IdGenerator for UlidIds {
-    fn next_id(&self) -> String {
-        let next = self
-            .generator
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .generate();
-        // The generator only fails when 2^80 ids were made in one millisecond.
-        next.unwrap_or_else(|_| ulid::Ulid::new()).to_string()
-    }
-}
+// The clock and id adapters are shared with the Lambda binaries.
+pub use orders_handlers::system::{SystemClock, UlidIds};
 
 /// Failures inside blocking SQLite work, converted to each port's error at its boundary.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use orders_domain::projection::{DailySales, OrderSummary, OrderView, ProjectionN
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 pub const READ_MODELS_DB: &str = "read_models.db";
 
@@ -87,7 +88,7 @@ pub struct Generation {
 
 struct Inner {
     writer: Mutex<Connection>,
-    readers: ReaderPool,
+    readers: Arc<ReaderPool>,
     path: PathBuf,
 }
 
@@ -117,7 +118,7 @@ impl SqliteReadModels {
         Ok(SqliteReadModels {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
-                readers: ReaderPool::new(path.clone()),
+                readers: Arc::new(ReaderPool::new(path.clone())),
                 path,
             }),
         })
@@ -148,14 +149,12 @@ impl SqliteReadModels {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, ReadModelError> {
-        let inner = self.inner.clone();
-        Ok(blocking(move || {
-            inner.readers.with(|conn| {
-                let tx = conn.transaction()?;
-                let out = f(&tx)?;
-                tx.finish()?;
-                Ok(out)
-            })
+        let readers = self.inner.readers.clone();
+        Ok(sqlite::read(&readers, move |conn| {
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.finish()?;
+            Ok(out)
         })
         .await?)
     }
@@ -492,6 +491,12 @@ impl ReadModels for SqliteReadModels {
         envelope: &EventEnvelope,
         event: &OrderEvent,
     ) -> Result<ApplyOutcome, ReadModelError> {
+        let span = tracing::debug_span!(
+            "project",
+            order_id = %envelope.aggregate_id,
+            version = envelope.version,
+            correlation_id = %envelope.correlation_id,
+        );
         let (envelope, event) = (envelope.clone(), event.clone());
         // The active generations are read inside the write transaction, so a flip by a
         // replay is atomic with respect to every apply.
@@ -499,6 +504,7 @@ impl ReadModels for SqliteReadModels {
             let targets = active_targets(conn)?;
             projection::apply(conn, &targets, &envelope, &event)
         })
+        .instrument(span)
         .await
     }
 

@@ -1,18 +1,21 @@
 //! Connection setup, a small pool of read connections, and schema migrations, shared by
 //! the event store and the read-model store.
 
+use super::{DbError, blocking};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How long a connection waits for another one's write lock before giving up. Only the
 /// migration at start-up and an operator's `sqlite3` shell ever contend: each file has a
 /// single writer in this process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Idle read connections kept per file; more are opened on demand under load.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections per file, and reads running at once: more would only queue on the
+/// CPU (and churn connections) on a small machine.
+const READERS: usize = 8;
 
 /// Opens the one writing connection of a file.
 ///
@@ -61,6 +64,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 pub(crate) struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
 }
 
 impl ReaderPool {
@@ -68,6 +72,7 @@ impl ReaderPool {
         ReaderPool {
             path,
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(READERS)),
         }
     }
 
@@ -92,12 +97,31 @@ impl ReaderPool {
                 .idle
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
+            if idle.len() < READERS {
                 idle.push(conn);
             }
         }
         result
     }
+}
+
+/// Runs `f` on a pooled read connection off the async workers, at most [`READERS`] at once.
+pub(crate) async fn read<T: Send + 'static>(
+    pool: &Arc<ReaderPool>,
+    f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    let permit = pool
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| DbError::Task("the reader pool is closed".into()))?;
+    let pool = pool.clone();
+    blocking(move || {
+        let _permit = permit;
+        pool.with(f)
+    })
+    .await
 }
 
 /// One schema migration step, run inside the migration transaction.
