@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         let text = def.to_string();
         g.throughput(Throughput::Elements(transitions));
         g.bench_function(name, |b| {
-            b.iter_batched(
+            b.iter_batched_ref(
                 || {
                     let engine = Engine::builder()
                         .clock(Arc::new(VirtualClock::new()))
@@ -80,7 +80,7 @@ fn bench(c: &mut Criterion) {
                     let sm = engine.state_machine(name, &text).expect("valid");
                     (engine, sm)
                 },
-                |(engine, sm)| run(&engine, &sm),
+                |(engine, sm)| run(engine, sm),
                 BatchSize::SmallInput,
             )
         });

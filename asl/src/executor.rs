@@ -305,6 +305,7 @@ impl Engine {
             start_str: timestamp::format_millis(record.start_date),
             rec: Mutex::new(Recorder {
                 count: 0,
+                ts_cache: (i64::MIN, String::new()),
                 replay,
                 store_err,
             }),
@@ -368,6 +369,8 @@ impl Engine {
 struct Recorder {
     /// Number of events recorded so far (the store holds the events themselves).
     count: usize,
+    /// Last rendered timestamp: many events share a millisecond, formatting is not free.
+    ts_cache: (i64, String),
     /// History recorded before a restart; re-driven events are matched against it.
     replay: Vec<HistoryEvent>,
     store_err: Option<StoreError>,
@@ -435,7 +438,10 @@ impl Exec {
             ),
             None => {
                 let ms = self.inner.clock.now_millis();
-                (timestamp::format_millis(ms), ms)
+                if r.ts_cache.0 != ms {
+                    r.ts_cache = (ms, timestamp::format_millis(ms));
+                }
+                (r.ts_cache.1.clone(), ms)
             }
         };
         let ev = HistoryEvent {
