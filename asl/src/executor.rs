@@ -7,7 +7,7 @@ use crate::definition::{
     Definition, Dyn, ErrSrc, IoPath, MapMode, ResultPathSpec, State, StateKind, WaitSpec,
 };
 use crate::error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
-use crate::history::{HistoryEvent, entered, error_details, exited, not_truncated};
+use crate::history::{EventDetails, HistoryEvent, entered, error_details, exited, not_truncated};
 use crate::intrinsics;
 use crate::path::to_json_string;
 use crate::payload::{Ref, Scope, Vars, eval_template};
@@ -416,7 +416,7 @@ impl Exec {
         &self,
         th: &mut Thread,
         ty: &str,
-        details: Option<(String, Value)>,
+        details: impl Into<EventDetails>,
         advance: bool,
     ) -> (u64, i64) {
         if th.silent {
@@ -449,7 +449,7 @@ impl Exec {
             previous_event_id: th.prev,
             timestamp: ts_str,
             event_type: ty.to_string(),
-            details,
+            details: details.into(),
         };
         if replayed.is_none() {
             // Past the replayed prefix, a divergent replay must not keep matching.
@@ -468,7 +468,7 @@ impl Exec {
         (id, ms)
     }
 
-    fn emit(&self, th: &mut Thread, ty: &str, details: Option<(String, Value)>) -> u64 {
+    fn emit(&self, th: &mut Thread, ty: &str, details: impl Into<EventDetails>) -> u64 {
         self.emit_raw(th, ty, details, true).0
     }
 
@@ -478,6 +478,7 @@ impl Exec {
 
     /// A recorded completion (from before a restart) of the task started at `started_id`.
     fn replayed_result(&self, started_id: u64) -> Option<HistoryEvent> {
+        // Only the recorded prefix can hold it; skip the scan in the common case.
         let r = lock(&self.rec);
         r.replay
             .iter()
@@ -646,7 +647,11 @@ impl Exec {
     }
 
     fn size_check(&self, state: &str, v: &Value) -> Res<()> {
-        if to_json_string(v).len() > self.inner.config.max_payload_bytes {
+        self.size_check_text(state, &to_json_string(v))
+    }
+
+    fn size_check_text(&self, state: &str, text: &str) -> Res<()> {
+        if text.len() > self.inner.config.max_payload_bytes {
             return Err(Failure::new(
                 "States.DataLimitExceeded",
                 format!(
@@ -668,7 +673,7 @@ impl Exec {
         let (entered_id, entered_ms) = self.emit_raw(
             th,
             &format!("{ty}StateEntered"),
-            Some(entered(&st.name, &raw)),
+            entered(&st.name, &raw),
             true,
         );
         let visit = Visit {
@@ -785,14 +790,15 @@ impl Exec {
         let out = match &step {
             Step::Next(_, o) | Step::End(o) => o,
         };
-        self.size_check(&st.name, out)?;
+        let out_text = to_json_string(out);
+        self.size_check_text(&st.name, &out_text)?;
         if let Some(a) = &assigned {
             for (k, v) in a {
                 vars.values.insert(k.clone(), v.clone());
             }
         }
         let exit_ty = format!("{ty}StateExited");
-        self.emit(th, &exit_ty, Some(exited(&st.name, out, assigned.as_ref())));
+        self.emit(th, &exit_ty, exited(&st.name, out_text, assigned.as_ref()));
         Ok(step)
     }
 
@@ -1812,6 +1818,7 @@ fn replayed_outcome(ev: &HistoryEvent) -> Result<Value, (Failure, bool)> {
     if ev.event_type.ends_with("Succeeded") {
         let out = ev
             .detail("output")
+            .as_ref()
             .and_then(Value::as_str)
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(Value::Null);
@@ -1819,11 +1826,13 @@ fn replayed_outcome(ev: &HistoryEvent) -> Result<Value, (Failure, bool)> {
     }
     let error = ev
         .detail("error")
+        .as_ref()
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     let cause = ev
         .detail("cause")
+        .as_ref()
         .and_then(Value::as_str)
         .map(str::to_string);
     Err((

@@ -6,18 +6,78 @@ use crate::path::to_json_string;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One history event. Serializes to (and deserializes from) AWS's JSON shape.
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEvent {
     pub id: u64,
-    #[serde(rename = "previousEventId")]
     pub previous_event_id: u64,
     /// ISO-8601 with milliseconds, e.g. `2024-01-02T03:04:05.678Z`.
     pub timestamp: String,
-    #[serde(rename = "type")]
     pub event_type: String,
-    /// The details object, under its AWS key (`stateEnteredEventDetails`, ...).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub details: Option<(String, Value)>,
+    pub details: EventDetails,
+}
+
+/// The `*EventDetails` object. The two most frequent shapes are kept typed (cheap to
+/// build: the engine records two of them per state); everything else is JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventDetails {
+    None,
+    /// `stateEnteredEventDetails`; `input` is the JSON text.
+    StateEntered {
+        name: String,
+        input: String,
+    },
+    /// `stateExitedEventDetails`; `output` and assigned values are JSON texts.
+    StateExited {
+        name: String,
+        output: String,
+        assigned: Option<Vec<(String, String)>>,
+    },
+    /// Any other details object, under its AWS key.
+    Other {
+        key: String,
+        value: Value,
+    },
+}
+
+impl From<Option<(String, Value)>> for EventDetails {
+    fn from(d: Option<(String, Value)>) -> Self {
+        match d {
+            None => EventDetails::None,
+            Some((key, value)) => EventDetails::Other { key, value },
+        }
+    }
+}
+
+impl EventDetails {
+    /// The AWS key and the details object.
+    pub fn to_pair(&self) -> Option<(String, Value)> {
+        match self {
+            EventDetails::None => None,
+            EventDetails::StateEntered { name, input } => Some((
+                "stateEnteredEventDetails".into(),
+                json!({"name": name, "input": input, "inputDetails": not_truncated()}),
+            )),
+            EventDetails::StateExited {
+                name,
+                output,
+                assigned,
+            } => {
+                let mut d = Map::new();
+                d.insert("name".into(), json!(name));
+                d.insert("output".into(), json!(output));
+                d.insert("outputDetails".into(), not_truncated());
+                if let Some(a) = assigned {
+                    let m: Map<String, Value> =
+                        a.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    d.insert("assignedVariables".into(), Value::Object(m));
+                    d.insert("assignedVariablesDetails".into(), not_truncated());
+                }
+                Some(("stateExitedEventDetails".into(), Value::Object(d)))
+            }
+            EventDetails::Other { key, value } => Some((key.clone(), value.clone())),
+        }
+    }
 }
 
 impl HistoryEvent {
@@ -28,8 +88,8 @@ impl HistoryEvent {
         m.insert("previousEventId".into(), json!(self.previous_event_id));
         m.insert("timestamp".into(), json!(self.timestamp));
         m.insert("type".into(), json!(self.event_type));
-        if let Some((k, v)) = &self.details {
-            m.insert(k.clone(), v.clone());
+        if let Some((k, v)) = self.details.to_pair() {
+            m.insert(k, v);
         }
         Value::Object(m)
     }
@@ -46,12 +106,28 @@ impl HistoryEvent {
             previous_event_id: o.get("previousEventId")?.as_u64()?,
             timestamp: o.get("timestamp")?.as_str()?.to_string(),
             event_type: o.get("type")?.as_str()?.to_string(),
-            details,
+            details: details.into(),
         })
     }
 
-    pub fn detail(&self, key: &str) -> Option<&Value> {
-        self.details.as_ref().and_then(|(_, d)| d.get(key))
+    /// One field of the details object.
+    pub fn detail(&self, key: &str) -> Option<Value> {
+        self.details
+            .to_pair()
+            .and_then(|(_, d)| d.get(key).cloned())
+    }
+}
+
+impl Serialize for HistoryEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HistoryEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        HistoryEvent::from_value(&v).ok_or_else(|| serde::de::Error::custom("not a history event"))
     }
 }
 
@@ -60,32 +136,24 @@ pub fn not_truncated() -> Value {
     json!({"truncated": false})
 }
 
-pub fn entered(name: &str, input: &Value) -> (String, Value) {
-    (
-        "stateEnteredEventDetails".into(),
-        json!({"name": name, "input": to_json_string(input), "inputDetails": not_truncated()}),
-    )
+pub fn entered(name: &str, input: &Value) -> EventDetails {
+    EventDetails::StateEntered {
+        name: name.to_string(),
+        input: to_json_string(input),
+    }
 }
 
-pub fn exited(
-    name: &str,
-    output: &Value,
-    assigned: Option<&Map<String, Value>>,
-) -> (String, Value) {
-    let assigned = assigned.filter(|a| !a.is_empty());
-    let mut d = Map::new();
-    d.insert("name".into(), json!(name));
-    d.insert("output".into(), json!(to_json_string(output)));
-    d.insert("outputDetails".into(), not_truncated());
-    if let Some(a) = assigned {
-        let rendered: Map<String, Value> = a
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(to_json_string(v))))
-            .collect();
-        d.insert("assignedVariables".into(), Value::Object(rendered));
-        d.insert("assignedVariablesDetails".into(), not_truncated());
+/// `output` is the already rendered JSON text (the engine measures its size first).
+pub fn exited(name: &str, output: String, assigned: Option<&Map<String, Value>>) -> EventDetails {
+    EventDetails::StateExited {
+        name: name.to_string(),
+        output,
+        assigned: assigned.filter(|a| !a.is_empty()).map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.clone(), to_json_string(v)))
+                .collect()
+        }),
     }
-    ("stateExitedEventDetails".into(), Value::Object(d))
 }
 
 /// `{"error": .., "cause": ..}` with absent fields left out, as AWS does.
