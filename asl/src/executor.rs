@@ -774,7 +774,8 @@ impl Exec {
                 self.transition(st, out)
             }
             StateKind::Task { .. } | StateKind::Parallel { .. } | StateKind::Map(_) => {
-                match self.run_with_retry(st, &raw, vars, th, &visit).await {
+                // Boxed: keeps the future of the common (Pass/Choice) path small.
+                match Box::pin(self.run_with_retry(st, &raw, vars, th, &visit)).await {
                     Ok((out, a)) => {
                         assigned = a;
                         self.transition(st, out)
@@ -1626,10 +1627,11 @@ impl Exec {
                     let id = self.emit(
                         &mut ith,
                         "MapIterationStarted",
-                        Some((
-                            "mapIterationStartedEventDetails".into(),
-                            json!({"index": i, "name": st.name}),
-                        )),
+                        EventDetails::MapIteration {
+                            key: "mapIterationStartedEventDetails",
+                            index: i,
+                            name: st.name.clone(),
+                        },
                     );
                     it_prev = id;
                 }
@@ -1645,10 +1647,11 @@ impl Exec {
                                 .emit_raw(
                                     &mut ith,
                                     "MapIterationSucceeded",
-                                    Some((
-                                        "mapIterationSucceededEventDetails".into(),
-                                        json!({"index": i, "name": st.name}),
-                                    )),
+                                    EventDetails::MapIteration {
+                                        key: "mapIterationSucceededEventDetails",
+                                        index: i,
+                                        name: st.name.clone(),
+                                    },
                                     false,
                                 )
                                 .0;
@@ -1660,10 +1663,11 @@ impl Exec {
                             self.emit_raw(
                                 &mut ith,
                                 "MapIterationFailed",
-                                Some((
-                                    "mapIterationFailedEventDetails".into(),
-                                    json!({"index": i, "name": st.name}),
-                                )),
+                                EventDetails::MapIteration {
+                                    key: "mapIterationFailedEventDetails",
+                                    index: i,
+                                    name: st.name.clone(),
+                                },
                                 false,
                             );
                         }
@@ -1697,10 +1701,11 @@ impl Exec {
                     self.emit(
                         &mut ith,
                         "MapIterationStarted",
-                        Some((
-                            "mapIterationStartedEventDetails".into(),
-                            json!({"index": i, "name": st.name}),
-                        )),
+                        EventDetails::MapIteration {
+                            key: "mapIterationStartedEventDetails",
+                            index: i,
+                            name: st.name.clone(),
+                        },
                     );
                     let r = self.run_machine(&m.processor, input, ivars, &mut ith).await;
                     let ty = if r.is_ok() {
@@ -1717,7 +1722,11 @@ impl Exec {
                     let (tid, _) = self.emit_raw(
                         &mut ith,
                         ty,
-                        Some((key.into(), json!({"index": i, "name": st.name}))),
+                        EventDetails::MapIteration {
+                            key,
+                            index: i,
+                            name: st.name.clone(),
+                        },
                         false,
                     );
                     (r, inner_last, tid)

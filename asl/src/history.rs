@@ -33,6 +33,12 @@ pub enum EventDetails {
         output: String,
         assigned: Option<Vec<(String, String)>>,
     },
+    /// `mapIteration{Started,Succeeded,Failed}EventDetails`.
+    MapIteration {
+        key: &'static str,
+        index: usize,
+        name: String,
+    },
     /// Any other details object, under its AWS key.
     Other {
         key: String,
@@ -74,6 +80,9 @@ impl EventDetails {
                     d.insert("assignedVariablesDetails".into(), not_truncated());
                 }
                 Some(("stateExitedEventDetails".into(), Value::Object(d)))
+            }
+            EventDetails::MapIteration { key, index, name } => {
+                Some(((*key).to_string(), json!({"index": index, "name": name})))
             }
             EventDetails::Other { key, value } => Some((key.clone(), value.clone())),
         }
