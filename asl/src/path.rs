@@ -470,10 +470,10 @@ impl Parser<'_> {
         loop {
             let c = self.peek().ok_or("unterminated string")?;
             self.i += 1;
-            if c == b'\\' {
-                let n = self.peek().ok_or("unterminated string")?;
+            if c == b'\\' && self.peek() == Some(q) {
+                // Only the quote itself is escaped; other backslashes are literal (Jayway).
                 self.i += 1;
-                out.push(n);
+                out.push(q);
             } else if c == q {
                 break;
             } else {

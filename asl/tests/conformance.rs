@@ -434,7 +434,10 @@ fn ids_match(c: &Value, outcome: &Outcome) -> bool {
     if c["history_parallel_normalised"] == true || c["kind"] != "execution_history" {
         return true;
     }
-    let exp = c["history"].as_array().cloned().unwrap_or_default();
+    let mut exp = c["history"].as_array().cloned().unwrap_or_default();
+    if c["history_reverse_order"] == true {
+        exp.reverse();
+    }
     exp.len() == hist.len()
         && exp
             .iter()
@@ -503,6 +506,8 @@ fn conformance() {
                 }
                 if ids_match(&c, &outcome) {
                     ids_ok += 1;
+                } else if verbose {
+                    println!("IDS {id}");
                 }
             }
             Err(m) => {
