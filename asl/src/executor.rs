@@ -101,6 +101,12 @@ impl ExecutionHandle {
     }
 }
 
+/// A task waiting for `send_task_success/failure` (callback and `.sync` tasks).
+struct PendingToken {
+    done: oneshot::Sender<Result<Value, Failure>>,
+    heartbeat: futures_channel::mpsc::UnboundedSender<()>,
+}
+
 struct Inner {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
@@ -108,7 +114,7 @@ struct Inner {
     resources: ResourceRegistry,
     spawner: Option<Spawner>,
     running: Mutex<HashMap<String, (Value, ExecutionHandle)>>,
-    tokens: Mutex<HashMap<String, oneshot::Sender<Result<Value, Failure>>>>,
+    tokens: Mutex<HashMap<String, PendingToken>>,
 }
 
 /// The ASL engine. Cheap to clone.
@@ -357,11 +363,23 @@ impl Engine {
         self.complete_token(token, Err(Failure::bare(error.unwrap_or_default(), cause)))
     }
 
+    /// Resets the HeartbeatSeconds timer of a waiting task.
+    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), TaskTokenError> {
+        let g = lock(&self.inner.tokens);
+        let p = g
+            .get(token)
+            .ok_or_else(|| TaskTokenError::InvalidToken(token.to_string()))?;
+        p.heartbeat
+            .unbounded_send(())
+            .map_err(|_| TaskTokenError::TaskTimedOut(token.to_string()))
+    }
+
     fn complete_token(&self, token: &str, r: Result<Value, Failure>) -> Result<(), TaskTokenError> {
-        let tx = lock(&self.inner.tokens)
+        let p = lock(&self.inner.tokens)
             .remove(token)
             .ok_or_else(|| TaskTokenError::InvalidToken(token.to_string()))?;
-        tx.send(r)
+        p.done
+            .send(r)
             .map_err(|_| TaskTokenError::TaskTimedOut(token.to_string()))
     }
 }
@@ -379,6 +397,8 @@ struct Recorder {
 /// One chain of events (the execution, a Parallel branch, a Map iteration).
 struct Thread {
     prev: u64,
+    /// Inside a Parallel branch: an uncaught Task failure records TaskStateAborted.
+    in_parallel: bool,
     /// Distributed Map iterations run as child executions: not in this history.
     silent: bool,
 }
@@ -523,6 +543,7 @@ impl Exec {
     ) -> ExecutionOutcome {
         let mut top = Thread {
             prev: 0,
+            in_parallel: false,
             silent: false,
         };
         self.emit(
@@ -784,7 +805,12 @@ impl Exec {
                         assigned = a;
                         Step::Next(next, out)
                     }
-                    Err(CaughtOr::Failed(f)) => return Err(f),
+                    Err(CaughtOr::Failed(f)) => {
+                        if th.in_parallel && matches!(st.kind, StateKind::Task { .. }) {
+                            self.emit_raw(th, "TaskStateAborted", None, false);
+                        }
+                        return Err(f);
+                    }
                 }
             }
         };
@@ -1109,11 +1135,17 @@ impl Exec {
         vars: &Vars,
         v: &Visit,
     ) -> Result<CaughtOr, Failure> {
+        // AWS always has both keys; an absent error or cause is null.
         let mut err_out = Map::new();
-        err_out.insert("Error".into(), json!(f.error));
-        if let Some(cause) = &f.cause {
-            err_out.insert("Cause".into(), json!(cause));
-        }
+        err_out.insert(
+            "Error".into(),
+            if f.error.is_empty() {
+                Value::Null
+            } else {
+                json!(f.error)
+            },
+        );
+        err_out.insert("Cause".into(), json!(f.cause));
         let err_out = Value::Object(err_out);
         let assigned = self.assign(c.assign.as_ref(), &err_out, vars, v)?;
         let out = self.result_path(&c.result_path, raw, err_out)?;
@@ -1190,6 +1222,7 @@ impl Exec {
                     async move {
                         let mut bth = Thread {
                             prev: start,
+                            in_parallel: true,
                             silent: false,
                         };
                         self.run_machine(b, input, bvars, &mut bth)
@@ -1228,7 +1261,13 @@ impl Exec {
         v: &Visit<'_>,
         attempt: u32,
     ) -> Res<Value> {
-        let wait_token = resource.ends_with(".waitForTaskToken");
+        let credentials = match &st.kind {
+            StateKind::Task { credentials, .. } => credentials.as_ref(),
+            _ => None,
+        };
+        // Callback tasks and `.sync` jobs both finish through the token: the resource's
+        // immediate answer is the TaskSubmitted output.
+        let wait_token = resource.ends_with(".waitForTaskToken") || resource.contains(".sync");
         let invocation_key = format!("{}/{}/{attempt}", self.arn, v.entered_id);
         let token = wait_token.then(|| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(invocation_key.as_bytes())
@@ -1311,6 +1350,14 @@ impl Exec {
         if let Some(h) = heartbeat_s {
             sched.insert("heartbeatInSeconds".into(), json!(h));
         }
+        if let Some(c) = credentials {
+            // Credentials.RoleArn (static, path, variable or intrinsic) → taskCredentials.roleArn
+            if let Value::Object(m) = self.template(c, &eff, vars, &tv)?
+                && let Some(role) = m.get("RoleArn")
+            {
+                sched.insert("taskCredentials".into(), json!({"roleArn": role}));
+            }
+        }
         self.emit(
             th,
             scheduled_ty,
@@ -1343,7 +1390,7 @@ impl Exec {
                     &tv,
                     &invocation_key,
                     token.clone(),
-                    timeout_s,
+                    (timeout_s, heartbeat_s),
                     th,
                     &res_fields,
                 )
@@ -1406,7 +1453,7 @@ impl Exec {
         v: &Visit<'_>,
         key: &str,
         token: Option<String>,
-        timeout_s: Option<u64>,
+        (timeout_s, heartbeat_s): (Option<u64>, Option<u64>),
         th: &mut Thread,
         res_fields: &[(&str, Value)],
     ) -> Result<Value, (Failure, bool)> {
@@ -1429,15 +1476,17 @@ impl Exec {
             invocation_key: key.to_string(),
             task_token: token.clone(),
         };
+        // Registered before the call, so a resource may complete the token at once.
         let rx = token.as_ref().map(|t| {
-            let (tx, rx) = oneshot::channel();
-            lock(&self.inner.tokens).insert(t.clone(), tx);
-            rx
+            let (done, rx) = oneshot::channel();
+            let (heartbeat, beats) = futures_channel::mpsc::unbounded();
+            lock(&self.inner.tokens).insert(t.clone(), PendingToken { done, heartbeat });
+            (rx, beats)
         });
         let call = async {
             let first = r.invoke(params, ctx).await;
             match (first, rx) {
-                (Err(f), _) => Err(f),
+                (Err(f), _) => Err((f, false)),
                 (Ok(v), None) => Ok(v),
                 (Ok(submitted), Some(rx)) => {
                     let mut d: Map<String, Value> = res_fields
@@ -1451,13 +1500,7 @@ impl Exec {
                         "TaskSubmitted",
                         Some(("taskSubmittedEventDetails".into(), Value::Object(d))),
                     );
-                    match rx.await {
-                        Ok(r) => r,
-                        Err(_) => Err(Failure::new(
-                            "States.TaskFailed",
-                            "the task token was dropped",
-                        )),
-                    }
+                    self.await_token(rx, heartbeat_s).await
                 }
             }
         };
@@ -1466,18 +1509,61 @@ impl Exec {
                 let sleep = self.inner.clock.sleep(t.saturating_mul(1000));
                 futures_util::pin_mut!(call);
                 match futures_util::future::select(call, sleep).await {
-                    futures_util::future::Either::Left((r, _)) => r.map_err(|f| (f, false)),
+                    futures_util::future::Either::Left((r, _)) => r,
                     futures_util::future::Either::Right(_) => {
                         Err((Failure::new("States.Timeout", ""), true))
                     }
                 }
             }
-            None => call.await.map_err(|f| (f, false)),
+            None => call.await,
         };
         if let Some(t) = &token {
             lock(&self.inner.tokens).remove(t);
         }
         result
+    }
+
+    /// Waits for the token's completion; without a heartbeat for `heartbeat_s` seconds
+    /// the task times out (AWS records `States.Timeout`).
+    async fn await_token(
+        &self,
+        (mut rx, mut beats): (
+            oneshot::Receiver<Result<Value, Failure>>,
+            futures_channel::mpsc::UnboundedReceiver<()>,
+        ),
+        heartbeat_s: Option<u64>,
+    ) -> Result<Value, (Failure, bool)> {
+        use futures_util::StreamExt;
+        use futures_util::future::{Either, select};
+        loop {
+            let timer: BoxFuture<'static, ()> = match heartbeat_s {
+                Some(h) => self.inner.clock.sleep(h.saturating_mul(1000)),
+                None => Box::pin(futures_util::future::pending()),
+            };
+            match select(&mut rx, select(beats.next(), timer)).await {
+                Either::Left((Ok(r), _)) => return r.map_err(|f| (f, false)),
+                Either::Left((Err(_), _)) => {
+                    return Err((
+                        Failure::new("States.TaskFailed", "the task token was dropped"),
+                        false,
+                    ));
+                }
+                Either::Right((Either::Left((Some(()), _)), _)) => continue,
+                Either::Right((Either::Left((None, _)), _)) => {
+                    // No heartbeat sender left: only completion can end the wait now.
+                    return match (&mut rx).await {
+                        Ok(r) => r.map_err(|f| (f, false)),
+                        Err(_) => Err((
+                            Failure::new("States.TaskFailed", "the task token was dropped"),
+                            false,
+                        )),
+                    };
+                }
+                Either::Right((Either::Right(_), _)) => {
+                    return Err((Failure::new("States.Timeout", ""), true));
+                }
+            }
+        }
     }
 
     async fn map(
@@ -1620,6 +1706,7 @@ impl Exec {
                 let input = item_input(i, item)?;
                 let mut ith = Thread {
                     prev: cursor,
+                    in_parallel: false,
                     silent: distributed,
                 };
                 let mut it_prev = ith.prev;
@@ -1696,6 +1783,7 @@ impl Exec {
                 async move {
                     let mut ith = Thread {
                         prev: start,
+                        in_parallel: false,
                         silent: false,
                     };
                     self.emit(

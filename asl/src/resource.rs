@@ -115,13 +115,21 @@ pub fn classify(arn: &str) -> ResourceKind {
         .and_then(|r| r.split_once(':'))
         .and_then(|(_, r)| r.strip_prefix("states:::"));
     if let Some(rest) = service_rest {
-        // aws-sdk:sesv2:sendEmail → ("aws-sdk:sesv2", "sendEmail")
-        if let Some((ty, res)) = rest.rsplit_once(':') {
-            return ResourceKind::Service {
-                resource_type: ty.to_string(),
-                resource: res.to_string(),
-            };
-        }
+        // service:action[.pattern[:n]], or aws-sdk:service:action
+        let (ty, res) = match rest.strip_prefix("aws-sdk:") {
+            Some(sdk) => match sdk.split_once(':') {
+                Some((svc, action)) => (format!("aws-sdk:{svc}"), action.to_string()),
+                None => ("aws-sdk".to_string(), sdk.to_string()),
+            },
+            None => match rest.split_once(':') {
+                Some((svc, action)) => (svc.to_string(), action.to_string()),
+                None => (rest.to_string(), String::new()),
+            },
+        };
+        return ResourceKind::Service {
+            resource_type: ty,
+            resource: res,
+        };
     }
     let parts: Vec<&str> = arn.split(':').collect();
     if parts.get(2) == Some(&"lambda") {

@@ -16,7 +16,7 @@ use asl::{
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 fn corpus_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/asl/cases.jsonl")
@@ -202,12 +202,11 @@ fn runnable(c: &Value) -> Result<(), &'static str> {
         if c["kind"] != "execution_history" {
             return Err("service case without recorded history");
         }
-        if services.iter().any(|s| {
-            s.as_str().is_some_and(|s| {
-                s.contains(".sync") || s.contains("waitForTaskToken") || s.contains("activity")
-            })
-        }) {
-            return Err("needs callbacks / nested executions / activities");
+        if services
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.contains("activity")))
+        {
+            return Err("needs activities");
         }
         if c["definition"].to_string().contains("DISTRIBUTED") {
             return Err("task results of distributed-map child executions are not recorded");
@@ -216,15 +215,21 @@ fn runnable(c: &Value) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// One recorded task outcome.
+enum Rec {
+    Ok(Value),
+    Fail(Failure),
+    /// Timed out on AWS: the stub never answers, the engine's timer fires.
+    TimedOut,
+    /// A callback/.sync task's immediate answer (TaskSubmitted).
+    Submitted(Value),
+}
+
 /// Task results recorded in the history, in order: the stub replays them.
-fn recorded_results(c: &Value) -> VecDeque<Result<Value, Option<Failure>>> {
+fn recorded_results(c: &Value) -> VecDeque<Rec> {
     let mut q = VecDeque::new();
     for e in c["history"].as_array().into_iter().flatten() {
         let ty = e["type"].as_str().unwrap_or("");
-        let is_task = ty.starts_with("Task") || ty.starts_with("LambdaFunction");
-        if !is_task {
-            continue;
-        }
         let details = e
             .as_object()
             .and_then(|o| {
@@ -235,20 +240,21 @@ fn recorded_results(c: &Value) -> VecDeque<Result<Value, Option<Failure>>> {
             .unwrap_or(Value::Null);
         match ty {
             "TaskSucceeded" | "LambdaFunctionSucceeded" => {
-                q.push_back(Ok(details["output"].clone()))
+                q.push_back(Rec::Ok(details["output"].clone()))
             }
+            "TaskSubmitted" => q.push_back(Rec::Submitted(details["output"].clone())),
             "TaskFailed" | "LambdaFunctionFailed" => {
                 let cause = match &details["cause"] {
                     Value::Null => None,
                     Value::String(s) => Some(s.clone()),
                     other => Some(other.to_string()),
                 };
-                q.push_back(Err(Some(Failure::bare(
+                q.push_back(Rec::Fail(Failure::bare(
                     details["error"].as_str().unwrap_or("").to_string(),
                     cause,
-                ))))
+                )))
             }
-            "TaskTimedOut" | "LambdaFunctionTimedOut" => q.push_back(Err(None)),
+            "TaskTimedOut" | "LambdaFunctionTimedOut" => q.push_back(Rec::TimedOut),
             _ => {}
         }
     }
@@ -265,15 +271,38 @@ fn run_case(c: &Value) -> Outcome {
     let queue = Arc::new(Mutex::new(recorded_results(c)));
     let mut reg = ResourceRegistry::new();
     let q = queue.clone();
+    let engine_slot: Arc<OnceLock<Engine>> = Arc::new(OnceLock::new());
+    let slot = engine_slot.clone();
     reg.register_prefix(
         "arn:",
-        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-            let next = q.lock().ok().and_then(|mut g| g.pop_front());
+        Arc::new(move |_p: Value, c: TaskContext| -> TaskFuture {
+            let Ok(mut g) = q.lock() else {
+                return Box::pin(async { Err(Failure::new("States.TaskFailed", "stub lock")) });
+            };
+            let next = g.pop_front();
+            if let (Some(Rec::Submitted(sub)), Some(token)) = (&next, &c.task_token) {
+                // Complete the callback right away with what AWS recorded next.
+                let done = g.pop_front();
+                if let Some(e) = slot.get() {
+                    let _ = match done {
+                        Some(Rec::Ok(v)) => e.send_task_success(token, normalise_task_output(v)),
+                        Some(Rec::Fail(f)) => e.send_task_failure(
+                            token,
+                            Some(f.error).filter(|e| !e.is_empty()),
+                            f.cause,
+                        ),
+                        _ => Ok(()),
+                    };
+                }
+                let sub = normalise_task_output(sub.clone());
+                return Box::pin(async move { Ok(sub) });
+            }
             match next {
-                Some(Ok(v)) => Box::pin(async move { Ok(normalise_task_output(v)) }),
-                Some(Err(Some(f))) => Box::pin(async move { Err(f) }),
-                // Timed out on AWS: never answer, the engine's timeout fires.
-                Some(Err(None)) => Box::pin(futures_util::future::pending()),
+                Some(Rec::Ok(v)) | Some(Rec::Submitted(v)) => {
+                    Box::pin(async move { Ok(normalise_task_output(v)) })
+                }
+                Some(Rec::Fail(f)) => Box::pin(async move { Err(f) }),
+                Some(Rec::TimedOut) => Box::pin(futures_util::future::pending()),
                 None => Box::pin(async {
                     Err(Failure::new("States.TaskFailed", "no recorded result left"))
                 }),
@@ -286,6 +315,7 @@ fn run_case(c: &Value) -> Outcome {
         ))
         .resources(reg)
         .build();
+    let _ = engine_slot.set(engine.clone());
     let text = c["definition"].to_string();
     let sm = match engine.state_machine("conformance-sm", &text) {
         Ok(sm) => sm,

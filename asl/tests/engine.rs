@@ -200,3 +200,34 @@ fn resume_reuses_recorded_task_results() {
         ExecutionStatus::Succeeded
     );
 }
+
+#[test]
+fn heartbeat_timeout_without_heartbeats() {
+    let mut reg = ResourceRegistry::new();
+    reg.register(
+        "arn:aws:states:::sqs:sendMessage",
+        Arc::new(|_p: Value, _c: TaskContext| -> TaskFuture { Box::pin(async { Ok(json!({})) }) }),
+    );
+    let engine = Engine::builder().resources(reg).build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+               "TimeoutSeconds":600,"HeartbeatSeconds":5,"End":true}}}"#,
+        )
+        .unwrap();
+    let out = engine
+        .start_execution(&sm, "e", json!({}))
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Failed);
+    assert_eq!(out.error.as_deref(), Some("States.Timeout"));
+    let types: Vec<String> = engine
+        .history(&out.execution_arn)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types[types.len() - 2], "TaskTimedOut");
+}
