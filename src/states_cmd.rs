@@ -70,7 +70,8 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn read_definition(path: &PathBuf, subs: &[String]) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read definition {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read definition {}: {e}", path.display()))?;
     let mut values = HashMap::new();
     for s in subs {
         let (k, v) = s
@@ -88,7 +89,8 @@ fn read_input(input: Option<&str>) -> Result<Value, String> {
     let text = match input {
         None => return Ok(json!({})),
         Some(s) => match s.strip_prefix('@') {
-            Some(file) => std::fs::read_to_string(file).map_err(|e| format!("cannot read input file {file}: {e}"))?,
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read input file {file}: {e}"))?,
             None => s.to_string(),
         },
     };
@@ -97,7 +99,10 @@ fn read_input(input: Option<&str>) -> Result<Value, String> {
 
 fn describe(e: &ValidationError) -> String {
     match &e.state {
-        Some(s) => format!("state '{s}', field '{}': {} ({})", e.field, e.message, e.location),
+        Some(s) => format!(
+            "state '{s}', field '{}': {} ({})",
+            e.field, e.message, e.location
+        ),
         None => format!("field '{}': {} ({})", e.field, e.message, e.location),
     }
 }
@@ -105,7 +110,10 @@ fn describe(e: &ValidationError) -> String {
 /// Runs an `orders states` command; returns the process exit code.
 pub async fn run(cmd: StatesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        StatesCommand::Validate { definition, substitute } => {
+        StatesCommand::Validate {
+            definition,
+            substitute,
+        } => {
             let text = match read_definition(&definition, &substitute) {
                 Ok(t) => t,
                 Err(e) => return Ok(usage_error(e)),
@@ -196,9 +204,15 @@ pub async fn run(cmd: StatesCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn print_pretty(out: &serde_json::Map<String, Value>, history: &[Value]) {
-    println!("status: {}", out.get("status").and_then(Value::as_str).unwrap_or("?"));
+    println!(
+        "status: {}",
+        out.get("status").and_then(Value::as_str).unwrap_or("?")
+    );
     if let Some(o) = out.get("output") {
-        println!("output: {}", serde_json::to_string_pretty(o).unwrap_or_default());
+        println!(
+            "output: {}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        );
     }
     for k in ["error", "cause"] {
         if let Some(Value::String(s)) = out.get(k) {
