@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub role_arn: String,
     /// AWS's payload limit (256 KiB); larger state outputs fail with DataLimitExceeded.
     pub max_payload_bytes: usize,
+    /// AWS's history limit (25,000 events); an execution reaching it fails.
+    pub max_history_events: usize,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +44,7 @@ impl Default for EngineConfig {
             account_id: "123456789012".into(),
             role_arn: "arn:aws:iam::123456789012:role/StepFunctionsExecutionRole".into(),
             max_payload_bytes: 262_144,
+            max_history_events: 25_000,
         }
     }
 }
@@ -101,6 +104,14 @@ impl ExecutionHandle {
     }
 }
 
+/// A running execution: its input (for idempotent starts), handle and stop switch.
+struct Running {
+    input: Value,
+    handle: ExecutionHandle,
+    abort: futures_util::future::AbortHandle,
+    exec: Arc<Exec>,
+}
+
 /// A task waiting for `send_task_success/failure` (callback and `.sync` tasks).
 struct PendingToken {
     done: oneshot::Sender<Result<Value, Failure>>,
@@ -113,7 +124,7 @@ struct Inner {
     store: Arc<dyn ExecutionStore>,
     resources: ResourceRegistry,
     spawner: Option<Spawner>,
-    running: Mutex<HashMap<String, (Value, ExecutionHandle)>>,
+    running: Mutex<HashMap<String, Running>>,
     tokens: Mutex<HashMap<String, PendingToken>>,
 }
 
@@ -226,9 +237,9 @@ impl Engine {
             self.inner.config.region, self.inner.config.account_id, sm.name
         );
         let mut running = lock(&self.inner.running);
-        if let Some((running_input, h)) = running.get(&arn) {
-            if *running_input == input {
-                return Ok(h.clone());
+        if let Some(r) = running.get(&arn) {
+            if r.input == input {
+                return Ok(r.handle.clone());
             }
             return Err(ExecutionAlreadyExists { execution_arn: arn });
         }
@@ -251,8 +262,9 @@ impl Engine {
             cause: None,
         };
         let store_err = self.inner.store.put_execution(&record).err();
-        let h = self.launch(record, sm.definition.clone(), Vec::new(), store_err);
-        running.insert(arn, (input, h.clone()));
+        let r = self.launch(record, sm.definition.clone(), Vec::new(), store_err, input);
+        let h = r.handle.clone();
+        running.insert(arn, r);
         Ok(h)
     }
 
@@ -261,8 +273,8 @@ impl Engine {
     /// tasks that had not finished are invoked again with the same invocation key.
     pub fn resume(&self, execution_arn: &str) -> Result<Option<ExecutionHandle>, StoreError> {
         let mut running = lock(&self.inner.running);
-        if let Some((_, h)) = running.get(execution_arn) {
-            return Ok(Some(h.clone()));
+        if let Some(r) = running.get(execution_arn) {
+            return Ok(Some(r.handle.clone()));
         }
         let Some(rec) = self.inner.store.get_execution(execution_arn)? else {
             return Ok(None);
@@ -274,8 +286,9 @@ impl Engine {
             .map_err(|e| StoreError(format!("stored definition no longer parses: {e:?}")))?;
         let replay = self.inner.store.history(execution_arn)?;
         let input = rec.input.clone();
-        let h = self.launch(rec, Arc::new(def), replay, None);
-        running.insert(execution_arn.to_string(), (input, h.clone()));
+        let r = self.launch(rec, Arc::new(def), replay, None, input);
+        let h = r.handle.clone();
+        running.insert(execution_arn.to_string(), r);
         Ok(Some(h))
     }
 
@@ -300,7 +313,8 @@ impl Engine {
         def: Arc<Definition>,
         replay: Vec<HistoryEvent>,
         store_err: Option<StoreError>,
-    ) -> ExecutionHandle {
+        input: Value,
+    ) -> Running {
         let exec = Arc::new(Exec {
             inner: self.inner.clone(),
             arn: record.execution_arn.clone(),
@@ -315,11 +329,19 @@ impl Engine {
                 replay,
                 store_err,
             }),
+            stop: Mutex::new(None),
         });
         let engine = self.clone();
         let arn = record.execution_arn.clone();
+        let (abort, reg) = futures_util::future::AbortHandle::new_pair();
+        let exec2 = exec.clone();
         let fut: BoxFuture<'static, ExecutionOutcome> = Box::pin(async move {
-            let outcome = exec.run(def, record).await;
+            let aborted_record = record.clone();
+            let run = futures_util::future::Abortable::new(exec2.clone().run(def, record), reg);
+            let outcome = match run.await {
+                Ok(o) => o,
+                Err(_) => exec2.aborted(aborted_record),
+            };
             lock(&engine.inner.running).remove(&outcome.execution_arn);
             outcome
         });
@@ -330,10 +352,42 @@ impl Engine {
                 let _ = s.await;
             }));
         }
-        ExecutionHandle {
-            execution_arn: arn,
-            fut: shared,
+        Running {
+            input,
+            handle: ExecutionHandle {
+                execution_arn: arn,
+                fut: shared,
+            },
+            abort,
+            exec,
         }
+    }
+
+    /// Stops a running execution (AWS StopExecution): records ExecutionAborted and marks
+    /// it ABORTED. Returns `false` if it is not running in this engine.
+    pub fn stop_execution(
+        &self,
+        execution_arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> bool {
+        let handle = {
+            let running = lock(&self.inner.running);
+            let Some(r) = running.get(execution_arn) else {
+                return false;
+            };
+            *lock(&r.exec.stop) = Some((error, cause));
+            r.abort.abort();
+            r.handle.clone()
+        };
+        // Finish the abort now (records the event) even when nobody drives the execution.
+        let _ = handle.poll_now();
+        true
+    }
+
+    /// Executions in the store, newest first.
+    pub fn list_executions(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, StoreError> {
+        self.inner.store.list_executions(filter)
     }
 
     /// The execution's history so far, in id order.
@@ -412,6 +466,8 @@ struct Exec {
     input: Value,
     start_str: String,
     rec: Mutex<Recorder>,
+    /// Error and cause given to `stop_execution`.
+    stop: Mutex<Option<(Option<String>, Option<String>)>>,
 }
 
 enum Step {
@@ -536,6 +592,39 @@ impl Exec {
         ctx
     }
 
+    /// Records the end of a stopped execution.
+    fn aborted(&self, mut record: ExecutionRecord) -> ExecutionOutcome {
+        let (error, cause) = lock(&self.stop).take().unwrap_or((None, None));
+        // AWS chains ExecutionAborted to 0.
+        let mut th = Thread {
+            prev: 0,
+            in_parallel: false,
+            silent: false,
+        };
+        self.emit(
+            &mut th,
+            "ExecutionAborted",
+            Some(error_details(
+                "executionAbortedEventDetails",
+                error.as_deref(),
+                cause.as_deref(),
+                &[],
+            )),
+        );
+        record.status = ExecutionStatus::Aborted;
+        record.stop_date = Some(self.inner.clock.now_millis());
+        record.error = error.clone();
+        record.cause = cause.clone();
+        let _ = self.inner.store.put_execution(&record);
+        ExecutionOutcome {
+            execution_arn: self.arn.clone(),
+            status: ExecutionStatus::Aborted,
+            output: None,
+            error,
+            cause,
+        }
+    }
+
     async fn run(
         self: Arc<Self>,
         def: Arc<Definition>,
@@ -654,6 +743,16 @@ impl Exec {
             })?;
             let mut input = input;
             loop {
+                // AWS fails executions past 25,000 events; this also ends endless loops.
+                if self.last_id() as usize >= self.inner.config.max_history_events {
+                    return Err(Failure::new(
+                        "States.Runtime",
+                        format!(
+                            "The execution reached the maximum number of history events ({}).",
+                            self.inner.config.max_history_events
+                        ),
+                    ));
+                }
                 match self.run_state(state, input, &mut vars, th).await? {
                     Step::End(out) => return Ok(out),
                     Step::Next(n, out) => {

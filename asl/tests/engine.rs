@@ -231,3 +231,57 @@ fn heartbeat_timeout_without_heartbeats() {
         .collect();
     assert_eq!(types[types.len() - 2], "TaskTimedOut");
 }
+
+#[test]
+fn stop_execution_aborts() {
+    let engine = Engine::builder()
+        .clock(Arc::new(asl::VirtualClock::new().with_horizon(1000)))
+        .build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":60,"End":true}}}"#,
+        )
+        .unwrap();
+    let h = engine.start_execution(&sm, "e", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    assert!(engine.stop_execution(
+        &h.execution_arn,
+        Some("Stop".into()),
+        Some("by test".into())
+    ));
+    let out = h.poll_now().unwrap();
+    assert_eq!(out.status, ExecutionStatus::Aborted);
+    let hist = engine.history(&h.execution_arn).unwrap();
+    assert_eq!(
+        hist.last().map(|e| e.event_type.as_str()),
+        Some("ExecutionAborted")
+    );
+    assert_eq!(
+        engine
+            .describe_execution(&h.execution_arn)
+            .unwrap()
+            .unwrap()
+            .status,
+        ExecutionStatus::Aborted
+    );
+    assert!(!engine.stop_execution(&h.execution_arn, None, None));
+}
+
+#[test]
+fn endless_loop_hits_history_limit() {
+    let engine = Engine::builder().build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"A"}}}"#,
+        )
+        .unwrap();
+    let out = engine
+        .start_execution(&sm, "e", json!({}))
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Failed);
+    assert_eq!(out.error.as_deref(), Some("States.Runtime"));
+}
