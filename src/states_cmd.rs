@@ -235,3 +235,87 @@ fn print_pretty(out: &serde_json::Map<String, Value>, history: &[Value]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("states-cmd-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn substitutions_and_inputs() {
+        let p = temp_file("sub.json", r#"{"x": "${A}"}"#);
+        assert_eq!(
+            read_definition(&p, &["A=1".to_string()]).unwrap(),
+            r#"{"x": "1"}"#
+        );
+        assert!(read_definition(&p, &["A".to_string()]).is_err());
+        assert!(read_definition(&PathBuf::from("/nonexistent/x.json"), &[]).is_err());
+        assert_eq!(read_input(None).unwrap(), json!({}));
+        assert_eq!(read_input(Some(r#"{"a":1}"#)).unwrap(), json!({"a": 1}));
+        let i = temp_file("in.json", "[1]");
+        assert_eq!(
+            read_input(Some(&format!("@{}", i.display()))).unwrap(),
+            json!([1])
+        );
+        assert!(read_input(Some("{bad")).is_err());
+    }
+
+    #[tokio::test]
+    async fn run_and_validate_exit_codes() {
+        let ok = temp_file(
+            "ok.json",
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Result":"${V}","End":true}}}"#,
+        );
+        let bad = temp_file(
+            "bad.json",
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"}}}"#,
+        );
+        let task = temp_file(
+            "task.json",
+            r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}}"#,
+        );
+        let code = |c: ExitCode| format!("{c:?}");
+        let validate = |d: &PathBuf| StatesCommand::Validate {
+            definition: d.clone(),
+            substitute: vec![],
+        };
+        let run_cmd = |d: &PathBuf, input: Option<&str>| StatesCommand::Run {
+            definition: d.clone(),
+            input: input.map(str::to_string),
+            substitute: vec!["V=x".into()],
+            format: OutputFormat::Json,
+            name: "t".into(),
+        };
+        assert_eq!(
+            code(run(validate(&ok)).await.unwrap()),
+            code(ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            code(run(validate(&bad)).await.unwrap()),
+            code(ExitCode::FAILURE)
+        );
+        assert_eq!(
+            code(run(run_cmd(&ok, None)).await.unwrap()),
+            code(ExitCode::SUCCESS)
+        );
+        // Unregistered resource: the execution fails (States.TaskFailed), exit 1.
+        assert_eq!(
+            code(run(run_cmd(&task, None)).await.unwrap()),
+            code(ExitCode::FAILURE)
+        );
+        // Bad CLI input: exit 2.
+        assert_eq!(
+            code(run(run_cmd(&ok, Some("{"))).await.unwrap()),
+            code(ExitCode::from(2))
+        );
+        assert_eq!(
+            code(run(run_cmd(&bad, None)).await.unwrap()),
+            code(ExitCode::from(2))
+        );
+    }
+}

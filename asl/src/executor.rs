@@ -905,7 +905,10 @@ impl Exec {
                         Step::Next(next, out)
                     }
                     Err(CaughtOr::Failed(f)) => {
-                        if th.in_parallel && matches!(st.kind, StateKind::Task { .. }) {
+                        if th.in_parallel
+                            && matches!(st.kind, StateKind::Task { .. })
+                            && f.error != "States.Runtime"
+                        {
                             self.emit_raw(th, "TaskStateAborted", None, false);
                         }
                         return Err(f);
