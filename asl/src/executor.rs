@@ -323,12 +323,7 @@ impl Engine {
             sm_name: record.state_machine_name.clone(),
             input: record.input.clone(),
             start_str: timestamp::format_millis(record.start_date),
-            rec: Mutex::new(Recorder {
-                count: 0,
-                ts_cache: (i64::MIN, String::new()),
-                replay,
-                store_err,
-            }),
+            rec: Mutex::new(Recorder::new(replay, store_err)),
             stop: Mutex::new(None),
         });
         let engine = self.clone();
@@ -439,13 +434,73 @@ impl Engine {
 }
 
 struct Recorder {
-    /// Number of events recorded so far (the store holds the events themselves).
+    /// Events emitted by this run, including ones matched to the replayed history.
     count: usize,
+    /// Id for the next new event.
+    next_id: u64,
+    /// Id of the last emitted event.
+    last_id: u64,
     /// Last rendered timestamp: many events share a millisecond, formatting is not free.
     ts_cache: (i64, String),
-    /// History recorded before a restart; re-driven events are matched against it.
+    /// History recorded before a restart. Re-driven events are matched to it by
+    /// (previousEventId, type, state name / iteration index), not by position, so
+    /// branches and iterations that interleaved differently still find their events.
     replay: Vec<HistoryEvent>,
+    replay_index: HashMap<(u64, String), Vec<usize>>,
+    consumed: Vec<bool>,
     store_err: Option<StoreError>,
+}
+
+impl Recorder {
+    fn new(replay: Vec<HistoryEvent>, store_err: Option<StoreError>) -> Recorder {
+        let mut replay_index: HashMap<(u64, String), Vec<usize>> = HashMap::new();
+        for (i, e) in replay.iter().enumerate() {
+            replay_index
+                .entry((e.previous_event_id, e.event_type.clone()))
+                .or_default()
+                .push(i);
+        }
+        Recorder {
+            count: 0,
+            next_id: replay.iter().map(|e| e.id).max().unwrap_or(0) + 1,
+            last_id: 0,
+            ts_cache: (i64::MIN, String::new()),
+            consumed: vec![false; replay.len()],
+            replay,
+            replay_index,
+            store_err,
+        }
+    }
+
+    /// The recorded event this re-driven event stands for, if any.
+    fn take_replayed(&mut self, prev: u64, ty: &str, details: &EventDetails) -> Option<usize> {
+        if self.replay.is_empty() {
+            return None;
+        }
+        let want = discriminator(details);
+        let candidates = self.replay_index.get(&(prev, ty.to_string()))?;
+        let found = candidates.iter().copied().find(|&i| {
+            !self.consumed[i] && (want.is_none() || discriminator(&self.replay[i].details) == want)
+        })?;
+        self.consumed[found] = true;
+        Some(found)
+    }
+}
+
+/// What tells apart sibling events with the same predecessor and type.
+fn discriminator(d: &EventDetails) -> Option<String> {
+    match d {
+        EventDetails::StateEntered { name, .. } => Some(name.clone()),
+        EventDetails::MapIteration { index, .. } => Some(index.to_string()),
+        EventDetails::Other { key, value } if key == "stateEnteredEventDetails" => value
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        EventDetails::Other { key, value } if key.starts_with("mapIteration") => {
+            value.get("index").map(|i| i.to_string())
+        }
+        _ => None,
+    }
 }
 
 /// One chain of events (the execution, a Parallel branch, a Map iteration).
@@ -498,20 +553,28 @@ impl Exec {
         if th.silent {
             return (0, self.inner.clock.now_millis());
         }
+        let details = details.into();
         let mut r = lock(&self.rec);
-        let id = r.count as u64 + 1;
         let replayed = r
-            .replay
-            .get(r.count)
-            .filter(|e| e.event_type == ty)
-            .cloned();
-        let (ts_str, ms) = match &replayed {
-            Some(e) => (
-                e.timestamp.clone(),
-                timestamp::parse(&e.timestamp)
+            .take_replayed(th.prev, ty, &details)
+            .and_then(|i| r.replay.get(i))
+            .map(|e| (e.id, e.timestamp.clone()));
+        let fresh = replayed.is_none();
+        let id = match &replayed {
+            Some((id, _)) => *id,
+            None => {
+                let id = r.next_id;
+                r.next_id += 1;
+                id
+            }
+        };
+        let (ts_str, ms) = match replayed {
+            Some((_, ts)) => {
+                let ms = timestamp::parse(&ts)
                     .map(|n| (n / 1_000_000) as i64)
-                    .unwrap_or_else(|| self.inner.clock.now_millis()),
-            ),
+                    .unwrap_or_else(|| self.inner.clock.now_millis());
+                (ts, ms)
+            }
             None => {
                 let ms = self.inner.clock.now_millis();
                 if r.ts_cache.0 != ms {
@@ -525,19 +588,15 @@ impl Exec {
             previous_event_id: th.prev,
             timestamp: ts_str,
             event_type: ty.to_string(),
-            details: details.into(),
+            details,
         };
-        if replayed.is_none() {
-            // Past the replayed prefix, a divergent replay must not keep matching.
-            if !r.replay.is_empty() && r.count < r.replay.len() {
-                let n = r.count;
-                r.replay.truncate(n);
-            }
+        if fresh {
             if let Err(e) = self.inner.store.append_event(&self.arn, ev) {
                 r.store_err.get_or_insert(e);
             }
         }
         r.count += 1;
+        r.last_id = id;
         if advance {
             th.prev = id;
         }
@@ -548,8 +607,14 @@ impl Exec {
         self.emit_raw(th, ty, details, true).0
     }
 
+    /// Id of the last event emitted (by any thread).
     fn last_id(&self) -> u64 {
-        lock(&self.rec).count as u64
+        lock(&self.rec).last_id
+    }
+
+    /// Events emitted so far by this run.
+    fn event_count(&self) -> usize {
+        lock(&self.rec).count
     }
 
     /// A recorded completion (from before a restart) of the task started at `started_id`.
@@ -744,7 +809,7 @@ impl Exec {
             let mut input = input;
             loop {
                 // AWS fails executions past 25,000 events; this also ends endless loops.
-                if self.last_id() as usize >= self.inner.config.max_history_events {
+                if self.event_count() >= self.inner.config.max_history_events {
                     return Err(Failure::new(
                         "States.Runtime",
                         format!(
@@ -1172,9 +1237,9 @@ impl Exec {
         let mut counts = vec![0u32; st.retry.len()];
         let mut attempt = 0u32;
         let failure = loop {
-            let before = self.last_id();
+            let before = self.event_count();
             let r = self.attempt(st, raw, vars, th, visit, attempt).await;
-            let started = self.last_id() > before;
+            let started = self.event_count() > before;
             let (result, f) = match r {
                 Ok(res) => match self.finish(st, raw, res, vars, visit) {
                     Ok(done) => return Ok(done),

@@ -33,8 +33,8 @@
 //!   acts on it, plus the execution record. After a restart, [`Engine::resume_all`] re-drives
 //!   RUNNING executions from their input, reusing recorded Task results (no second call) and
 //!   re-invoking unfinished tasks with the same [`TaskContext::invocation_key`].
-//!   Replay assumes the same event order as the first run (true for sequential flows and
-//!   for branches whose tasks complete in the same order).
+//!   Re-driven events are matched to the recorded ones by (previous event id, type, state
+//!   name / iteration index), so concurrently interleaved branches replay correctly.
 //! * **Executions**: [`Engine::start_execution`] has AWS's named-execution semantics;
 //!   [`ExecutionHandle::wait`] drives the execution unless a spawner was configured
 //!   ([`EngineBuilder::spawner`], e.g. `tokio::spawn`), in which case it runs in the background.

@@ -285,3 +285,67 @@ fn endless_loop_hits_history_limit() {
     assert_eq!(out.status, ExecutionStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("States.Runtime"));
 }
+
+#[test]
+fn resume_matches_interleaved_parallel_branches() {
+    let store: Arc<InMemoryStore> = Arc::new(InMemoryStore::new());
+    let def = r#"{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[
+        {"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::a","End":true}}},
+        {"StartAt":"B","States":{"B":{"Type":"Task","Resource":"arn:aws:states:::b","Next":"C"},
+                                 "C":{"Type":"Task","Resource":"arn:aws:states:::c","End":true}}}]}}}"#;
+    let b_calls = Arc::new(AtomicU32::new(0));
+    let registry = |first_run: bool, b_calls: Arc<AtomicU32>| {
+        let mut reg = ResourceRegistry::new();
+        let answer = |v: &'static str, hang: bool| -> Arc<dyn asl::TaskResource> {
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                if hang {
+                    Box::pin(futures_util::future::pending())
+                } else {
+                    Box::pin(async move { Ok(json!(v)) })
+                }
+            })
+        };
+        reg.register("arn:aws:states:::a", answer("a", first_run));
+        reg.register(
+            "arn:aws:states:::b",
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                b_calls.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Ok(json!("b")) })
+            }),
+        );
+        reg.register("arn:aws:states:::c", answer("c", first_run));
+        reg
+    };
+    let e1 = Engine::builder()
+        .store(store.clone())
+        .resources(registry(true, b_calls.clone()))
+        .build();
+    let sm = e1.state_machine("m", def).unwrap();
+    let h = e1.start_execution(&sm, "e", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    let recorded = store.history(&h.execution_arn).unwrap().len();
+    drop(h);
+    drop(e1);
+    let e2 = Engine::builder()
+        .store(store.clone())
+        .resources(registry(false, b_calls.clone()))
+        .build();
+    let handles = e2.resume_all().unwrap();
+    let out = handles[0].poll_now().unwrap();
+    assert_eq!(out.output, Some(json!(["a", "c"])));
+    assert_eq!(
+        b_calls.load(Ordering::SeqCst),
+        1,
+        "B's recorded result is reused"
+    );
+    let hist = store.history(&out.execution_arn).unwrap();
+    assert!(hist.len() > recorded);
+    let mut ids: Vec<u64> = hist.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=hist.len() as u64).collect::<Vec<_>>(),
+        "ids unique and gapless"
+    );
+    assert!(hist.iter().all(|e| e.previous_event_id < e.id));
+}
