@@ -590,10 +590,9 @@ impl Exec {
             event_type: ty.to_string(),
             details,
         };
-        if fresh {
-            if let Err(e) = self.inner.store.append_event(&self.arn, ev) {
-                r.store_err.get_or_insert(e);
-            }
+        // Matched events are already in the store.
+        if fresh && let Err(e) = self.inner.store.append_event(&self.arn, ev) {
+            r.store_err.get_or_insert(e);
         }
         r.count += 1;
         r.last_id = id;
