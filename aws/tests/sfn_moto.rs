@@ -14,28 +14,63 @@ use orders_domain::workflow::WorkflowInput;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const ACCOUNT: &str = "123456789012";
+use support::moto::{self, ACCOUNT};
 
-fn definition() -> String {
+/// What the workflow talks to, created on moto for one test.
+struct Resources {
+    topic_arn: String,
+    fulfilment_queue_url: String,
+    /// Subscribed to the topic: where the customer notification lands.
+    notification_queue_url: String,
+    sender: String,
+}
+
+impl Resources {
+    fn create() -> Self {
+        let topic_arn = moto::create_topic(&support::unique("orders-topic"));
+        let fulfilment_queue_url = moto::create_queue(&support::unique("orders-fulfilment"));
+        let notifications = support::unique("orders-notifications");
+        let notification_queue_url = moto::create_queue(&notifications);
+        moto::subscribe_queue(&topic_arn, &notifications);
+        let sender = format!("{}@example.com", support::unique("orders"));
+        moto::create_email_identity(&sender);
+        Resources {
+            topic_arn,
+            fulfilment_queue_url,
+            notification_queue_url,
+            sender,
+        }
+    }
+
+    /// Names that resolve to nothing (for tests that never run the workflow through).
+    fn dummy() -> Self {
+        let region = support::region();
+        Resources {
+            topic_arn: format!("arn:aws:sns:{region}:{ACCOUNT}:no-topic"),
+            fulfilment_queue_url: format!("https://sqs.{region}.amazonaws.com/{ACCOUNT}/no-queue"),
+            notification_queue_url: String::new(),
+            sender: "nobody@example.com".into(),
+        }
+    }
+}
+
+/// The project's ASL with the SAM `DefinitionSubstitutions` filled in.
+fn definition(r: &Resources) -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../statemachines/order-workflow.asl.json"
     );
     let asl = std::fs::read_to_string(path).expect("statemachines/order-workflow.asl.json");
-    let region = support::region();
     let subs = [
-        (
-            "OrderTopicArn",
-            format!("arn:aws:sns:{region}:{ACCOUNT}:orders-topic"),
-        ),
-        (
-            "FulfilmentQueueUrl",
-            format!("https://sqs.{region}.amazonaws.com/{ACCOUNT}/orders-fulfilment"),
-        ),
-        ("SenderAddress", "orders@example.com".to_string()),
+        ("OrderTopicArn", r.topic_arn.clone()),
+        ("FulfilmentQueueUrl", r.fulfilment_queue_url.clone()),
+        ("SenderAddress", r.sender.clone()),
         (
             "RecorderFunctionArn",
-            format!("arn:aws:lambda:{region}:{ACCOUNT}:function:orders-recorder"),
+            format!(
+                "arn:aws:lambda:{}:{ACCOUNT}:function:orders-recorder",
+                support::region()
+            ),
         ),
     ];
     let mut out = asl;
@@ -50,12 +85,12 @@ fn definition() -> String {
     out
 }
 
-async fn state_machine(clients: &orders_aws::AwsClients) -> String {
+async fn state_machine(clients: &orders_aws::AwsClients, r: &Resources) -> String {
     let out = clients
         .sfn
         .create_state_machine()
         .name(support::unique("orders"))
-        .definition(definition())
+        .definition(definition(r))
         .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/orders-workflow"))
         .send()
         .await
@@ -104,7 +139,8 @@ fn input(order_id: &str) -> WorkflowInput {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_once_per_order_and_inspect_in_aws_shape() {
     let clients = support::moto_clients().await;
-    let machine = state_machine(&clients).await;
+    let resources = Resources::create();
+    let machine = state_machine(&clients, &resources).await;
     let starter = SfnWorkflowStarter::new(clients.sfn.clone(), &machine);
     let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
     let order_id = support::unique("01JORDER");
@@ -135,14 +171,36 @@ async fn start_once_per_order_and_inspect_in_aws_shape() {
         serde_json::from_str(described.input.as_deref().unwrap_or("null")).unwrap();
     assert_eq!(sent, input, "the workflow input travels as JSON");
 
-    // moto runs the ASL; wait (bounded) for the execution to settle, whatever its outcome
-    // (the recorder Lambda does not exist here).
+    // moto runs the ASL (its Docker-free Lambda echoes the recorder's payload).
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut status = described.status.clone();
     while status == "RUNNING" && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
         status = inspector.describe_execution(&arn).await.unwrap().status;
     }
+    let done = inspector.describe_execution(&arn).await.unwrap();
+    eprintln!("moto execution {status}: output {:?}", done.output);
+    assert_eq!(status, "SUCCEEDED", "{done:?}");
+    let output = done.output.unwrap_or_default();
+    assert_eq!(
+        output.matches("\"SENT\"").count(),
+        3,
+        "all three channels: {output}"
+    );
+
+    // What each channel delivered.
+    let fulfilment = moto::receive(&resources.fulfilment_queue_url);
+    assert_eq!(fulfilment.len(), 1, "{fulfilment:?}");
+    assert!(fulfilment[0].contains(&order_id), "{}", fulfilment[0]);
+    let notified = moto::receive(&resources.notification_queue_url);
+    assert_eq!(notified.len(), 1, "SNS -> SQS: {notified:?}");
+    assert!(notified[0].contains(&order_id), "{}", notified[0]);
+    let data = moto::data_json();
+    assert!(
+        data.contains(&format!("Your order {order_id} is confirmed")),
+        "the confirmation email was sent"
+    );
+
     let filtered = inspector
         .list_executions(Some(&status.to_lowercase()), 10)
         .await
@@ -199,7 +257,7 @@ async fn start_once_per_order_and_inspect_in_aws_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_executions_and_statuses_are_clear_errors() {
     let clients = support::moto_clients().await;
-    let machine = state_machine(&clients).await;
+    let machine = state_machine(&clients, &Resources::dummy()).await;
     let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
     let missing = execution_arn(&machine, "no-such-order").unwrap();
     assert_eq!(

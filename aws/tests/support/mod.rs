@@ -3,6 +3,7 @@
 //! that needs one fails with a clear message when it is missing, it never passes silently.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod streams;
 
 use aws_config::{BehaviorVersion, Region};
