@@ -65,6 +65,15 @@ pub struct MapSpec {
     pub tolerated_count: Option<Dyn<i64>>,
     pub tolerated_percentage: Option<Dyn<f64>>,
     pub label: Option<String>,
+    pub item_batcher: Option<ItemBatcher>,
+}
+
+/// `ItemBatcher`: items are grouped as `{"Items": [...], "BatchInput": ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemBatcher {
+    pub max_items: Option<Dyn<u64>>,
+    pub max_bytes: Option<Dyn<u64>>,
+    pub batch_input: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -810,6 +819,12 @@ fn parse_state(
                     MapMode::Inline
                 }
             };
+            if o.contains_key("ResultWriter") {
+                c.err(
+                    "ResultWriter",
+                    "ResultWriter needs an AWS service (S3) and is not supported by this engine",
+                );
+            }
             if o.contains_key("ItemReader") {
                 c.err(
                     "ItemReader",
@@ -876,6 +891,7 @@ fn parse_state(
                 tolerated_count,
                 tolerated_percentage,
                 label: c.string("Label"),
+                item_batcher: parse_batcher(&mut c),
             }))
         }
         _ => return None,
@@ -892,6 +908,51 @@ fn parse_state(
         assign,
         retry,
         catch,
+    })
+}
+
+fn parse_batcher(c: &mut Ctx) -> Option<ItemBatcher> {
+    let b = c.o.get("ItemBatcher")?;
+    let Some(bo) = b.as_object() else {
+        c.err("ItemBatcher", "the field 'ItemBatcher' must be an object");
+        return None;
+    };
+    let mut num = |field: &str| -> Option<Dyn<u64>> {
+        let pfield = format!("{field}Path");
+        match (bo.get(field), bo.get(&pfield)) {
+            (Some(v), None) => match v.as_u64() {
+                Some(n) if n > 0 => Some(Dyn::Static(n)),
+                _ => {
+                    c.err(
+                        "ItemBatcher",
+                        format!("'{field}' must be a positive integer"),
+                    );
+                    None
+                }
+            },
+            (None, Some(p)) => c.dyn_path("ItemBatcher", p),
+            (Some(_), Some(_)) => {
+                c.err(
+                    "ItemBatcher",
+                    format!("'{field}' and '{pfield}' are mutually exclusive"),
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    };
+    let max_items = num("MaxItemsPerBatch");
+    let max_bytes = num("MaxInputBytesPerBatch");
+    if max_items.is_none() && max_bytes.is_none() {
+        c.err(
+            "ItemBatcher",
+            "'ItemBatcher' needs MaxItemsPerBatch(Path) or MaxInputBytesPerBatch(Path)",
+        );
+    }
+    Some(ItemBatcher {
+        max_items,
+        max_bytes,
+        batch_input: bo.get("BatchInput").cloned(),
     })
 }
 

@@ -1732,6 +1732,56 @@ impl Exec {
         }
     }
 
+    fn batch(
+        &self,
+        b: &crate::definition::ItemBatcher,
+        items: Vec<Value>,
+        eff: &Value,
+        vars: &Vars,
+        v: &Visit<'_>,
+    ) -> Res<Vec<Value>> {
+        let max_items = match &b.max_items {
+            Some(d) => self
+                .dyn_num(d, "MaxItemsPerBatchPath", eff, vars, v)?
+                .max(1),
+            None => u64::MAX,
+        };
+        let max_bytes = match &b.max_bytes {
+            Some(d) => self
+                .dyn_num(d, "MaxInputBytesPerBatchPath", eff, vars, v)?
+                .max(1),
+            None => u64::MAX,
+        };
+        let batch_input = match &b.batch_input {
+            Some(t) => Some(self.template(t, eff, vars, v)?),
+            None => None,
+        };
+        let make = |chunk: Vec<Value>| {
+            let mut o = Map::new();
+            o.insert("Items".into(), Value::Array(chunk));
+            if let Some(bi) = &batch_input {
+                o.insert("BatchInput".into(), bi.clone());
+            }
+            Value::Object(o)
+        };
+        let mut out = Vec::new();
+        let mut chunk = Vec::new();
+        let mut bytes = 0u64;
+        for item in items {
+            let size = to_json_string(&item).len() as u64;
+            if !chunk.is_empty() && (chunk.len() as u64 >= max_items || bytes + size > max_bytes) {
+                out.push(make(std::mem::take(&mut chunk)));
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(item);
+        }
+        if !chunk.is_empty() {
+            out.push(make(chunk));
+        }
+        Ok(out)
+    }
+
     async fn map(
         &self,
         st: &State,
@@ -1835,6 +1885,24 @@ impl Exec {
                     self.template(sel, &eff, vars, &iv)
                 }
                 None => Ok(item.clone()),
+            }
+        };
+        // ItemBatcher: select each item first, then group them; batches are the items.
+        let (items, batched) = match &m.item_batcher {
+            Some(b) => {
+                let mut selected = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    selected.push(item_input(i, item)?);
+                }
+                (self.batch(b, selected, &eff, vars, v)?, true)
+            }
+            None => (items, false),
+        };
+        let item_input = |i: usize, item: &Value| -> Res<Value> {
+            if batched {
+                Ok(item.clone())
+            } else {
+                item_input(i, item)
             }
         };
         let distributed = m.mode == MapMode::Distributed;

@@ -184,3 +184,42 @@ pub fn error_details(
     }
     (key.to_string(), Value::Object(d))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_aws_shape_and_round_trips() {
+        let ev = HistoryEvent {
+            id: 3,
+            previous_event_id: 2,
+            timestamp: "2024-01-01T00:00:00.000Z".into(),
+            event_type: "PassStateExited".into(),
+            details: exited(
+                "A",
+                "{\"a\":1}".into(),
+                Some(&Map::from_iter([("x".to_string(), json!(42))])),
+            ),
+        };
+        let v = ev.to_value();
+        assert_eq!(
+            v,
+            json!({"id": 3, "previousEventId": 2, "timestamp": "2024-01-01T00:00:00.000Z", "type": "PassStateExited",
+                   "stateExitedEventDetails": {"name": "A", "output": "{\"a\":1}", "outputDetails": {"truncated": false},
+                   "assignedVariables": {"x": "42"}, "assignedVariablesDetails": {"truncated": false}}})
+        );
+        let text = serde_json::to_string(&ev).unwrap();
+        let back: HistoryEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.to_value(), v);
+        assert_eq!(back.detail("name"), Some(json!("A")));
+        // Empty Assign: no assignedVariables, as AWS.
+        let (_, d) = exited("A", "{}".into(), Some(&Map::new()))
+            .to_pair()
+            .unwrap();
+        assert!(d.get("assignedVariables").is_none());
+        // Absent or empty cause is left out.
+        let (_, d) = error_details("k", Some("E"), Some(""), &[]);
+        assert_eq!(d, json!({"error": "E"}));
+    }
+}

@@ -159,3 +159,56 @@ impl ExecutionStore for InMemoryStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(arn: &str, start: i64, status: ExecutionStatus) -> ExecutionRecord {
+        ExecutionRecord {
+            execution_arn: arn.into(),
+            name: arn.into(),
+            state_machine_arn: "sm".into(),
+            state_machine_name: "sm".into(),
+            definition: "{}".into(),
+            input: json!({}),
+            status,
+            start_date: start,
+            stop_date: None,
+            output: None,
+            error: None,
+            cause: None,
+        }
+    }
+
+    #[test]
+    fn lists_newest_first_with_filters() {
+        let s = InMemoryStore::new();
+        s.put_execution(&rec("a", 1, ExecutionStatus::Succeeded))
+            .unwrap();
+        s.put_execution(&rec("b", 3, ExecutionStatus::Running))
+            .unwrap();
+        s.put_execution(&rec("c", 2, ExecutionStatus::Running))
+            .unwrap();
+        let all = s.list_executions(&ListFilter::default()).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
+        let running = s
+            .list_executions(&ListFilter {
+                status: Some(ExecutionStatus::Running),
+                limit: 1,
+                ..ListFilter::default()
+            })
+            .unwrap();
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].name, "b");
+        assert!(s.history("zzz").unwrap().is_empty());
+        assert_eq!(
+            serde_json::to_value(ExecutionStatus::TimedOut).unwrap(),
+            json!("TIMED_OUT")
+        );
+    }
+}

@@ -349,3 +349,34 @@ fn resume_matches_interleaved_parallel_branches() {
     );
     assert!(hist.iter().all(|e| e.previous_event_id < e.id));
 }
+
+#[test]
+fn map_item_batcher_groups_items() {
+    let engine = Engine::builder().build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.xs",
+                "ItemSelector":{"v.$":"$$.Map.Item.Value"},
+                "ItemBatcher":{"MaxItemsPerBatch":2,"BatchInput":{"k.$":"$.k"}},
+                "ItemProcessor":{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},"End":true}}}"#,
+        )
+        .unwrap();
+    let out = engine
+        .start_execution(&sm, "e", json!({"xs": [1, 2, 3], "k": "K"}))
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(
+        out.output,
+        Some(json!([
+            {"Items": [{"v": 1}, {"v": 2}], "BatchInput": {"k": "K"}},
+            {"Items": [{"v": 3}], "BatchInput": {"k": "K"}}
+        ]))
+    );
+    assert!(
+        engine
+            .state_machine("w", r#"{"StartAt":"M","States":{"M":{"Type":"Map","ResultWriter":{},"ItemProcessor":{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},"End":true}}}"#)
+            .is_err()
+    );
+}
