@@ -15,6 +15,14 @@
 //! same `TransactWriteItems` as the tracker's guarded put, so a redelivered event can
 //! never count twice. The table name is a parameter: a blue/green rebuild replays the
 //! log into a fresh table (and may select the projections it rebuilds).
+//!
+//! Costs and limits: `apply` is one strongly consistent Query of the order's partition
+//! plus one write (a conditional PutItem, or a TransactWriteItems when the counters move
+//! too). The counter item of one day and currency takes every placement and cancellation
+//! of that day: DynamoDB allows about 1,000 writes/s per item (half that transactionally),
+//! so beyond a few hundred orders/s per currency the counters would need write sharding
+//! (`SALES#<date>#<n>`, summed on read). `daily_sales` scans the table (the days are not
+//! known in advance): an operator's / CLI call needing `dynamodb:Scan`, not a request path.
 
 use crate::dynamo::{self, TxError, get_n, get_s, n, s};
 use aws_sdk_dynamodb::Client;
@@ -152,8 +160,8 @@ impl DynamoReadModels {
         Ok(state)
     }
 
-    /// The writes that fold `event` into `state`, or `None` when every selected
-    /// projection has applied it already.
+    /// The writes that fold `event` into `state`; none when every selected projection
+    /// has applied it already.
     fn plan(
         &self,
         state: OrderState,
