@@ -155,15 +155,22 @@ async fn serve(addr: SocketAddr, data_dir: PathBuf) -> anyhow::Result<ExitCode> 
         observer: None,
     })
     .await?;
-    println!(
+    // Status lines must not panic when stdout is gone (a closed pipe, a detached terminal).
+    say(&format!(
         "orders: listening on http://{} (data in {}); Ctrl-C stops",
         runtime.addr,
         data_dir.display()
-    );
+    ));
     shutdown_signal().await;
-    println!("orders: stopping");
+    say("orders: stopping");
     runtime.shutdown().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
 }
 
 async fn shutdown_signal() {

@@ -89,9 +89,10 @@ pub fn validate_place_order(
     let a = &request.shipping_address;
     require_text(&mut errors, "shipping_address.line1", &a.line1, 200);
     if let Some(line2) = &a.line2
-        && line2.chars().count() > 200 {
-            errors.push("shipping_address.line2", "must be at most 200 characters");
-        }
+        && line2.chars().count() > 200
+    {
+        errors.push("shipping_address.line2", "must be at most 200 characters");
+    }
     require_text(&mut errors, "shipping_address.city", &a.city, 100);
     require_text(
         &mut errors,

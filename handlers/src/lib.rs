@@ -9,4 +9,5 @@ pub mod fulfilment;
 pub mod problem;
 pub mod projector;
 pub mod recorder;
+pub mod system;
 pub mod telemetry;

@@ -1,0 +1,28 @@
+//! The fulfilment Lambda: the fulfilment queue's SQS batches in, `FulfilmentRequested`
+//! events out; failed messages are reported one by one (and end in the DLQ).
+// The Lambda runtime's service stack nests deep enough to need a higher limit.
+#![recursion_limit = "256"]
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use orders_handlers::commands::Commands;
+use orders_handlers::system::{SystemClock, UlidIds};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    orders_handlers::telemetry::init_json();
+    let clients = orders_aws::AwsClients::load().await;
+    let commands = Commands::new(
+        clients.event_store_from_env()?,
+        Arc::new(SystemClock),
+        Arc::new(UlidIds::new()),
+    );
+    let commands = &commands;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(
+            orders_handlers::fulfilment::handle(commands, event.payload).await,
+        )
+    }))
+    .await
+}

@@ -1,0 +1,121 @@
+//! The served binary, stopped politely and killed with SIGKILL: every acknowledged order,
+//! its events and its view survive, and the projector resumes from its checkpoint.
+
+mod common;
+
+use common::*;
+use orders::client::Connection;
+use orders_domain::ports::ReadModels;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("orders serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Server { child, addr }
+}
+
+async fn place(addr: SocketAddr, n: usize) -> Vec<String> {
+    let mut c = Connection::open(addr).await.expect("connect");
+    let mut ids = vec![];
+    for i in 0..n {
+        let r = post(&mut c, "/orders", &[], &order(&format!("c-{}", i % 3))).await;
+        assert_eq!(r.status, 201);
+        ids.push(json(&r)["order_id"].as_str().expect("id").to_string());
+    }
+    ids
+}
+
+async fn assert_all_there(addr: SocketAddr, ids: &[String]) {
+    let mut c = Connection::open(addr).await.expect("connect");
+    for id in ids {
+        let ev = get(&mut c, &format!("/orders/{id}/events")).await;
+        assert_eq!(ev.status, 200, "events of acknowledged order {id}");
+        let v = eventually(&mut c, &format!("/orders/{id}"), |r| r.status == 200).await;
+        assert_eq!(v.status, 200, "view of acknowledged order {id}");
+        assert_eq!(json(&v)["version"], 1);
+    }
+}
+
+/// Daily sales count each order once, so they show whether anything was applied twice.
+async fn placed_count(dir: &std::path::Path) -> i64 {
+    let stores = orders_local::store::LocalStores::open(dir).expect("open");
+    let sales = stores.read_models.daily_sales().await.expect("sales");
+    sales.iter().map(|s| s.orders_placed).sum()
+}
+
+#[tokio::test]
+async fn sigkill_loses_no_acknowledged_order_and_applies_none_twice() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut first = start(dir.path());
+    let mut ids = place(first.addr, 40).await;
+    // SIGKILL: no shutdown code runs; some orders may not be projected yet.
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reaped");
+
+    let mut second = start(dir.path());
+    ids.extend(place(second.addr, 10).await);
+    assert_all_there(second.addr, &ids).await;
+    second.child.kill().expect("kill -9");
+    second.child.wait().expect("reaped");
+
+    let mut third = start(dir.path());
+    assert_all_there(third.addr, &ids).await;
+    let stores = orders_local::store::LocalStores::open(dir.path()).expect("open");
+    assert_eq!(stores.events.count().await.expect("count"), 50);
+    assert_eq!(
+        stores
+            .read_models
+            .count_dead_letters(None)
+            .await
+            .expect("dead letters"),
+        0
+    );
+    third.child.kill().expect("kill");
+    third.child.wait().expect("reaped");
+    assert_eq!(placed_count(dir.path()).await, 50);
+}
+
+#[tokio::test]
+async fn sigint_stops_cleanly_and_a_restart_serves_the_same_data() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut first = start(dir.path());
+    let ids = place(first.addr, 5).await;
+    assert_all_there(first.addr, &ids).await;
+    let status = Command::new("kill")
+        .args(["-INT", &first.child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let exit = first.child.wait().expect("exits");
+    assert!(exit.success(), "Ctrl-C exits with success, got {exit:?}");
+
+    let mut second = start(dir.path());
+    assert_all_there(second.addr, &ids).await;
+    second.child.kill().expect("kill");
+    second.child.wait().expect("reaped");
+    assert_eq!(placed_count(dir.path()).await, 5);
+}
