@@ -305,6 +305,20 @@ impl<H: StreamHandler> Tailer<H> {
         tracing::info!(checkpoint = cp, "stream tailer stopped");
     }
 
+    /// Closes the batch's unit of work, moving the checkpoint to `to` if given.
+    async fn settle(
+        &self,
+        unit: bool,
+        to: Option<u64>,
+    ) -> Result<(), orders_domain::ports::ReadModelError> {
+        let checkpoint = to.map(|seq| (self.config.name.as_str(), seq));
+        match (unit, checkpoint) {
+            (true, checkpoint) => self.read_models.end_unit(checkpoint).await,
+            (false, Some((name, seq))) => self.read_models.set_checkpoint(name, seq).await,
+            (false, None) => Ok(()),
+        }
+    }
+
     /// Delivers one batch starting right after `cp`, and settles its outcome durably.
     async fn step(&self, cp: u64, rows: Vec<StreamRow>, failing: &mut Option<Failing>) -> Step {
         // The batch is the run of rows that make stream records; a row that cannot is
@@ -365,17 +379,22 @@ impl<H: StreamHandler> Tailer<H> {
         // Its own task, so a panicking handler fails the batch (as a crashed Lambda
         // invocation would) instead of killing the tailer.
         let handler = self.handler.clone();
+        // The batch's read-model writes and its checkpoint commit together (see
+        // `SqliteReadModels::begin_unit`); without a unit each write commits on its own.
+        let unit = match self.read_models.begin_unit().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a read-model unit of work");
+                false
+            }
+        };
         let outcome = tokio::spawn(async move { handler.handle(event).await }.instrument(span))
             .await
             .unwrap_or_else(|e| Err(format!("the handler panicked: {e}")));
 
         let (failed_at, reason) = match outcome {
             Ok(resp) if resp.batch_item_failures.is_empty() => {
-                return match self
-                    .read_models
-                    .set_checkpoint(&self.config.name, last)
-                    .await
-                {
+                return match self.settle(unit, Some(last)).await {
                     Ok(()) => {
                         *failing = None;
                         Step::Advanced(last)
@@ -400,12 +419,7 @@ impl<H: StreamHandler> Tailer<H> {
 
         // Everything before the first failure is done.
         let done = (failed_at > 0).then(|| seqs[failed_at - 1]);
-        if let Some(done) = done
-            && let Err(e) = self
-                .read_models
-                .set_checkpoint(&self.config.name, done)
-                .await
-        {
+        if let Err(e) = self.settle(unit, done).await {
             tracing::error!(error = %e, "cannot save the stream checkpoint");
             return Step::StoreTrouble;
         }

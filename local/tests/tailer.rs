@@ -476,3 +476,38 @@ async fn a_panicking_handler_fails_the_batch_but_not_the_tailer() {
         0
     );
 }
+
+/// The projector from `orders-handlers` behind the tailer: views appear, and the batch's
+/// writes commit with the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_the_real_projector() {
+    use orders_domain::ports::ReadModels;
+    let dir = tempfile::tempdir().unwrap();
+    let stores = open(&dir);
+    let ids = place_orders(&stores, 250).await;
+    let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
+    let t = tailer::spawn(
+        stores.events.clone(),
+        stores.read_models.clone(),
+        projector,
+        fast("projector"),
+    );
+    timeout(WAIT, t.wait_for(250)).await.unwrap();
+    for id in &ids {
+        let view = stores.read_models.order(id).await.unwrap();
+        assert_eq!(view.map(|v| v.version), Some(1), "{id}");
+    }
+    // Later appends are projected as they come.
+    let more = place_orders(&stores, 1).await;
+    timeout(WAIT, t.wait_for(251)).await.unwrap();
+    t.shutdown().await;
+    assert!(stores.read_models.order(&more[0]).await.unwrap().is_some());
+    assert_eq!(
+        stores.read_models.checkpoint("projector").await.unwrap(),
+        251
+    );
+    assert_eq!(
+        stores.read_models.count_dead_letters(None).await.unwrap(),
+        0
+    );
+}

@@ -104,6 +104,48 @@ impl StreamHandler for Projector {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
+async fn read_model_apply_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Arc::new(LocalStores::open(dir.path()).unwrap());
+    let n = 10_000;
+    run_appenders(stores.clone(), 64, n).await;
+    let log: Vec<_> = stores
+        .events
+        .read_from(0, n)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| {
+            let ev = e.decode().unwrap();
+            (e, ev)
+        })
+        .collect();
+    let started = Instant::now();
+    for (e, ev) in &log {
+        stores.read_models.apply(e, ev).await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("apply one by one (a commit each): {:.0}/s", n as f64 / secs);
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = LocalStores::open(dir.path()).unwrap();
+    let started = Instant::now();
+    for chunk in log.chunks(100) {
+        other
+            .read_models
+            .apply_many(None, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "apply_many by 100 (a commit per 100): {:.0}/s",
+        n as f64 / secs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
 async fn projection_throughput_and_lag() {
     // Catch-up: the tailer and read models alone, over a backlog.
     let dir = tempfile::tempdir().unwrap();

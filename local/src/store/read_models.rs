@@ -3,6 +3,15 @@
 //!
 //! Writes go through one connection behind a mutex: there is one projector, so it never
 //! waits in practice, and SQLite would serialize writers anyway. Reads use a pool.
+//!
+//! **Units of work.** A commit per applied event would cost more than the fold itself
+//! (every commit writes the touched pages to the WAL again). So the stream tailer opens a
+//! unit around each batch it delivers ([`SqliteReadModels::begin_unit`]): every write in
+//! between (each apply still all-or-nothing, in its own SAVEPOINT) joins one transaction,
+//! which commits together with the tailer's checkpoint in [`SqliteReadModels::end_unit`].
+//! Projections and checkpoint therefore move together: after a crash both are where they
+//! were and the batch is simply delivered again. Readers see a batch when it commits
+//! (a few milliseconds). Outside a unit every write commits on its own.
 
 use super::projection::{self, Targets};
 use super::sqlite::{self, Migration, ReaderPool, to_i64, to_u64};
@@ -12,7 +21,7 @@ use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ApplyOutcome, Clock, Page, ReadModelError, ReadModels};
 use orders_domain::projection::{DailySales, OrderSummary, OrderView, ProjectionName};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
@@ -87,7 +96,7 @@ pub struct Generation {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Arc<ReaderPool>,
     path: PathBuf,
 }
@@ -117,7 +126,7 @@ impl SqliteReadModels {
         sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| OpenError::migrate(&path, e))?;
         Ok(SqliteReadModels {
             inner: Arc::new(Inner {
-                writer: Mutex::new(conn),
+                writer: Mutex::new(Writer { conn, units: 0 }),
                 readers: Arc::new(ReaderPool::new(path.clone())),
                 path,
             }),
@@ -128,18 +137,58 @@ impl SqliteReadModels {
         &self.inner.path
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on the writing connection.
+    /// Runs `f` all-or-nothing on the writing connection: its own transaction, or a
+    /// SAVEPOINT inside the open unit of work.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, ReadModelError> {
         let inner = self.inner.clone();
         Ok(blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
+            let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.atomically(f)
+        })
+        .await?)
+    }
+
+    /// Opens a unit of work (see the module docs); units nest, the outermost commits.
+    /// Every `begin_unit` that succeeded needs its [`end_unit`](Self::end_unit).
+    pub async fn begin_unit(&self) -> Result<(), ReadModelError> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if w.units == 0 && w.conn.is_autocommit() {
+                w.conn.execute_batch("BEGIN IMMEDIATE")?;
+            }
+            w.units += 1;
+            Ok(())
+        })
+        .await?)
+    }
+
+    /// Closes a unit of work, moving `checkpoint` in the same transaction; the outermost
+    /// unit commits. On error nothing of the unit is kept (the caller delivers it again).
+    pub async fn end_unit(&self, checkpoint: Option<(&str, u64)>) -> Result<(), ReadModelError> {
+        let checkpoint = checkpoint.map(|(n, s)| (n.to_string(), s));
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.units = w.units.saturating_sub(1);
+            let last = w.units == 0;
+            let result = match &checkpoint {
+                Some((name, seq)) => w.atomically(|conn| write_checkpoint(conn, name, *seq)),
+                None => Ok(()),
+            };
+            if last && !w.conn.is_autocommit() {
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                if let Err(e) = w.conn.execute_batch(end) {
+                    if !w.conn.is_autocommit() {
+                        let _ = w.conn.execute_batch("ROLLBACK");
+                    }
+                    return Err(e.into());
+                }
+            }
+            result
         })
         .await?)
     }
@@ -312,17 +361,14 @@ impl SqliteReadModels {
         targets: Option<Targets>,
         events: Vec<(EventEnvelope, OrderEvent)>,
     ) -> Result<Vec<Result<ApplyOutcome, ReadModelError>>, ReadModelError> {
-        let inner = self.inner.clone();
-        Ok(blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |conn| {
             let targets = match targets {
                 Some(t) => t,
-                None => active_targets(&tx)?,
+                None => active_targets(conn)?,
             };
             let mut out = Vec::with_capacity(events.len());
             for (envelope, event) in &events {
-                let sp = tx.savepoint()?;
+                let sp = conn.savepoint()?;
                 match projection::apply(&sp, &targets, envelope, event) {
                     Ok(outcome) => {
                         sp.commit()?;
@@ -332,10 +378,9 @@ impl SqliteReadModels {
                     Err(e) => out.push(Err(ReadModelError::from(e))),
                 }
             }
-            tx.commit()?;
             Ok(out)
         })
-        .await?)
+        .await
     }
 
     // ---- checkpoints ----
@@ -437,6 +482,58 @@ impl SqliteReadModels {
             to_u64(n, "count").map_err(DbError::Corrupt)
         })
         .await
+    }
+}
+
+/// The writing connection, and how many units of work are open on it.
+struct Writer {
+    conn: Connection,
+    units: u32,
+}
+
+impl Writer {
+    /// `f` all-or-nothing: in its own IMMEDIATE transaction, or (inside a unit) in a
+    /// SAVEPOINT of the unit's transaction.
+    fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        // An open transaction between calls can only be a unit's. If an error made SQLite
+        // drop it, writes fall back to committing on their own.
+        let own = self.conn.is_autocommit();
+        self.conn.execute_batch(if own {
+            "BEGIN IMMEDIATE"
+        } else {
+            "SAVEPOINT unit_write"
+        })?;
+        match f(&mut self.conn) {
+            Ok(out) => {
+                let done = if own { "COMMIT" } else { "RELEASE unit_write" };
+                if let Err(e) = self.conn.execute_batch(done) {
+                    self.undo(own);
+                    return Err(e.into());
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                self.undo(own);
+                Err(e)
+            }
+        }
+    }
+
+    fn undo(&mut self, own: bool) {
+        if self.conn.is_autocommit() {
+            return; // SQLite already rolled back
+        }
+        let undo = if own {
+            "ROLLBACK"
+        } else {
+            "ROLLBACK TO unit_write; RELEASE unit_write"
+        };
+        if let Err(e) = self.conn.execute_batch(undo) {
+            tracing::error!(error = %e, "read-model rollback failed");
+        }
     }
 }
 
