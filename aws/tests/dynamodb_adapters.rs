@@ -354,3 +354,24 @@ async fn load_honours_the_endpoint_environment() {
         Some(support::region().as_str())
     );
 }
+
+/// The `ClientRequestToken` makes a retried identical append (its answer was lost) a
+/// success that writes nothing twice; a different append at the same version conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_retry_is_idempotent() {
+    let t = tables().await;
+    let id = support::unique("order");
+    let events = wrap(&id, 0, &[placed(&id, "c-1", 100)], T0);
+    t.store
+        .append(append(&id, 0, events.clone()))
+        .await
+        .unwrap();
+    let retry = t.store.append(append(&id, 0, events.clone())).await;
+    assert_eq!(retry, Ok(()));
+    assert_eq!(t.store.load(&id).await.unwrap(), events);
+    let other = wrap(&id, 0, &[placed(&id, "c-1", 100)], T0);
+    assert!(matches!(
+        t.store.append(append(&id, 0, other)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+}
