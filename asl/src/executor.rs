@@ -699,17 +699,32 @@ impl Exec {
             in_parallel: false,
             silent: false,
         };
+        let too_deep = exceeds_depth(&self.input, MAX_DEPTH);
+        let input_text = if too_deep {
+            "null".to_string()
+        } else {
+            to_json_string(&self.input)
+        };
         self.emit(
             &mut top,
             "ExecutionStarted",
             Some((
                 "executionStartedEventDetails".into(),
-                json!({"input": to_json_string(&self.input), "inputDetails": not_truncated(), "roleArn": self.inner.config.role_arn}),
+                json!({"input": input_text, "inputDetails": not_truncated(), "roleArn": self.inner.config.role_arn}),
             )),
         );
         // AWS chains the first state to 0, not to ExecutionStarted.
         top.prev = 0;
-        let body = self.run_machine(&def, self.input.clone(), Vars::default(), &mut top);
+        let body = Box::pin(async {
+            if too_deep {
+                return Err(Failure::new(
+                    "States.Runtime",
+                    format!("The execution input is nested deeper than {MAX_DEPTH} levels."),
+                ));
+            }
+            self.run_machine(&def, self.input.clone(), Vars::default(), &mut top)
+                .await
+        });
         let result = match def.timeout_seconds {
             Some(t) => {
                 let sleep = self.inner.clock.sleep(t.saturating_mul(1000));
@@ -983,6 +998,14 @@ impl Exec {
         let out = match &step {
             Step::Next(_, o) | Step::End(o) => o,
         };
+        // Depth first: serializing (and dropping) very deep values recurses.
+        if exceeds_depth(out, MAX_DEPTH) {
+            return Err(Failure::runtime_in_state(
+                &st.name,
+                entered_id,
+                format!("The state output is nested deeper than {MAX_DEPTH} levels."),
+            ));
+        }
         let out_text = to_json_string(out);
         self.size_check_text(&st.name, &out_text)?;
         if let Some(a) = &assigned {
@@ -2107,6 +2130,25 @@ impl Exec {
         self.emit_raw(th, "MapStateSucceeded", None, false);
         Ok(Value::Array(results))
     }
+}
+
+/// Deepest JSON nesting the engine passes between states (Jackson's default limit).
+const MAX_DEPTH: usize = 1000;
+
+/// Iterative depth check (no recursion on user-shaped data).
+fn exceeds_depth(v: &Value, max: usize) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((v, d)) = stack.pop() {
+        if d > max {
+            return true;
+        }
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, d + 1))),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// An integer, or a string holding one (AWS accepts both in `…Path` fields).

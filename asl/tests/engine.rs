@@ -380,3 +380,24 @@ fn map_item_batcher_groups_items() {
             .is_err()
     );
 }
+
+#[test]
+fn ever_deeper_loop_fails_fast() {
+    // Found by fuzzing: each pass nests the input one level deeper.
+    let engine = Engine::builder().build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Parameters":{"x.$":"$"},"Next":"A"}}}"#,
+        )
+        .unwrap();
+    let t = std::time::Instant::now();
+    let out = engine
+        .start_execution(&sm, "e", json!({}))
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Failed);
+    assert_eq!(out.error.as_deref(), Some("States.Runtime"));
+    assert!(t.elapsed().as_secs() < 20);
+}
