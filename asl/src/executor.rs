@@ -49,6 +49,15 @@ impl Default for EngineConfig {
     }
 }
 
+/// STANDARD or EXPRESS (changes execution ARNs and the context object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExecutionType {
+    #[default]
+    Standard,
+    Express,
+}
+
 /// A validated state machine with its name and ARN.
 #[derive(Debug, Clone)]
 pub struct StateMachine {
@@ -57,6 +66,16 @@ pub struct StateMachine {
     pub definition: Arc<Definition>,
     /// The definition text (kept so a restarted process can re-drive executions).
     pub definition_text: String,
+    pub execution_type: ExecutionType,
+}
+
+impl StateMachine {
+    /// The same machine as an EXPRESS workflow: execution ARNs are
+    /// `...:express:{machine}:{name}:{uuid}`.
+    pub fn express(mut self) -> StateMachine {
+        self.execution_type = ExecutionType::Express;
+        self
+    }
 }
 
 /// How an execution ended (or that it is still running).
@@ -221,6 +240,7 @@ impl Engine {
             ),
             definition: Arc::new(def),
             definition_text: definition.to_string(),
+            execution_type: ExecutionType::Standard,
         })
     }
 
@@ -232,10 +252,19 @@ impl Engine {
         name: &str,
         input: Value,
     ) -> Result<ExecutionHandle, ExecutionAlreadyExists> {
-        let arn = format!(
-            "arn:aws:states:{}:{}:execution:{}:{name}",
-            self.inner.config.region, self.inner.config.account_id, sm.name
-        );
+        let arn = match sm.execution_type {
+            ExecutionType::Standard => format!(
+                "arn:aws:states:{}:{}:execution:{}:{name}",
+                self.inner.config.region, self.inner.config.account_id, sm.name
+            ),
+            ExecutionType::Express => format!(
+                "arn:aws:states:{}:{}:express:{}:{name}:{}",
+                self.inner.config.region,
+                self.inner.config.account_id,
+                sm.name,
+                uuid::Uuid::new_v4()
+            ),
+        };
         let mut running = lock(&self.inner.running);
         if let Some(r) = running.get(&arn) {
             if r.input == input {

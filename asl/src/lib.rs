@@ -62,7 +62,8 @@ pub use clock::{Clock, VirtualClock};
 pub use definition::Definition;
 pub use error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
 pub use executor::{
-    Engine, EngineBuilder, EngineConfig, ExecutionHandle, ExecutionOutcome, Spawner, StateMachine,
+    Engine, EngineBuilder, EngineConfig, ExecutionHandle, ExecutionOutcome, ExecutionType, Spawner,
+    StateMachine,
 };
 pub use history::HistoryEvent;
 pub use resource::{ResourceRegistry, TaskContext, TaskFuture, TaskResource};

@@ -321,6 +321,7 @@ fn run_case(c: &Value) -> Outcome {
     let _ = engine_slot.set(engine.clone());
     let text = c["definition"].to_string();
     let sm = match engine.state_machine("conformance-sm", &text) {
+        Ok(sm) if c["execution_type"] == "EXPRESS" => sm.express(),
         Ok(sm) => sm,
         Err(errs) => return Outcome::Invalid(format!("{errs:?}")),
     };
