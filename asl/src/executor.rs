@@ -994,8 +994,13 @@ impl Exec {
                 let delay_ms = self
                     .wait_delay(spec, &eff, vars, &visit, entered_ms)
                     .map_err(rt)?;
-                if delay_ms > 0 {
-                    self.inner.clock.sleep(delay_ms).await;
+                // Measured from the (possibly recorded, when resumed) entry time, so a
+                // re-driven Wait only sleeps what is left.
+                let deadline =
+                    entered_ms.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+                let left = deadline.saturating_sub(self.inner.clock.now_millis());
+                if left > 0 {
+                    self.inner.clock.sleep(left as u64).await;
                 }
                 assigned = self.assign(st.assign.as_ref(), &eff, vars, &visit)?;
                 let out = self.output_path(st, eff, vars, &visit)?;

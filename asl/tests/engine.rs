@@ -401,3 +401,33 @@ fn ever_deeper_loop_fails_fast() {
     assert_eq!(out.error.as_deref(), Some("States.Runtime"));
     assert!(t.elapsed().as_secs() < 20);
 }
+
+#[test]
+fn resumed_wait_sleeps_only_what_is_left() {
+    let store: Arc<InMemoryStore> = Arc::new(InMemoryStore::new());
+    let t0 = 1_700_000_000_000;
+    let def = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":60,"End":true}}}"#;
+    let e1 = Engine::builder()
+        .store(store.clone())
+        .clock(Arc::new(
+            asl::VirtualClock::starting_at(t0).with_horizon(1_000),
+        ))
+        .build();
+    let sm = e1.state_machine("m", def).unwrap();
+    let h = e1.start_execution(&sm, "e", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    drop(h);
+    drop(e1);
+    // 50 s later, a new process: 10 s are left, within this clock's 15 s horizon.
+    let e2 = Engine::builder()
+        .store(store.clone())
+        .clock(Arc::new(
+            asl::VirtualClock::starting_at(t0 + 50_000).with_horizon(15_000),
+        ))
+        .build();
+    let hs = e2.resume_all().unwrap();
+    let out = hs[0]
+        .poll_now()
+        .expect("the remaining 10 s fit the horizon");
+    assert_eq!(out.status, ExecutionStatus::Succeeded);
+}
