@@ -360,11 +360,10 @@ impl Engine {
         let (abort, reg) = futures_util::future::AbortHandle::new_pair();
         let exec2 = exec.clone();
         let fut: BoxFuture<'static, ExecutionOutcome> = Box::pin(async move {
-            let aborted_record = record.clone();
             let run = futures_util::future::Abortable::new(exec2.clone().run(def, record), reg);
             let outcome = match run.await {
                 Ok(o) => o,
-                Err(_) => exec2.aborted(aborted_record),
+                Err(_) => exec2.aborted(),
             };
             lock(&engine.inner.running).remove(&outcome.execution_arn);
             outcome
@@ -686,7 +685,7 @@ impl Exec {
     }
 
     /// Records the end of a stopped execution.
-    fn aborted(&self, mut record: ExecutionRecord) -> ExecutionOutcome {
+    fn aborted(&self) -> ExecutionOutcome {
         let (error, cause) = lock(&self.stop).take().unwrap_or((None, None));
         // AWS chains ExecutionAborted to 0.
         let mut th = Thread {
@@ -704,11 +703,14 @@ impl Exec {
                 &[],
             )),
         );
-        record.status = ExecutionStatus::Aborted;
-        record.stop_date = Some(self.inner.clock.now_millis());
-        record.error = error.clone();
-        record.cause = cause.clone();
-        let _ = self.inner.store.put_execution(&record);
+        // The record was stored at start; update it there.
+        if let Ok(Some(mut record)) = self.inner.store.get_execution(&self.arn) {
+            record.status = ExecutionStatus::Aborted;
+            record.stop_date = Some(self.inner.clock.now_millis());
+            record.error = error.clone();
+            record.cause = cause.clone();
+            let _ = self.inner.store.put_execution(&record);
+        }
         ExecutionOutcome {
             execution_arn: self.arn.clone(),
             status: ExecutionStatus::Aborted,
