@@ -326,6 +326,19 @@ fn parse_machine(
             }
         }
     }
+    // A machine (or branch) must be able to end.
+    let terminal = states
+        .iter()
+        .any(|st| st.next.is_none() && !matches!(st.kind, StateKind::Choice { .. }));
+    if !states.is_empty() && !terminal {
+        errs.push(ValidationError {
+            code: "MISSING_END_STATE".into(),
+            state: None,
+            field: "States".into(),
+            message: "The workflow does not have a terminal state".into(),
+            location: format!("{loc}/States"),
+        });
+    }
     Some(Definition {
         comment: o.get("Comment").and_then(Value::as_str).map(str::to_string),
         start_at,
@@ -673,6 +686,16 @@ fn parse_state(
         },
         "Task" => {
             let resource = match c.string("Resource") {
+                Some(r) if !r.starts_with("arn:") => {
+                    c.errs.push(ValidationError {
+                        code: "INVALID_RESOURCE".into(),
+                        state: Some(name.to_string()),
+                        field: "Resource".into(),
+                        message: format!("The resource '{r}' is not a valid ARN"),
+                        location: format!("{loc}/Resource"),
+                    });
+                    r
+                }
                 Some(r) => r,
                 None => {
                     c.err("Resource", "the field 'Resource' is required");
@@ -1122,6 +1145,26 @@ mod tests {
         assert!(
             bad.iter()
                 .any(|e| e.state.as_deref() == Some("C") && e.field == "Resource")
+        );
+        let codes = |t: &str| -> Vec<String> {
+            Definition::parse(t)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.code)
+                .collect()
+        };
+        assert!(
+            codes(r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"A"}}}"#)
+                .contains(&"MISSING_END_STATE".to_string())
+        );
+        assert!(
+            codes(r#"{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"nope","End":true}}}"#)
+                .contains(&"INVALID_RESOURCE".to_string())
+        );
+        assert!(
+            codes(r#"{"StartAt":"A","QueryLanguage":"JSONata","States":{"A":{"Type":"Succeed"}}}"#)
+                .contains(&"SCHEMA_VALIDATION_FAILED".to_string())
         );
         assert!(Definition::parse("[").is_err());
         assert!(Definition::parse("{}").is_err());

@@ -271,10 +271,19 @@ fn stop_execution_aborts() {
 #[test]
 fn endless_loop_hits_history_limit() {
     let engine = Engine::builder().build();
+    // Without any terminal state the definition is rejected (MISSING_END_STATE).
+    assert!(
+        engine
+            .state_machine(
+                "m",
+                r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"A"}}}"#
+            )
+            .is_err()
+    );
     let sm = engine
         .state_machine(
             "m",
-            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"A"}}}"#,
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"A"},"Z":{"Type":"Succeed"}}}"#,
         )
         .unwrap();
     let out = engine
@@ -388,7 +397,7 @@ fn ever_deeper_loop_fails_fast() {
     let sm = engine
         .state_machine(
             "m",
-            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Parameters":{"x.$":"$"},"Next":"A"}}}"#,
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Parameters":{"x.$":"$"},"Next":"A"},"Z":{"Type":"Succeed"}}}"#,
         )
         .unwrap();
     let t = std::time::Instant::now();
