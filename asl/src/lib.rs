@@ -22,7 +22,7 @@
 //! ```
 //!
 //! * **Definitions**: [`Definition::parse`] validates and reports every problem with its
-//!   state and field ([`ValidationError`]); [`substitute`] applies `${Name}` substitutions.
+//!   state and field ([`ValidationError`]); [`substitute()`] applies `${Name}` substitutions.
 //! * **Resources**: implement [`TaskResource`] (returns a boxed `Send` future) and register it
 //!   by exact ARN or prefix in a [`ResourceRegistry`]. `.waitForTaskToken` tasks get
 //!   `TaskContext::task_token`; complete them with [`Engine::send_task_success`] /
