@@ -440,3 +440,66 @@ fn resumed_wait_sleeps_only_what_is_left() {
         .expect("the remaining 10 s fit the horizon");
     assert_eq!(out.status, ExecutionStatus::Succeeded);
 }
+
+/// Real time on tokio (the library's `TokioClock` needs the `tokio` feature).
+struct RealClock;
+impl asl::Clock for RealClock {
+    fn now_millis(&self) -> i64 {
+        asl::clock::system_now_millis()
+    }
+    fn sleep(&self, ms: u64) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(ms)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_background_on_tokio_with_callbacks() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut reg = ResourceRegistry::new();
+    reg.register(
+        "arn:aws:states:::sqs:sendMessage",
+        Arc::new(move |_p: Value, c: TaskContext| -> TaskFuture {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.send(c.task_token.unwrap_or_default());
+                Ok(json!({"MessageId": "1"}))
+            })
+        }),
+    );
+    let engine = Engine::builder()
+        .clock(Arc::new(RealClock))
+        .resources(reg)
+        .spawner(Arc::new(|f| {
+            tokio::spawn(f);
+        }))
+        .build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"W","States":{
+                "W":{"Type":"Wait","Seconds":0,"Next":"P"},
+                "P":{"Type":"Parallel","End":true,"Branches":[
+                  {"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","HeartbeatSeconds":5,"End":true}}},
+                  {"StartAt":"U","States":{"U":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","End":true}}}]}}}"#,
+        )
+        .unwrap();
+    let h = engine.start_execution(&sm, "bg", json!({})).unwrap();
+    // A "worker" completes both callbacks from another task.
+    let e2 = engine.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(token) = rx.recv().await {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let _ = e2.send_task_heartbeat(&token);
+            e2.send_task_success(&token, json!(n)).unwrap();
+            n += 1;
+        }
+    });
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), h.wait())
+        .await
+        .expect("finishes");
+    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
+    let mut got = out.output.unwrap().as_array().cloned().unwrap();
+    got.sort_by_key(|v| v.as_i64());
+    assert_eq!(got, vec![json!(0), json!(1)]);
+}
