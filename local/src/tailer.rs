@@ -112,9 +112,7 @@ pub fn stream_record(
         .filter_map(|k| new_image.get(k).map(|v| (k.to_string(), v.clone())))
         .collect();
     let keys = serde_dynamo::Item::from(keys);
-    // SizeBytes is the size of the keys and image; their JSON size is close enough.
-    let size = serde_json::to_vec(&new_image).map_or(0, |v| v.len())
-        + serde_json::to_vec(&keys).map_or(0, |v| v.len());
+    let size = item_size(&keys) + item_size(&new_image);
 
     let mut change = StreamRecord::default();
     // DynamoDB rounds this down to the second (and the Lambda JSON carries seconds).
@@ -323,24 +321,26 @@ impl<H: StreamHandler> Tailer<H> {
     async fn step(&self, cp: u64, rows: Vec<StreamRow>, failing: &mut Option<Failing>) -> Step {
         // The batch is the run of rows that make stream records; a row that cannot is
         // parked once the rows before it are done (it would fail the same way every time).
-        let mut batch = Vec::with_capacity(rows.len());
+        let mut records = Vec::with_capacity(rows.len());
+        let mut kept = Vec::with_capacity(rows.len());
         let mut bad = None;
         for row in rows {
-            match row
-                .envelope
-                .as_ref()
-                .map_err(|e| e.to_string())
-                .and_then(|env| {
-                    stream_record(row.seq, env, &self.config).map_err(|e| e.to_string())
-                }) {
-                Ok(record) => batch.push((row.seq, record)),
+            let built = match &row.envelope {
+                Ok(env) => stream_record(row.seq, env, &self.config).map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            match built {
+                Ok(record) => {
+                    records.push(record);
+                    kept.push(row);
+                }
                 Err(reason) => {
                     bad = Some((row, reason));
                     break;
                 }
             }
         }
-        if batch.is_empty() {
+        if records.is_empty() {
             let Some((row, reason)) = bad else {
                 return Step::Advanced(cp);
             };
@@ -365,17 +365,16 @@ impl<H: StreamHandler> Tailer<H> {
             };
         }
 
-        let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
+        let seqs: Vec<u64> = kept.iter().map(|r| r.seq).collect();
         let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
         let mut event = Event::default();
-        event.records = batch.into_iter().map(|(_, r)| r).collect();
+        event.records = records;
         let span = tracing::debug_span!(
             "stream_batch",
             first_seq = first,
             last_seq = last,
             records = seqs.len()
         );
-        let records = event.records.clone();
         // Its own task, so a panicking handler fails the batch (as a crashed Lambda
         // invocation would) instead of killing the tailer.
         let handler = self.handler.clone();
@@ -408,7 +407,7 @@ impl<H: StreamHandler> Tailer<H> {
                 };
             }
             Ok(resp) => {
-                let idx = first_failure(&resp, &records);
+                let idx = first_failure(&resp, &seqs);
                 (
                     idx,
                     "the handler reported it as a batch item failure".to_string(),
@@ -428,8 +427,8 @@ impl<H: StreamHandler> Tailer<H> {
             Some(f) if f.seq == seq => f.attempts + 1,
             _ => 1,
         };
-        let record = &records[failed_at];
-        let order_id = order_id_of(record);
+        let row = &kept[failed_at];
+        let order_id = row.aggregate_id.as_str();
         if attempts < self.config.max_attempts {
             tracing::warn!(seq, order_id, attempts, %reason, "stream record failed; will retry");
             *failing = Some(Failing { seq, attempts });
@@ -443,8 +442,14 @@ impl<H: StreamHandler> Tailer<H> {
             source: self.config.dead_letter_source(),
             key: sequence_number(seq),
             reason: format!("{reason} ({attempts} attempts)"),
-            record: serde_json::to_string(record)
-                .unwrap_or_else(|e| format!("unserializable: {e}")),
+            // The record exactly as delivered (rebuilding it is deterministic).
+            record: match &row.envelope {
+                Ok(env) => stream_record(seq, env, &self.config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
+                    .unwrap_or_else(|e| format!("{{\"unencodable\": {:?}}}", e)),
+                Err(_) => row.raw.to_string(),
+            },
         };
         tracing::error!(seq, order_id, attempts, %reason, "parking a stream record");
         match self
@@ -489,26 +494,42 @@ enum Step {
 
 /// The index of the first failed record. As in Lambda, a failure that names no record of
 /// the batch (missing, empty or unknown identifier) fails the whole batch.
-fn first_failure(resp: &DynamoDbEventResponse, records: &[EventRecord]) -> usize {
+fn first_failure(resp: &DynamoDbEventResponse, seqs: &[u64]) -> usize {
     let mut first = usize::MAX;
     for failure in &resp.batch_item_failures {
-        let pos = failure.item_identifier.as_deref().and_then(|id| {
-            records
-                .iter()
-                .position(|r| r.change.sequence_number.as_deref() == Some(id))
-        });
+        let pos = failure
+            .item_identifier
+            .as_deref()
+            .and_then(|id| seqs.iter().position(|s| sequence_number(*s) == id));
         match pos {
             Some(i) => first = first.min(i),
             None => return 0,
         }
     }
-    first.min(records.len().saturating_sub(1))
+    first.min(seqs.len().saturating_sub(1))
 }
 
-fn order_id_of(record: &EventRecord) -> &str {
-    match record.change.keys.get(KEY_AGGREGATE) {
-        Some(serde_dynamo::AttributeValue::S(s)) => s,
-        _ => "",
+/// An item's size by DynamoDB's rules (names plus values; numbers and containers
+/// approximated), for `SizeBytes`.
+fn item_size(item: &HashMap<String, serde_dynamo::AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &serde_dynamo::AttributeValue) -> usize {
+    use serde_dynamo::AttributeValue as A;
+    match v {
+        A::S(s) | A::N(s) => s.len(),
+        A::B(b) => b.len(),
+        A::Bool(_) | A::Null(_) => 1,
+        A::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        A::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        A::Ss(l) | A::Ns(l) => l.iter().map(String::len).sum(),
+        A::Bs(l) => l.iter().map(Vec::len).sum(),
     }
 }
 

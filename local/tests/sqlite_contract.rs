@@ -48,6 +48,7 @@ read_model_checks!(
     apply_then_redeliver_is_a_duplicate,
     a_gap_is_refused_and_changes_nothing,
     an_event_before_placement_is_refused,
+    apply_batch_stops_at_the_first_failure,
     customer_orders_page_newest_first,
     daily_sales_are_not_double_counted,
 );

@@ -7,11 +7,9 @@
 #[path = "contract/mod.rs"]
 mod contract;
 
-use aws_lambda_events::event::dynamodb::Event;
-use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use orders_domain::ports::{EventStore, ReadModels};
-use orders_local::store::{LocalStores, SqliteReadModels};
-use orders_local::tailer::{self, StreamHandler, TailerConfig};
+use orders_local::store::LocalStores;
+use orders_local::tailer::{self, TailerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -87,21 +85,6 @@ async fn append_throughput() {
     }
 }
 
-/// Decodes each image with the one codec and applies it: the projector's work.
-struct Projector(SqliteReadModels);
-
-impl StreamHandler for Projector {
-    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        for r in event.records {
-            let env = orders_aws::codec::envelope_from_image(r.change.new_image)
-                .map_err(|e| e.to_string())?;
-            let ev = env.decode().map_err(|e| e.to_string())?;
-            self.0.apply(&env, &ev).await.map_err(|e| e.to_string())?;
-        }
-        Ok(DynamoDbEventResponse::default())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn read_model_apply_throughput() {
@@ -156,7 +139,7 @@ async fn projection_throughput_and_lag() {
     let t = tailer::spawn(
         stores.events.clone(),
         stores.read_models.clone(),
-        Projector(stores.read_models.clone()),
+        orders_handlers::projector::Projector::replay(stores.read_models.clone()),
         TailerConfig::default(),
     );
     t.wait_for(backlog as u64).await;
@@ -174,7 +157,7 @@ async fn projection_throughput_and_lag() {
         let t = Arc::new(tailer::spawn(
             stores.events.clone(),
             stores.read_models.clone(),
-            Projector(stores.read_models.clone()),
+            orders_handlers::projector::Projector::replay(stores.read_models.clone()),
             TailerConfig::default(),
         ));
         let total = rate as usize * 3;
@@ -212,4 +195,36 @@ async fn projection_throughput_and_lag() {
             t.shutdown().await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn stream_record_codec_cost() {
+    let id = contract::unique("order");
+    let env = contract::wrap(
+        &id,
+        0,
+        &[contract::placed(&id, "c-1", contract::money(2500, "EUR"))],
+        contract::T0,
+    )
+    .remove(0);
+    let config = TailerConfig::default();
+    let n = 20_000;
+    let started = Instant::now();
+    let mut records = Vec::with_capacity(n);
+    for seq in 0..n as u64 {
+        records.push(tailer::stream_record(seq, &env, &config).unwrap());
+    }
+    let build = started.elapsed();
+    let started = Instant::now();
+    for r in records {
+        let e = orders_aws::codec::envelope_from_image(r.change.new_image).unwrap();
+        e.decode().unwrap();
+    }
+    let decode = started.elapsed();
+    println!(
+        "stream record: build {:?}/record, decode {:?}/record",
+        build / n as u32,
+        decode / n as u32
+    );
 }

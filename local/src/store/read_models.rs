@@ -361,26 +361,8 @@ impl SqliteReadModels {
         targets: Option<Targets>,
         events: Vec<(EventEnvelope, OrderEvent)>,
     ) -> Result<Vec<Result<ApplyOutcome, ReadModelError>>, ReadModelError> {
-        self.write(move |conn| {
-            let targets = match targets {
-                Some(t) => t,
-                None => active_targets(conn)?,
-            };
-            let mut out = Vec::with_capacity(events.len());
-            for (envelope, event) in &events {
-                let sp = conn.savepoint()?;
-                match projection::apply(&sp, &targets, envelope, event) {
-                    Ok(outcome) => {
-                        sp.commit()?;
-                        out.push(Ok(outcome));
-                    }
-                    Err(DbError::Sql(e)) => return Err(DbError::Sql(e)),
-                    Err(e) => out.push(Err(ReadModelError::from(e))),
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.write(move |conn| apply_each(conn, targets, &events, false))
+            .await
     }
 
     // ---- checkpoints ----
@@ -483,6 +465,39 @@ impl SqliteReadModels {
         })
         .await
     }
+}
+
+/// Applies events in order, each all-or-nothing in its own SAVEPOINT, into `targets` (or
+/// the active generations). With `stop_at_failure` the results end at the first failed
+/// event and later ones are not attempted. A database error undoes them all.
+fn apply_each(
+    conn: &mut Connection,
+    targets: Option<Targets>,
+    events: &[(EventEnvelope, OrderEvent)],
+    stop_at_failure: bool,
+) -> Result<Vec<Result<ApplyOutcome, ReadModelError>>, DbError> {
+    let targets = match targets {
+        Some(t) => t,
+        None => active_targets(conn)?,
+    };
+    let mut out = Vec::with_capacity(events.len());
+    for (envelope, event) in events {
+        let sp = conn.savepoint()?;
+        match projection::apply(&sp, &targets, envelope, event) {
+            Ok(outcome) => {
+                sp.commit()?;
+                out.push(Ok(outcome));
+            }
+            Err(DbError::Sql(e)) => return Err(DbError::Sql(e)),
+            Err(e) => {
+                out.push(Err(ReadModelError::from(e)));
+                if stop_at_failure {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The writing connection, and how many units of work are open on it.
@@ -603,6 +618,18 @@ impl ReadModels for SqliteReadModels {
         })
         .instrument(span)
         .await
+    }
+
+    /// One blocking hop and one transaction (or the tailer's unit) for the whole batch.
+    async fn apply_batch(
+        &self,
+        events: &[(EventEnvelope, OrderEvent)],
+    ) -> Vec<Result<ApplyOutcome, ReadModelError>> {
+        let events = events.to_vec();
+        self.write(move |conn| apply_each(conn, None, &events, true))
+            .await
+            // A database error undid the whole batch: nothing of it was applied.
+            .unwrap_or_else(|e| vec![Err(e)])
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderView>, ReadModelError> {

@@ -67,6 +67,7 @@ pub fn placed(order_id: &str, customer_id: &str, total: Money) -> OrderEvent {
             country: "FR".into(),
         },
         total,
+        placed_via: "test".into(),
     })
 }
 
@@ -410,6 +411,40 @@ pub async fn an_event_before_placement_is_refused(rm: &impl ReadModels) {
     assert_eq!(apply_all(rm, &v1).await, vec![ApplyOutcome::Applied]);
 }
 
+/// `apply_batch` folds in order and stops at the first failure: the results cover the
+/// applied prefix and end with that failure; nothing after it is applied.
+pub async fn apply_batch_stops_at_the_first_failure(rm: &impl ReadModels) {
+    let (a, b, c) = (unique("order"), unique("order"), unique("order"));
+    let pa = wrap(&a, 0, &[placed(&a, "c-1", money(1, "EUR"))], T0).remove(0);
+    let gap = wrap(&b, 1, &[cancelled()], T0).remove(0);
+    let pc = wrap(&c, 0, &[placed(&c, "c-1", money(1, "EUR"))], T0).remove(0);
+    let batch: Vec<_> = [pa.clone(), gap, pc]
+        .into_iter()
+        .map(|e| {
+            let ev = e.decode().unwrap();
+            (e, ev)
+        })
+        .collect();
+    let results = rm.apply_batch(&batch).await;
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0], Ok(ApplyOutcome::Applied));
+    assert!(
+        matches!(results[1], Err(ReadModelError::Gap { .. })),
+        "{results:?}"
+    );
+    assert!(rm.order(&a).await.unwrap().is_some());
+    assert_eq!(
+        rm.order(&c).await.unwrap(),
+        None,
+        "nothing after the failure"
+    );
+    // Redelivered, the applied prefix is a duplicate.
+    assert_eq!(
+        rm.apply_batch(&batch[..1]).await,
+        vec![Ok(ApplyOutcome::Duplicate)]
+    );
+}
+
 /// One customer's orders, newest first, page by page; every order exactly once.
 pub async fn customer_orders_page_newest_first(rm: &impl ReadModels) {
     let customer = unique("cust");
@@ -542,6 +577,7 @@ pub async fn read_models_suite(rm: &impl ReadModels) {
     apply_then_redeliver_is_a_duplicate(rm).await;
     a_gap_is_refused_and_changes_nothing(rm).await;
     an_event_before_placement_is_refused(rm).await;
+    apply_batch_stops_at_the_first_failure(rm).await;
     customer_orders_page_newest_first(rm).await;
     daily_sales_are_not_double_counted(rm).await;
 }
