@@ -2,485 +2,43 @@
 //! and records AWS-shaped history through the `ExecutionStore`.
 
 use crate::choice;
-use crate::clock::Clock;
 use crate::definition::{
-    Definition, Dyn, ErrSrc, IoPath, MapMode, ResultPathSpec, State, StateKind, WaitSpec,
+    Definition, Dyn, ErrSrc, IoPath, ResultPathSpec, State, StateKind, WaitSpec,
 };
-use crate::error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
+use crate::engine::{ExecutionOutcome, Inner, lock};
+use crate::error::{Failure, StoreError};
 use crate::history::{EventDetails, HistoryEvent, entered, error_details, exited, not_truncated};
 use crate::intrinsics;
+use crate::map::as_integer;
 use crate::path::to_json_string;
 use crate::payload::{Ref, Scope, Vars, eval_template};
-use crate::resource::{ResourceKind, ResourceRegistry, TaskContext, classify};
 use crate::retry::{self, Catcher};
-use crate::store::{ExecutionRecord, ExecutionStatus, ExecutionStore, ListFilter};
+use crate::store::{ExecutionRecord, ExecutionStatus};
 use crate::timestamp;
-use base64::Engine as _;
-use futures_channel::oneshot;
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
-use serde::Serialize;
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Account-level settings used to build ARNs and history details.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EngineConfig {
-    pub region: String,
-    pub account_id: String,
-    /// Shown as `roleArn` in ExecutionStarted and `$$.Execution.RoleArn`.
-    pub role_arn: String,
-    /// AWS's payload limit (256 KiB); larger state outputs fail with DataLimitExceeded.
-    pub max_payload_bytes: usize,
-    /// AWS's history limit (25,000 events); an execution reaching it fails.
-    pub max_history_events: usize,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            region: "us-east-1".into(),
-            account_id: "123456789012".into(),
-            role_arn: "arn:aws:iam::123456789012:role/StepFunctionsExecutionRole".into(),
-            max_payload_bytes: 262_144,
-            max_history_events: 25_000,
-        }
-    }
-}
-
-/// STANDARD or EXPRESS (changes execution ARNs and the context object).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ExecutionType {
-    #[default]
-    Standard,
-    Express,
-}
-
-/// A validated state machine with its name and ARN.
-#[derive(Debug, Clone)]
-pub struct StateMachine {
-    pub name: String,
-    pub arn: String,
-    pub definition: Arc<Definition>,
-    /// The definition text (kept so a restarted process can re-drive executions).
-    pub definition_text: String,
-    pub execution_type: ExecutionType,
-}
-
-impl StateMachine {
-    /// The same machine as an EXPRESS workflow: execution ARNs are
-    /// `...:express:{machine}:{name}:{uuid}`.
-    pub fn express(mut self) -> StateMachine {
-        self.execution_type = ExecutionType::Express;
-        self
-    }
-}
-
-/// How an execution ended (or that it is still running).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecutionOutcome {
-    pub execution_arn: String,
-    pub status: ExecutionStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<String>,
-}
-
-/// Spawns a future on the embedder's runtime (e.g. `tokio::spawn`).
-pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
-
-/// A started execution. Cloneable; `wait` drives it (if no spawner runs it) and
-/// returns its outcome.
-#[derive(Clone)]
-pub struct ExecutionHandle {
-    pub execution_arn: String,
-    fut: Shared<BoxFuture<'static, ExecutionOutcome>>,
-}
-
-impl std::fmt::Debug for ExecutionHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecutionHandle")
-            .field("execution_arn", &self.execution_arn)
-            .finish()
-    }
-}
-
-impl ExecutionHandle {
-    /// Waits for (and, without a spawner, drives) the execution to its end.
-    pub async fn wait(&self) -> ExecutionOutcome {
-        self.fut.clone().await
-    }
-
-    /// Polls once: `Some` when the execution has ended. With a virtual clock and
-    /// resources that answer immediately, one poll runs the whole execution.
-    pub fn poll_now(&self) -> Option<ExecutionOutcome> {
-        self.fut.clone().now_or_never()
-    }
-}
-
-/// A running execution: its input (for idempotent starts), handle and stop switch.
-struct Running {
-    input: Value,
-    handle: ExecutionHandle,
-    abort: futures_util::future::AbortHandle,
-    exec: Arc<Exec>,
-}
-
-/// A task waiting for `send_task_success/failure` (callback and `.sync` tasks).
-struct PendingToken {
-    done: oneshot::Sender<Result<Value, Failure>>,
-    heartbeat: futures_channel::mpsc::UnboundedSender<()>,
-}
-
-struct Inner {
-    config: EngineConfig,
-    clock: Arc<dyn Clock>,
-    store: Arc<dyn ExecutionStore>,
-    resources: ResourceRegistry,
-    spawner: Option<Spawner>,
-    running: Mutex<HashMap<String, Running>>,
-    tokens: Mutex<HashMap<String, PendingToken>>,
-}
-
-/// The ASL engine. Cheap to clone.
-#[derive(Clone)]
-pub struct Engine {
-    inner: Arc<Inner>,
-}
-
-/// Configures an `Engine`.
-pub struct EngineBuilder {
-    config: EngineConfig,
-    clock: Arc<dyn Clock>,
-    store: Arc<dyn ExecutionStore>,
-    resources: ResourceRegistry,
-    spawner: Option<Spawner>,
-}
-
-impl EngineBuilder {
-    pub fn config(mut self, c: EngineConfig) -> Self {
-        self.config = c;
-        self
-    }
-    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
-        self.clock = c;
-        self
-    }
-    pub fn store(mut self, s: Arc<dyn ExecutionStore>) -> Self {
-        self.store = s;
-        self
-    }
-    pub fn resources(mut self, r: ResourceRegistry) -> Self {
-        self.resources = r;
-        self
-    }
-    /// Runs executions in the background as soon as they start.
-    pub fn spawner(mut self, s: Spawner) -> Self {
-        self.spawner = Some(s);
-        self
-    }
-    pub fn build(self) -> Engine {
-        Engine {
-            inner: Arc::new(Inner {
-                config: self.config,
-                clock: self.clock,
-                store: self.store,
-                resources: self.resources,
-                spawner: self.spawner,
-                running: Mutex::new(HashMap::new()),
-                tokens: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of our locks cannot corrupt these maps/vectors in a
-    // way that matters more than stopping; keep going with the data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Engine {
-    /// Defaults: `VirtualClock`, `InMemoryStore`, no resources, no spawner.
-    pub fn builder() -> EngineBuilder {
-        EngineBuilder {
-            config: EngineConfig::default(),
-            clock: Arc::new(crate::clock::VirtualClock::new()),
-            store: Arc::new(crate::store::InMemoryStore::new()),
-            resources: ResourceRegistry::new(),
-            spawner: None,
-        }
-    }
-
-    pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
-    }
-
-    pub fn store(&self) -> &Arc<dyn ExecutionStore> {
-        &self.inner.store
-    }
-
-    /// Parses `definition` and names it.
-    pub fn state_machine(
-        &self,
-        name: &str,
-        definition: &str,
-    ) -> Result<StateMachine, Vec<ValidationError>> {
-        let def = Definition::parse(definition)?;
-        Ok(StateMachine {
-            name: name.to_string(),
-            arn: format!(
-                "arn:aws:states:{}:{}:stateMachine:{name}",
-                self.inner.config.region, self.inner.config.account_id
-            ),
-            definition: Arc::new(def),
-            definition_text: definition.to_string(),
-            execution_type: ExecutionType::Standard,
-        })
-    }
-
-    /// Starts (or joins) the execution `name`. Same name and same input while it runs
-    /// returns the running execution; otherwise a taken name is `ExecutionAlreadyExists`.
-    pub fn start_execution(
-        &self,
-        sm: &StateMachine,
-        name: &str,
-        input: Value,
-    ) -> Result<ExecutionHandle, ExecutionAlreadyExists> {
-        let arn = match sm.execution_type {
-            ExecutionType::Standard => format!(
-                "arn:aws:states:{}:{}:execution:{}:{name}",
-                self.inner.config.region, self.inner.config.account_id, sm.name
-            ),
-            ExecutionType::Express => format!(
-                "arn:aws:states:{}:{}:express:{}:{name}:{}",
-                self.inner.config.region,
-                self.inner.config.account_id,
-                sm.name,
-                uuid::Uuid::new_v4()
-            ),
-        };
-        let mut running = lock(&self.inner.running);
-        if let Some(r) = running.get(&arn) {
-            if r.input == input {
-                return Ok(r.handle.clone());
-            }
-            return Err(ExecutionAlreadyExists { execution_arn: arn });
-        }
-        if matches!(self.inner.store.get_execution(&arn), Ok(Some(_))) {
-            return Err(ExecutionAlreadyExists { execution_arn: arn });
-        }
-        let start = self.inner.clock.now_millis();
-        let record = ExecutionRecord {
-            execution_arn: arn.clone(),
-            name: name.to_string(),
-            state_machine_arn: sm.arn.clone(),
-            state_machine_name: sm.name.clone(),
-            definition: sm.definition_text.clone(),
-            input: input.clone(),
-            status: ExecutionStatus::Running,
-            start_date: start,
-            stop_date: None,
-            output: None,
-            error: None,
-            cause: None,
-        };
-        let store_err = self.inner.store.put_execution(&record).err();
-        let r = self.launch(record, sm.definition.clone(), Vec::new(), store_err, input);
-        let h = r.handle.clone();
-        running.insert(arn, r);
-        Ok(h)
-    }
-
-    /// Re-drives an execution the store holds as RUNNING (after a restart): states are
-    /// replayed from its input, Task results recorded in the history are reused, and
-    /// tasks that had not finished are invoked again with the same invocation key.
-    pub fn resume(&self, execution_arn: &str) -> Result<Option<ExecutionHandle>, StoreError> {
-        let mut running = lock(&self.inner.running);
-        if let Some(r) = running.get(execution_arn) {
-            return Ok(Some(r.handle.clone()));
-        }
-        let Some(rec) = self.inner.store.get_execution(execution_arn)? else {
-            return Ok(None);
-        };
-        if rec.status != ExecutionStatus::Running {
-            return Ok(None);
-        }
-        let def = Definition::parse(&rec.definition)
-            .map_err(|e| StoreError(format!("stored definition no longer parses: {e:?}")))?;
-        let replay = self.inner.store.history(execution_arn)?;
-        let input = rec.input.clone();
-        let r = self.launch(rec, Arc::new(def), replay, None, input);
-        let h = r.handle.clone();
-        running.insert(execution_arn.to_string(), r);
-        Ok(Some(h))
-    }
-
-    /// Resumes every RUNNING execution in the store.
-    pub fn resume_all(&self) -> Result<Vec<ExecutionHandle>, StoreError> {
-        let list = self.inner.store.list_executions(&ListFilter {
-            status: Some(ExecutionStatus::Running),
-            ..ListFilter::default()
-        })?;
-        let mut out = Vec::new();
-        for r in list {
-            if let Some(h) = self.resume(&r.execution_arn)? {
-                out.push(h);
-            }
-        }
-        Ok(out)
-    }
-
-    fn launch(
-        &self,
-        record: ExecutionRecord,
-        def: Arc<Definition>,
-        replay: Vec<HistoryEvent>,
-        store_err: Option<StoreError>,
-        input: Value,
-    ) -> Running {
-        let exec = Arc::new(Exec {
-            inner: self.inner.clone(),
-            arn: record.execution_arn.clone(),
-            name: record.name.clone(),
-            sm_arn: record.state_machine_arn.clone(),
-            sm_name: record.state_machine_name.clone(),
-            input: record.input.clone(),
-            start_str: timestamp::format_millis(record.start_date),
-            rec: Mutex::new(Recorder::new(replay, store_err)),
-            stop: Mutex::new(None),
-        });
-        let engine = self.clone();
-        let arn = record.execution_arn.clone();
-        let (abort, reg) = futures_util::future::AbortHandle::new_pair();
-        let exec2 = exec.clone();
-        let fut: BoxFuture<'static, ExecutionOutcome> = Box::pin(async move {
-            let run = futures_util::future::Abortable::new(exec2.clone().run(def, record), reg);
-            let outcome = match run.await {
-                Ok(o) => o,
-                Err(_) => exec2.aborted(),
-            };
-            lock(&engine.inner.running).remove(&outcome.execution_arn);
-            outcome
-        });
-        let shared = fut.shared();
-        if let Some(sp) = &self.inner.spawner {
-            let s = shared.clone();
-            sp(Box::pin(async move {
-                let _ = s.await;
-            }));
-        }
-        Running {
-            input,
-            handle: ExecutionHandle {
-                execution_arn: arn,
-                fut: shared,
-            },
-            abort,
-            exec,
-        }
-    }
-
-    /// Stops a running execution (AWS StopExecution): records ExecutionAborted and marks
-    /// it ABORTED. Returns `false` if it is not running in this engine.
-    pub fn stop_execution(
-        &self,
-        execution_arn: &str,
-        error: Option<String>,
-        cause: Option<String>,
-    ) -> bool {
-        let handle = {
-            let running = lock(&self.inner.running);
-            let Some(r) = running.get(execution_arn) else {
-                return false;
-            };
-            *lock(&r.exec.stop) = Some((error, cause));
-            r.abort.abort();
-            r.handle.clone()
-        };
-        // Finish the abort now (records the event) even when nobody drives the execution.
-        let _ = handle.poll_now();
-        true
-    }
-
-    /// Executions in the store, newest first.
-    pub fn list_executions(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, StoreError> {
-        self.inner.store.list_executions(filter)
-    }
-
-    /// The execution's history so far, in id order.
-    pub fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, StoreError> {
-        self.inner.store.history(execution_arn)
-    }
-
-    pub fn describe_execution(
-        &self,
-        execution_arn: &str,
-    ) -> Result<Option<ExecutionRecord>, StoreError> {
-        self.inner.store.get_execution(execution_arn)
-    }
-
-    /// Completes a `.waitForTaskToken` task with `output`.
-    pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), TaskTokenError> {
-        self.complete_token(token, Ok(output))
-    }
-
-    /// Fails a `.waitForTaskToken` task.
-    pub fn send_task_failure(
-        &self,
-        token: &str,
-        error: Option<String>,
-        cause: Option<String>,
-    ) -> Result<(), TaskTokenError> {
-        self.complete_token(token, Err(Failure::bare(error.unwrap_or_default(), cause)))
-    }
-
-    /// Resets the HeartbeatSeconds timer of a waiting task.
-    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), TaskTokenError> {
-        let g = lock(&self.inner.tokens);
-        let p = g
-            .get(token)
-            .ok_or_else(|| TaskTokenError::InvalidToken(token.to_string()))?;
-        p.heartbeat
-            .unbounded_send(())
-            .map_err(|_| TaskTokenError::TaskTimedOut(token.to_string()))
-    }
-
-    fn complete_token(&self, token: &str, r: Result<Value, Failure>) -> Result<(), TaskTokenError> {
-        let p = lock(&self.inner.tokens)
-            .remove(token)
-            .ok_or_else(|| TaskTokenError::InvalidToken(token.to_string()))?;
-        p.done
-            .send(r)
-            .map_err(|_| TaskTokenError::TaskTimedOut(token.to_string()))
-    }
-}
-
-struct Recorder {
+use std::sync::{Arc, Mutex};
+pub(crate) struct Recorder {
     /// Events emitted by this run, including ones matched to the replayed history.
-    count: usize,
+    pub(crate) count: usize,
     /// Id for the next new event.
-    next_id: u64,
+    pub(crate) next_id: u64,
     /// Id of the last emitted event.
-    last_id: u64,
+    pub(crate) last_id: u64,
     /// Last rendered timestamp: many events share a millisecond, formatting is not free.
-    ts_cache: (i64, String),
+    pub(crate) ts_cache: (i64, String),
     /// History recorded before a restart. Re-driven events are matched to it by
     /// (previousEventId, type, state name / iteration index), not by position, so
     /// branches and iterations that interleaved differently still find their events.
-    replay: Vec<HistoryEvent>,
-    replay_index: HashMap<(u64, String), Vec<usize>>,
-    consumed: Vec<bool>,
-    store_err: Option<StoreError>,
+    pub(crate) replay: Vec<HistoryEvent>,
+    pub(crate) replay_index: HashMap<(u64, String), Vec<usize>>,
+    pub(crate) consumed: Vec<bool>,
+    pub(crate) store_err: Option<StoreError>,
 }
 
 impl Recorder {
-    fn new(replay: Vec<HistoryEvent>, store_err: Option<StoreError>) -> Recorder {
+    pub(crate) fn new(replay: Vec<HistoryEvent>, store_err: Option<StoreError>) -> Recorder {
         let mut replay_index: HashMap<(u64, String), Vec<usize>> = HashMap::new();
         for (i, e) in replay.iter().enumerate() {
             replay_index
@@ -501,7 +59,12 @@ impl Recorder {
     }
 
     /// The recorded event this re-driven event stands for, if any.
-    fn take_replayed(&mut self, prev: u64, ty: &str, details: &EventDetails) -> Option<usize> {
+    pub(crate) fn take_replayed(
+        &mut self,
+        prev: u64,
+        ty: &str,
+        details: &EventDetails,
+    ) -> Option<usize> {
         if self.replay.is_empty() {
             return None;
         }
@@ -532,46 +95,46 @@ fn discriminator(d: &EventDetails) -> Option<String> {
 }
 
 /// One chain of events (the execution, a Parallel branch, a Map iteration).
-struct Thread {
-    prev: u64,
+pub(crate) struct Thread {
+    pub(crate) prev: u64,
     /// Inside a Parallel branch: an uncaught Task failure records TaskStateAborted.
-    in_parallel: bool,
+    pub(crate) in_parallel: bool,
     /// Distributed Map iterations run as child executions: not in this history.
-    silent: bool,
+    pub(crate) silent: bool,
 }
 
-struct Exec {
-    inner: Arc<Inner>,
-    arn: String,
-    name: String,
-    sm_arn: String,
-    sm_name: String,
-    input: Value,
-    start_str: String,
-    rec: Mutex<Recorder>,
+pub(crate) struct Exec {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) arn: String,
+    pub(crate) name: String,
+    pub(crate) sm_arn: String,
+    pub(crate) sm_name: String,
+    pub(crate) input: Value,
+    pub(crate) start_str: String,
+    pub(crate) rec: Mutex<Recorder>,
     /// Error and cause given to `stop_execution`.
-    stop: Mutex<Option<(Option<String>, Option<String>)>>,
+    pub(crate) stop: Mutex<Option<(Option<String>, Option<String>)>>,
 }
 
-enum Step {
+pub(crate) enum Step {
     Next(String, Value),
     End(Value),
 }
 
 /// Per-visit information for the context object.
-struct Visit<'a> {
-    state: &'a str,
-    entered_ms: i64,
-    entered_id: u64,
-    item: Option<(usize, &'a Value)>,
-    token: Option<&'a str>,
-    retry_count: Option<u32>,
+pub(crate) struct Visit<'a> {
+    pub(crate) state: &'a str,
+    pub(crate) entered_ms: i64,
+    pub(crate) entered_id: u64,
+    pub(crate) item: Option<(usize, &'a Value)>,
+    pub(crate) token: Option<&'a str>,
+    pub(crate) retry_count: Option<u32>,
 }
 
-type Res<T> = Result<T, Failure>;
+pub(crate) type Res<T> = Result<T, Failure>;
 
 impl Exec {
-    fn emit_raw(
+    pub(crate) fn emit_raw(
         &self,
         th: &mut Thread,
         ty: &str,
@@ -630,22 +193,22 @@ impl Exec {
         (id, ms)
     }
 
-    fn emit(&self, th: &mut Thread, ty: &str, details: impl Into<EventDetails>) -> u64 {
+    pub(crate) fn emit(&self, th: &mut Thread, ty: &str, details: impl Into<EventDetails>) -> u64 {
         self.emit_raw(th, ty, details, true).0
     }
 
     /// Id of the last event emitted (by any thread).
-    fn last_id(&self) -> u64 {
+    pub(crate) fn last_id(&self) -> u64 {
         lock(&self.rec).last_id
     }
 
     /// Events emitted so far by this run.
-    fn event_count(&self) -> usize {
+    pub(crate) fn event_count(&self) -> usize {
         lock(&self.rec).count
     }
 
     /// A recorded completion (from before a restart) of the task started at `started_id`.
-    fn replayed_result(&self, started_id: u64) -> Option<HistoryEvent> {
+    pub(crate) fn replayed_result(&self, started_id: u64) -> Option<HistoryEvent> {
         // Only the recorded prefix can hold it; skip the scan in the common case.
         let r = lock(&self.rec);
         r.replay
@@ -659,7 +222,7 @@ impl Exec {
             .cloned()
     }
 
-    fn context(&self, v: &Visit) -> Value {
+    pub(crate) fn context(&self, v: &Visit) -> Value {
         let mut ctx = json!({
             "Execution": {
                 "Id": self.arn,
@@ -685,7 +248,7 @@ impl Exec {
     }
 
     /// Records the end of a stopped execution.
-    fn aborted(&self) -> ExecutionOutcome {
+    pub(crate) fn aborted(&self) -> ExecutionOutcome {
         let (error, cause) = lock(&self.stop).take().unwrap_or((None, None));
         // AWS chains ExecutionAborted to 0.
         let mut th = Thread {
@@ -720,7 +283,7 @@ impl Exec {
         }
     }
 
-    async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         def: Arc<Definition>,
         mut record: ExecutionRecord,
@@ -837,7 +400,7 @@ impl Exec {
         }
     }
 
-    fn run_machine<'a>(
+    pub(crate) fn run_machine<'a>(
         &'a self,
         def: &'a Definition,
         input: Value,
@@ -876,11 +439,11 @@ impl Exec {
         })
     }
 
-    fn size_check(&self, state: &str, v: &Value) -> Res<()> {
+    pub(crate) fn size_check(&self, state: &str, v: &Value) -> Res<()> {
         self.size_check_text(state, &to_json_string(v))
     }
 
-    fn size_check_text(&self, state: &str, text: &str) -> Res<()> {
+    pub(crate) fn size_check_text(&self, state: &str, text: &str) -> Res<()> {
         if text.len() > self.inner.config.max_payload_bytes {
             return Err(Failure::new(
                 "States.DataLimitExceeded",
@@ -892,7 +455,7 @@ impl Exec {
         Ok(())
     }
 
-    async fn run_state(
+    pub(crate) async fn run_state(
         &self,
         st: &State,
         raw: Value,
@@ -1054,14 +617,14 @@ impl Exec {
         Ok(step)
     }
 
-    fn transition(&self, st: &State, out: Value) -> Step {
+    pub(crate) fn transition(&self, st: &State, out: Value) -> Step {
         match &st.next {
             Some(n) => Step::Next(n.clone(), out),
             None => Step::End(out),
         }
     }
 
-    fn scope_eval<T>(
+    pub(crate) fn scope_eval<T>(
         &self,
         input: &Value,
         vars: &Vars,
@@ -1073,13 +636,19 @@ impl Exec {
         f(&scope)
     }
 
-    fn template(&self, tpl: &Value, input: &Value, vars: &Vars, v: &Visit) -> Res<Value> {
+    pub(crate) fn template(
+        &self,
+        tpl: &Value,
+        input: &Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<Value> {
         self.scope_eval(input, vars, v, |s| eval_template(tpl, s))
             .map_err(|f| self.in_state(f, v))
     }
 
     /// Runtime failures carry AWS's "An error occurred while executing the state" prefix.
-    fn in_state(&self, f: Failure, v: &Visit) -> Failure {
+    pub(crate) fn in_state(&self, f: Failure, v: &Visit) -> Failure {
         if f.error == "States.Runtime" {
             Failure::runtime_in_state(v.state, v.entered_id, f.cause.unwrap_or_default())
         } else {
@@ -1087,11 +656,17 @@ impl Exec {
         }
     }
 
-    fn resolve_ref(&self, r: &Ref, input: &Value, vars: &Vars, v: &Visit) -> Option<Value> {
+    pub(crate) fn resolve_ref(
+        &self,
+        r: &Ref,
+        input: &Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Option<Value> {
         self.scope_eval(input, vars, v, |s| r.resolve(s))
     }
 
-    fn io_path(&self, p: &IoPath, input: Value, vars: &Vars, v: &Visit) -> Res<Value> {
+    pub(crate) fn io_path(&self, p: &IoPath, input: Value, vars: &Vars, v: &Visit) -> Res<Value> {
         match p {
             IoPath::Default => Ok(input),
             IoPath::Null => Ok(Value::Object(Map::new())),
@@ -1101,7 +676,7 @@ impl Exec {
         }
     }
 
-    fn invalid_path(&self, r: &Ref, input: &Value, v: &Visit) -> Failure {
+    pub(crate) fn invalid_path(&self, r: &Ref, input: &Value, v: &Visit) -> Failure {
         let reason = match r {
             Ref::Path(p) if p.root() == crate::path::Root::Context => {
                 p.not_found_reason(&self.context(v))
@@ -1116,18 +691,23 @@ impl Exec {
         )
     }
 
-    fn input_path(&self, st: &State, raw: &Value, vars: &Vars, v: &Visit) -> Res<Value> {
+    pub(crate) fn input_path(&self, st: &State, raw: &Value, vars: &Vars, v: &Visit) -> Res<Value> {
         if st.input_path == IoPath::Default {
             return Ok(raw.clone());
         }
         self.io_path(&st.input_path, raw.clone(), vars, v)
     }
 
-    fn output_path(&self, st: &State, out: Value, vars: &Vars, v: &Visit) -> Res<Value> {
+    pub(crate) fn output_path(&self, st: &State, out: Value, vars: &Vars, v: &Visit) -> Res<Value> {
         self.io_path(&st.output_path, out, vars, v)
     }
 
-    fn result_path(&self, rp: &ResultPathSpec, raw: &Value, result: Value) -> Res<Value> {
+    pub(crate) fn result_path(
+        &self,
+        rp: &ResultPathSpec,
+        raw: &Value,
+        result: Value,
+    ) -> Res<Value> {
         match rp {
             ResultPathSpec::Default => Ok(result),
             ResultPathSpec::Null => Ok(raw.clone()),
@@ -1149,7 +729,7 @@ impl Exec {
         }
     }
 
-    fn assign(
+    pub(crate) fn assign(
         &self,
         assign: Option<&Value>,
         input: &Value,
@@ -1165,7 +745,7 @@ impl Exec {
         }
     }
 
-    fn err_src(
+    pub(crate) fn err_src(
         &self,
         src: Option<&ErrSrc>,
         field: &str,
@@ -1194,7 +774,7 @@ impl Exec {
         }))
     }
 
-    fn wait_delay(
+    pub(crate) fn wait_delay(
         &self,
         spec: &WaitSpec,
         eff: &Value,
@@ -1258,7 +838,14 @@ impl Exec {
         }
     }
 
-    fn dyn_num(&self, d: &Dyn<u64>, field: &str, eff: &Value, vars: &Vars, v: &Visit) -> Res<u64> {
+    pub(crate) fn dyn_num(
+        &self,
+        d: &Dyn<u64>,
+        field: &str,
+        eff: &Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<u64> {
         match d {
             Dyn::Static(n) => Ok(*n),
             Dyn::Path(r) => {
@@ -1284,7 +871,7 @@ impl Exec {
     }
 
     /// Runs Task/Parallel/Map with Retry and Catch; returns the state output.
-    async fn run_with_retry(
+    pub(crate) async fn run_with_retry(
         &self,
         st: &State,
         raw: &Value,
@@ -1351,7 +938,7 @@ impl Exec {
         }
     }
 
-    fn caught(
+    pub(crate) fn caught(
         &self,
         _st: &State,
         raw: &Value,
@@ -1378,7 +965,7 @@ impl Exec {
     }
 
     /// ResultSelector → Assign → ResultPath → OutputPath on a successful raw result.
-    fn finish(
+    pub(crate) fn finish(
         &self,
         st: &State,
         raw: &Value,
@@ -1396,7 +983,7 @@ impl Exec {
         Ok((out, assigned))
     }
 
-    async fn attempt(
+    pub(crate) async fn attempt(
         &self,
         st: &State,
         raw: &Value,
@@ -1472,707 +1059,13 @@ impl Exec {
             _ => Ok(eff),
         }
     }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn task(
-        &self,
-        st: &State,
-        resource: &str,
-        timeout: Option<&Dyn<u64>>,
-        heartbeat: Option<&Dyn<u64>>,
-        eff: Value,
-        vars: &Vars,
-        th: &mut Thread,
-        v: &Visit<'_>,
-        attempt: u32,
-    ) -> Res<Value> {
-        let credentials = match &st.kind {
-            StateKind::Task { credentials, .. } => credentials.as_ref(),
-            _ => None,
-        };
-        // Callback tasks and `.sync` jobs both finish through the token: the resource's
-        // immediate answer is the TaskSubmitted output.
-        let wait_token = resource.ends_with(".waitForTaskToken") || resource.contains(".sync");
-        let invocation_key = format!("{}/{}/{attempt}", self.arn, v.entered_id);
-        let token = wait_token.then(|| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(invocation_key.as_bytes())
-        });
-        let tv = Visit {
-            state: v.state,
-            entered_ms: v.entered_ms,
-            entered_id: v.entered_id,
-            item: None,
-            token: token.as_deref(),
-            retry_count: v.retry_count,
-        };
-        let params = match &st.parameters {
-            Some(p) => self.template(p, &eff, vars, &tv)?,
-            None => eff.clone(),
-        };
-        let timeout_s = match timeout {
-            Some(d) => Some(self.dyn_num(d, "TimeoutSecondsPath", &eff, vars, &tv)?),
-            None => None,
-        };
-        let heartbeat_s = match heartbeat {
-            Some(d) => Some(self.dyn_num(d, "HeartbeatSecondsPath", &eff, vars, &tv)?),
-            None => None,
-        };
-        let kind = classify(resource);
-        let (scheduled_ty, started_ty, ok_ty, fail_ty, timeout_ty, prefix) = match &kind {
-            ResourceKind::LambdaFunction => (
-                "LambdaFunctionScheduled",
-                "LambdaFunctionStarted",
-                "LambdaFunctionSucceeded",
-                "LambdaFunctionFailed",
-                "LambdaFunctionTimedOut",
-                "lambdaFunction",
-            ),
-            ResourceKind::Activity => (
-                "ActivityScheduled",
-                "ActivityStarted",
-                "ActivitySucceeded",
-                "ActivityFailed",
-                "ActivityTimedOut",
-                "activity",
-            ),
-            ResourceKind::Service { .. } => (
-                "TaskScheduled",
-                "TaskStarted",
-                "TaskSucceeded",
-                "TaskFailed",
-                "TaskTimedOut",
-                "task",
-            ),
-        };
-        let res_fields: Vec<(&str, Value)> = match &kind {
-            ResourceKind::Service {
-                resource_type,
-                resource,
-            } => vec![
-                ("resourceType", json!(resource_type)),
-                ("resource", json!(resource)),
-            ],
-            _ => Vec::new(),
-        };
-        let mut sched = Map::new();
-        match &kind {
-            ResourceKind::Service { .. } => {
-                for (k, val) in &res_fields {
-                    sched.insert((*k).to_string(), val.clone());
-                }
-                sched.insert("region".into(), json!(self.inner.config.region));
-                sched.insert("parameters".into(), json!(to_json_string(&params)));
-            }
-            _ => {
-                sched.insert("resource".into(), json!(resource));
-                sched.insert("input".into(), json!(to_json_string(&params)));
-                sched.insert("inputDetails".into(), not_truncated());
-            }
-        }
-        if let Some(t) = timeout_s {
-            sched.insert("timeoutInSeconds".into(), json!(t));
-        }
-        if let Some(h) = heartbeat_s {
-            sched.insert("heartbeatInSeconds".into(), json!(h));
-        }
-        if let Some(c) = credentials {
-            // Credentials.RoleArn (static, path, variable or intrinsic) → taskCredentials.roleArn
-            if let Value::Object(m) = self.template(c, &eff, vars, &tv)?
-                && let Some(role) = m.get("RoleArn")
-            {
-                sched.insert("taskCredentials".into(), json!({"roleArn": role}));
-            }
-        }
-        self.emit(
-            th,
-            scheduled_ty,
-            Some((
-                format!("{prefix}ScheduledEventDetails"),
-                Value::Object(sched),
-            )),
-        );
-        let started_details = match &kind {
-            ResourceKind::Service { .. } => Some((
-                "taskStartedEventDetails".to_string(),
-                Value::Object(
-                    res_fields
-                        .iter()
-                        .map(|(k, v)| ((*k).to_string(), v.clone()))
-                        .collect(),
-                ),
-            )),
-            ResourceKind::Activity => Some(("activityStartedEventDetails".into(), json!({}))),
-            ResourceKind::LambdaFunction => None,
-        };
-        let started_id = self.emit(th, started_ty, started_details);
-
-        let outcome: Result<Value, (Failure, bool)> = match self.replayed_result(started_id) {
-            Some(ev) => replayed_outcome(&ev),
-            None => {
-                self.invoke(
-                    resource,
-                    params,
-                    &tv,
-                    &invocation_key,
-                    token.clone(),
-                    (timeout_s, heartbeat_s),
-                    th,
-                    &res_fields,
-                )
-                .await
-            }
-        };
-        match outcome {
-            Ok(out) => {
-                self.size_check(resource, &out).inspect_err(|f| {
-                    self.emit(
-                        th,
-                        fail_ty,
-                        Some(error_details(
-                            &format!("{prefix}FailedEventDetails"),
-                            Some(&f.error),
-                            f.cause.as_deref(),
-                            &res_fields,
-                        )),
-                    );
-                })?;
-                let mut d: Map<String, Value> = res_fields
-                    .iter()
-                    .map(|(k, v)| ((*k).to_string(), v.clone()))
-                    .collect();
-                d.insert("output".into(), json!(to_json_string(&out)));
-                d.insert("outputDetails".into(), not_truncated());
-                self.emit(
-                    th,
-                    ok_ty,
-                    Some((format!("{prefix}SucceededEventDetails"), Value::Object(d))),
-                );
-                Ok(out)
-            }
-            Err((f, timed_out)) => {
-                let (ty, key) = if timed_out {
-                    (timeout_ty, format!("{prefix}TimedOutEventDetails"))
-                } else {
-                    (fail_ty, format!("{prefix}FailedEventDetails"))
-                };
-                self.emit(
-                    th,
-                    ty,
-                    Some(error_details(
-                        &key,
-                        Some(f.error.as_str()).filter(|e| !e.is_empty()),
-                        f.cause.as_deref(),
-                        &res_fields,
-                    )),
-                );
-                Err(f)
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn invoke(
-        &self,
-        resource: &str,
-        params: Value,
-        v: &Visit<'_>,
-        key: &str,
-        token: Option<String>,
-        (timeout_s, heartbeat_s): (Option<u64>, Option<u64>),
-        th: &mut Thread,
-        res_fields: &[(&str, Value)],
-    ) -> Result<Value, (Failure, bool)> {
-        let Some(r) = self.inner.resources.lookup(resource) else {
-            return Err((
-                Failure::new(
-                    "States.TaskFailed",
-                    format!("No task resource is registered for '{resource}' in this runtime"),
-                ),
-                false,
-            ));
-        };
-        let ctx = TaskContext {
-            resource: resource.to_string(),
-            execution_arn: self.arn.clone(),
-            execution_name: self.name.clone(),
-            state_name: v.state.to_string(),
-            state_entered_event_id: v.entered_id,
-            attempt: v.retry_count.unwrap_or(0),
-            invocation_key: key.to_string(),
-            task_token: token.clone(),
-        };
-        // Registered before the call, so a resource may complete the token at once.
-        let rx = token.as_ref().map(|t| {
-            let (done, rx) = oneshot::channel();
-            let (heartbeat, beats) = futures_channel::mpsc::unbounded();
-            lock(&self.inner.tokens).insert(t.clone(), PendingToken { done, heartbeat });
-            (rx, beats)
-        });
-        let call = async {
-            let first = r.invoke(params, ctx).await;
-            match (first, rx) {
-                (Err(f), _) => Err((f, false)),
-                (Ok(v), None) => Ok(v),
-                (Ok(submitted), Some(rx)) => {
-                    let mut d: Map<String, Value> = res_fields
-                        .iter()
-                        .map(|(k, v)| ((*k).to_string(), v.clone()))
-                        .collect();
-                    d.insert("output".into(), json!(to_json_string(&submitted)));
-                    d.insert("outputDetails".into(), not_truncated());
-                    self.emit(
-                        th,
-                        "TaskSubmitted",
-                        Some(("taskSubmittedEventDetails".into(), Value::Object(d))),
-                    );
-                    self.await_token(rx, heartbeat_s).await
-                }
-            }
-        };
-        let result = match timeout_s {
-            Some(t) => {
-                let sleep = self.inner.clock.sleep(t.saturating_mul(1000));
-                futures_util::pin_mut!(call);
-                match futures_util::future::select(call, sleep).await {
-                    futures_util::future::Either::Left((r, _)) => r,
-                    futures_util::future::Either::Right(_) => {
-                        Err((Failure::new("States.Timeout", ""), true))
-                    }
-                }
-            }
-            None => call.await,
-        };
-        if let Some(t) = &token {
-            lock(&self.inner.tokens).remove(t);
-        }
-        result
-    }
-
-    /// Waits for the token's completion; without a heartbeat for `heartbeat_s` seconds
-    /// the task times out (AWS records `States.Timeout`).
-    async fn await_token(
-        &self,
-        (mut rx, mut beats): (
-            oneshot::Receiver<Result<Value, Failure>>,
-            futures_channel::mpsc::UnboundedReceiver<()>,
-        ),
-        heartbeat_s: Option<u64>,
-    ) -> Result<Value, (Failure, bool)> {
-        use futures_util::StreamExt;
-        use futures_util::future::{Either, select};
-        loop {
-            let timer: BoxFuture<'static, ()> = match heartbeat_s {
-                Some(h) => self.inner.clock.sleep(h.saturating_mul(1000)),
-                None => Box::pin(futures_util::future::pending()),
-            };
-            match select(&mut rx, select(beats.next(), timer)).await {
-                Either::Left((Ok(r), _)) => return r.map_err(|f| (f, false)),
-                Either::Left((Err(_), _)) => {
-                    return Err((
-                        Failure::new("States.TaskFailed", "the task token was dropped"),
-                        false,
-                    ));
-                }
-                Either::Right((Either::Left((Some(()), _)), _)) => continue,
-                Either::Right((Either::Left((None, _)), _)) => {
-                    // No heartbeat sender left: only completion can end the wait now.
-                    return match (&mut rx).await {
-                        Ok(r) => r.map_err(|f| (f, false)),
-                        Err(_) => Err((
-                            Failure::new("States.TaskFailed", "the task token was dropped"),
-                            false,
-                        )),
-                    };
-                }
-                Either::Right((Either::Right(_), _)) => {
-                    return Err((Failure::new("States.Timeout", ""), true));
-                }
-            }
-        }
-    }
-
-    fn batch(
-        &self,
-        b: &crate::definition::ItemBatcher,
-        items: Vec<Value>,
-        eff: &Value,
-        vars: &Vars,
-        v: &Visit<'_>,
-    ) -> Res<Vec<Value>> {
-        let max_items = match &b.max_items {
-            Some(d) => self
-                .dyn_num(d, "MaxItemsPerBatchPath", eff, vars, v)?
-                .max(1),
-            None => u64::MAX,
-        };
-        let max_bytes = match &b.max_bytes {
-            Some(d) => self
-                .dyn_num(d, "MaxInputBytesPerBatchPath", eff, vars, v)?
-                .max(1),
-            None => u64::MAX,
-        };
-        let batch_input = match &b.batch_input {
-            Some(t) => Some(self.template(t, eff, vars, v)?),
-            None => None,
-        };
-        let make = |chunk: Vec<Value>| {
-            let mut o = Map::new();
-            o.insert("Items".into(), Value::Array(chunk));
-            if let Some(bi) = &batch_input {
-                o.insert("BatchInput".into(), bi.clone());
-            }
-            Value::Object(o)
-        };
-        let mut out = Vec::new();
-        let mut chunk = Vec::new();
-        let mut bytes = 0u64;
-        for item in items {
-            let size = to_json_string(&item).len() as u64;
-            if !chunk.is_empty() && (chunk.len() as u64 >= max_items || bytes + size > max_bytes) {
-                out.push(make(std::mem::take(&mut chunk)));
-                bytes = 0;
-            }
-            bytes += size;
-            chunk.push(item);
-        }
-        if !chunk.is_empty() {
-            out.push(make(chunk));
-        }
-        Ok(out)
-    }
-
-    async fn map(
-        &self,
-        st: &State,
-        m: &crate::definition::MapSpec,
-        eff: Value,
-        vars: &Vars,
-        th: &mut Thread,
-        v: &Visit<'_>,
-    ) -> Res<Value> {
-        let items_v = match &m.items_path {
-            IoPath::Default => eff.clone(),
-            p => self.io_path(p, eff.clone(), vars, v)?,
-        };
-        let Value::Array(items) = items_v else {
-            return Err(Failure::runtime_in_state(
-                v.state,
-                v.entered_id,
-                format!(
-                    "Items of the Map state must be a JSON array, but found: {}",
-                    to_json_string(&items_v)
-                ),
-            ));
-        };
-        let max_c = self.dyn_num(&m.max_concurrency, "MaxConcurrencyPath", &eff, vars, v)?;
-        self.emit(
-            th,
-            "MapStateStarted",
-            Some((
-                "mapStateStartedEventDetails".into(),
-                json!({"length": items.len()}),
-            )),
-        );
-        let tol_count = match &m.tolerated_count {
-            None => None,
-            Some(Dyn::Static(n)) => Some(*n),
-            Some(Dyn::Path(r)) => {
-                let val = self.resolve_ref(r, &eff, vars, v).unwrap_or(Value::Null);
-                match as_integer(&val) {
-                    Some(n) if n < 0 => {
-                        return Err(Failure::runtime_in_state(
-                            v.state,
-                            v.entered_id,
-                            "ToleratedFailureCount cannot be negative.",
-                        ));
-                    }
-                    Some(n) => Some(n),
-                    None => {
-                        return Err(Failure::runtime_in_state(
-                            v.state,
-                            v.entered_id,
-                            format!(
-                                "The ToleratedFailureCountPath field refers to value \"{}\" which is not a valid integer: {}",
-                                shown(&val),
-                                r.text()
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
-        let tol_pct = match &m.tolerated_percentage {
-            None => None,
-            Some(Dyn::Static(n)) => Some(*n),
-            Some(Dyn::Path(r)) => {
-                let val = self.resolve_ref(r, &eff, vars, v).unwrap_or(Value::Null);
-                match as_float(&val) {
-                    Some(n) if !(0.0..=100.0).contains(&n) => {
-                        return Err(Failure::runtime_in_state(
-                            v.state,
-                            v.entered_id,
-                            "ToleratedFailurePercentage must be between 0 and 100.",
-                        ));
-                    }
-                    Some(n) => Some(n),
-                    None => {
-                        return Err(Failure::runtime_in_state(
-                            v.state,
-                            v.entered_id,
-                            format!(
-                                "The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {}",
-                                shown(&val),
-                                r.text()
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
-        let selector = m.item_selector.as_ref().or(st.parameters.as_ref());
-        let item_input = |i: usize, item: &Value| -> Res<Value> {
-            match selector {
-                Some(sel) => {
-                    let iv = Visit {
-                        state: v.state,
-                        entered_ms: v.entered_ms,
-                        entered_id: v.entered_id,
-                        item: Some((i, item)),
-                        token: None,
-                        retry_count: None,
-                    };
-                    self.template(sel, &eff, vars, &iv)
-                }
-                None => Ok(item.clone()),
-            }
-        };
-        // ItemBatcher: select each item first, then group them; batches are the items.
-        let (items, batched) = match &m.item_batcher {
-            Some(b) => {
-                let mut selected = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    selected.push(item_input(i, item)?);
-                }
-                (self.batch(b, selected, &eff, vars, v)?, true)
-            }
-            None => (items, false),
-        };
-        let item_input = |i: usize, item: &Value| -> Res<Value> {
-            if batched {
-                Ok(item.clone())
-            } else {
-                item_input(i, item)
-            }
-        };
-        let distributed = m.mode == MapMode::Distributed;
-        if distributed {
-            let run_arn = format!(
-                "arn:aws:states:{}:{}:mapRun:{}/{}:{}",
-                self.inner.config.region,
-                self.inner.config.account_id,
-                self.sm_name,
-                m.label.clone().unwrap_or_else(|| st.name.clone()),
-                uuid::Uuid::new_v4()
-            );
-            self.emit(
-                th,
-                "MapRunStarted",
-                Some((
-                    "mapRunStartedEventDetails".into(),
-                    json!({"mapRunArn": run_arn}),
-                )),
-            );
-        }
-        let n = items.len();
-        let mut results: Vec<Value> = Vec::with_capacity(n);
-        let mut failures: Vec<Failure> = Vec::new();
-        let tolerated = |fails: usize| -> bool {
-            let by_count = tol_count.is_some_and(|c| fails as i64 <= c);
-            let by_pct = tol_pct.is_some_and(|p| n > 0 && (fails as f64) * 100.0 / (n as f64) <= p);
-            by_count || by_pct
-        };
-        let mut cursor = th.prev;
-        let mut last_terminal = th.prev;
-        let mut failed: Option<(Failure, u64)> = None;
-        if max_c == 1 || distributed {
-            for (i, item) in items.iter().enumerate() {
-                let input = item_input(i, item)?;
-                let mut ith = Thread {
-                    prev: cursor,
-                    in_parallel: false,
-                    silent: distributed,
-                };
-                let mut it_prev = ith.prev;
-                if !distributed {
-                    let id = self.emit(
-                        &mut ith,
-                        "MapIterationStarted",
-                        EventDetails::MapIteration {
-                            key: "mapIterationStartedEventDetails",
-                            index: i,
-                            name: st.name.clone(),
-                        },
-                    );
-                    it_prev = id;
-                }
-                let _ = it_prev;
-                let r = self
-                    .run_machine(&m.processor, input, vars.clone(), &mut ith)
-                    .await;
-                cursor = ith.prev;
-                match r {
-                    Ok(out) => {
-                        if !distributed {
-                            last_terminal = self
-                                .emit_raw(
-                                    &mut ith,
-                                    "MapIterationSucceeded",
-                                    EventDetails::MapIteration {
-                                        key: "mapIterationSucceededEventDetails",
-                                        index: i,
-                                        name: st.name.clone(),
-                                    },
-                                    false,
-                                )
-                                .0;
-                        }
-                        results.push(out);
-                    }
-                    Err(f) => {
-                        if !distributed {
-                            self.emit_raw(
-                                &mut ith,
-                                "MapIterationFailed",
-                                EventDetails::MapIteration {
-                                    key: "mapIterationFailedEventDetails",
-                                    index: i,
-                                    name: st.name.clone(),
-                                },
-                                false,
-                            );
-                        }
-                        failures.push(f.clone());
-                        if !tolerated(failures.len()) {
-                            failed = Some((f, cursor));
-                            break;
-                        }
-                        results.push(Value::Null);
-                    }
-                }
-            }
-        } else {
-            let limit = if max_c == 0 {
-                n.max(1)
-            } else {
-                usize::try_from(max_c).unwrap_or(usize::MAX)
-            };
-            let start = th.prev;
-            let mut inputs = Vec::with_capacity(n);
-            for (i, item) in items.iter().enumerate() {
-                inputs.push(item_input(i, item)?);
-            }
-            let futs = inputs.into_iter().enumerate().map(|(i, input)| {
-                let ivars = vars.clone();
-                async move {
-                    let mut ith = Thread {
-                        prev: start,
-                        in_parallel: false,
-                        silent: false,
-                    };
-                    self.emit(
-                        &mut ith,
-                        "MapIterationStarted",
-                        EventDetails::MapIteration {
-                            key: "mapIterationStartedEventDetails",
-                            index: i,
-                            name: st.name.clone(),
-                        },
-                    );
-                    let r = self.run_machine(&m.processor, input, ivars, &mut ith).await;
-                    let ty = if r.is_ok() {
-                        "MapIterationSucceeded"
-                    } else {
-                        "MapIterationFailed"
-                    };
-                    let key = if r.is_ok() {
-                        "mapIterationSucceededEventDetails"
-                    } else {
-                        "mapIterationFailedEventDetails"
-                    };
-                    let inner_last = ith.prev;
-                    let (tid, _) = self.emit_raw(
-                        &mut ith,
-                        ty,
-                        EventDetails::MapIteration {
-                            key,
-                            index: i,
-                            name: st.name.clone(),
-                        },
-                        false,
-                    );
-                    (r, inner_last, tid)
-                }
-            });
-            use futures_util::StreamExt;
-            let mut stream = futures_util::stream::iter(futs).buffered(limit);
-            while let Some((r, inner_last, tid)) = stream.next().await {
-                match r {
-                    Ok(out) => {
-                        last_terminal = tid;
-                        results.push(out);
-                    }
-                    Err(f) => {
-                        failures.push(f.clone());
-                        if !tolerated(failures.len()) {
-                            failed = Some((f, inner_last));
-                            break;
-                        }
-                        results.push(Value::Null);
-                    }
-                }
-            }
-        }
-        if let Some((f, last)) = failed {
-            let f = if failures.len() > 1 || tol_count.is_some() || tol_pct.is_some() {
-                Failure::new(
-                    "States.ExceedToleratedFailureThreshold",
-                    "The specified tolerated failure threshold was exceeded",
-                )
-            } else {
-                f
-            };
-            if distributed {
-                self.emit(
-                    th,
-                    "MapRunFailed",
-                    Some(error_details(
-                        "mapRunFailedEventDetails",
-                        Some(&f.error),
-                        f.cause.as_deref(),
-                        &[],
-                    )),
-                );
-            } else {
-                th.prev = last;
-            }
-            // MapStateFailed comes only once retries are exhausted.
-            return Err(f);
-        }
-        if distributed {
-            self.emit(th, "MapRunSucceeded", None);
-        } else {
-            th.prev = last_terminal;
-        }
-        self.emit_raw(th, "MapStateSucceeded", None, false);
-        Ok(Value::Array(results))
-    }
 }
 
 /// Deepest JSON nesting the engine passes between states (Jackson's default limit).
-const MAX_DEPTH: usize = 1000;
+pub(crate) const MAX_DEPTH: usize = 1000;
 
 /// Iterative depth check (no recursion on user-shaped data).
-fn exceeds_depth(v: &Value, max: usize) -> bool {
+pub(crate) fn exceeds_depth(v: &Value, max: usize) -> bool {
     let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
     while let Some((v, d)) = stack.pop() {
         if d > max {
@@ -2187,31 +1080,7 @@ fn exceeds_depth(v: &Value, max: usize) -> bool {
     false
 }
 
-/// An integer, or a string holding one (AWS accepts both in `…Path` fields).
-fn as_integer(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn as_float(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        o => to_json_string(o),
-    }
-}
-
-enum CaughtOr {
+pub(crate) enum CaughtOr {
     Caught(String, Value, Option<Map<String, Value>>),
     Failed(Failure),
 }
@@ -2220,32 +1089,4 @@ impl From<Failure> for CaughtOr {
     fn from(f: Failure) -> Self {
         CaughtOr::Failed(f)
     }
-}
-
-/// Turns a recorded completion event back into the task's outcome.
-fn replayed_outcome(ev: &HistoryEvent) -> Result<Value, (Failure, bool)> {
-    if ev.event_type.ends_with("Succeeded") {
-        let out = ev
-            .detail("output")
-            .as_ref()
-            .and_then(Value::as_str)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(Value::Null);
-        return Ok(out);
-    }
-    let error = ev
-        .detail("error")
-        .as_ref()
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let cause = ev
-        .detail("cause")
-        .as_ref()
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Err((
-        Failure::bare(error, cause),
-        ev.event_type.ends_with("TimedOut"),
-    ))
 }

@@ -44,27 +44,30 @@
 pub mod choice;
 pub mod clock;
 pub mod definition;
+pub mod engine;
 pub mod error;
-pub mod executor;
+mod executor;
 pub mod history;
 pub mod intrinsics;
+mod map;
 pub mod path;
 pub mod payload;
 pub mod resource;
 pub mod retry;
 pub mod store;
 pub mod substitute;
+mod task;
 pub mod timestamp;
 
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{Clock, VirtualClock};
 pub use definition::Definition;
-pub use error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
-pub use executor::{
+pub use engine::{
     Engine, EngineBuilder, EngineConfig, ExecutionHandle, ExecutionOutcome, ExecutionType, Spawner,
     StateMachine,
 };
+pub use error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
 pub use history::HistoryEvent;
 pub use resource::{ResourceRegistry, TaskContext, TaskFuture, TaskResource};
 pub use store::{ExecutionRecord, ExecutionStatus, ExecutionStore, InMemoryStore, ListFilter};
