@@ -164,6 +164,21 @@ impl Definition {
     pub fn from_value(v: &Value) -> Result<Definition, Vec<ValidationError>> {
         let mut errs = Vec::new();
         let def = parse_machine(v, "", &mut errs, 0);
+        if let Some(d) = &def {
+            // Names are unique across the whole machine, branches and iterators included.
+            let mut seen = std::collections::HashSet::new();
+            let mut dups = Vec::new();
+            collect_names(d, &mut seen, &mut dups);
+            for n in dups {
+                errs.push(ValidationError {
+                    code: "DUPLICATE_STATE_NAME".into(),
+                    state: Some(n.clone()),
+                    field: String::new(),
+                    message: format!("The state name '{n}' appears more than once"),
+                    location: format!("/States/{n}"),
+                });
+            }
+        }
         match def {
             Some(d) if errs.is_empty() => Ok(d),
             _ => {
@@ -181,6 +196,25 @@ impl Definition {
 
     pub fn start(&self) -> Option<&State> {
         self.state(&self.start_at)
+    }
+}
+
+fn collect_names(
+    d: &Definition,
+    seen: &mut std::collections::HashSet<String>,
+    dups: &mut Vec<String>,
+) {
+    for st in &d.states {
+        if !seen.insert(st.name.clone()) && !dups.contains(&st.name) {
+            dups.push(st.name.clone());
+        }
+        match &st.kind {
+            StateKind::Parallel { branches } => {
+                branches.iter().for_each(|b| collect_names(b, seen, dups))
+            }
+            StateKind::Map(m) => collect_names(&m.processor, seen, dups),
+            _ => {}
+        }
     }
 }
 
@@ -1166,6 +1200,7 @@ mod tests {
             codes(r#"{"StartAt":"A","QueryLanguage":"JSONata","States":{"A":{"Type":"Succeed"}}}"#)
                 .contains(&"SCHEMA_VALIDATION_FAILED".to_string())
         );
+        assert!(codes(r#"{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[{"StartAt":"P","States":{"P":{"Type":"Succeed"}}}]}}}"#).contains(&"DUPLICATE_STATE_NAME".to_string()));
         assert!(Definition::parse("[").is_err());
         assert!(Definition::parse("{}").is_err());
     }
