@@ -83,3 +83,25 @@ async fn a_unit_cut_short_by_a_crash_leaves_nothing() {
         ApplyOutcome::Applied
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_do_not_nest_a_second_waits_for_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = LocalStores::open(dir.path()).unwrap();
+    let rm = stores.read_models.clone();
+    rm.begin_unit().await.unwrap();
+    let other = rm.clone();
+    let second = tokio::spawn(async move {
+        other.begin_unit().await.unwrap();
+        other.end_unit(Some(("second", 2))).await.unwrap();
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!second.is_finished(), "the second unit waits");
+    rm.end_unit(Some(("first", 1))).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rm.checkpoint("first").await.unwrap(), 1);
+    assert_eq!(rm.checkpoint("second").await.unwrap(), 2);
+}

@@ -24,6 +24,7 @@ use orders_domain::projection::{DailySales, OrderSummary, OrderView, ProjectionN
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 pub const READ_MODELS_DB: &str = "read_models.db";
@@ -97,6 +98,9 @@ pub struct Generation {
 
 struct Inner {
     writer: Mutex<Writer>,
+    /// One unit of work at a time: held from `begin_unit` to `end_unit`.
+    unit_gate: Arc<Semaphore>,
+    unit_permit: Mutex<Option<OwnedSemaphorePermit>>,
     readers: Arc<ReaderPool>,
     path: PathBuf,
 }
@@ -126,7 +130,9 @@ impl SqliteReadModels {
         sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| OpenError::migrate(&path, e))?;
         Ok(SqliteReadModels {
             inner: Arc::new(Inner {
-                writer: Mutex::new(Writer { conn, units: 0 }),
+                writer: Mutex::new(Writer { conn }),
+                unit_gate: Arc::new(Semaphore::new(1)),
+                unit_permit: Mutex::new(None),
                 readers: Arc::new(ReaderPool::new(path.clone())),
                 path,
             }),
@@ -151,35 +157,48 @@ impl SqliteReadModels {
         .await?)
     }
 
-    /// Opens a unit of work (see the module docs); units nest, the outermost commits.
-    /// Every `begin_unit` that succeeded needs its [`end_unit`](Self::end_unit).
+    /// Opens a unit of work (see the module docs). Units do not nest: while one is open
+    /// another `begin_unit` waits for its `end_unit` (so a replay's switch holds off the
+    /// live projector of the same process; across processes SQLite's write lock does).
+    /// Writes made meanwhile by anyone through this store join the open unit. Every
+    /// `begin_unit` that succeeded needs its [`end_unit`](Self::end_unit).
     pub async fn begin_unit(&self) -> Result<(), ReadModelError> {
+        let permit = self
+            .inner
+            .unit_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ReadModelError::Unavailable("the read-model store is closed".into()))?;
         let inner = self.inner.clone();
-        Ok(blocking(move || {
-            let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            if w.units == 0 && w.conn.is_autocommit() {
+        blocking(move || {
+            let w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if w.conn.is_autocommit() {
                 w.conn.execute_batch("BEGIN IMMEDIATE")?;
             }
-            w.units += 1;
             Ok(())
         })
-        .await?)
+        .await?;
+        *self
+            .inner
+            .unit_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(permit);
+        Ok(())
     }
 
-    /// Closes a unit of work, moving `checkpoint` in the same transaction; the outermost
-    /// unit commits. On error nothing of the unit is kept (the caller delivers it again).
+    /// Closes the unit of work, moving `checkpoint` in the same transaction, and commits.
+    /// On error nothing of the unit is kept (the caller delivers it again).
     pub async fn end_unit(&self, checkpoint: Option<(&str, u64)>) -> Result<(), ReadModelError> {
         let checkpoint = checkpoint.map(|(n, s)| (n.to_string(), s));
         let inner = self.inner.clone();
-        Ok(blocking(move || {
+        let result = blocking(move || {
             let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            w.units = w.units.saturating_sub(1);
-            let last = w.units == 0;
             let result = match &checkpoint {
                 Some((name, seq)) => w.atomically(|conn| write_checkpoint(conn, name, *seq)),
                 None => Ok(()),
             };
-            if last && !w.conn.is_autocommit() {
+            if !w.conn.is_autocommit() {
                 let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
                 if let Err(e) = w.conn.execute_batch(end) {
                     if !w.conn.is_autocommit() {
@@ -190,7 +209,14 @@ impl SqliteReadModels {
             }
             result
         })
-        .await?)
+        .await;
+        // The next unit may start, whatever became of this one.
+        self.inner
+            .unit_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(result?)
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot) on a pooled connection.
@@ -500,10 +526,9 @@ fn apply_each(
     Ok(out)
 }
 
-/// The writing connection, and how many units of work are open on it.
+/// The writing connection; a transaction left open on it between calls is a unit's.
 struct Writer {
     conn: Connection,
-    units: u32,
 }
 
 impl Writer {
