@@ -250,6 +250,12 @@ impl Exec {
             lock(&self.inner.tokens).insert(t.clone(), PendingToken { done, heartbeat });
             (rx, beats)
         });
+        // Forget the token however this ends (also when the execution is stopped and
+        // this future dropped), so a late send_task_success is answered "invalid".
+        let _forget = TokenGuard {
+            exec: self,
+            token: token.clone(),
+        };
         let call = async {
             let first = r.invoke(params, ctx).await;
             match (first, rx) {
@@ -284,9 +290,6 @@ impl Exec {
             }
             None => call.await,
         };
-        if let Some(t) = &token {
-            lock(&self.inner.tokens).remove(t);
-        }
         result
     }
 
@@ -330,6 +333,19 @@ impl Exec {
                     return Err((Failure::new("States.Timeout", ""), true));
                 }
             }
+        }
+    }
+}
+
+struct TokenGuard<'a> {
+    exec: &'a Exec,
+    token: Option<String>,
+}
+
+impl Drop for TokenGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.token {
+            lock(&self.exec.inner.tokens).remove(t);
         }
     }
 }
