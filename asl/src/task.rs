@@ -277,7 +277,7 @@ impl Exec {
                 }
             }
         };
-        let result = match timeout_s {
+        match timeout_s {
             Some(t) => {
                 let sleep = self.inner.clock.sleep(t.saturating_mul(1000));
                 futures_util::pin_mut!(call);
@@ -289,8 +289,7 @@ impl Exec {
                 }
             }
             None => call.await,
-        };
-        result
+        }
     }
 
     /// Waits for the token's completion; without a heartbeat for `heartbeat_s` seconds
