@@ -280,8 +280,9 @@ impl Exec {
                 }
             }
         } else {
+            // "No limit" still means at most 40 concurrent iterations in an inline Map.
             let limit = if max_c == 0 {
-                n.max(1)
+                n.clamp(1, INLINE_MAP_CONCURRENCY)
             } else {
                 usize::try_from(max_c).unwrap_or(usize::MAX)
             };
@@ -388,6 +389,9 @@ impl Exec {
 }
 
 /// An integer, or a string holding one (AWS accepts both in `…Path` fields).
+/// AWS runs up to 40 inline Map iterations at once when MaxConcurrency is 0.
+const INLINE_MAP_CONCURRENCY: usize = 40;
+
 pub(crate) fn as_integer(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
