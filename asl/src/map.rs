@@ -388,10 +388,10 @@ impl Exec {
     }
 }
 
-/// An integer, or a string holding one (AWS accepts both in `…Path` fields).
 /// AWS runs up to 40 inline Map iterations at once when MaxConcurrency is 0.
 const INLINE_MAP_CONCURRENCY: usize = 40;
 
+/// An integer, or a string holding one (AWS accepts both in `…Path` fields).
 pub(crate) fn as_integer(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
