@@ -18,6 +18,7 @@ pub mod config;
 mod dynamo;
 pub mod event_store;
 pub mod read_models;
+pub mod replay;
 pub mod schema;
 pub mod sfn;
 

@@ -72,13 +72,118 @@ pub struct DynamoReadModels {
     daily_sales: bool,
 }
 
-/// What one order's items hold now.
-#[derive(Default)]
-struct OrderState {
-    view: Option<OrderView>,
-    view_version: u64,
-    tracker: Option<SalesTracker>,
-    tracker_version: u64,
+/// What one order's items hold now (live), or what the events folded so far add up to (a
+/// rebuild, [`crate::replay`]).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OrderState {
+    pub(crate) view: Option<OrderView>,
+    pub(crate) view_version: u64,
+    pub(crate) tracker: Option<SalesTracker>,
+    pub(crate) tracker_version: u64,
+}
+
+/// What folding one event changed in an [`OrderState`].
+#[derive(Debug, Default)]
+pub(crate) struct Folded {
+    pub(crate) view: bool,
+    pub(crate) tracker: bool,
+    pub(crate) delta: Option<SalesDelta>,
+}
+
+impl OrderState {
+    /// Folds one event into the selected projections with the domain's folds, each guarded
+    /// by its own last applied version ([`applicability`]). This is the one fold of both
+    /// the live path ([`DynamoReadModels::apply`]) and the rebuild ([`crate::replay`]).
+    /// On error the state is unchanged.
+    pub(crate) fn fold(
+        &mut self,
+        orders: bool,
+        daily_sales: bool,
+        envelope: &EventEnvelope,
+        event: &OrderEvent,
+    ) -> Result<Folded, ReadModelError> {
+        let gap = |expected: u64| ReadModelError::Gap {
+            aggregate_id: envelope.aggregate_id.clone(),
+            expected,
+            got: envelope.version,
+        };
+        let view_step = if orders {
+            applicability(self.view_version, envelope.version)
+        } else {
+            Applicability::Duplicate
+        };
+        let sales_step = if daily_sales {
+            applicability(self.tracker_version, envelope.version)
+        } else {
+            Applicability::Duplicate
+        };
+        for step in [view_step, sales_step] {
+            if let Applicability::Gap { expected } = step {
+                return Err(gap(expected));
+            }
+        }
+        let mut folded = Folded::default();
+        if view_step == Applicability::Apply {
+            // `apply_order_view` only fails when there is no view yet, so taking it loses
+            // nothing on error.
+            let view = apply_order_view(self.view.take(), envelope, event)?;
+            self.view_version = view.version;
+            self.view = Some(view);
+            folded.view = true;
+        }
+        if sales_step == Applicability::Apply {
+            let (tracker, delta) = apply_daily_sales(self.tracker.take(), envelope, event);
+            self.tracker_version = tracker.version;
+            self.tracker = Some(tracker);
+            folded.tracker = true;
+            folded.delta = delta;
+        }
+        Ok(folded)
+    }
+}
+
+/// The order-view item (`ORDER#<id>` / `VIEW`), with its by-customer index keys.
+pub(crate) fn view_item(view: &OrderView) -> Result<Item, ReadModelError> {
+    let map = serde_dynamo::to_attribute_value(view)
+        .map_err(|e| ReadModelError::Corrupt(e.to_string()))?;
+    Ok(HashMap::from([
+        (PK.to_string(), s(order_pk(&view.order_id))),
+        (SK.to_string(), s(SK_VIEW)),
+        ("version".to_string(), n(view.version)),
+        ("view".to_string(), map),
+        (GSI1_PK.to_string(), s(&view.customer.id)),
+        (
+            GSI1_SK.to_string(),
+            s(format!("{}#{}", view.placed_at, view.order_id)),
+        ),
+    ]))
+}
+
+/// The sales-tracker item (`ORDER#<id>` / `SALES`).
+pub(crate) fn tracker_item(order_id: &str, tracker: &SalesTracker) -> Result<Item, ReadModelError> {
+    let map = serde_dynamo::to_attribute_value(tracker)
+        .map_err(|e| ReadModelError::Corrupt(e.to_string()))?;
+    Ok(HashMap::from([
+        (PK.to_string(), s(order_pk(order_id))),
+        (SK.to_string(), s(SK_SALES_TRACKER)),
+        ("version".to_string(), n(tracker.version)),
+        ("tracker".to_string(), map),
+    ]))
+}
+
+/// A day's counters with their final values (`SALES#<date>` / `<currency>`): the same
+/// attributes the live path's `ADD`s build up, written whole by a rebuild.
+pub(crate) fn sales_item(row: &DailySales) -> Item {
+    HashMap::from([
+        (PK.to_string(), s(sales_pk(&row.date))),
+        (SK.to_string(), s(&row.currency)),
+        ("date".to_string(), s(&row.date)),
+        ("currency".to_string(), s(&row.currency)),
+        ("orders_placed".to_string(), n(row.orders_placed)),
+        ("amount_placed".to_string(), n(row.amount_placed)),
+        ("orders_cancelled".to_string(), n(row.orders_cancelled)),
+        ("amount_cancelled".to_string(), n(row.amount_cancelled)),
+    ])
 }
 
 impl DynamoReadModels {
@@ -115,6 +220,17 @@ impl DynamoReadModels {
         &self.client
     }
 
+    /// The projections `apply` folds.
+    pub fn projections(&self) -> Vec<ProjectionName> {
+        ProjectionName::ALL
+            .into_iter()
+            .filter(|p| match p {
+                ProjectionName::Orders => self.orders,
+                ProjectionName::DailySales => self.daily_sales,
+            })
+            .collect()
+    }
+
     fn unavailable<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> ReadModelError
     where
         E: std::error::Error + 'static,
@@ -123,7 +239,7 @@ impl DynamoReadModels {
         ReadModelError::Unavailable(dynamo::describe(err))
     }
 
-    async fn load_state(&self, order_id: &str) -> Result<OrderState, ReadModelError> {
+    pub(crate) async fn load_state(&self, order_id: &str) -> Result<OrderState, ReadModelError> {
         let out = self
             .client
             .query()
@@ -164,44 +280,26 @@ impl DynamoReadModels {
     /// has applied it already.
     fn plan(
         &self,
-        state: OrderState,
+        mut state: OrderState,
         envelope: &EventEnvelope,
         event: &OrderEvent,
     ) -> Result<Vec<TransactWriteItem>, ReadModelError> {
-        let gap = |expected: u64| ReadModelError::Gap {
-            aggregate_id: envelope.aggregate_id.clone(),
-            expected,
-            got: envelope.version,
-        };
-        let view_step = if self.orders {
-            applicability(state.view_version, envelope.version)
-        } else {
-            Applicability::Duplicate
-        };
-        let sales_step = if self.daily_sales {
-            applicability(state.tracker_version, envelope.version)
-        } else {
-            Applicability::Duplicate
-        };
-        for step in [view_step, sales_step] {
-            if let Applicability::Gap { expected } = step {
-                return Err(gap(expected));
-            }
-        }
+        let (prev_view, prev_tracker) = (state.view_version, state.tracker_version);
+        let folded = state.fold(self.orders, self.daily_sales, envelope, event)?;
         let mut writes = Vec::new();
-        if view_step == Applicability::Apply {
-            let view = apply_order_view(state.view, envelope, event)?;
-            writes.push(self.put_view(&view, state.view_version)?);
+        if folded.view
+            && let Some(view) = &state.view
+        {
+            writes.push(self.guarded_put(view_item(view)?, prev_view)?);
         }
-        if sales_step == Applicability::Apply {
-            let (tracker, delta) = apply_daily_sales(state.tracker, envelope, event);
-            writes.push(self.put_tracker(
-                &envelope.aggregate_id,
-                &tracker,
-                state.tracker_version,
-            )?);
-            if let Some(delta) = delta {
-                writes.push(self.add_sales(&delta)?);
+        if folded.tracker
+            && let Some(tracker) = &state.tracker
+        {
+            writes.push(
+                self.guarded_put(tracker_item(&envelope.aggregate_id, tracker)?, prev_tracker)?,
+            );
+            if let Some(delta) = &folded.delta {
+                writes.push(self.add_sales(delta)?);
             }
         }
         Ok(writes)
@@ -223,40 +321,6 @@ impl DynamoReadModels {
             .build()
             .map_err(|e| ReadModelError::Unavailable(e.to_string()))?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    fn put_view(&self, view: &OrderView, prev: u64) -> Result<TransactWriteItem, ReadModelError> {
-        let map = serde_dynamo::to_attribute_value(view)
-            .map_err(|e| ReadModelError::Corrupt(e.to_string()))?;
-        let item = HashMap::from([
-            (PK.to_string(), s(order_pk(&view.order_id))),
-            (SK.to_string(), s(SK_VIEW)),
-            ("version".to_string(), n(view.version)),
-            ("view".to_string(), map),
-            (GSI1_PK.to_string(), s(&view.customer.id)),
-            (
-                GSI1_SK.to_string(),
-                s(format!("{}#{}", view.placed_at, view.order_id)),
-            ),
-        ]);
-        self.guarded_put(item, prev)
-    }
-
-    fn put_tracker(
-        &self,
-        order_id: &str,
-        tracker: &SalesTracker,
-        prev: u64,
-    ) -> Result<TransactWriteItem, ReadModelError> {
-        let map = serde_dynamo::to_attribute_value(tracker)
-            .map_err(|e| ReadModelError::Corrupt(e.to_string()))?;
-        let item = HashMap::from([
-            (PK.to_string(), s(order_pk(order_id))),
-            (SK.to_string(), s(SK_SALES_TRACKER)),
-            ("version".to_string(), n(tracker.version)),
-            ("tracker".to_string(), map),
-        ]);
-        self.guarded_put(item, prev)
     }
 
     fn add_sales(&self, d: &SalesDelta) -> Result<TransactWriteItem, ReadModelError> {

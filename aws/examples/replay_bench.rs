@@ -1,0 +1,202 @@
+//! Replay throughput against DynamoDB Local (a measurement, not a test).
+//!
+//! ```text
+//! cargo build --release -p orders-aws --example replay_bench
+//! scripts/with-emulators cargo run --release -p orders-aws --example replay_bench -- [EVENTS] [SEGMENTS]
+//! ```
+//! Seeds EVENTS (default 100,000) events — orders of 5 events each: placed, confirmed,
+//! fulfilment requested, then shipped or cancelled — straight into a fresh events table
+//! with BatchWriteItem (items from the codec), then replays them into a fresh read-model
+//! table with SEGMENTS (default 4) and prints events/s. Refuses to run without
+//! `DYNAMODB_ENDPOINT`, so it can never write to a real account.
+
+use orders_aws::replay::{AwsReplayOptions, replay_to_table};
+use orders_aws::{AwsClients, Endpoints, codec, schema};
+use orders_domain::envelope::{EventEnvelope, EventMeta};
+use orders_domain::order::OrderEvent;
+use orders_domain::time::Timestamp;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+const T0: i64 = 1_795_706_525_123;
+const EVENTS_PER_ORDER: usize = 5;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn event(event_type: &str, payload: Value) -> Result<OrderEvent, Error> {
+    Ok(OrderEvent::decode(event_type, 1, &payload)?)
+}
+
+fn history(i: usize) -> Result<Vec<EventEnvelope>, Error> {
+    let id = format!("01BENCH{i:010}");
+    let money = json!({"amount": 1000 + (i % 97) as i64 * 25, "currency": if i.is_multiple_of(4) { "USD" } else { "EUR" }});
+    let placed = event(
+        "OrderPlaced",
+        json!({
+            "order_id": id,
+            "customer": {"id": format!("c-{}", i % 1000), "email": "ada@example.com", "name": "Ada"},
+            "items": [{"sku": "BOOK-1", "quantity": 1, "unit_price": money, "line_total": money}],
+            "shipping_address": {"line1": "1 Main St", "city": "Paris", "postal_code": "75002", "country": "FR"},
+            "total": money,
+        }),
+    )?;
+    let confirmed = event(
+        "OrderConfirmed",
+        json!({"execution_name": format!("order-{id}"),
+               "notifications": [{"channel": "sns", "status": "SENT", "message_id": "m"}]}),
+    )?;
+    let requested = event("FulfilmentRequested", json!({"message_id": "msg"}))?;
+    let last = if i.is_multiple_of(10) {
+        event("OrderCancelled", json!({"reason": "changed my mind"}))?
+    } else {
+        event(
+            "OrderShipped",
+            json!({"carrier": "UPS", "tracking_number": "1Z"}),
+        )?
+    };
+    let meta = EventMeta {
+        occurred_at: Timestamp(T0 + i as i64 * 60_000),
+        correlation_id: format!("corr-{i}"),
+        causation_id: format!("cause-{i}"),
+    };
+    let mut n = 0;
+    Ok(
+        EventEnvelope::wrap(&id, 0, &[placed, confirmed, requested, last], &meta, || {
+            n += 1;
+            format!("{id}-{n}")
+        })
+        .into_iter()
+        .chain(std::iter::once_with(|| EventEnvelope {
+            event_id: format!("{id}-5"),
+            aggregate_id: id.clone(),
+            version: 5,
+            event_type: "NotificationFailed".into(),
+            schema_version: 1,
+            occurred_at: Timestamp(T0 + i as i64 * 60_000 + 1),
+            correlation_id: format!("corr-{i}"),
+            causation_id: format!("cause-{i}"),
+            payload: json!({"execution_name": format!("order-{id}"), "channel": "email",
+                        "error": "Throttling", "cause": "later"}),
+        }))
+        .collect(),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .map_err(|_| "DYNAMODB_ENDPOINT is not set: run inside scripts/with-emulators")?;
+    let mut args = std::env::args().skip(1);
+    let events: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let segments: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
+    let orders = events.div_ceil(EVENTS_PER_ORDER);
+
+    let clients = AwsClients::load_with(&Endpoints {
+        dynamodb: Some(endpoint),
+        sfn: None,
+    })
+    .await;
+    let client = clients.dynamodb;
+    let suffix = std::process::id();
+    let (events_table, views) = (
+        format!("bench-events-{suffix}"),
+        format!("bench-views-{suffix}"),
+    );
+    schema::create_events_table(&client, &events_table).await?;
+
+    // Seed: BatchWriteItem, 25 items a call, 8 calls in flight.
+    let started = Instant::now();
+    let written = std::sync::Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut batch = Vec::with_capacity(25);
+    let mut pending: Vec<Vec<_>> = Vec::new();
+    for i in 0..orders {
+        for e in history(i)? {
+            let item = codec::envelope_to_item(&e)?;
+            batch.push(
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(
+                        aws_sdk_dynamodb::types::PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()?,
+                    )
+                    .build(),
+            );
+            if batch.len() == 25 {
+                pending.push(std::mem::take(&mut batch));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        pending.push(batch);
+    }
+    for chunk in pending {
+        while tasks.len() >= 8 {
+            if let Some(r) = tasks.join_next().await {
+                r??;
+            }
+        }
+        let (client, table, written) = (client.clone(), events_table.clone(), written.clone());
+        tasks.spawn(async move {
+            let mut requests = chunk;
+            while !requests.is_empty() {
+                let n = requests.len() as u64;
+                let out = client
+                    .batch_write_item()
+                    .request_items(&table, requests)
+                    .send()
+                    .await?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&table))
+                    .unwrap_or_default();
+                written.fetch_add(n - requests.len() as u64, Ordering::Relaxed);
+            }
+            Ok::<_, Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let seeded = written.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {seeded} events ({orders} orders) in {secs:.1}s ({:.0} events/s)",
+        seeded as f64 / secs
+    );
+
+    let opts = AwsReplayOptions {
+        segments,
+        ..Default::default()
+    };
+    let last_report = std::sync::Mutex::new(Instant::now());
+    let summary = replay_to_table(&client, &events_table, &views, &opts, |p| {
+        let mut last = last_report.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed().as_secs() >= 2 {
+            *last = Instant::now();
+            eprintln!(
+                "  {:?}: {} events read, {}/{} orders written",
+                p.phase,
+                p.events_read,
+                p.orders_written,
+                p.orders_total.unwrap_or(0)
+            );
+        }
+    })
+    .await?;
+    println!("{summary}");
+    println!(
+        "replay: {} events, {} orders, {:.2}s, {:.0} events/s ({} segments)",
+        summary.events_read,
+        summary.orders_rebuilt,
+        summary.elapsed.as_secs_f64(),
+        summary.events_per_sec(),
+        segments
+    );
+    Ok(())
+}

@@ -1,0 +1,545 @@
+//! `orders replay --aws` on DynamoDB Local: a parallel-Scan rebuild into a fresh table
+//! equals what the live projector built; undecodable events stop it or are parked.
+
+mod support;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use orders_aws::replay::{
+    AwsReplayOptions, EventKey, ReplayError, ReplayPhase, ReplayProgress, catch_up, replay_to_table,
+};
+use orders_aws::{DynamoEventStore, DynamoReadModels, codec, schema};
+use orders_domain::envelope::{EventEnvelope, EventMeta};
+use orders_domain::order::OrderEvent;
+use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
+use orders_domain::projection::ProjectionName;
+use orders_domain::time::Timestamp;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// 2026-11-26T15:22:05.123Z
+const T0: i64 = 1_795_706_525_123;
+const HOUR: i64 = 3_600_000;
+
+struct Env {
+    client: Client,
+    store: DynamoEventStore,
+    events: String,
+}
+
+async fn env() -> Env {
+    let clients = support::dynamodb_clients().await;
+    let (events, idem) = (support::unique("events"), support::unique("idem"));
+    schema::create_events_table(&clients.dynamodb, &events)
+        .await
+        .unwrap();
+    schema::create_idempotency_table(&clients.dynamodb, &idem)
+        .await
+        .unwrap();
+    Env {
+        store: DynamoEventStore::new(clients.dynamodb.clone(), &events, &idem),
+        client: clients.dynamodb,
+        events,
+    }
+}
+
+async fn live_table(client: &Client) -> DynamoReadModels {
+    let table = support::unique("views");
+    schema::create_read_models_table(client, &table)
+        .await
+        .unwrap();
+    DynamoReadModels::new(client.clone(), &table)
+}
+
+/// Events built from their stored form, so the tests follow the domain's schema versions
+/// (upcasters included) rather than its struct literals.
+fn event(event_type: &str, payload: Value) -> OrderEvent {
+    OrderEvent::decode(event_type, 1, &payload).unwrap()
+}
+
+fn placed(order_id: &str, customer: &str, amount: i64, currency: &str) -> OrderEvent {
+    let money = json!({"amount": amount, "currency": currency});
+    event(
+        "OrderPlaced",
+        json!({
+            "order_id": order_id,
+            "customer": {"id": customer, "email": "ada@example.com", "name": "Ada Lovelace"},
+            "items": [{"sku": "BOOK-1", "quantity": 1, "unit_price": money, "line_total": money}],
+            "shipping_address": {"line1": "12 Rue de la Paix", "city": "Paris",
+                                 "postal_code": "75002", "country": "FR"},
+            "total": money,
+        }),
+    )
+}
+
+fn cancelled() -> OrderEvent {
+    event("OrderCancelled", json!({"reason": "changed my mind"}))
+}
+
+fn confirmed(order_id: &str) -> OrderEvent {
+    event(
+        "OrderConfirmed",
+        json!({"execution_name": format!("order-{order_id}"),
+               "notifications": [{"channel": "sns", "status": "SENT", "message_id": "m-1"},
+                                 {"channel": "email", "status": "FAILED", "error": "Bounce"}]}),
+    )
+}
+
+fn notification_failed(order_id: &str) -> OrderEvent {
+    event(
+        "NotificationFailed",
+        json!({"execution_name": format!("order-{order_id}"), "channel": "email",
+               "error": "Throttling", "cause": "try later"}),
+    )
+}
+
+fn fulfilment_requested() -> OrderEvent {
+    event("FulfilmentRequested", json!({"message_id": "msg-1"}))
+}
+
+fn shipped() -> OrderEvent {
+    event(
+        "OrderShipped",
+        json!({"carrier": "UPS", "tracking_number": "1Z999"}),
+    )
+}
+
+/// Appends one decision at `at`; returns the new version.
+async fn append(
+    store: &DynamoEventStore,
+    id: &str,
+    current: u64,
+    events: &[OrderEvent],
+    at: i64,
+) -> u64 {
+    let meta = EventMeta {
+        occurred_at: Timestamp(at),
+        correlation_id: support::unique("corr"),
+        causation_id: support::unique("cause"),
+    };
+    let envelopes = EventEnvelope::wrap(id, current, events, &meta, || support::unique("evt"));
+    store
+        .append(AppendRequest {
+            aggregate_id: id.into(),
+            expected_version: current,
+            events: envelopes,
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    current + events.len() as u64
+}
+
+/// `orders` orders with mixed lifecycles over several days, currencies and customers.
+/// Returns the order ids and the customers.
+async fn seed(store: &DynamoEventStore, orders: usize) -> (Vec<String>, BTreeSet<String>) {
+    let tag = support::unique("c");
+    let mut ids = Vec::new();
+    let mut customers = BTreeSet::new();
+    for i in 0..orders {
+        let id = support::unique("order");
+        let customer = format!("{tag}-{}", i % 7);
+        let currency = if i.is_multiple_of(3) { "USD" } else { "EUR" };
+        let at = T0 + (i as i64) * 5 * HOUR;
+        let mut v = append(
+            store,
+            &id,
+            0,
+            &[placed(&id, &customer, 100 * (i as i64 + 1), currency)],
+            at,
+        )
+        .await;
+        for k in 0..(2 + i % 4) {
+            v = append(
+                store,
+                &id,
+                v,
+                &[notification_failed(&id)],
+                at + k as i64 * 1000 + 1,
+            )
+            .await;
+        }
+        // Cancellations land a day later: they count on another day than the placement.
+        let later = at + 26 * HOUR;
+        v = match i % 5 {
+            0 => v,
+            1 => append(store, &id, v, &[cancelled()], later).await,
+            2 => append(store, &id, v, &[confirmed(&id)], at + HOUR).await,
+            3 => {
+                let v = append(
+                    store,
+                    &id,
+                    v,
+                    &[confirmed(&id), fulfilment_requested()],
+                    at + HOUR,
+                )
+                .await;
+                append(store, &id, v, &[shipped()], later).await
+            }
+            _ => {
+                let v = append(store, &id, v, &[confirmed(&id)], at + HOUR).await;
+                let v = append(store, &id, v, &[fulfilment_requested()], at + 2 * HOUR).await;
+                append(store, &id, v, &[cancelled()], later).await
+            }
+        };
+        assert!(v >= 1);
+        ids.push(id);
+        customers.insert(customer);
+    }
+    (ids, customers)
+}
+
+/// The live path: every event through `DynamoReadModels::apply`, orders interleaved and
+/// every event delivered twice (the second is a duplicate). Returns the events applied.
+async fn project_live(store: &DynamoEventStore, ids: &[String], rm: &DynamoReadModels) -> u64 {
+    let mut histories = Vec::new();
+    for id in ids {
+        histories.push(store.load(id).await.unwrap());
+    }
+    let longest = histories.iter().map(Vec::len).max().unwrap_or(0);
+    let mut n = 0;
+    for i in 0..longest {
+        for h in &histories {
+            if let Some(e) = h.get(i) {
+                let decoded = e.decode().unwrap();
+                rm.apply(e, &decoded).await.unwrap();
+                rm.apply(e, &decoded).await.unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+async fn assert_same_read_models(
+    a: &DynamoReadModels,
+    b: &DynamoReadModels,
+    ids: &[String],
+    customers: &BTreeSet<String>,
+) {
+    for id in ids {
+        let (va, vb) = (a.order(id).await.unwrap(), b.order(id).await.unwrap());
+        assert!(va.is_some(), "order {id} in the live table");
+        assert_eq!(va, vb, "order {id}");
+    }
+    for c in customers {
+        let (pa, pb) = (
+            a.customer_orders(c, 1000, None).await.unwrap(),
+            b.customer_orders(c, 1000, None).await.unwrap(),
+        );
+        assert!(!pa.items.is_empty());
+        assert_eq!(pa, pb, "customer {c}");
+    }
+    let (sa, sb) = (
+        a.daily_sales().await.unwrap(),
+        b.daily_sales().await.unwrap(),
+    );
+    assert_eq!(sa, sb, "daily sales");
+}
+
+async fn table_exists(client: &Client, table: &str) -> bool {
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => panic!("describe {table}: {e:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
+    let t = env().await;
+    let (ids, customers) = seed(&t.store, 50).await;
+    let live = live_table(&t.client).await;
+    let total = project_live(&t.store, &ids, &live).await;
+    assert!(total >= 200, "a few hundred events, got {total}");
+
+    let seen = Mutex::new(Vec::<ReplayProgress>::new());
+    let opts = AwsReplayOptions {
+        segments: 4,
+        ..Default::default()
+    };
+    let summary = replay_to_table(&t.client, &t.events, live.table(), &opts, |p| {
+        seen.lock().unwrap().push(p)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(summary.target_table, format!("{}-g1", live.table()));
+    assert!(summary.created_target);
+    assert_eq!(summary.events_read, total);
+    assert_eq!(summary.events_folded, total);
+    assert_eq!(summary.orders_rebuilt, 50);
+    assert!(summary.parked.is_empty(), "{:?}", summary.parked);
+    assert!(summary.daily_sales_rows >= 4, "several days and currencies");
+    assert_eq!(summary.items_written, 100 + summary.daily_sales_rows);
+    assert!(
+        summary
+            .to_string()
+            .contains(&format!("READ_MODELS_TABLE={}", summary.target_table))
+    );
+
+    let seen = seen.into_inner().unwrap();
+    let last = seen.last().copied().unwrap();
+    assert_eq!(last.phase, ReplayPhase::Writing);
+    assert_eq!(
+        (last.events_read, last.orders_written, last.orders_total),
+        (total, 50, Some(50))
+    );
+    assert!(seen.iter().any(|p| p.phase == ReplayPhase::Scanning));
+    assert!(seen.windows(2).all(
+        |w| w[0].events_read <= w[1].events_read && w[0].orders_written <= w[1].orders_written
+    ));
+
+    let green = live.with_table(&summary.target_table);
+    assert_same_read_models(&live, &green, &ids, &customers).await;
+
+    // A non-empty target is refused unless resuming into it; resuming rewrites the same.
+    let again = AwsReplayOptions {
+        target_table: Some(summary.target_table.clone()),
+        ..opts.clone()
+    };
+    let err = replay_to_table(&t.client, &t.events, live.table(), &again, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ReplayError::TargetNotEmpty(summary.target_table.clone())
+    );
+    let resumed = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions {
+            reuse_target: true,
+            segments: 3,
+            rate_limit: Some(400),
+            ..again
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!resumed.created_target);
+    assert_same_read_models(&live, &green, &ids, &customers).await;
+    // The live table is never a target.
+    let err = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions {
+            target_table: Some(live.table().to_string()),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReplayError::TargetIsLive(_)), "{err:?}");
+
+    // Events appended after the replay: catch_up applies exactly those, through the live
+    // path's guards, so the green table equals the live one again.
+    let late = &ids[0];
+    let v = t.store.load(late).await.unwrap().len() as u64;
+    let new = append(&t.store, late, v, &[cancelled()], T0 + 40 * HOUR).await;
+    let fresh = support::unique("order");
+    let customer = customers.iter().next().unwrap().clone();
+    append(
+        &t.store,
+        &fresh,
+        0,
+        &[placed(&fresh, &customer, 777, "EUR")],
+        T0 + 41 * HOUR,
+    )
+    .await;
+    for id in [late, &fresh] {
+        for e in t.store.load(id).await.unwrap() {
+            live.apply(&e, &e.decode().unwrap()).await.unwrap();
+        }
+    }
+    assert_eq!(new, v + 1);
+    let caught = catch_up(&t.client, &t.events, &green, &opts, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(caught.events_applied, 2);
+    assert_eq!(caught.events_read, total + 2);
+    let mut all = ids.clone();
+    all.push(fresh);
+    assert_same_read_models(&live, &green, &all, &customers).await;
+    // A second catch-up finds nothing new.
+    let caught = catch_up(&t.client, &t.events, &green, &opts, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(caught.events_applied, 0);
+}
+
+/// A raw item the domain cannot decode: `OrderTeleported` at version 2 of one order, with
+/// a valid event after it.
+async fn put_undecodable(t: &Env, id: &str) {
+    let mut item = codec::envelope_to_item(&EventEnvelope {
+        event_id: support::unique("evt"),
+        aggregate_id: id.into(),
+        version: 2,
+        event_type: "OrderTeleported".into(),
+        schema_version: 1,
+        occurred_at: Timestamp(T0 + HOUR),
+        correlation_id: "corr".into(),
+        causation_id: "cause".into(),
+        payload: json!({"to": "the moon"}),
+    })
+    .unwrap();
+    item.insert("note".into(), AttributeValue::S("written raw".into()));
+    t.client
+        .put_item()
+        .table_name(&t.events)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_event_stops_the_replay_or_is_parked() {
+    let t = env().await;
+    let (ids, customers) = seed(&t.store, 12).await;
+    let bad = support::unique("order");
+    append(&t.store, &bad, 0, &[placed(&bad, "c-bad", 999, "EUR")], T0).await;
+    put_undecodable(&t, &bad).await;
+    append(&t.store, &bad, 2, &[cancelled()], T0 + 2 * HOUR).await;
+    let live = live_table(&t.client).await;
+    project_live(&t.store, &ids, &live).await;
+    // The live projector folds the bad order's placement; it dead-letters version 2 and
+    // sees a gap at version 3.
+    let history = t.store.load(&bad).await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history[1].decode().is_err());
+    live.apply(&history[0], &history[0].decode().unwrap())
+        .await
+        .unwrap();
+
+    // Stops, with the key and the reason; the table it created is gone again.
+    let target = format!("{}-green", live.table());
+    let opts = AwsReplayOptions {
+        segments: 4,
+        target_table: Some(target.clone()),
+        projections: vec![ProjectionName::Orders, ProjectionName::DailySales],
+        ..Default::default()
+    };
+    let err = replay_to_table(&t.client, &t.events, live.table(), &opts, |_| {})
+        .await
+        .unwrap_err();
+    let want_key = EventKey {
+        aggregate_id: bad.clone(),
+        version: 2,
+    };
+    match &err {
+        ReplayError::Undecodable { key, reason } => {
+            assert_eq!(key, &want_key);
+            assert!(reason.contains("OrderTeleported"), "{reason}");
+        }
+        other => panic!("expected Undecodable, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&bad) && message.contains("version=2"),
+        "{message}"
+    );
+    assert!(
+        !table_exists(&t.client, &target).await,
+        "nothing left behind"
+    );
+
+    // Parked: the rest is rebuilt; the bad order stops at version 1.
+    let summary = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions {
+            skip_undecodable: true,
+            ..opts
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let parked: Vec<(&EventKey, &str)> = summary
+        .parked
+        .iter()
+        .map(|p| (&p.key, p.reason.as_str()))
+        .collect();
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    assert_eq!(parked[0].0, &want_key);
+    assert!(parked[0].1.contains("OrderTeleported"), "{parked:?}");
+    assert_eq!(
+        summary.parked[0].event_type.as_deref(),
+        Some("OrderTeleported")
+    );
+    assert_eq!(parked[1].0.version, 3, "the event after it cannot fold");
+    assert_eq!(summary.orders_rebuilt, 13);
+    assert!(summary.to_string().contains("parked"), "{summary}");
+
+    let green = live.with_table(&target);
+    assert_same_read_models(&live, &green, &ids, &customers).await;
+    let view = green.order(&bad).await.unwrap().unwrap();
+    assert_eq!(view.version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_projection_only_and_bad_options() {
+    let t = env().await;
+    let (ids, _) = seed(&t.store, 5).await;
+    let live = live_table(&t.client).await;
+    project_live(&t.store, &ids, &live).await;
+    let summary = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions {
+            segments: 2,
+            projections: vec![ProjectionName::DailySales],
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let green = live.with_table(&summary.target_table);
+    assert_eq!(
+        green.order(&ids[0]).await.unwrap(),
+        None,
+        "views not selected"
+    );
+    assert_eq!(
+        green.daily_sales().await.unwrap(),
+        live.daily_sales().await.unwrap()
+    );
+    let err = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions {
+            segments: 0,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReplayError::InvalidOptions(_)), "{err:?}");
+    // The next generation after -g1 is -g2.
+    let next = replay_to_table(
+        &t.client,
+        &t.events,
+        &summary.target_table,
+        &Default::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.target_table, format!("{}-g2", live.table()));
+}
