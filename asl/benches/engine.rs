@@ -32,7 +32,10 @@ fn choice_loop() -> Value {
 
 fn parallel(n: usize) -> Value {
     let branches: Vec<Value> = (0..n)
-        .map(|i| json!({"StartAt": "B", "States": {"B": {"Type": "Pass", "Result": i, "End": true}}}))
+        .map(|i| {
+            let b = format!("B{i}");
+            json!({"StartAt": b, "States": {b.clone(): {"Type": "Pass", "Result": i, "End": true}}})
+        })
         .collect();
     json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": branches, "End": true}}})
 }
