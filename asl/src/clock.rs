@@ -36,6 +36,7 @@ impl VirtualClock {
         VirtualClock::starting_at(system_now_millis())
     }
 
+    /// Starts at `ms` (Unix milliseconds).
     pub fn starting_at(ms: i64) -> VirtualClock {
         VirtualClock {
             now: AtomicI64::new(ms),

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Account-level settings used to build ARNs and history details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
+    /// AWS region used in ARNs and TaskScheduled details.
     pub region: String,
+    /// Account id used in ARNs.
     pub account_id: String,
     /// Shown as `roleArn` in ExecutionStarted and `$$.Execution.RoleArn`.
     pub role_arn: String,
@@ -47,18 +49,24 @@ impl Default for EngineConfig {
 #[serde(rename_all = "UPPERCASE")]
 pub enum ExecutionType {
     #[default]
+    /// A standard workflow (the default).
     Standard,
+    /// An express workflow.
     Express,
 }
 
 /// A validated state machine with its name and ARN.
 #[derive(Debug, Clone)]
 pub struct StateMachine {
+    /// The state machine name (part of its ARN and of execution ARNs).
     pub name: String,
+    /// `arn:aws:states:{region}:{account}:stateMachine:{name}`.
     pub arn: String,
+    /// The parsed definition.
     pub definition: Arc<Definition>,
     /// The definition text (kept so a restarted process can re-drive executions).
     pub definition_text: String,
+    /// STANDARD unless made EXPRESS with [`StateMachine::express`].
     pub execution_type: ExecutionType,
 }
 
@@ -74,13 +82,18 @@ impl StateMachine {
 /// How an execution ended (or that it is still running).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionOutcome {
+    /// The execution's ARN.
     pub execution_arn: String,
+    /// How it ended.
     pub status: ExecutionStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The output, when it succeeded.
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The error name, when it failed (absent if the Fail state gave none).
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The cause, when one was given.
     pub cause: Option<String>,
 }
 
@@ -91,6 +104,7 @@ pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
 /// returns its outcome.
 #[derive(Clone)]
 pub struct ExecutionHandle {
+    /// The execution's ARN.
     pub execution_arn: String,
     fut: Shared<BoxFuture<'static, ExecutionOutcome>>,
 }
@@ -156,18 +170,22 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// Region, account and limits.
     pub fn config(mut self, c: EngineConfig) -> Self {
         self.config = c;
         self
     }
+    /// The time source (default: [`crate::VirtualClock`]).
     pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
         self.clock = c;
         self
     }
+    /// Where executions and history are kept (default: [`crate::InMemoryStore`]).
     pub fn store(mut self, s: Arc<dyn ExecutionStore>) -> Self {
         self.store = s;
         self
     }
+    /// The Task resources.
     pub fn resources(mut self, r: ResourceRegistry) -> Self {
         self.resources = r;
         self
@@ -177,6 +195,7 @@ impl EngineBuilder {
         self.spawner = Some(s);
         self
     }
+    /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -210,10 +229,12 @@ impl Engine {
         }
     }
 
+    /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
 
+    /// The store the engine writes to.
     pub fn store(&self) -> &Arc<dyn ExecutionStore> {
         &self.inner.store
     }
@@ -411,6 +432,7 @@ impl Engine {
         self.inner.store.history(execution_arn)
     }
 
+    /// The execution's record (status, input, output, dates) from the store.
     pub fn describe_execution(
         &self,
         execution_arn: &str,

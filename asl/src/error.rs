@@ -13,6 +13,7 @@ pub struct ValidationError {
     pub state: Option<String>,
     /// The offending field, e.g. `Next`, `ResultPath`.
     pub field: String,
+    /// What is wrong.
     pub message: String,
     /// JSON-pointer-like location: `/States/Name/Field`.
     pub location: String,
@@ -22,11 +23,14 @@ pub struct ValidationError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{error}: {}", cause.as_deref().unwrap_or(""))]
 pub struct Failure {
+    /// The error name, e.g. `States.TaskFailed` or a custom name.
     pub error: String,
+    /// The cause, if any.
     pub cause: Option<String>,
 }
 
 impl Failure {
+    /// An error with a cause.
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
         Failure {
             error: error.into(),
@@ -34,6 +38,7 @@ impl Failure {
         }
     }
 
+    /// An error with an optional cause.
     pub fn bare(error: impl Into<String>, cause: Option<String>) -> Failure {
         Failure {
             error: error.into(),
@@ -56,6 +61,7 @@ impl Failure {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Execution Already Exists: '{execution_arn}'")]
 pub struct ExecutionAlreadyExists {
+    /// The ARN of the existing execution.
     pub execution_arn: String,
 }
 
@@ -63,8 +69,10 @@ pub struct ExecutionAlreadyExists {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskTokenError {
     #[error("Invalid Token: '{0}'")]
+    /// No task waits for this token.
     InvalidToken(String),
     #[error("Task Timed Out: '{0}'")]
+    /// The task stopped waiting (timed out or its execution ended).
     TaskTimedOut(String),
 }
 

@@ -9,11 +9,15 @@ use serde_json::{Map, Value, json};
 /// One history event. Serializes to (and deserializes from) AWS's JSON shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEvent {
+    /// 1-based, in the order the events were recorded.
     pub id: u64,
+    /// The event this one follows in its branch/iteration (0 for the first state).
     pub previous_event_id: u64,
     /// ISO-8601 with milliseconds, e.g. `2024-01-02T03:04:05.678Z`.
     pub timestamp: String,
+    /// `ExecutionStarted`, `PassStateEntered`, `TaskScheduled`, ...
     pub event_type: String,
+    /// The `*EventDetails` object.
     pub details: EventDetails,
 }
 
@@ -21,27 +25,38 @@ pub struct HistoryEvent {
 /// build: the engine records two of them per state); everything else is JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventDetails {
+    /// No details object.
     None,
     /// `stateEnteredEventDetails`; `input` is the JSON text.
     StateEntered {
+        /// The state name.
         name: String,
+        /// The state input as JSON text.
         input: String,
     },
     /// `stateExitedEventDetails`; `output` and assigned values are JSON texts.
     StateExited {
+        /// The state name.
         name: String,
+        /// The state output as JSON text.
         output: String,
+        /// Variables assigned by the state: name and JSON text.
         assigned: Option<Vec<(String, String)>>,
     },
     /// `mapIteration{Started,Succeeded,Failed}EventDetails`.
     MapIteration {
+        /// The AWS details key.
         key: &'static str,
+        /// The iteration index.
         index: usize,
+        /// The Map state's name.
         name: String,
     },
     /// Any other details object, under its AWS key.
     Other {
+        /// The AWS details key, e.g. `taskScheduledEventDetails`.
         key: String,
+        /// The details object.
         value: Value,
     },
 }
@@ -145,6 +160,7 @@ pub fn not_truncated() -> Value {
     json!({"truncated": false})
 }
 
+/// Details of a `*StateEntered` event.
 pub fn entered(name: &str, input: &Value) -> EventDetails {
     EventDetails::StateEntered {
         name: name.to_string(),

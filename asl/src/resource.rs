@@ -17,8 +17,11 @@ pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send
 pub struct TaskContext {
     /// The Task's `Resource` exactly as written (after substitutions).
     pub resource: String,
+    /// The execution's ARN.
     pub execution_arn: String,
+    /// The execution's name.
     pub execution_name: String,
+    /// The Task state's name.
     pub state_name: String,
     /// Event id of the TaskStateEntered event that started this state visit.
     pub state_entered_event_id: u64,
@@ -58,10 +61,12 @@ pub struct ResourceRegistry {
 }
 
 impl ResourceRegistry {
+    /// An empty registry.
     pub fn new() -> ResourceRegistry {
         ResourceRegistry::default()
     }
 
+    /// Serves exactly this resource ARN.
     pub fn register(&mut self, arn: impl Into<String>, r: Arc<dyn TaskResource>) {
         self.exact.insert(arn.into(), r);
     }
@@ -72,6 +77,7 @@ impl ResourceRegistry {
         self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
     }
 
+    /// The resource serving `arn`, if any.
     pub fn lookup(&self, arn: &str) -> Option<Arc<dyn TaskResource>> {
         let base = strip_pattern(arn);
         for candidate in [arn, base] {
@@ -99,7 +105,9 @@ pub fn strip_pattern(arn: &str) -> &str {
 pub enum ResourceKind {
     /// `arn:aws:states:::service:action[.pattern]` → TaskScheduled etc.
     Service {
+        /// e.g. `sqs`, `aws-sdk:sesv2`.
         resource_type: String,
+        /// e.g. `sendMessage.waitForTaskToken`.
         resource: String,
     },
     /// A Lambda function ARN used directly → LambdaFunctionScheduled etc.
@@ -108,6 +116,7 @@ pub enum ResourceKind {
     Activity,
 }
 
+/// How a resource ARN shows in history.
 pub fn classify(arn: &str) -> ResourceKind {
     // arn:<partition>:states:::service:action (any partition)
     let service_rest = arn

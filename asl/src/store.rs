@@ -13,14 +13,20 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExecutionStatus {
+    /// Still running (or waiting to be resumed after a restart).
     Running,
+    /// Ended with ExecutionSucceeded.
     Succeeded,
+    /// Ended with ExecutionFailed.
     Failed,
+    /// Ended with ExecutionTimedOut.
     TimedOut,
+    /// Stopped with `Engine::stop_execution`.
     Aborted,
 }
 
 impl ExecutionStatus {
+    /// `RUNNING`, `SUCCEEDED`, ... as AWS spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionStatus::Running => "RUNNING",
@@ -36,26 +42,38 @@ impl ExecutionStatus {
 /// a restarted process can re-drive it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
+    /// The key.
     pub execution_arn: String,
+    /// The execution name.
     pub name: String,
+    /// The state machine's ARN.
     pub state_machine_arn: String,
+    /// The state machine's name.
     pub state_machine_name: String,
     /// The definition the execution runs (after substitutions).
     pub definition: String,
+    /// The execution input.
     pub input: Value,
+    /// Current status.
     pub status: ExecutionStatus,
     /// Unix milliseconds.
     pub start_date: i64,
+    /// Unix milliseconds, once ended.
     pub stop_date: Option<i64>,
+    /// Output, once succeeded.
     pub output: Option<Value>,
+    /// Error name, once failed.
     pub error: Option<String>,
+    /// Cause, once failed.
     pub cause: Option<String>,
 }
 
 /// Which executions to list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListFilter {
+    /// Only this state machine's executions.
     pub state_machine_arn: Option<String>,
+    /// Only executions with this status.
     pub status: Option<ExecutionStatus>,
     /// At most this many (0 = no limit).
     pub limit: usize,
@@ -67,6 +85,7 @@ pub struct ListFilter {
 pub trait ExecutionStore: Send + Sync + 'static {
     /// Inserts or replaces the record (keyed by `execution_arn`).
     fn put_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError>;
+    /// The record, if any.
     fn get_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError>;
     /// Appends one event to the execution's history.
     fn append_event(&self, execution_arn: &str, event: HistoryEvent) -> Result<(), StoreError>;
@@ -90,6 +109,7 @@ struct Inner {
 }
 
 impl InMemoryStore {
+    /// An empty store.
     pub fn new() -> InMemoryStore {
         InMemoryStore::default()
     }
