@@ -228,8 +228,8 @@ fn print_pretty(out: &serde_json::Map<String, Value>, history: &[Value]) {
             .unwrap_or_default();
         println!(
             "  {:>4} {:>4}  {:<28} {}",
-            e["id"],
-            e["previousEventId"],
+            e["id"].as_u64().unwrap_or(0),
+            e["previousEventId"].as_u64().unwrap_or(0),
             e["type"].as_str().unwrap_or(""),
             details
         );
