@@ -205,10 +205,15 @@ impl Exec {
         let n = items.len();
         let mut results: Vec<Value> = Vec::with_capacity(n);
         let mut failures: Vec<Failure> = Vec::new();
+        // Without a tolerance the first failure fails the Map; with both, exceeding
+        // either one does.
         let tolerated = |fails: usize| -> bool {
-            let by_count = tol_count.is_some_and(|c| fails as i64 <= c);
-            let by_pct = tol_pct.is_some_and(|p| n > 0 && (fails as f64) * 100.0 / (n as f64) <= p);
-            by_count || by_pct
+            if tol_count.is_none() && tol_pct.is_none() {
+                return false;
+            }
+            let by_count = tol_count.is_none_or(|c| fails as i64 <= c);
+            let by_pct = tol_pct.is_none_or(|p| n > 0 && (fails as f64) * 100.0 / (n as f64) <= p);
+            by_count && by_pct
         };
         let mut cursor = th.prev;
         let mut last_terminal = th.prev;

@@ -503,3 +503,45 @@ async fn runs_in_background_on_tokio_with_callbacks() {
     got.sort_by_key(|v| v.as_i64());
     assert_eq!(got, vec![json!(0), json!(1)]);
 }
+
+#[test]
+fn map_tolerated_failures() {
+    let engine = Engine::builder().build();
+    let def = |tol: &str| {
+        format!(
+            r#"{{"StartAt":"M","States":{{"M":{{"Type":"Map",{tol}
+                "ItemProcessor":{{"StartAt":"C","States":{{
+                  "C":{{"Type":"Choice","Choices":[{{"Variable":"$","NumericGreaterThan":2,"Next":"F"}}],"Default":"OK"}},
+                  "F":{{"Type":"Fail","Error":"Bad"}},"OK":{{"Type":"Succeed"}}}}}},"End":true}}}}}}"#
+        )
+    };
+    let run = |tol: &str, name: &str| {
+        let sm = engine.state_machine("m", &def(tol)).unwrap();
+        engine
+            .start_execution(&sm, name, json!([1, 2, 3, 4]))
+            .unwrap()
+            .poll_now()
+            .unwrap()
+    };
+    // Two of four items fail.
+    let out = run("", "a");
+    assert_eq!(out.error.as_deref(), Some("Bad"));
+    let out = run(r#""ToleratedFailureCount":2,"#, "b");
+    assert_eq!(out.status, ExecutionStatus::Succeeded);
+    assert_eq!(out.output, Some(json!([1, 2, null, null])));
+    let out = run(r#""ToleratedFailureCount":1,"#, "c");
+    assert_eq!(
+        out.error.as_deref(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
+    let out = run(r#""ToleratedFailurePercentage":50,"#, "d");
+    assert_eq!(out.status, ExecutionStatus::Succeeded);
+    let out = run(
+        r#""ToleratedFailureCount":5,"ToleratedFailurePercentage":25,"#,
+        "e",
+    );
+    assert_eq!(
+        out.error.as_deref(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
+}
