@@ -3,5 +3,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod replay;
 pub mod runtime;
 pub mod sample;
+pub mod seed;

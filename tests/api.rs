@@ -49,7 +49,7 @@ async fn placing_an_order_answers_201_and_the_projection_follows() {
     let e = &events[0];
     assert_eq!(e["event_type"], "OrderPlaced");
     assert_eq!(e["version"], 1);
-    assert_eq!(e["schema_version"], 1);
+    assert_eq!(e["schema_version"], 2);
     assert_eq!(e["aggregate_id"], id.as_str());
     assert_eq!(e["correlation_id"], "corr-123");
     for k in ["event_id", "occurred_at", "causation_id", "payload"] {

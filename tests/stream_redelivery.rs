@@ -38,6 +38,7 @@ fn history(order: usize, customer: usize, steps: &[Step], day: i64) -> Vec<Event
     .expect("currency");
     let mut commands = vec![Command::Place {
         order_id: id.clone(),
+        placed_via: "test".into(),
         request: PlaceOrderRequest {
             customer: Customer {
                 id: format!("c-{customer}"),

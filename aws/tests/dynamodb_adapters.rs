@@ -78,6 +78,7 @@ fn placed(order_id: &str, customer: &str, amount: i64) -> OrderEvent {
             country: "FR".into(),
         },
         total,
+        placed_via: "test".into(),
     })
 }
 

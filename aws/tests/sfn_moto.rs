@@ -121,6 +121,7 @@ fn input(order_id: &str) -> WorkflowInput {
             country: "FR".into(),
         },
         total,
+        placed_via: "test".into(),
     };
     let envelope = EventEnvelope {
         event_id: support::unique("evt"),

@@ -61,7 +61,10 @@ impl OrderEvent {
 
     /// The schema version new events of this type are written with.
     pub fn schema_version(&self) -> u32 {
-        1
+        match self {
+            OrderEvent::Placed(_) => 2,
+            _ => 1,
+        }
     }
 
     pub fn to_payload(&self) -> Value {
@@ -94,7 +97,11 @@ impl OrderEvent {
                 reason: e.to_string(),
             })
         }
-        if schema_version != 1 {
+        let current = match event_type {
+            "OrderPlaced" => 2,
+            _ => 1,
+        };
+        if schema_version == 0 || schema_version > current {
             return Err(DecodeError::UnknownSchema {
                 event_type: event_type.to_string(),
                 version: schema_version,
@@ -102,7 +109,14 @@ impl OrderEvent {
         }
         let v = schema_version;
         Ok(match event_type {
-            "OrderPlaced" => OrderEvent::Placed(typed::<OrderPlaced>(event_type, v, payload)?),
+            "OrderPlaced" => {
+                let upcast = upcast_order_placed(v, payload);
+                OrderEvent::Placed(typed::<OrderPlaced>(
+                    event_type,
+                    v,
+                    upcast.as_ref().unwrap_or(payload),
+                )?)
+            }
             "OrderCancelled" => {
                 OrderEvent::Cancelled(typed::<OrderCancelled>(event_type, v, payload)?)
             }
@@ -119,6 +133,20 @@ impl OrderEvent {
             other => return Err(DecodeError::UnknownType(other.to_string())),
         })
     }
+}
+
+/// `OrderPlaced` v1 → v2: v2 records the channel the order came through; v1 events did
+/// not know it. Stored events are never rewritten; this runs on every read.
+fn upcast_order_placed(version: u32, payload: &Value) -> Option<Value> {
+    if version >= 2 {
+        return None;
+    }
+    let mut p = payload.clone();
+    if let Value::Object(m) = &mut p {
+        m.entry("placed_via")
+            .or_insert_with(|| Value::from("unknown"));
+    }
+    Some(p)
 }
 
 impl EventEnvelope {

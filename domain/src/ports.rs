@@ -100,6 +100,26 @@ pub trait ReadModels: Send + Sync + 'static {
         envelope: &EventEnvelope,
         event: &OrderEvent,
     ) -> impl Future<Output = Result<ApplyOutcome, ReadModelError>> + Send;
+    /// Folds a batch in order, stopping at the first failure: the results cover the
+    /// applied prefix and end with that failure, if any. Adapters override it to write a
+    /// whole stream batch in one round trip.
+    fn apply_batch(
+        &self,
+        events: &[(EventEnvelope, OrderEvent)],
+    ) -> impl Future<Output = Vec<Result<ApplyOutcome, ReadModelError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(events.len());
+            for (envelope, event) in events {
+                let r = self.apply(envelope, event).await;
+                let failed = r.is_err();
+                out.push(r);
+                if failed {
+                    break;
+                }
+            }
+            out
+        }
+    }
     fn order(
         &self,
         order_id: &str,

@@ -77,6 +77,7 @@ pub fn is_valid_email(email: &str) -> bool {
 /// Checks a placement request and computes its lines and total.
 pub fn validate_place_order(
     order_id: &str,
+    placed_via: &str,
     request: &PlaceOrderRequest,
 ) -> Result<OrderPlaced, FieldErrors> {
     let mut errors = FieldErrors::default();
@@ -162,6 +163,7 @@ pub fn validate_place_order(
         items: lines,
         shipping_address: request.shipping_address.clone(),
         total,
+        placed_via: placed_via.to_string(),
     })
 }
 

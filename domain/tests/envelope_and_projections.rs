@@ -9,6 +9,7 @@ fn placed_event() -> OrderEvent {
         &Order::default(),
         &Command::Place {
             order_id: "o-1".into(),
+            placed_via: "test".into(),
             request: PlaceOrderRequest {
                 customer: Customer {
                     id: "c-1".into(),
@@ -176,4 +177,37 @@ fn the_confirmation_email_lists_lines_and_escapes_html() {
     assert!(email.text.contains("Total: 3.00 EUR"));
     assert!(email.html.contains("A &lt;B&gt;"));
     assert!(!email.html.contains("A <B>"));
+}
+
+#[test]
+fn order_placed_v1_is_upcast_on_read_and_new_events_are_v2() {
+    let current = wrap(0, &[placed_event()], 0).remove(0);
+    assert_eq!(current.schema_version, 2);
+    assert_eq!(current.payload["placed_via"], "test");
+
+    // A v1 event as stored before the channel was recorded: never rewritten, upcast on read.
+    let mut v1 = current.clone();
+    v1.schema_version = 1;
+    if let serde_json::Value::Object(m) = &mut v1.payload {
+        m.remove("placed_via");
+    }
+    let OrderEvent::Placed(p) = v1.decode().unwrap() else {
+        panic!("expected OrderPlaced");
+    };
+    assert_eq!(p.placed_via, "unknown");
+    assert_eq!(p.total, Money::new(300, Currency::parse("EUR").unwrap()));
+    assert!(
+        v1.payload.get("placed_via").is_none(),
+        "the stored payload is unchanged"
+    );
+
+    // A v2 payload without the field is not silently accepted.
+    let mut broken = current.clone();
+    if let serde_json::Value::Object(m) = &mut broken.payload {
+        m.remove("placed_via");
+    }
+    assert!(broken.decode().is_err());
+    let mut future = current;
+    future.schema_version = 3;
+    assert!(future.decode().is_err());
 }

@@ -32,6 +32,7 @@ fn request() -> PlaceOrderRequest {
 fn place() -> Command {
     Command::Place {
         order_id: "o-1".into(),
+        placed_via: "test".into(),
         request: request(),
     }
 }
@@ -111,6 +112,7 @@ fn invalid_orders_name_every_wrong_field() {
         &given(&[]),
         &Command::Place {
             order_id: "o-1".into(),
+            placed_via: "test".into(),
             request: r,
         },
     ) else {
@@ -138,6 +140,7 @@ fn an_order_needs_between_one_and_a_hundred_lines() {
         &given(&[]),
         &Command::Place {
             order_id: "o".into(),
+            placed_via: "test".into(),
             request: r.clone(),
         },
     );
@@ -147,6 +150,7 @@ fn an_order_needs_between_one_and_a_hundred_lines() {
         &given(&[]),
         &Command::Place {
             order_id: "o".into(),
+            placed_via: "test".into(),
             request: r.clone(),
         },
     );
@@ -157,6 +161,7 @@ fn an_order_needs_between_one_and_a_hundred_lines() {
             &given(&[]),
             &Command::Place {
                 order_id: "o".into(),
+                placed_via: "test".into(),
                 request: r
             }
         )
@@ -180,6 +185,7 @@ fn a_total_that_overflows_is_refused() {
             &given(&[]),
             &Command::Place {
                 order_id: "o".into(),
+                placed_via: "test".into(),
                 request: r
             }
         ),

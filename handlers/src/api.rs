@@ -322,6 +322,7 @@ async fn place_order<E: EventStore, R: ReadModels>(
             let command = Command::Place {
                 order_id: order_id.clone(),
                 request,
+                placed_via: "api".into(),
             };
             let key = key.map(|k| (k, hash));
             run_command(&api, &order_id, Expect::Latest, command, &trace, key, true).await

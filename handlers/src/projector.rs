@@ -7,7 +7,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use orders_domain::OrderEvent;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::ports::{
-    ApplyOutcome, ReadModels, StartOutcome, WorkflowError, WorkflowStarter,
+    ApplyOutcome, ReadModelError, ReadModels, StartOutcome, WorkflowError, WorkflowStarter,
 };
 use orders_domain::workflow::WorkflowInput;
 use tracing::Instrument;
@@ -74,44 +74,89 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
 
     /// Processes a batch in order. On the first failure, that record and every later one
     /// are reported as batch item failures, so nothing is skipped and order is kept.
+    /// The read models take the batch in one call; workflows start after their records
+    /// were projected.
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
-        let mut response = DynamoDbEventResponse::default();
-        let mut failed = false;
-        for record in event.records {
-            let id = record
-                .change
-                .sequence_number
-                .clone()
-                .unwrap_or_else(|| record.event_id.clone());
-            if !failed && let Err(e) = self.process(record).await {
-                tracing::warn!(sequence_number = %id, error = %e, "stream record failed");
-                failed = true;
+        let ids: Vec<String> = event
+            .records
+            .iter()
+            .map(|r| {
+                r.change
+                    .sequence_number
+                    .clone()
+                    .unwrap_or_else(|| r.event_id.clone())
+            })
+            .collect();
+        let mut decoded = Vec::with_capacity(event.records.len());
+        let mut failed_at = None;
+        for (i, record) in event.records.into_iter().enumerate() {
+            match decode_record(record) {
+                Ok(Some(pair)) => decoded.push((i, pair)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(sequence_number = %ids[i], error = %e, "stream record does not decode");
+                    failed_at = Some(i);
+                    break;
+                }
             }
-            if failed {
+        }
+        let pairs: Vec<(EventEnvelope, OrderEvent)> =
+            decoded.iter().map(|(_, p)| p.clone()).collect();
+        let results = self.reads.apply_batch(&pairs).await;
+        for (j, (i, (envelope, event))) in decoded.iter().enumerate() {
+            // `apply_batch` answers for a prefix that ends at its first failure.
+            let outcome = match results.get(j) {
+                Some(Ok(_)) => self.start_if_placed(envelope, event).await.map(|_| ()),
+                Some(Err(e)) => Err(RecordError::ReadModel(e.clone())),
+                None => Err(RecordError::ReadModel(ReadModelError::Unavailable(
+                    "the read models did not answer for this record".into(),
+                ))),
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(sequence_number = %ids[*i], order_id = %envelope.aggregate_id,
+                    correlation_id = %envelope.correlation_id, error = %e, "stream record failed");
+                failed_at = Some(failed_at.map_or(*i, |f: usize| f.min(*i)));
+                break;
+            }
+        }
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(first) = failed_at {
+            for id in &ids[first..] {
                 let mut f = DynamoDbBatchItemFailure::default();
-                f.item_identifier = Some(id);
+                f.item_identifier = Some(id.clone());
                 response.batch_item_failures.push(f);
             }
         }
         response
     }
 
+    /// Started on every delivery of OrderPlaced, not only the first: a crash between the
+    /// projection and the start must not lose the workflow, and the execution name makes a
+    /// second start a no-op.
+    async fn start_if_placed(
+        &self,
+        envelope: &EventEnvelope,
+        event: &OrderEvent,
+    ) -> Result<Option<StartOutcome>, RecordError> {
+        match (&self.starter, event) {
+            (Some(starter), OrderEvent::Placed(placed)) => {
+                let span = tracing::info_span!("start_workflow", order_id = %envelope.aggregate_id,
+                    correlation_id = %envelope.correlation_id);
+                let input = WorkflowInput::for_placed(envelope, placed);
+                Ok(Some(starter.start(&input).instrument(span).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub async fn process(&self, record: EventRecord) -> Result<Processed, RecordError> {
-        if record.event_name != "INSERT" {
-            // Events are immutable: only inserts carry news. A MODIFY/REMOVE would be an
-            // operator's hand on the table; it changes no read model.
-            tracing::warn!(event_name = %record.event_name, "ignoring non-INSERT stream record");
-            return Ok(Processed {
+        match decode_record(record)? {
+            Some((envelope, _)) => self.process_envelope(&envelope).await,
+            None => Ok(Processed {
                 applied: false,
                 started: None,
-            });
+            }),
         }
-        let seq = record.change.sequence_number.clone().unwrap_or_default();
-        if record.change.new_image.is_empty() {
-            return Err(RecordError::NoImage(seq));
-        }
-        let envelope = orders_aws::codec::envelope_from_image(record.change.new_image)?;
-        self.process_envelope(&envelope).await
     }
 
     /// The projection of one event, shared by the stream path and replay.
@@ -129,16 +174,7 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
         async {
             let event = envelope.decode()?;
             let applied = self.reads.apply(envelope, &event).await? == ApplyOutcome::Applied;
-            // Started on every delivery of OrderPlaced, not only the first: a crash between
-            // the projection and the start must not lose the workflow, and the execution
-            // name makes a second start a no-op.
-            let started = match (&self.starter, &event) {
-                (Some(starter), OrderEvent::Placed(placed)) => {
-                    let input = WorkflowInput::for_placed(envelope, placed);
-                    Some(starter.start(&input).await?)
-                }
-                _ => None,
-            };
+            let started = self.start_if_placed(envelope, &event).await?;
             Ok(Processed { applied, started })
         }
         .instrument(span)
@@ -146,12 +182,29 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
     }
 }
 
+/// The envelope and event of an INSERT record; `None` for records that carry no news.
+fn decode_record(record: EventRecord) -> Result<Option<(EventEnvelope, OrderEvent)>, RecordError> {
+    if record.event_name != "INSERT" {
+        // Events are immutable: only inserts carry news. A MODIFY/REMOVE would be an
+        // operator's hand on the table; it changes no read model.
+        tracing::warn!(event_name = %record.event_name, "ignoring non-INSERT stream record");
+        return Ok(None);
+    }
+    let seq = record.change.sequence_number.clone().unwrap_or_default();
+    if record.change.new_image.is_empty() {
+        return Err(RecordError::NoImage(seq));
+    }
+    let envelope = orders_aws::codec::envelope_from_image(record.change.new_image)?;
+    let event = envelope.decode()?;
+    Ok(Some((envelope, event)))
+}
+
 /// A starter that only logs; stands in where no workflow engine is wired.
 pub struct LoggingStarter;
 
 impl WorkflowStarter for LoggingStarter {
     async fn start(&self, input: &WorkflowInput) -> Result<StartOutcome, WorkflowError> {
-        tracing::info!(order_id = %input.order_id, correlation_id = %input.correlation_id, "workflow start requested");
+        tracing::debug!(order_id = %input.order_id, correlation_id = %input.correlation_id, "workflow start requested");
         Ok(StartOutcome::Started {
             execution_name: orders_domain::workflow::execution_name(&input.order_id),
         })

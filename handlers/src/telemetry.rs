@@ -1,4 +1,5 @@
-//! Logging set-up: JSON lines on Lambda (CloudWatch parses them), human lines locally.
+//! Logging set-up: JSON lines on Lambda (CloudWatch parses them), human lines locally
+//! (on stderr, so that a command's output on stdout stays clean).
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,5 +21,6 @@ pub fn init_human() {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_writer(std::io::stderr)
         .try_init();
 }

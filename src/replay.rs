@@ -1,0 +1,321 @@
+//! Rebuilding projections from the local event log (blue/green): build fresh generations
+//! while the live projector keeps serving the active ones, catch up with what was appended
+//! meanwhile, and switch readers in one transaction. Never starts a workflow, publishes,
+//! enqueues or emails: it only reads the log and writes read-model tables.
+
+use orders_domain::envelope::EventEnvelope;
+use orders_domain::order::OrderEvent;
+use orders_domain::ports::{ReadModelError, StoreError};
+use orders_domain::projection::ProjectionName;
+use orders_local::store::{LocalStores, NewDeadLetter, StreamRow, Targets};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+pub const DEAD_LETTER_SOURCE: &str = "replay";
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub projections: Vec<ProjectionName>,
+    pub resume: bool,
+    pub drop_old: bool,
+    pub skip_undecodable: bool,
+    /// Events per transaction.
+    pub chunk: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationSwitch {
+    pub projection: ProjectionName,
+    pub from: Option<u32>,
+    pub to: u32,
+    pub dropped_old: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplaySummary {
+    pub events_read: u64,
+    pub orders_rebuilt: u64,
+    pub parked: u64,
+    pub seconds: f64,
+    pub switches: Vec<GenerationSwitch>,
+}
+
+impl ReplaySummary {
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events_read as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What a replay would do (`--dry-run`).
+#[derive(Debug, Clone)]
+pub struct ReplayPlan {
+    pub events: u64,
+    pub steps: Vec<(ProjectionName, Option<u32>, u32)>,
+    pub resuming_from: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(
+        "event {key} does not decode: {reason} (fix it, or pass --skip-undecodable to park it)"
+    )]
+    Undecodable { key: String, reason: String },
+    #[error("event {key} cannot be projected: {reason}")]
+    Projection { key: String, reason: String },
+    #[error(
+        "a replay of {projection} into generation {generation} was interrupted; continue it with --resume"
+    )]
+    Interrupted {
+        projection: &'static str,
+        generation: u32,
+    },
+    #[error("nothing to resume: no interrupted replay of {0}")]
+    NothingToResume(&'static str),
+    #[error("stopped; continue with --resume (nothing was switched)")]
+    Stopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+}
+
+/// The generations a replay writes: resumed ones, or fresh ones.
+async fn targets(
+    stores: &LocalStores,
+    opts: &ReplayOptions,
+    create: bool,
+) -> Result<Vec<(ProjectionName, Option<u32>, u32)>, ReplayError> {
+    let generations = stores.read_models.generations().await?;
+    let mut out = vec![];
+    for &p in &opts.projections {
+        let active = generations
+            .iter()
+            .find(|g| g.projection == p && g.status == "active")
+            .map(|g| g.generation);
+        let building = generations
+            .iter()
+            .filter(|g| g.projection == p && g.status == "building")
+            .map(|g| g.generation)
+            .max();
+        let next = generations
+            .iter()
+            .filter(|g| g.projection == p)
+            .map(|g| g.generation)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let target = match (opts.resume, building) {
+            (true, Some(g)) => g,
+            (true, None) => return Err(ReplayError::NothingToResume(p.as_str())),
+            (false, Some(g)) => {
+                return Err(ReplayError::Interrupted {
+                    projection: p.as_str(),
+                    generation: g,
+                });
+            }
+            (false, None) if create => stores.read_models.create_generation(p).await?,
+            (false, None) => next,
+        };
+        out.push((p, active, target));
+    }
+    Ok(out)
+}
+
+fn checkpoint_name(steps: &[(ProjectionName, Option<u32>, u32)]) -> String {
+    let parts: Vec<String> = steps
+        .iter()
+        .map(|(p, _, g)| format!("{}=g{g}", p.as_str()))
+        .collect();
+    format!("replay:{}", parts.join(","))
+}
+
+pub async fn plan(stores: &LocalStores, opts: &ReplayOptions) -> Result<ReplayPlan, ReplayError> {
+    let steps = targets(stores, opts, false).await?;
+    let resuming_from = if opts.resume {
+        Some(
+            stores
+                .read_models
+                .checkpoint(&checkpoint_name(&steps))
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(ReplayPlan {
+        events: stores.events.count().await?,
+        steps,
+        resuming_from,
+    })
+}
+
+fn key_of(row: &StreamRow) -> String {
+    format!("{}#v{} (seq {})", row.aggregate_id, row.version, row.seq)
+}
+
+struct Run<'a> {
+    stores: &'a LocalStores,
+    opts: &'a ReplayOptions,
+    targets: Targets,
+    checkpoint: String,
+    after: u64,
+    events_read: u64,
+    parked: u64,
+    orders: HashSet<String>,
+}
+
+impl Run<'_> {
+    /// Applies the next chunk; `false` when the log is exhausted.
+    async fn step(&mut self) -> Result<bool, ReplayError> {
+        let rows = self
+            .stores
+            .events
+            .read_stream(self.after, self.opts.chunk)
+            .await?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            return Ok(false);
+        };
+        let mut batch: Vec<(EventEnvelope, OrderEvent)> = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let decoded = row
+                .envelope
+                .clone()
+                .and_then(|e| e.decode().map(|ev| (e, ev)).map_err(|err| err.to_string()));
+            match decoded {
+                Ok(pair) => {
+                    keys.push(key_of(row));
+                    batch.push(pair);
+                }
+                Err(reason) if self.opts.skip_undecodable => {
+                    self.stores
+                        .read_models
+                        .park(
+                            NewDeadLetter {
+                                source: DEAD_LETTER_SOURCE.into(),
+                                key: key_of(row),
+                                reason,
+                                record: row.raw.to_string(),
+                            },
+                            None,
+                        )
+                        .await?;
+                    self.parked += 1;
+                }
+                Err(reason) => {
+                    return Err(ReplayError::Undecodable {
+                        key: key_of(row),
+                        reason,
+                    });
+                }
+            }
+        }
+        let results = self
+            .stores
+            .read_models
+            .apply_many(Some(self.targets), batch.clone())
+            .await?;
+        for (i, r) in results.into_iter().enumerate() {
+            if let Err(e) = r {
+                return Err(ReplayError::Projection {
+                    key: keys.get(i).cloned().unwrap_or_default(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        for (e, _) in &batch {
+            if !self.orders.contains(&e.aggregate_id) {
+                self.orders.insert(e.aggregate_id.clone());
+            }
+        }
+        self.events_read += rows.len() as u64;
+        self.after = last;
+        self.stores
+            .read_models
+            .set_checkpoint(&self.checkpoint, last)
+            .await?;
+        Ok(true)
+    }
+}
+
+/// Rebuilds the chosen projections. `progress(events_read, events_total)` is called after
+/// every chunk; setting `stop` ends the run after the chunk in flight (resumable).
+pub async fn replay(
+    stores: &LocalStores,
+    opts: &ReplayOptions,
+    stop: &AtomicBool,
+    progress: impl Fn(u64, u64),
+) -> Result<ReplaySummary, ReplayError> {
+    let started = Instant::now();
+    let steps = targets(stores, opts, true).await?;
+    let mut t = Targets::default();
+    for (p, _, g) in &steps {
+        t.set(*p, Some(*g));
+    }
+    let checkpoint = checkpoint_name(&steps);
+    let after = stores.read_models.checkpoint(&checkpoint).await?;
+    let total = stores.events.count().await?;
+    let mut run = Run {
+        stores,
+        opts,
+        targets: t,
+        checkpoint,
+        after,
+        events_read: after.min(total),
+        parked: 0,
+        orders: HashSet::new(),
+    };
+    progress(run.events_read, total);
+    // Bulk: the live projector keeps serving the active generations meanwhile.
+    while run.step().await? {
+        progress(run.events_read, total.max(run.events_read));
+        if stop.load(Ordering::Relaxed) {
+            return Err(ReplayError::Stopped);
+        }
+    }
+    // The switch: one write transaction that first applies whatever was appended since,
+    // then flips every projection. The live projector (in this or another process) waits
+    // for it, so no event lands in the old generation only.
+    stores.read_models.begin_unit().await?;
+    let switched = async {
+        while run.step().await? {}
+        for (p, _, g) in &steps {
+            stores.read_models.activate_generation(*p, *g).await?;
+        }
+        Ok::<_, ReplayError>(())
+    }
+    .await;
+    stores.read_models.end_unit(None).await?;
+    switched?;
+    progress(run.events_read, run.events_read);
+
+    let mut switches = vec![];
+    for (p, from, to) in steps {
+        let mut dropped_old = false;
+        if opts.drop_old {
+            for g in stores.read_models.generations().await? {
+                if g.projection == p && g.generation != to && g.status != "active" {
+                    stores.read_models.drop_generation(p, g.generation).await?;
+                    dropped_old = true;
+                }
+            }
+        }
+        switches.push(GenerationSwitch {
+            projection: p,
+            from,
+            to,
+            dropped_old,
+        });
+    }
+    Ok(ReplaySummary {
+        events_read: run.events_read,
+        orders_rebuilt: run.orders.len() as u64,
+        parked: run.parked,
+        seconds: started.elapsed().as_secs_f64(),
+        switches,
+    })
+}

@@ -1,0 +1,252 @@
+//! `orders replay` and `orders seed`: the command-line side of rebuilding projections.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use orders::replay::{self, ReplayError, ReplayOptions};
+use orders_domain::ports::Clock;
+use orders_domain::projection::ProjectionName;
+use orders_local::store::{LocalStores, SystemClock, UlidIds};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// A projection to rebuild (`orders`, `daily_sales`), repeatable; or `all`.
+    #[arg(long = "projection", required = true, value_name = "NAME")]
+    projections: Vec<String>,
+    #[arg(long, default_value = ".orders")]
+    data_dir: PathBuf,
+    /// Continue an interrupted replay from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Say what would be done, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// After the switch, drop the generations that are no longer active.
+    #[arg(long)]
+    drop_old: bool,
+    /// Park undecodable events (with their key and reason) instead of stopping.
+    #[arg(long)]
+    skip_undecodable: bool,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 5_000)]
+    chunk: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// How many orders (about four events each).
+    #[arg(long)]
+    orders: u64,
+    #[arg(long, default_value = ".orders")]
+    data_dir: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+pub fn parse_projections(names: &[String]) -> anyhow::Result<Vec<ProjectionName>> {
+    let mut out = vec![];
+    for n in names {
+        if n == "all" {
+            out.extend(ProjectionName::ALL);
+            continue;
+        }
+        let p = ProjectionName::parse(n).with_context(|| {
+            let known: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.as_str()).collect();
+            format!(
+                "unknown projection `{n}` (known: {}, or all)",
+                known.join(", ")
+            )
+        })?;
+        out.push(p);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+async fn open_existing(data_dir: &Path) -> anyhow::Result<LocalStores> {
+    anyhow::ensure!(
+        data_dir.join("events.db").is_file(),
+        "no event store in {} (wrong --data-dir?)",
+        data_dir.display()
+    );
+    let dir = data_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || LocalStores::open(&dir))
+        .await
+        .context("opening the data directory")?
+        .with_context(|| format!("opening {}", data_dir.display()))
+}
+
+/// A progress bar on a terminal; a plain line every couple of seconds otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: std::sync::Mutex<Instant>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(what: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} events ({per_sec}, ETA {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_message(what.to_string());
+            b
+        });
+        Progress {
+            bar,
+            last_line: std::sync::Mutex::new(Instant::now()),
+            started: Instant::now(),
+        }
+    }
+
+    fn update(&self, done: u64, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_position(done);
+            return;
+        }
+        let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= Duration::from_secs(2) || done == total {
+            *last = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+            eprintln!(
+                "progress: {done}/{total} events, {:.0} events/s",
+                done as f64 / secs
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let projections = parse_projections(&args.projections)?;
+    anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1");
+    let stores = open_existing(&args.data_dir).await?;
+    let opts = ReplayOptions {
+        projections,
+        resume: args.resume,
+        drop_old: args.drop_old,
+        skip_undecodable: args.skip_undecodable,
+        chunk: args.chunk,
+    };
+    if args.dry_run {
+        let plan = replay::plan(&stores, &opts).await?;
+        println!("dry run: nothing will be changed");
+        for (p, from, to) in &plan.steps {
+            println!(
+                "  {}: build generation {to} from the log{}, then switch readers from {}",
+                p.as_str(),
+                if args.resume { " (resuming)" } else { "" },
+                from.map_or("none".to_string(), |g| format!("generation {g}")),
+            );
+        }
+        println!("  events in the log: {}", plan.events);
+        if let Some(seq) = plan.resuming_from {
+            println!("  resuming after log position {seq}");
+        }
+        if args.drop_old {
+            println!("  then drop the generations that are no longer active");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let progress = Progress::new("replay");
+    let result = replay::replay(&stores, &opts, &stop, |d, t| progress.update(d, t)).await;
+    progress.finish();
+    match result {
+        Ok(s) => {
+            for sw in &s.switches {
+                println!(
+                    "{}: switched readers from {} to generation {}{}",
+                    sw.projection.as_str(),
+                    sw.from
+                        .map_or("none".to_string(), |g| format!("generation {g}")),
+                    sw.to,
+                    if sw.dropped_old {
+                        " (old generations dropped)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!(
+                "replayed {} events, rebuilt {} orders in {:.2} s ({:.0} events/s){}",
+                s.events_read,
+                s.orders_rebuilt,
+                s.seconds,
+                s.rate(),
+                if s.parked > 0 {
+                    format!(
+                        "; parked {} undecodable events (see dead letters, source `replay`)",
+                        s.parked
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ReplayError::Stopped) => {
+            eprintln!("error: interrupted; nothing was switched; continue with --resume");
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.orders > 0, "--orders must be at least 1");
+    let dir = args.data_dir.clone();
+    let stores = tokio::task::spawn_blocking(move || LocalStores::open(&dir))
+        .await
+        .context("opening the data directory")?
+        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let started = Instant::now();
+    let progress = Arc::new(Progress::new("seed"));
+    let p = progress.clone();
+    let estimate = args.orders * 4;
+    let seeded = orders::seed::seed(
+        stores.events.clone(),
+        Arc::new(UlidIds::new()),
+        SystemClock.now(),
+        args.orders,
+        args.concurrency,
+        move |events| p.update(events, estimate.max(events)),
+    )
+    .await?;
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {} orders, {} events in {:.2} s ({:.0} events/s)",
+        seeded.orders,
+        seeded.events,
+        secs,
+        seeded.events as f64 / secs.max(0.001)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,402 @@
+//! Replaying the local log into fresh generations: the same views as the live path,
+//! resumable, refusing bad input, never firing a side effect.
+
+mod common;
+
+use common::*;
+use orders::replay::{self, ReplayError, ReplayOptions};
+use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
+use orders_domain::projection::ProjectionName;
+use orders_local::store::{LocalStores, SystemClock, UlidIds};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+fn opts(projections: &[ProjectionName]) -> ReplayOptions {
+    ReplayOptions {
+        projections: projections.to_vec(),
+        resume: false,
+        drop_old: false,
+        skip_undecodable: false,
+        chunk: 7,
+    }
+}
+
+/// Everything readers can see, as JSON.
+async fn snapshot(stores: &LocalStores, ids: &[String]) -> Value {
+    let mut views = vec![];
+    for id in ids {
+        views.push(
+            serde_json::to_value(stores.read_models.order(id).await.expect("read")).expect("json"),
+        );
+    }
+    let mut customers = vec![];
+    for c in 0..5 {
+        let page = stores
+            .read_models
+            .customer_orders(&format!("c-{c}"), 100, None)
+            .await
+            .expect("page");
+        customers.push(serde_json::to_value(page.items).expect("json"));
+    }
+    let sales =
+        serde_json::to_value(stores.read_models.daily_sales().await.expect("sales")).expect("json");
+    json!({"views": views, "customers": customers, "sales": sales})
+}
+
+/// Seeds a history through the store and projects it live.
+async fn seeded(orders: u64) -> (tempfile::TempDir, LocalStores, Vec<String>) {
+    let dir = tempfile::tempdir().expect("dir");
+    let stores = LocalStores::open(dir.path()).expect("open");
+    orders::seed::seed(
+        stores.events.clone(),
+        Arc::new(UlidIds::new()),
+        orders_domain::ports::Clock::now(&SystemClock),
+        orders,
+        4,
+        |_| {},
+    )
+    .await
+    .expect("seed");
+    let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
+    let mut ids = vec![];
+    for (_, e) in stores.events.read_from(0, usize::MAX).await.expect("read") {
+        projector
+            .process_envelope(&e)
+            .await
+            .expect("live projection");
+        ids.push(e.aggregate_id);
+    }
+    ids.sort();
+    ids.dedup();
+    (dir, stores, ids)
+}
+
+#[tokio::test]
+async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
+    let (_dir, stores, ids) = seeded(60).await;
+    let live = snapshot(&stores, &ids).await;
+    let summary = replay::replay(
+        &stores,
+        &opts(&ProjectionName::ALL),
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .await
+    .expect("replay");
+    assert_eq!(summary.orders_rebuilt, 60);
+    assert_eq!(
+        summary.events_read,
+        stores.events.count().await.expect("count")
+    );
+    assert_eq!(summary.switches.len(), 2);
+    assert!(
+        summary
+            .switches
+            .iter()
+            .all(|s| s.from == Some(1) && s.to == 2 && !s.dropped_old)
+    );
+    assert_eq!(
+        snapshot(&stores, &ids).await,
+        live,
+        "replayed views equal the live ones"
+    );
+
+    // The old generation stays until --drop-old.
+    let gens = stores.read_models.generations().await.expect("gens");
+    assert_eq!(gens.iter().filter(|g| g.status == "retired").count(), 2);
+    let mut o = opts(&[ProjectionName::DailySales]);
+    o.drop_old = true;
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_, _| {})
+        .await
+        .expect("replay");
+    assert!(s.switches[0].dropped_old);
+    let gens = stores.read_models.generations().await.expect("gens");
+    let sales: Vec<_> = gens
+        .iter()
+        .filter(|g| g.projection == ProjectionName::DailySales)
+        .collect();
+    assert_eq!(sales.len(), 1, "{gens:?}");
+    assert_eq!(sales[0].generation, 3);
+    assert_eq!(snapshot(&stores, &ids).await, live);
+}
+
+#[tokio::test]
+async fn an_interrupted_replay_switches_nothing_and_resumes() {
+    let (_dir, stores, ids) = seeded(30).await;
+    let live = snapshot(&stores, &ids).await;
+    let stop = AtomicBool::new(true);
+    let err = replay::replay(&stores, &opts(&[ProjectionName::Orders]), &stop, |_, _| {})
+        .await
+        .expect_err("stopped after the first chunk");
+    assert!(matches!(err, ReplayError::Stopped));
+    let active = stores.read_models.active_targets().await.expect("targets");
+    assert_eq!(
+        active.orders,
+        Some(1),
+        "readers still on the old generation"
+    );
+
+    // Without --resume the interrupted build is not silently abandoned.
+    let again = replay::replay(
+        &stores,
+        &opts(&[ProjectionName::Orders]),
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .await;
+    assert!(matches!(
+        again,
+        Err(ReplayError::Interrupted { generation: 2, .. })
+    ));
+
+    let mut o = opts(&[ProjectionName::Orders]);
+    o.resume = true;
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_, _| {})
+        .await
+        .expect("resumed");
+    assert_eq!(s.switches[0].to, 2);
+    assert_eq!(
+        stores
+            .read_models
+            .active_targets()
+            .await
+            .expect("targets")
+            .orders,
+        Some(2)
+    );
+    assert_eq!(snapshot(&stores, &ids).await, live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_during_a_replay_are_caught_up_before_the_switch() {
+    let (_dir, stores, mut ids) = seeded(20).await;
+    let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
+    let events = stores.events.clone();
+    let ids_ref = std::sync::Mutex::new(Vec::new());
+    // Append (and project live) a new order from inside the progress callback, i.e. while
+    // the bulk phase runs.
+    let appended = AtomicBool::new(false);
+    let summary = replay::replay(
+        &stores,
+        &opts(&ProjectionName::ALL),
+        &AtomicBool::new(false),
+        |done, _| {
+            if done > 0 && !appended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let history = orders::seed::history(
+                    999,
+                    &UlidIds::new(),
+                    orders_domain::Timestamp(1_795_706_525_000),
+                )
+                .expect("history");
+                ids_ref
+                    .lock()
+                    .expect("lock")
+                    .push(history[0].aggregate_id.clone());
+                let handle = tokio::runtime::Handle::current();
+                let events = events.clone();
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        handle.block_on(async {
+                            events
+                                .append(AppendRequest {
+                                    aggregate_id: history[0].aggregate_id.clone(),
+                                    expected_version: 0,
+                                    events: history.clone(),
+                                    idempotency: None,
+                                })
+                                .await
+                                .expect("append");
+                        })
+                    });
+                });
+            }
+        },
+    )
+    .await
+    .expect("replay");
+    ids.extend(ids_ref.into_inner().expect("lock"));
+    ids.sort();
+    assert_eq!(summary.orders_rebuilt, 21);
+    // The live projector catches up on the new order into the now-active generation:
+    // everything it applies is a duplicate or the next version, never a gap.
+    for (_, e) in stores.events.read_from(0, usize::MAX).await.expect("read") {
+        projector
+            .process_envelope(&e)
+            .await
+            .expect("live projection after the switch");
+    }
+    let after = snapshot(&stores, &ids).await;
+    assert!(
+        after["views"]
+            .as_array()
+            .expect("views")
+            .iter()
+            .all(|v| !v.is_null())
+    );
+}
+
+#[tokio::test]
+async fn order_placed_v1_events_replay_through_the_upcaster() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stores = LocalStores::open(dir.path()).expect("open");
+    let mut history = orders::seed::history(
+        1,
+        &UlidIds::new(),
+        orders_domain::Timestamp(1_795_706_525_000),
+    )
+    .expect("history");
+    // Store the placement as an old client wrote it: schema 1, no `placed_via`.
+    history[0].schema_version = 1;
+    if let Value::Object(m) = &mut history[0].payload {
+        m.remove("placed_via");
+    }
+    let id = history[0].aggregate_id.clone();
+    stores
+        .events
+        .append(AppendRequest {
+            aggregate_id: id.clone(),
+            expected_version: 0,
+            events: history,
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+    replay::replay(
+        &stores,
+        &opts(&ProjectionName::ALL),
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .await
+    .expect("replay");
+    assert!(stores.read_models.order(&id).await.expect("read").is_some());
+    let stored = stores.events.load(&id).await.expect("load");
+    assert_eq!(
+        stored[0].schema_version, 1,
+        "stored events are never rewritten"
+    );
+}
+
+fn orders_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(args)
+        .output()
+        .expect("run orders")
+}
+
+#[tokio::test]
+async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() {
+    let missing = orders_cli(&[
+        "replay",
+        "--projection",
+        "all",
+        "--data-dir",
+        "/nonexistent/orders",
+    ]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no event store"), "{err}");
+
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    post(&mut c, "/orders", &[], &order("c-1")).await;
+    s.runtime.wait_projected().await;
+    let dir = s.dir.path().to_str().expect("path").to_string();
+
+    let unknown = orders_cli(&["replay", "--projection", "inventory", "--data-dir", &dir]);
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(err.contains("unknown projection `inventory`"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // An event nobody can decode.
+    let placed = json(&post(&mut c, "/orders", &[], &order("c-2")).await);
+    let id = placed["order_id"].as_str().expect("id");
+    let mut bad = s.runtime.stores.events.load(id).await.expect("load").remove(0);
+    bad.aggregate_id = "broken-order".into();
+    bad.event_id = "broken-event".into();
+    bad.event_type = "OrderTeleported".into();
+    s.runtime
+        .stores
+        .events
+        .append(AppendRequest {
+            aggregate_id: bad.aggregate_id.clone(),
+            expected_version: 0,
+            events: vec![bad],
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+    s.runtime.wait_projected().await;
+
+    let dry = orders_cli(&[
+        "replay",
+        "--projection",
+        "all",
+        "--dry-run",
+        "--data-dir",
+        &dir,
+    ]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("generation 2"));
+
+    let stops = orders_cli(&["replay", "--projection", "all", "--data-dir", &dir]);
+    assert!(!stops.status.success());
+    let err = String::from_utf8_lossy(&stops.stderr);
+    assert!(
+        err.contains("broken-order#v1") && err.contains("OrderTeleported"),
+        "{err}"
+    );
+    assert_eq!(
+        s.runtime
+            .stores
+            .read_models
+            .active_targets()
+            .await
+            .expect("targets")
+            .orders,
+        Some(1)
+    );
+
+    let parks = orders_cli(&[
+        "replay",
+        "--projection",
+        "all",
+        "--resume",
+        "--skip-undecodable",
+        "--data-dir",
+        &dir,
+    ]);
+    assert!(
+        parks.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parks.stderr)
+    );
+    assert!(String::from_utf8_lossy(&parks.stdout).contains("parked 1"));
+    assert_eq!(
+        s.runtime
+            .stores
+            .read_models
+            .active_targets()
+            .await
+            .expect("targets")
+            .orders,
+        Some(2)
+    );
+    let letters = s
+        .runtime
+        .stores
+        .read_models
+        .count_dead_letters(Some("replay"))
+        .await
+        .expect("count");
+    assert_eq!(letters, 1);
+    s.runtime.shutdown().await.expect("shutdown");
+}
