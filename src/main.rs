@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod bench_e2e;
 mod states_cmd;
+mod workflow_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -27,13 +29,23 @@ const DEFAULT_DATA_DIR: &str = ".orders";
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the whole local stack: HTTP API, event store, stream projector.
+    /// Run the whole local stack: HTTP API, event store, stream projector, order workflow.
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000", env = "ORDERS_ADDR")]
         addr: SocketAddr,
         #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        workflow: workflow_cmd::WorkflowArgs,
     },
+    /// The local mailbox (emails the workflow sent through SES).
+    Mail(workflow_cmd::MailArgs),
+    /// The local fulfilment queue and its dead-letter queue.
+    Queue(workflow_cmd::QueueArgs),
+    /// The local order topic (SNS).
+    Topic(workflow_cmd::TopicArgs),
+    /// Workflow executions and their histories.
+    Executions(workflow_cmd::ExecutionsArgs),
     /// Place an order against a running server (the sample order, or a JSON file).
     Submit {
         #[arg(long, default_value = "http://127.0.0.1:3000")]
@@ -78,6 +90,8 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// End to end: POST /orders until each execution succeeded with its three effects.
+    E2e(bench_e2e::E2eArgs),
 }
 
 #[tokio::main]
@@ -95,7 +109,18 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Serve { addr, data_dir } => serve(addr, data_dir).await,
+        Cmd::Serve {
+            addr,
+            data_dir,
+            workflow,
+        } => serve(addr, data_dir, workflow.options()?).await,
+        Cmd::Mail(args) => workflow_cmd::mail(args).await,
+        Cmd::Queue(args) => workflow_cmd::queue(args).await,
+        Cmd::Topic(args) => workflow_cmd::topic(args).await,
+        Cmd::Executions(args) => workflow_cmd::executions(args).await,
+        Cmd::Bench {
+            what: BenchCmd::E2e(args),
+        } => bench_e2e::run(args).await,
         Cmd::Submit {
             url,
             file,
@@ -148,13 +173,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(addr: SocketAddr, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::start(RuntimeConfig {
+async fn serve(
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    workflow: Option<orders_local::workflow::WorkflowOptions>,
+) -> anyhow::Result<ExitCode> {
+    let config = RuntimeConfig {
         addr,
         data_dir: data_dir.clone(),
         observer: None,
-    })
-    .await?;
+    };
+    let runtime = match workflow {
+        Some(options) => Runtime::start_with_workflow(config, options).await?,
+        None => Runtime::start(config).await?,
+    };
     // Status lines must not panic when stdout is gone (a closed pipe, a detached terminal).
     say(&format!(
         "orders: listening on http://{} (data in {}); Ctrl-C stops",

@@ -1,18 +1,28 @@
-//! The local runtime in one process: SQLite stores, the HTTP API over TCP, and the stream
-//! tailer feeding the projector the same DynamoDB stream events Lambda would.
+//! The local runtime in one process: SQLite stores, the HTTP API over TCP, the stream
+//! tailer feeding the projector the same DynamoDB stream events Lambda would, and (with
+//! [`Runtime::start_with_workflow`]) the order workflow on the ASL engine with the local
+//! topic, queue, mailbox and the queue poller feeding the fulfilment consumer.
 
 use anyhow::Context;
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use orders_domain::envelope::EventEnvelope;
+use orders_domain::ports::{StartOutcome, WorkflowError, WorkflowStarter};
+use orders_domain::workflow::WorkflowInput;
 use orders_handlers::api::{self, Api};
 use orders_handlers::commands::Commands;
 use orders_handlers::projector::{LoggingStarter, Projector};
 use orders_local::store::{LocalStores, SqliteReadModels, SystemClock, UlidIds};
 use orders_local::tailer::{self, StreamHandler, TailerConfig, TailerHandle};
+use orders_local::workflow::db::WorkflowDb;
+use orders_local::workflow::poller::PollerHandle;
+use orders_local::workflow::starter::EngineStarter;
+use orders_local::workflow::{FulfilmentConsumer, LocalWorkflow, WorkflowOptions};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,10 +37,31 @@ pub struct RuntimeConfig {
     pub observer: Option<ProjectionObserver>,
 }
 
+/// How long a stop waits for running executions before leaving them to the next start.
+const WORKFLOW_GRACE: Duration = Duration::from_secs(5);
+
+/// The projector's starter: the engine, or only a log line when the workflow is off.
+enum Starter {
+    Logging(LoggingStarter),
+    Engine(EngineStarter),
+}
+
+impl WorkflowStarter for Starter {
+    async fn start(&self, input: &WorkflowInput) -> Result<StartOutcome, WorkflowError> {
+        match self {
+            Starter::Logging(s) => s.start(input).await,
+            Starter::Engine(s) => s.start(input).await,
+        }
+    }
+}
+
 /// The projector, as the tailer's stream handler.
 struct ProjectorStream {
-    projector: Projector<SqliteReadModels, LoggingStarter>,
+    projector: Projector<SqliteReadModels, Starter>,
     observer: Option<ProjectionObserver>,
+    /// Flushed after each batch: the executions it started must be durable before the
+    /// tailer's checkpoint moves past their OrderPlaced (one commit per batch, not per start).
+    workflows: Option<WorkflowDb>,
 }
 
 impl StreamHandler for ProjectorStream {
@@ -46,6 +77,11 @@ impl StreamHandler for ProjectorStream {
             None => vec![],
         };
         let response = self.projector.handle(event).await;
+        if let Some(db) = &self.workflows {
+            db.flush()
+                .await
+                .map_err(|e| format!("committing workflow starts: {e}"))?;
+        }
         if let Some(observe) = &self.observer {
             let failed = response.batch_item_failures.len();
             for e in &observed[..observed.len().saturating_sub(failed)] {
@@ -62,10 +98,28 @@ pub struct Runtime {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     tailer: TailerHandle,
+    workflow: Option<(LocalWorkflow, PollerHandle)>,
 }
 
 impl Runtime {
+    /// The API and the projector; workflow starts are only logged.
     pub async fn start(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        Runtime::start_inner(config, None).await
+    }
+
+    /// The whole loop: the projector starts the order workflow, executions a previous
+    /// process left running are resumed, and the queue poller feeds the fulfilment consumer.
+    pub async fn start_with_workflow(
+        config: RuntimeConfig,
+        workflow: WorkflowOptions,
+    ) -> anyhow::Result<Runtime> {
+        Runtime::start_inner(config, Some(workflow)).await
+    }
+
+    async fn start_inner(
+        config: RuntimeConfig,
+        workflow: Option<WorkflowOptions>,
+    ) -> anyhow::Result<Runtime> {
         let dir = config.data_dir.clone();
         let stores = tokio::task::spawn_blocking(move || LocalStores::open(&dir))
             .await
@@ -76,8 +130,39 @@ impl Runtime {
             .with_context(|| format!("listening on {}", config.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
 
+        let commands = Arc::new(Commands::new(
+            stores.events.clone(),
+            Arc::new(SystemClock),
+            Arc::new(UlidIds::new()),
+        ));
+        let workflow = match workflow {
+            None => None,
+            Some(options) => {
+                let recorder = options.names.recorder_function.clone();
+                let functions = HashMap::from([(
+                    recorder,
+                    orders_local::workflow::recorder_function(commands.clone()),
+                )]);
+                let wf = LocalWorkflow::open(&config.data_dir, options, functions)
+                    .await
+                    .context("opening the workflow store")?;
+                let resumed = wf.resume().context("resuming executions")?;
+                if resumed > 0 {
+                    tracing::info!(resumed, "resumed running executions");
+                }
+                let poller = wf.spawn_poller(FulfilmentConsumer {
+                    commands: commands.clone(),
+                });
+                Some((wf, poller))
+            }
+        };
+        let starter = match &workflow {
+            Some((wf, _)) => Starter::Engine(wf.starter()),
+            None => Starter::Logging(LoggingStarter),
+        };
         let projector = ProjectorStream {
-            projector: Projector::live(stores.read_models.clone(), LoggingStarter),
+            projector: Projector::live(stores.read_models.clone(), starter),
+            workflows: workflow.as_ref().map(|(wf, _)| wf.db.clone()),
             observer: config.observer.clone(),
         };
         let tailer = tailer::spawn(
@@ -110,7 +195,13 @@ impl Runtime {
             stop,
             server,
             tailer,
+            workflow,
         })
+    }
+
+    /// The workflow, when it runs in this runtime.
+    pub fn workflow(&self) -> Option<&LocalWorkflow> {
+        self.workflow.as_ref().map(|(wf, _)| wf)
     }
 
     /// Waits until the projector has handled everything appended so far.
@@ -119,7 +210,8 @@ impl Runtime {
     }
 
     /// Stops accepting requests, finishes those in flight, then stops the tailer after
-    /// its current batch.
+    /// its current batch, the queue poller after its batch, and waits a little for
+    /// running executions (the next start resumes those still running).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.send_replace(true);
         self.server
@@ -127,6 +219,10 @@ impl Runtime {
             .context("joining the HTTP server")?
             .context("serving HTTP")?;
         self.tailer.shutdown().await;
+        if let Some((wf, poller)) = self.workflow {
+            poller.shutdown().await;
+            wf.shutdown(WORKFLOW_GRACE).await;
+        }
         Ok(())
     }
 }

@@ -391,3 +391,36 @@ async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
     );
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_correlation_id_and_bad_paths_are_problems() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    for path in ["/orders/%FF", "/orders/%C0%AF/events"] {
+        let r = get(&mut c, path).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(
+            header(&r, "content-type"),
+            Some("application/problem+json"),
+            "{path}"
+        );
+        assert_eq!(json(&r)["field"], "id", "{path}");
+        assert!(
+            header(&r, "x-correlation-id").is_some_and(|v| !v.is_empty()),
+            "{path}"
+        );
+    }
+    let missing = get(&mut c, "/orders/nope").await;
+    assert!(header(&missing, "x-correlation-id").is_some());
+    let echoed = c
+        .send(
+            http::Method::GET,
+            "/health",
+            &[("x-correlation-id", "mine-1")],
+            None,
+        )
+        .await
+        .expect("request");
+    assert_eq!(header(&echoed, "x-correlation-id"), Some("mine-1"));
+    s.runtime.shutdown().await.expect("shutdown");
+}

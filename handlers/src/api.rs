@@ -6,6 +6,7 @@ use crate::commands::{CommandError, Commands, Executed, Expect, Idempotency, Tra
 use crate::problem::Problem;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +42,47 @@ pub fn router<E: EventStore, R: ReadModels>(api: Arc<Api<E, R>>) -> Router {
         .route("/orders/{id}/cancel", post(cancel_order::<E, R>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(correlate))
         .with_state(api)
+}
+
+/// Gives every request a correlation id (the caller's, when it sent a sane one) before a
+/// handler sees it, and echoes it on every response, errors included.
+async fn correlate(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let sane = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| {
+            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+        });
+    if !sane {
+        if let Ok(v) = HeaderValue::from_str(&ulid::Ulid::new().to_string()) {
+            req.headers_mut()
+                .insert(HeaderName::from_static(CORRELATION_HEADER), v);
+        }
+    }
+    let id = req.headers().get(CORRELATION_HEADER).cloned();
+    let mut resp = next.run(req).await;
+    if let Some(id) = id {
+        resp.headers_mut()
+            .entry(HeaderName::from_static(CORRELATION_HEADER))
+            .or_insert(id);
+    }
+    resp
+}
+
+/// The order id from the path; a malformed one is a problem like any other bad input.
+fn order_id_of(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    path.map(|Path(id)| id).map_err(|e| {
+        Problem::field(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            "Invalid path parameter",
+            "id",
+            e.body_text(),
+        )
+    })
 }
 
 async fn health() -> Response {
@@ -366,12 +407,16 @@ fn if_match(headers: &HeaderMap) -> Result<u64, Problem> {
 
 async fn cancel_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
-    Path(order_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let order_id = match order_id_of(path) {
+        Ok(id) => id,
+        Err(p) => return p.into_response(),
+    };
     let trace = trace_of(&headers, api.commands.ids.as_ref());
     let span = tracing::info_span!("cancel_order", order_id = %order_id, correlation_id = %trace.correlation_id);
     async move {
@@ -450,8 +495,12 @@ fn with_etag(value: &impl Serialize, version: u64) -> Response {
 
 async fn get_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
-    Path(order_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let order_id = match order_id_of(path) {
+        Ok(id) => id,
+        Err(p) => return p.into_response(),
+    };
     match api.reads.order(&order_id).await {
         Ok(Some(view)) => with_etag(&view, view.version),
         Ok(None) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
@@ -461,8 +510,12 @@ async fn get_order<E: EventStore, R: ReadModels>(
 
 async fn get_events<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
-    Path(order_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let order_id = match order_id_of(path) {
+        Ok(id) => id,
+        Err(p) => return p.into_response(),
+    };
     match api.commands.events.load(&order_id).await {
         Ok(events) if events.is_empty() => {
             Problem::not_found(&format!("order {order_id} not found")).into_response()

@@ -3,3 +3,4 @@
 
 pub mod store;
 pub mod tailer;
+pub mod workflow;

@@ -82,3 +82,40 @@ pub async fn eventually(conn: &mut Connection, path: &str, done: impl Fn(&Reply)
 pub fn order(customer: &str) -> Value {
     orders::sample::order(customer)
 }
+
+/// A runtime with the order workflow (local SNS/SQS/SES, the queue poller).
+pub async fn serve_workflow(options: orders_local::workflow::WorkflowOptions) -> Served {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::start_with_workflow(
+        RuntimeConfig {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().to_path_buf(),
+            observer: None,
+        },
+        options,
+    )
+    .await
+    .expect("runtime starts");
+    Served { runtime, dir }
+}
+
+/// Workflow options for tests: a short visibility timeout and a quick poller.
+pub fn workflow_options() -> orders_local::workflow::WorkflowOptions {
+    orders_local::workflow::WorkflowOptions {
+        visibility_timeout: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(50),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` until it returns `Some` (bounded); panics with `what` on timeout.
+pub async fn until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

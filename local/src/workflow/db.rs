@@ -1,0 +1,526 @@
+//! `<data_dir>/workflows.db`: executions and their history (the engine's
+//! [`asl::ExecutionStore`]), the de-duplication table of task effects, and the local
+//! topic, queue and mailbox.
+//!
+//! All writes go through one writer thread that commits whatever is queued in one
+//! transaction (group commit). The engine's history appends are queued without waiting:
+//! the queue is ordered, so whenever a task's effect is committed, every history event
+//! queued before it (in particular the state's entry, whose id is in the invocation key)
+//! is committed too. A crash can lose only a tail of events, which the engine re-drives
+//! after `resume_all`, re-invoking lost tasks with the same invocation key.
+
+use asl::{ExecutionRecord, ExecutionStatus, ExecutionStore, HistoryEvent, ListFilter, StoreError};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const FILE_NAME: &str = "workflows.db";
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Jobs per transaction at most, so that one commit never holds the lock for long.
+const MAX_GROUP: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("workflow database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("workflow database: {0}")]
+    Commit(String),
+    #[error("workflow database is closed")]
+    Closed,
+    #[error("workflow database holds corrupt data: {0}")]
+    Corrupt(String),
+}
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Option<Completion>) + Send>;
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The workflow database of one data directory. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkflowDb {
+    path: PathBuf,
+    writer: Arc<Writer>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    /// The last definition stored and its hash: executions share a definition, so it is
+    /// stored once, not once per execution.
+    definition: Arc<Mutex<Option<(String, String)>>>,
+}
+
+fn open_conn(path: &Path, create: bool) -> rusqlite::Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS definitions (
+    hash TEXT PRIMARY KEY,
+    definition TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_date INTEGER NOT NULL,
+    stop_date INTEGER,
+    definition_hash TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_start ON executions (start_date);
+CREATE INDEX IF NOT EXISTS executions_by_name ON executions (name);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, start_date);
+CREATE TABLE IF NOT EXISTS history (
+    arn TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (arn, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS effects (
+    invocation_key TEXT PRIMARY KEY,
+    response TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS topic_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    topic_arn TEXT NOT NULL,
+    subject TEXT,
+    message TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    correlation_id TEXT,
+    published_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    topic_arn TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    PRIMARY KEY (topic_arn, queue)
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    queue TEXT NOT NULL,
+    body TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    correlation_id TEXT,
+    sent_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    first_received_at INTEGER,
+    receipt_handle TEXT,
+    last_error TEXT,
+    source_queue TEXT,
+    dead_reason TEXT,
+    done_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS queue_visible ON queue_messages (queue, state, visible_at);
+CREATE TABLE IF NOT EXISTS mail (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    from_address TEXT NOT NULL,
+    to_addresses TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    correlation_id TEXT,
+    raw TEXT NOT NULL,
+    sent_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identities (
+    address TEXT PRIMARY KEY,
+    verified INTEGER NOT NULL
+);
+"#;
+
+impl WorkflowDb {
+    /// Opens (creating) `<data_dir>/workflows.db` and starts its writer thread.
+    pub fn open(data_dir: &Path) -> Result<WorkflowDb, DbError> {
+        let path = data_dir.join(FILE_NAME);
+        let open_err = |source| DbError::Open {
+            path: path.clone(),
+            source,
+        };
+        if let Err(e) = std::fs::create_dir_all(data_dir) {
+            return Err(DbError::Commit(format!("{}: {e}", data_dir.display())));
+        }
+        let conn = open_conn(&path, true).map_err(open_err)?;
+        // WAL: the CLI reads (and redrives) while `orders serve` writes. NORMAL sync keeps
+        // every commit across a process kill (only an OS crash can lose the last ones).
+        let _: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("workflows-db".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| DbError::Commit(format!("starting the writer thread: {e}")))?;
+        Ok(WorkflowDb {
+            path,
+            writer: Arc::new(Writer {
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+            readers: Arc::default(),
+            definition: Arc::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn submit(&self, job: Job) -> Result<(), DbError> {
+        let guard = self.writer.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(Msg::Job(job)).map_err(|_| DbError::Closed),
+            None => Err(DbError::Closed),
+        }
+    }
+
+    /// Queues a write and waits (asynchronously) until it is committed.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, DbError>>();
+        self.submit(Box::new(move |c| match f(c) {
+            Ok(v) => (
+                true,
+                Some(Box::new(move |committed: Result<(), String>| {
+                    let _ = tx.send(committed.map(|_| v).map_err(DbError::Commit));
+                }) as Completion),
+            ),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                (false, None)
+            }
+        }))?;
+        rx.await.map_err(|_| DbError::Closed)?
+    }
+
+    /// Queues a write without waiting for it; failures are logged.
+    pub fn write_later(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> Result<(), DbError> + Send + 'static,
+    ) -> Result<(), DbError> {
+        self.submit(Box::new(move |c| match f(c) {
+            Ok(()) => (true, None),
+            Err(e) => {
+                tracing::error!(error = %e, what, "workflow database write failed");
+                (false, None)
+            }
+        }))
+    }
+
+    /// Waits until everything queued before this call is committed.
+    pub async fn flush(&self) -> Result<(), DbError> {
+        self.write(|_| Ok(())).await
+    }
+
+    /// Runs a read on a pooled connection (blocking; short). Sees committed data only.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbError>) -> Result<T, DbError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = open_conn(&self.path, false)?;
+                c.pragma_update(None, "query_only", true)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if conn.is_autocommit() {
+            let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    /// Async wrapper of [`WorkflowDb::read`] for callers on the runtime's workers.
+    pub async fn read_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.read(f))
+            .await
+            .map_err(|e| DbError::Commit(format!("read task failed: {e}")))?
+    }
+
+    /// Commits what is queued and stops the writer thread. Later writes fail with `Closed`.
+    pub fn close(&self) {
+        let tx = self
+            .writer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(tx) = tx {
+            let _ = tx.send(Msg::Stop);
+        }
+        let thread = self
+            .writer
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+
+    fn definition_hash(&self, definition: &str) -> Result<String, DbError> {
+        let mut cached = self.definition.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((d, h)) = cached.as_ref()
+            && d == definition
+        {
+            return Ok(h.clone());
+        }
+        let hash = format!("{:x}", sha2::Sha256::digest(definition.as_bytes()));
+        let (d, h) = (definition.to_string(), hash.clone());
+        self.write_later("definition", move |c| {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+            )?
+            .execute(params![h, d])?;
+            Ok(())
+        })?;
+        *cached = Some((definition.to_string(), hash.clone()));
+        Ok(hash)
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+    let mut stop = false;
+    while !stop {
+        let first = match rx.recv() {
+            Ok(Msg::Job(j)) => j,
+            Ok(Msg::Stop) | Err(_) => break,
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut done: Vec<Completion> = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for job in jobs {
+                tx.execute_batch("SAVEPOINT job")?;
+                let (ok, completion) = job(&tx);
+                if ok {
+                    tx.execute_batch("RELEASE job")?;
+                } else {
+                    tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                }
+                done.extend(completion);
+            }
+            tx.commit()
+        })();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "workflow database commit failed");
+        }
+        let result = result.map_err(|e| e.to_string());
+        for d in done {
+            d(result.clone());
+        }
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Reads an execution record row (`record`, `definition`).
+fn record_from(json: &str, definition: String) -> Result<ExecutionRecord, DbError> {
+    let mut r: ExecutionRecord =
+        serde_json::from_str(json).map_err(|e| DbError::Corrupt(format!("execution: {e}")))?;
+    r.definition = definition;
+    Ok(r)
+}
+
+const SELECT_EXECUTION: &str = "SELECT e.record, COALESCE(d.definition, '') FROM executions e \
+     LEFT JOIN definitions d ON d.hash = e.definition_hash";
+
+impl WorkflowDb {
+    pub fn get_record(&self, arn: &str) -> Result<Option<ExecutionRecord>, DbError> {
+        self.read(|c| {
+            let row: Option<(String, String)> = c
+                .prepare_cached(&format!("{SELECT_EXECUTION} WHERE e.arn = ?1"))?
+                .query_row([arn], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            row.map(|(j, d)| record_from(&j, d)).transpose()
+        })
+    }
+
+    /// Finds an execution by ARN or by name (the order id).
+    pub fn find_execution(&self, name_or_arn: &str) -> Result<Option<ExecutionRecord>, DbError> {
+        self.read(|c| {
+            let row: Option<(String, String)> = c
+                .prepare_cached(&format!(
+                    "{SELECT_EXECUTION} WHERE e.arn = ?1 OR e.name = ?1 ORDER BY e.start_date DESC LIMIT 1"
+                ))?
+                .query_row([name_or_arn], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            row.map(|(j, d)| record_from(&j, d)).transpose()
+        })
+    }
+
+    pub fn history_of(&self, arn: &str) -> Result<Vec<HistoryEvent>, DbError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT event FROM history WHERE arn = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([arn], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let text = row?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| DbError::Corrupt(format!("history event: {e}")))?;
+                out.push(
+                    HistoryEvent::from_value(&v)
+                        .ok_or_else(|| DbError::Corrupt("history event shape".into()))?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    /// Newest first; `status` filters, `limit` 0 = all. Definitions are left out (empty).
+    pub fn list(
+        &self,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, DbError> {
+        self.read(|c| {
+            let limit = if limit == 0 { -1 } else { limit as i64 };
+            let mut stmt = c.prepare_cached(
+                "SELECT record FROM executions WHERE (?1 IS NULL OR status = ?1) \
+                 ORDER BY start_date DESC, arn DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(record_from(&row?, String::new())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Executions per status.
+    pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, DbError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (s, n) = row?;
+                out.push((s, n.max(0) as u64));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl ExecutionStore for WorkflowDb {
+    fn put_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError> {
+        let hash = self
+            .definition_hash(&record.definition)
+            .map_err(store_err)?;
+        let mut slim = record.clone();
+        slim.definition = String::new();
+        let json = serde_json::to_string(&slim).map_err(store_err)?;
+        let (arn, name, status, start, stop) = (
+            record.execution_arn.clone(),
+            record.name.clone(),
+            record.status.as_str(),
+            record.start_date,
+            record.stop_date,
+        );
+        self.write_later("execution", move |c| {
+            c.prepare_cached(
+                "INSERT INTO executions (arn, name, status, start_date, stop_date, definition_hash, record) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (arn) DO UPDATE SET \
+                 status = excluded.status, stop_date = excluded.stop_date, record = excluded.record",
+            )?
+            .execute(params![arn, name, status, start, stop, hash, json])?;
+            Ok(())
+        })
+        .map_err(store_err)
+    }
+
+    fn get_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.get_record(execution_arn).map_err(store_err)
+    }
+
+    fn append_event(&self, execution_arn: &str, event: HistoryEvent) -> Result<(), StoreError> {
+        let arn = execution_arn.to_string();
+        let id = event.id as i64;
+        let text = serde_json::to_string(&event.to_value()).map_err(store_err)?;
+        self.write_later("history", move |c| {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO history (arn, id, event) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![arn, id, text])?;
+            Ok(())
+        })
+        .map_err(store_err)
+    }
+
+    fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, StoreError> {
+        self.history_of(execution_arn).map_err(store_err)
+    }
+
+    fn list_executions(&self, filter: &ListFilter) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let mut list = self.list(filter.status, 0).map_err(store_err)?;
+        if let Some(sm) = &filter.state_machine_arn {
+            list.retain(|r| &r.state_machine_arn == sm);
+        }
+        if filter.limit > 0 {
+            list.truncate(filter.limit);
+        }
+        // The engine re-drives from these records: they need their definitions.
+        for r in &mut list {
+            if let Some(full) = self.get_record(&r.execution_arn).map_err(store_err)? {
+                *r = full;
+            }
+        }
+        Ok(list)
+    }
+}

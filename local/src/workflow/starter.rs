@@ -1,0 +1,72 @@
+//! The `WorkflowStarter` of the local runtime: starts the named execution on the engine.
+//! AWS's named-execution semantics make a redelivered `OrderPlaced` harmless: the name is
+//! taken, the stored input is the same, so the start counts as done.
+
+use super::db::WorkflowDb;
+use asl::{Engine, ExecutionAlreadyExists, StateMachine};
+use orders_domain::ports::{StartOutcome, WorkflowError, WorkflowStarter};
+use orders_domain::workflow::{WorkflowInput, execution_name};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Clone)]
+pub struct EngineStarter {
+    pub(crate) engine: Engine,
+    pub(crate) state_machine: StateMachine,
+    pub(crate) db: WorkflowDb,
+    /// Executions started by this process and not finished yet (for a graceful stop).
+    pub(crate) in_flight: Arc<AtomicUsize>,
+}
+
+impl EngineStarter {
+    pub(crate) fn track(&self, handle: asl::ExecutionHandle) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            let outcome = handle.wait().await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            tracing::info!(execution_arn = %outcome.execution_arn, status = outcome.status.as_str(), "execution ended");
+        });
+    }
+}
+
+impl WorkflowStarter for EngineStarter {
+    async fn start(&self, input: &WorkflowInput) -> Result<StartOutcome, WorkflowError> {
+        let value = serde_json::to_value(input)
+            .map_err(|e| WorkflowError(format!("workflow input: {e}")))?;
+        let name = execution_name(&input.order_id);
+        match self
+            .engine
+            .start_execution(&self.state_machine, &name, value.clone())
+        {
+            Ok(handle) => {
+                // The record is queued, not yet committed: the caller commits
+                // (`WorkflowDb::flush`) before it acknowledges the stream batch.
+                tracing::info!(order_id = %input.order_id, correlation_id = %input.correlation_id, execution_arn = %handle.execution_arn, "workflow started");
+                self.track(handle);
+                Ok(StartOutcome::Started {
+                    execution_name: name,
+                })
+            }
+            Err(ExecutionAlreadyExists { execution_arn }) => {
+                let arn = execution_arn.clone();
+                let db = self.db.clone();
+                let existing = tokio::task::spawn_blocking(move || db.get_record(&arn))
+                    .await
+                    .map_err(|e| WorkflowError(format!("reading the execution: {e}")))?
+                    .map_err(|e| WorkflowError(e.to_string()))?;
+                match existing {
+                    Some(r) if r.input == value => {
+                        tracing::info!(order_id = %input.order_id, execution_arn = %execution_arn, "workflow already started");
+                        Ok(StartOutcome::AlreadyStarted {
+                            execution_name: name,
+                        })
+                    }
+                    _ => Err(WorkflowError(format!(
+                        "Execution Already Exists: '{execution_arn}' with a different input"
+                    ))),
+                }
+            }
+        }
+    }
+}

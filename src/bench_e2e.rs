@@ -1,0 +1,292 @@
+//! `orders bench e2e`: the whole loop against an in-process runtime with the workflow:
+//! `POST /orders` → projection → execution (SNS, SQS, SES, recorder) → OrderConfirmed
+//! projected. Reports orders/s from the first POST until every execution succeeded with
+//! its three effects stored, and the POST → confirmed latency.
+
+use anyhow::Context;
+use hyper::body::Bytes;
+use orders::client::Connection;
+use orders::runtime::{Runtime, RuntimeConfig};
+use orders_local::workflow::{WorkflowOptions, services};
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct E2eArgs {
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Open-loop rate in orders/s (default: as fast as the connections go).
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
+    /// How long to wait for the last executions after the load stops.
+    #[arg(long, default_value_t = 120)]
+    drain_timeout_seconds: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    connections: usize,
+    target_rate: Option<u64>,
+    load_seconds: f64,
+    orders: usize,
+    errors: usize,
+    /// POST acknowledged per second during the load.
+    posted_per_sec: f64,
+    /// Executions succeeded (with their three effects) per second, from the first POST
+    /// to the last execution's end.
+    completed_per_sec: f64,
+    complete_seconds: f64,
+    post_ms_p50: f64,
+    post_ms_p99: f64,
+    confirmed_ms_p50: f64,
+    confirmed_ms_p99: f64,
+    confirmed_ms_max: f64,
+    confirmed_samples: usize,
+    executions_succeeded: u64,
+    sns_messages: u64,
+    sqs_messages: u64,
+    emails: u64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+type Times = Arc<Mutex<HashMap<String, Instant>>>;
+
+struct Counts {
+    succeeded: u64,
+    sns: u64,
+    sqs: u64,
+    mail: u64,
+}
+
+fn counts(db: &orders_local::workflow::db::WorkflowDb) -> anyhow::Result<Counts> {
+    let by_status = db.count_by_status()?;
+    let succeeded = by_status
+        .iter()
+        .find(|(s, _)| s == "SUCCEEDED")
+        .map_or(0, |(_, n)| *n);
+    let (sns, sqs, mail) = db.read(|c| {
+        Ok((
+            services::count(c, "topic_messages")?,
+            services::count(c, "queue_messages")?,
+            services::count(c, "mail")?,
+        ))
+    })?;
+    Ok(Counts {
+        succeeded,
+        sns,
+        sqs,
+        mail,
+    })
+}
+
+pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    let dir = std::env::temp_dir().join(format!(
+        "orders-bench-e2e-{}-{}",
+        std::process::id(),
+        asl::clock::system_now_millis()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let confirmed: Times = Arc::default();
+    let observer = {
+        let confirmed = confirmed.clone();
+        Arc::new(move |e: &orders_domain::EventEnvelope| {
+            if e.event_type == "OrderConfirmed"
+                && let Ok(mut c) = confirmed.lock()
+            {
+                c.insert(e.aggregate_id.clone(), Instant::now());
+            }
+        })
+    };
+    let runtime = Runtime::start_with_workflow(
+        RuntimeConfig {
+            addr: "127.0.0.1:0".parse()?,
+            data_dir: dir.clone(),
+            observer: Some(observer),
+        },
+        WorkflowOptions::default(),
+    )
+    .await?;
+    let result = measure(&runtime, &args, &confirmed).await;
+    runtime.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "end to end: {} connections{}, {:.1} s of load\n  POSTed        {:.0}/s ({} orders, {} errors), POST p50 {:.2} ms, p99 {:.2} ms\n  completed     {:.0} orders/s (all executions SUCCEEDED after {:.1} s)\n  POST→confirmed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)\n  effects       {} executions SUCCEEDED, {} SNS, {} SQS, {} emails",
+            report.connections,
+            report
+                .target_rate
+                .map(|r| format!(" at {r}/s"))
+                .unwrap_or_default(),
+            report.load_seconds,
+            report.posted_per_sec,
+            report.orders,
+            report.errors,
+            report.post_ms_p50,
+            report.post_ms_p99,
+            report.completed_per_sec,
+            report.complete_seconds,
+            report.confirmed_ms_p50,
+            report.confirmed_ms_p99,
+            report.confirmed_ms_max,
+            report.confirmed_samples,
+            report.executions_succeeded,
+            report.sns_messages,
+            report.sqs_messages,
+            report.emails,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_complete(
+    runtime: &Runtime,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Counts> {
+    let wf = runtime.workflow().context("the workflow is not running")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let db = wf.db.clone();
+        let c = tokio::task::spawn_blocking(move || counts(&db)).await??;
+        if (c.succeeded >= expected && c.sns >= expected && c.sqs >= expected && c.mail >= expected)
+            || Instant::now() > deadline
+        {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow::Result<Report> {
+    let body = Bytes::from(serde_json::to_vec(&orders::sample::order("bench"))?);
+    let drain = Duration::from_secs(args.drain_timeout_seconds);
+    // Warm-up, unmeasured, and drained so the measured run starts from quiet.
+    let (warm, _, _) = load(
+        runtime.addr,
+        args,
+        Duration::from_secs(args.warmup_seconds),
+        body.clone(),
+    )
+    .await?;
+    wait_complete(runtime, warm.len() as u64, drain).await?;
+    let before = {
+        let db = runtime.workflow().context("no workflow")?.db.clone();
+        tokio::task::spawn_blocking(move || counts(&db)).await??
+    };
+
+    let started = Instant::now();
+    let (posted, mut post_ms, errors) =
+        load(runtime.addr, args, Duration::from_secs(args.seconds), body).await?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let n = posted.len() as u64;
+    let after = wait_complete(runtime, before.succeeded + n, drain).await?;
+    let complete_seconds = started.elapsed().as_secs_f64();
+    runtime.wait_projected().await;
+
+    let confirmed = confirmed.lock().map(|c| c.clone()).unwrap_or_default();
+    let mut lat: Vec<f64> = posted
+        .iter()
+        .filter_map(|(id, t)| {
+            confirmed
+                .get(id)
+                .map(|c| c.saturating_duration_since(*t).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    post_ms.sort_by(f64::total_cmp);
+    let done = after.succeeded - before.succeeded;
+    Ok(Report {
+        connections: args.connections,
+        target_rate: args.rate,
+        load_seconds,
+        orders: posted.len(),
+        errors,
+        posted_per_sec: posted.len() as f64 / load_seconds,
+        completed_per_sec: done as f64 / complete_seconds,
+        complete_seconds,
+        post_ms_p50: percentile(&post_ms, 0.5),
+        post_ms_p99: percentile(&post_ms, 0.99),
+        confirmed_ms_p50: percentile(&lat, 0.5),
+        confirmed_ms_p99: percentile(&lat, 0.99),
+        confirmed_ms_max: lat.last().copied().unwrap_or(0.0),
+        confirmed_samples: lat.len(),
+        executions_succeeded: done,
+        sns_messages: after.sns - before.sns,
+        sqs_messages: after.sqs - before.sqs,
+        emails: after.mail - before.mail,
+    })
+}
+
+/// POSTs for `duration`; returns (order id, POST start) pairs, POST latencies, errors.
+async fn load(
+    addr: std::net::SocketAddr,
+    args: &E2eArgs,
+    duration: Duration,
+    body: Bytes,
+) -> anyhow::Result<(Vec<(String, Instant)>, Vec<f64>, usize)> {
+    let deadline = Instant::now() + duration;
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(1) as f64));
+    let mut tasks = Vec::new();
+    for i in 0..args.connections {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Connection::open(addr).await?;
+            let mut posted = Vec::new();
+            let mut post_ms = Vec::new();
+            let mut errors = 0usize;
+            let mut next = Instant::now()
+                + interval.map_or(Duration::ZERO, |d| d.mul_f64(i as f64 / 8.0 % 1.0));
+            while Instant::now() < deadline {
+                if let Some(iv) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += iv;
+                }
+                let t = Instant::now();
+                let reply = conn
+                    .send(http::Method::POST, "/orders", &[], Some(body.clone()))
+                    .await?;
+                let id = (reply.status == 201)
+                    .then(|| serde_json::from_slice::<serde_json::Value>(&reply.body).ok())
+                    .flatten()
+                    .and_then(|v| v["order_id"].as_str().map(str::to_string));
+                match id {
+                    Some(id) => {
+                        post_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                        posted.push((id, t));
+                    }
+                    None => errors += 1,
+                }
+            }
+            anyhow::Ok((posted, post_ms, errors))
+        }));
+    }
+    let (mut posted, mut post_ms, mut errors) = (Vec::new(), Vec::new(), 0);
+    for t in tasks {
+        let (p, l, e) = t.await.context("load task")??;
+        posted.extend(p);
+        post_ms.extend(l);
+        errors += e;
+    }
+    Ok((posted, post_ms, errors))
+}

@@ -1,0 +1,610 @@
+//! `orders mail|queue|topic|executions`: look at what the workflow did, from the data
+//! directory's `workflows.db` (works while `orders serve` runs: SQLite WAL), and the
+//! workflow options of `orders serve`.
+
+use anyhow::Context;
+use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent};
+use orders_local::workflow::db::{self, WorkflowDb};
+use orders_local::workflow::{Names, WorkflowOptions, resources, services};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const DEFAULT_DATA_DIR: &str = ".orders";
+
+/// The workflow options of `orders serve`.
+#[derive(Debug, clap::Args)]
+pub struct WorkflowArgs {
+    /// The SES sender (`${SenderAddress}`); verified unless --unverified-sender.
+    #[arg(long, env = "ORDERS_SENDER", default_value = orders_local::workflow::DEFAULT_SENDER)]
+    pub sender: String,
+    /// Treat the sender as not verified: every confirmation email is rejected as SES
+    /// rejects it (the workflow records the failure).
+    #[arg(long, env = "ORDERS_SENDER_UNVERIFIED")]
+    pub unverified_sender: bool,
+    /// Seconds a received queue message stays hidden.
+    #[arg(long, env = "ORDERS_QUEUE_VISIBILITY_TIMEOUT", default_value_t = 30.0)]
+    pub queue_visibility_timeout: f64,
+    /// Receives before a failing queue message moves to the dead-letter queue.
+    #[arg(long, env = "ORDERS_QUEUE_MAX_RECEIVE_COUNT", default_value_t = 3)]
+    pub queue_max_receive_count: u32,
+    /// Run without the workflow (the projector only logs the starts).
+    #[arg(long)]
+    pub no_workflow: bool,
+}
+
+impl WorkflowArgs {
+    pub fn options(&self) -> anyhow::Result<Option<WorkflowOptions>> {
+        if self.no_workflow {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.sender.contains('@') && !self.sender.contains(char::is_whitespace),
+            "--sender must be an email address, got {:?}",
+            self.sender
+        );
+        anyhow::ensure!(
+            self.queue_visibility_timeout.is_finite()
+                && (0.0..=43_200.0).contains(&self.queue_visibility_timeout),
+            "--queue-visibility-timeout must be between 0 and 43200 seconds"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.queue_max_receive_count),
+            "--queue-max-receive-count must be between 1 and 1000"
+        );
+        let delays = std::env::var(resources::DELAY_ENV)
+            .map(|s| resources::parse_delays(&s))
+            .unwrap_or_default();
+        Ok(Some(WorkflowOptions {
+            sender: self.sender.clone(),
+            sender_verified: !self.unverified_sender,
+            visibility_timeout: Duration::from_secs_f64(self.queue_visibility_timeout),
+            max_receive_count: self.queue_max_receive_count,
+            delays,
+            ..WorkflowOptions::default()
+        }))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataDir {
+    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR", global = true)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MailArgs {
+    #[command(subcommand)]
+    pub command: MailCmd,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MailCmd {
+    /// Sent messages, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message (by SES message id or list number): headers and text, or the .eml.
+    Show {
+        id: String,
+        /// Print the RFC 5322 message as stored.
+        #[arg(long)]
+        eml: bool,
+    },
+    /// SES identities and whether they are verified.
+    Identities,
+    /// Mark an address (or domain) as a verified identity.
+    Verify { address: String },
+    /// Mark an address (or domain) as not verified: mail from it is rejected.
+    Unverify { address: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub command: QueueCmd,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCmd {
+    /// Messages of the fulfilment queue (waiting or in flight; --all: consumed too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages in the dead-letter queue, with why they are there.
+    Dlq {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead-letter messages (all, or one by id) back to the fulfilment queue.
+    Redrive { message_id: Option<String> },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    pub command: TopicCmd,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TopicCmd {
+    /// Messages published on the order topic, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecutionsArgs {
+    #[command(subcommand)]
+    pub command: ExecutionsCmd,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ExecutionsCmd {
+    /// Executions, newest first.
+    List {
+        /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One execution (by order id, execution name or ARN) with each state and its timing.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The execution's history (GetExecutionHistory).
+    History {
+        name: String,
+        /// The AWS GetExecutionHistory JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn open(dir: &Path) -> anyhow::Result<WorkflowDb> {
+    anyhow::ensure!(
+        dir.join(db::FILE_NAME).exists(),
+        "no workflow store in {} (start `orders serve` first, or pass --data-dir)",
+        dir.display()
+    );
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || WorkflowDb::open(&d))
+        .await?
+        .with_context(|| format!("opening {}", dir.join(db::FILE_NAME).display()))
+}
+
+/// Runs `f` with the database open, and closes it (committing queued writes) afterwards.
+async fn with_db<T>(
+    dir: &Path,
+    f: impl AsyncFnOnce(&WorkflowDb) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let db = open(dir).await?;
+    let out = f(&db).await;
+    let d = db.clone();
+    let _ = tokio::task::spawn_blocking(move || d.close()).await;
+    out
+}
+
+fn ts(ms: i64) -> String {
+    asl::timestamp::format_millis(ms)
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn mail(args: MailArgs) -> anyhow::Result<ExitCode> {
+    with_db(&args.dir.data_dir, async |db| match args.command {
+        MailCmd::List { limit, json } => {
+            let list = db.read(|c| services::mails(c, limit))?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no mail");
+            } else {
+                for m in list {
+                    println!(
+                        "{}  {}  {} -> {}  {}",
+                        m.message_id,
+                        ts(m.sent_at),
+                        m.from,
+                        m.to.join(", "),
+                        m.subject
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MailCmd::Show { id, eml } => {
+            let found = db.read(|c| services::mail(c, &id))?;
+            let m = found.ok_or_else(|| anyhow::anyhow!("no mail with id {id}"))?;
+            if eml {
+                print!("{}", m.raw);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let head = m.raw.split("\r\n\r\n").next().unwrap_or("");
+            for line in head.lines().filter(|l| !l.starts_with("Content-")) {
+                println!("{line}");
+            }
+            for (kind, body) in resources::decode_parts(&m.raw) {
+                if kind == "text/plain" {
+                    println!("\n{body}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MailCmd::Identities => {
+            for (a, v) in db.read(services::identities)? {
+                println!("{a}  {}", if v { "verified" } else { "NOT verified" });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MailCmd::Verify { address } | MailCmd::Unverify { address } if !address.contains('.') => {
+            anyhow::bail!("{address:?} is not an email address or domain")
+        }
+        MailCmd::Verify { address } => {
+            db.write(move |c| services::set_identity(c, &address, true))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MailCmd::Unverify { address } => {
+            db.write(move |c| services::set_identity(c, &address, false))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    })
+    .await
+}
+
+fn print_queue(list: &[services::QueueMessage], dlq: bool) {
+    if list.is_empty() {
+        println!("no messages");
+    }
+    for m in list {
+        let mut line = format!(
+            "{}  {}  {}  received {}x",
+            m.message_id,
+            ts(m.sent_at),
+            m.state,
+            m.receive_count
+        );
+        if let Some(c) = &m.correlation_id {
+            line.push_str(&format!("  correlation {c}"));
+        }
+        if dlq {
+            if let Some(r) = &m.dead_reason {
+                line.push_str(&format!("\n    reason: {r}"));
+            }
+        } else if let Some(e) = &m.last_error {
+            line.push_str(&format!("\n    last error: {e}"));
+        }
+        line.push_str(&format!("\n    body: {}", m.body));
+        println!("{line}");
+    }
+}
+
+pub async fn queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
+    let names = Names::default();
+    with_db(&args.dir.data_dir, async |db| match args.command {
+        QueueCmd::List { all, limit, json } => {
+            let q = names.queue.clone();
+            let list = db.read(|c| services::queue_messages(c, &q, all, limit))?;
+            if json {
+                print_json(&list)?;
+            } else {
+                println!("{}", names.queue_url(&names.queue));
+                print_queue(&list, false);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueueCmd::Dlq { json } => {
+            let q = names.dead_letter_queue.clone();
+            let list = db.read(|c| services::queue_messages(c, &q, false, 0))?;
+            if json {
+                print_json(&list)?;
+            } else {
+                println!("{}", names.queue_url(&names.dead_letter_queue));
+                print_queue(&list, true);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueueCmd::Redrive { message_id } => {
+            let q = names.dead_letter_queue.clone();
+            let wanted = message_id.clone();
+            let moved = db
+                .write(move |c| {
+                    services::redrive(c, &q, wanted.as_deref(), asl::clock::system_now_millis())
+                })
+                .await?;
+            if let Some(id) = message_id
+                && moved.is_empty()
+            {
+                anyhow::bail!("no message {id} in the dead-letter queue");
+            }
+            println!(
+                "moved {} message(s) back to {}",
+                moved.len(),
+                names.queue_url(&names.queue)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    })
+    .await
+}
+
+pub async fn topic(args: TopicArgs) -> anyhow::Result<ExitCode> {
+    with_db(&args.dir.data_dir, async |db| match args.command {
+        TopicCmd::List { limit, json } => {
+            let list = db.read(|c| services::topic_messages(c, limit))?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no messages");
+            } else {
+                for m in list {
+                    println!(
+                        "{}  {}  {}\n    {}",
+                        m.message_id,
+                        ts(m.published_at),
+                        m.topic_arn,
+                        m.message
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    })
+    .await
+}
+
+fn parse_status(s: &str) -> anyhow::Result<ExecutionStatus> {
+    serde_json::from_value(json!(s.to_ascii_uppercase())).map_err(|_| {
+        anyhow::anyhow!(
+            "--status must be one of RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, got {s:?}"
+        )
+    })
+}
+
+/// DescribeExecution's shape.
+fn describe(r: &ExecutionRecord) -> Value {
+    let mut v = json!({
+        "executionArn": r.execution_arn,
+        "stateMachineArn": r.state_machine_arn,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "startDate": ts(r.start_date),
+        "input": r.input.to_string(),
+    });
+    if let Some(s) = r.stop_date {
+        v["stopDate"] = json!(ts(s));
+    }
+    if let Some(o) = &r.output {
+        v["output"] = json!(o.to_string());
+    }
+    if let Some(e) = &r.error {
+        v["error"] = json!(e);
+    }
+    if let Some(c) = &r.cause {
+        v["cause"] = json!(c);
+    }
+    v
+}
+
+fn find(db: &WorkflowDb, name: &str) -> anyhow::Result<ExecutionRecord> {
+    db.find_execution(name)?
+        .ok_or_else(|| anyhow::anyhow!("no execution named {name}"))
+}
+
+fn millis(ts: &str) -> Option<i64> {
+    asl::timestamp::parse(ts).map(|n| (n / 1_000_000) as i64)
+}
+
+/// One state visit, reconstructed from the history.
+#[derive(Debug, serde::Serialize)]
+struct StateVisit {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    entered: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<i64>,
+    status: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failures: Vec<Value>,
+}
+
+fn visits(history: &[HistoryEvent]) -> Vec<StateVisit> {
+    let by_id: HashMap<u64, &HistoryEvent> = history.iter().map(|e| (e.id, e)).collect();
+    let mut out: Vec<StateVisit> = Vec::new();
+    // Entered event id → index in `out`.
+    let mut open: HashMap<u64, usize> = HashMap::new();
+    let mut open_by_name: HashMap<String, u64> = HashMap::new();
+    let entered_of = |start: &HistoryEvent| -> Option<u64> {
+        let mut e = start;
+        for _ in 0..history.len() {
+            if e.event_type.ends_with("StateEntered") {
+                return Some(e.id);
+            }
+            e = by_id.get(&e.previous_event_id).copied()?;
+        }
+        None
+    };
+    for e in history {
+        let t = e.event_type.as_str();
+        if let Some(kind) = t.strip_suffix("StateEntered") {
+            let name = e
+                .detail("name")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            open.insert(e.id, out.len());
+            open_by_name.insert(name.clone(), e.id);
+            out.push(StateVisit {
+                name,
+                kind: kind.to_string(),
+                entered: e.timestamp.clone(),
+                duration_ms: None,
+                status: "RUNNING".into(),
+                failures: vec![],
+            });
+        } else if t.ends_with("StateExited") {
+            let name = e
+                .detail("name")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if let Some(i) = open_by_name.get(&name).and_then(|id| open.get(id)) {
+                let v = &mut out[*i];
+                v.duration_ms = millis(&e.timestamp)
+                    .zip(millis(&v.entered))
+                    .map(|(a, b)| a - b);
+                if v.status == "RUNNING" {
+                    v.status = "SUCCEEDED".into();
+                } else if v.status == "FAILED" {
+                    v.status = "CAUGHT".into();
+                }
+            }
+        } else if (t.ends_with("Failed") || t.ends_with("TimedOut"))
+            && !t.starts_with("Execution")
+            && let Some(i) = entered_of(e).and_then(|id| open.get(&id))
+        {
+            let v = &mut out[*i];
+            v.status = "FAILED".into();
+            v.failures.push(json!({
+                "type": t,
+                "timestamp": e.timestamp,
+                "error": e.detail("error"),
+                "cause": e.detail("cause"),
+            }));
+        }
+    }
+    out
+}
+
+pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
+    with_db(&args.dir.data_dir, async |db| match args.command {
+        ExecutionsCmd::List {
+            status,
+            limit,
+            json,
+        } => {
+            let status = status.as_deref().map(parse_status).transpose()?;
+            let list = db.list(status, limit)?;
+            if json {
+                let items: Vec<Value> = list.iter().map(describe).collect();
+                print_json(&json!({ "executions": items }))?;
+            } else if list.is_empty() {
+                println!("no executions");
+            } else {
+                for r in list {
+                    let took = r
+                        .stop_date
+                        .map(|s| format!("{} ms", s - r.start_date))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<28} {:<10} {}  {took}",
+                        r.name,
+                        r.status.as_str(),
+                        ts(r.start_date)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCmd::Show { name, json } => {
+            let r = find(db, &name)?;
+            let history = db.history_of(&r.execution_arn)?;
+            let states = visits(&history);
+            if json {
+                let mut v = describe(&r);
+                v["states"] = serde_json::to_value(&states)?;
+                print_json(&v)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("execution  {}", r.execution_arn);
+            println!("status     {}", r.status.as_str());
+            println!("started    {}", ts(r.start_date));
+            if let Some(s) = r.stop_date {
+                println!("stopped    {} ({} ms)", ts(s), s - r.start_date);
+            }
+            if let Some(e) = &r.error {
+                println!("error      {e}");
+            }
+            if let Some(c) = &r.cause {
+                println!("cause      {c}");
+            }
+            println!("input      {}", r.input);
+            if let Some(o) = &r.output {
+                println!("output     {o}");
+            }
+            println!("states ({} history events)", history.len());
+            for s in &states {
+                println!(
+                    "  {:<42} {:<9} {:<9} {}",
+                    s.name,
+                    s.kind,
+                    s.status,
+                    s.duration_ms
+                        .map(|d| format!("{d} ms"))
+                        .unwrap_or_else(|| "-".into())
+                );
+                for f in &s.failures {
+                    println!(
+                        "      {} {}: {}",
+                        f["type"].as_str().unwrap_or(""),
+                        f["error"].as_str().unwrap_or(""),
+                        f["cause"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCmd::History { name, json } => {
+            let r = find(db, &name)?;
+            let history = db.history_of(&r.execution_arn)?;
+            if json {
+                let events: Vec<Value> = history.iter().map(HistoryEvent::to_value).collect();
+                print_json(&json!({ "events": events }))?;
+            } else {
+                for e in &history {
+                    let name = e
+                        .detail("name")
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    println!(
+                        "{:>4} {:>4}  {}  {:<32} {name}",
+                        e.id, e.previous_event_id, e.timestamp, e.event_type
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    })
+    .await
+}

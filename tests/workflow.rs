@@ -1,0 +1,545 @@
+//! The order workflow end to end: HTTP → event log → projector → execution (local SNS,
+//! SQS, SES, recorder) → events recorded back → projection; failures, crashes and
+//! redeliveries. Every wait is a bounded poll on the state reached.
+
+mod common;
+
+use common::*;
+use orders::client::Connection;
+use orders_domain::ports::EventStore;
+use orders_local::workflow::db::WorkflowDb;
+use orders_local::workflow::services;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn open_db(dir: &Path) -> WorkflowDb {
+    WorkflowDb::open(dir).expect("workflows.db")
+}
+
+/// What the local services hold for one order.
+#[derive(Debug, PartialEq, Eq)]
+struct Effects {
+    sns: usize,
+    sqs: usize,
+    sqs_consumed: usize,
+    mail: usize,
+}
+
+fn effects(db: &WorkflowDb, order_id: &str) -> Effects {
+    let names = orders_local::workflow::Names::default();
+    db.read(|c| {
+        let sns = services::topic_messages(c, 0)?
+            .iter()
+            .filter(|m| m.message.contains(order_id))
+            .count();
+        let q = services::queue_messages(c, &names.queue, true, 0)?;
+        let mine: Vec<_> = q.iter().filter(|m| m.body.contains(order_id)).collect();
+        let mail = services::mails(c, 0)?
+            .iter()
+            .filter(|m| m.subject.contains(order_id))
+            .count();
+        Ok(Effects {
+            sns,
+            sqs: mine.len(),
+            sqs_consumed: mine.iter().filter(|m| m.state == services::DELETED).count(),
+            mail,
+        })
+    })
+    .expect("read effects")
+}
+
+fn event_types(events: &[orders_domain::EventEnvelope]) -> Vec<String> {
+    events.iter().map(|e| e.event_type.clone()).collect()
+}
+
+fn count(types: &[String], t: &str) -> usize {
+    types.iter().filter(|x| *x == t).count()
+}
+
+async fn place(c: &mut Connection, correlation: &str) -> String {
+    let r = post(
+        c,
+        "/orders",
+        &[("x-correlation-id", correlation)],
+        &order("c-7"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    json(&r)["order_id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn each_order_runs_the_whole_loop_and_each_effect_happens_once() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let mut ids = vec![];
+    for i in 0..5 {
+        ids.push(place(&mut c, &format!("corr-{i}")).await);
+    }
+    let first = Instant::now();
+    let confirmed = eventually(&mut c, &format!("/orders/{}", ids[0]), |r| {
+        r.status == 200 && json(r)["confirmed_at"].is_string()
+    })
+    .await;
+    let took = first.elapsed();
+    let v = json(&confirmed);
+    assert!(
+        ["CONFIRMED", "FULFILMENT_REQUESTED"].contains(&v["status"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    assert_eq!(v["workflow"]["execution_name"], ids[0].as_str());
+    assert_eq!(v["workflow"]["status"], "SUCCEEDED");
+    assert!(took < Duration::from_secs(3), "confirmed after {took:?}");
+
+    let db = open_db(s.dir.path());
+    for (i, id) in ids.iter().enumerate() {
+        let r = eventually(&mut c, &format!("/orders/{id}"), |r| {
+            r.status == 200
+                && json(r)["status"] == "FULFILMENT_REQUESTED"
+                && json(r)["confirmed_at"].is_string()
+        })
+        .await;
+        let v = json(&r);
+        assert_eq!(v["status"], "FULFILMENT_REQUESTED", "{v}");
+        let channels: Vec<(&str, &str)> = v["notifications"]
+            .as_array()
+            .expect("notifications")
+            .iter()
+            .map(|n| {
+                (
+                    n["channel"].as_str().unwrap_or(""),
+                    n["status"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            channels,
+            [("sns", "SENT"), ("sqs", "SENT"), ("email", "SENT")]
+        );
+        let exec = until("the execution to succeed", Duration::from_secs(10), || {
+            db.find_execution(id)
+                .expect("read")
+                .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+        })
+        .await;
+        assert_eq!(exec.name, *id);
+        assert_eq!(
+            effects(&db, id),
+            Effects {
+                sns: 1,
+                sqs: 1,
+                sqs_consumed: 1,
+                mail: 1
+            }
+        );
+        let types = event_types(&s.runtime.stores.events.load(id).await.expect("events"));
+        for t in ["OrderPlaced", "OrderConfirmed", "FulfilmentRequested"] {
+            assert_eq!(count(&types, t), 1, "{t} in {types:?}");
+        }
+        assert_eq!(types.len(), 3, "{types:?}");
+
+        // The correlation id travels into the message attributes and the email header.
+        let corr = format!("corr-{i}");
+        let (topic, queue, mail) = db
+            .read(|c| {
+                Ok((
+                    services::topic_messages(c, 0)?,
+                    services::queue_messages(c, "orders-fulfilment", true, 0)?,
+                    services::mails(c, 0)?,
+                ))
+            })
+            .expect("read");
+        let t = topic
+            .iter()
+            .find(|m| m.message.contains(id.as_str()))
+            .expect("sns");
+        assert_eq!(t.correlation_id.as_deref(), Some(corr.as_str()));
+        assert_eq!(
+            t.message_attributes["correlation_id"]["StringValue"],
+            corr.as_str()
+        );
+        let q = queue
+            .iter()
+            .find(|m| m.body.contains(id.as_str()))
+            .expect("sqs");
+        assert_eq!(q.correlation_id.as_deref(), Some(corr.as_str()));
+        let m = mail
+            .iter()
+            .find(|m| m.subject.contains(id.as_str()))
+            .expect("mail");
+        assert!(
+            m.raw.contains(&format!("X-Correlation-Id: {corr}\r\n")),
+            "{}",
+            m.raw
+        );
+        assert!(m.raw.contains("Content-Type: multipart/alternative"));
+        let eml = s
+            .dir
+            .path()
+            .join("mail")
+            .join(format!("{}.eml", m.message_id));
+        assert_eq!(std::fs::read_to_string(eml).expect(".eml copy"), m.raw);
+    }
+    let all = db.list(None, 0).expect("list");
+    assert_eq!(all.len(), 5);
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn an_unverified_sender_is_retried_then_caught_and_recorded() {
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        sender_verified: false,
+        ..workflow_options()
+    })
+    .await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "corr-unverified").await;
+    let db = open_db(s.dir.path());
+    // Retry (1 s, then 2 s) before the Catch: allow for it.
+    let exec = until("the execution to end", Duration::from_secs(20), || {
+        db.find_execution(&id)
+            .expect("read")
+            .filter(|r| r.status != asl::ExecutionStatus::Running)
+    })
+    .await;
+    assert_eq!(exec.status, asl::ExecutionStatus::Succeeded);
+
+    let view = eventually(&mut c, &format!("/orders/{id}"), |r| {
+        json(r)["confirmed_at"].is_string()
+    })
+    .await;
+    let v = json(&view);
+    assert!(
+        ["CONFIRMED", "FULFILMENT_REQUESTED"].contains(&v["status"].as_str().unwrap_or("")),
+        "the order is not stuck: {v}"
+    );
+    let email = v["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .find(|n| n["channel"] == "email")
+        .cloned()
+        .expect("email notification");
+    assert_eq!(email["status"], "FAILED");
+    assert_eq!(email["error"], "SesV2.MessageRejectedException");
+    assert!(
+        email["cause"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Email address is not verified. The following identities failed the check in region US-EAST-1: orders@anycompany.example"),
+        "{email}"
+    );
+
+    let events = s.runtime.stores.events.load(&id).await.expect("events");
+    let types = event_types(&events);
+    assert_eq!(count(&types, "NotificationFailed"), 1, "{types:?}");
+    assert_eq!(count(&types, "OrderConfirmed"), 1, "{types:?}");
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == "NotificationFailed")
+        .expect("NotificationFailed");
+    let payload: Value = serde_json::to_value(&failed.payload).expect("payload");
+    assert_eq!(payload["channel"], "email", "{payload}");
+    assert_eq!(payload["error"], "SesV2.MessageRejectedException");
+
+    // Retry, then Catch: three failed attempts of the email task, and the catch state ran.
+    let history = db.history_of(&exec.execution_arn).expect("history");
+    let task_failed = history
+        .iter()
+        .filter(|e| {
+            e.event_type == "TaskFailed"
+                && e.detail("error")
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    == Some("SesV2.MessageRejectedException".into())
+        })
+        .count();
+    assert_eq!(task_failed, 3, "1 attempt + 2 retries of States.TaskFailed");
+    assert!(history.iter().any(|e| {
+        e.event_type == "PassStateEntered"
+            && e.detail("name") == Some(Value::from("Confirmation email failed"))
+    }));
+    assert_eq!(effects(&db, &id).mail, 0);
+    assert_eq!(effects(&db, &id).sns, 1);
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_duplicated_stream_delivery_starts_one_execution() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "corr-dup").await;
+    let db = open_db(s.dir.path());
+    until("the execution to succeed", Duration::from_secs(10), || {
+        db.find_execution(&id)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+    })
+    .await;
+    // Deliver the OrderPlaced record again, as a redelivered stream batch would.
+    let events = s.runtime.stores.events.load(&id).await.expect("events");
+    let placed = events
+        .iter()
+        .find(|e| e.event_type == "OrderPlaced")
+        .expect("placed");
+    let starter = s.runtime.workflow().expect("workflow").starter();
+    let projector =
+        orders_handlers::projector::Projector::live(s.runtime.stores.read_models.clone(), starter);
+    for _ in 0..2 {
+        let processed = projector.process_envelope(placed).await.expect("processed");
+        assert!(!processed.applied, "a duplicate changes no read model");
+        assert_eq!(
+            processed.started,
+            Some(orders_domain::ports::StartOutcome::AlreadyStarted {
+                execution_name: id.clone()
+            })
+        );
+    }
+    let all = db.list(None, 0).expect("list");
+    assert_eq!(all.len(), 1);
+    let history = db.history_of(&all[0].execution_arn).expect("history");
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.event_type == "ExecutionStarted")
+            .count(),
+        1
+    );
+    assert_eq!(
+        effects(&db, &id),
+        Effects {
+            sns: 1,
+            sqs: 1,
+            sqs_consumed: 1,
+            mail: 1
+        }
+    );
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_poison_message_ends_in_the_dlq_with_its_reason_and_redrive_moves_it_back() {
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        max_receive_count: 2,
+        ..workflow_options()
+    })
+    .await;
+    let db = s.runtime.workflow().expect("workflow").db.clone();
+    let (poison, _) = db
+        .write(|c| {
+            services::send_message(
+                c,
+                "orders-fulfilment",
+                "this is not JSON",
+                &serde_json::Map::new(),
+                None,
+                asl::clock::system_now_millis(),
+            )
+        })
+        .await
+        .expect("send");
+    let dead = || {
+        db.read(|c| services::queue_messages(c, "orders-fulfilment-dlq", false, 0))
+            .expect("read")
+            .into_iter()
+            .find(|m| m.message_id == poison)
+    };
+    let m = until(
+        "the poison message in the DLQ",
+        Duration::from_secs(10),
+        dead,
+    )
+    .await;
+    let reason = m.dead_reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("message body is not a fulfilment request"),
+        "{reason}"
+    );
+    assert!(reason.contains("received 2 times"), "{reason}");
+    assert_eq!(m.source_queue.as_deref(), Some("orders-fulfilment"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["queue", "dlq", "--data-dir"])
+        .arg(s.dir.path())
+        .output()
+        .expect("orders queue dlq");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&poison) && text.contains("not a fulfilment request"),
+        "{text}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["queue", "redrive", "--data-dir"])
+        .arg(s.dir.path())
+        .output()
+        .expect("orders queue redrive");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("moved 1 message(s)"));
+    // Back on the fulfilment queue, it is received (and fails) again.
+    until(
+        "the redriven message to be received again",
+        Duration::from_secs(10),
+        || {
+            db.read(|c| services::queue_messages(c, "orders-fulfilment", false, 0))
+                .expect("read")
+                .into_iter()
+                .find(|m| m.message_id == poison && m.receive_count > 0)
+                .or_else(|| dead().filter(|m| m.dead_reason.is_some()))
+        },
+    )
+    .await;
+    until(
+        "the poison message back in the DLQ",
+        Duration::from_secs(10),
+        dead,
+    )
+    .await;
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["queue", "redrive", "no-such-message", "--data-dir"])
+        .arg(s.dir.path())
+        .output()
+        .expect("orders queue redrive");
+    assert!(!bad.status.success());
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn start(dir: &Path, delay: Option<&str>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove(orders_local::workflow::resources::DELAY_ENV)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(d) = delay {
+        cmd.env(orders_local::workflow::resources::DELAY_ENV, d);
+    }
+    let mut child = cmd.spawn().expect("orders serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Server { child, addr }
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_an_execution_then_restart_finishes_it_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The email task waits 30 s before its effect: the kill lands while it waits.
+    let mut first = start(dir.path(), Some("sendEmail=30000"));
+    let mut c = Connection::open(first.addr).await.expect("connect");
+    let mut ids = vec![];
+    for i in 0..3 {
+        ids.push(place(&mut c, &format!("corr-kill-{i}")).await);
+    }
+    let db = open_db(dir.path());
+    // SNS and SQS are done (and the SQS message consumed), the email is pending.
+    until("SNS and SQS effects", Duration::from_secs(15), || {
+        ids.iter()
+            .all(|id| {
+                let e = effects(&db, id);
+                e.sns == 1 && e.sqs == 1 && e.sqs_consumed == 1
+            })
+            .then_some(())
+    })
+    .await;
+    for id in &ids {
+        let r = db.find_execution(id).expect("read").expect("execution");
+        assert_eq!(r.status, asl::ExecutionStatus::Running);
+        assert_eq!(effects(&db, id).mail, 0);
+    }
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reaped");
+
+    let mut second = start(dir.path(), None);
+    let mut c = Connection::open(second.addr).await.expect("connect");
+    for id in &ids {
+        let exec = until(
+            "the resumed execution to succeed",
+            Duration::from_secs(20),
+            || {
+                db.find_execution(id)
+                    .expect("read")
+                    .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+            },
+        )
+        .await;
+        assert_eq!(
+            effects(&db, id),
+            Effects {
+                sns: 1,
+                sqs: 1,
+                sqs_consumed: 1,
+                mail: 1
+            },
+            "each effect once for {id}"
+        );
+        let history = db.history_of(&exec.execution_arn).expect("history");
+        assert_eq!(
+            history
+                .iter()
+                .filter(|e| e.event_type == "ExecutionStarted")
+                .count(),
+            1
+        );
+        let v = eventually(&mut c, &format!("/orders/{id}"), |r| {
+            json(r)["confirmed_at"].is_string() && json(r)["status"] == "FULFILMENT_REQUESTED"
+        })
+        .await;
+        assert_eq!(json(&v)["workflow"]["status"], "SUCCEEDED");
+        let r = get(&mut c, &format!("/orders/{id}/events")).await;
+        let types: Vec<String> = json(&r)["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(count(&types, "OrderConfirmed"), 1, "{types:?}");
+        assert_eq!(count(&types, "FulfilmentRequested"), 1, "{types:?}");
+    }
+
+    // The CLI reads the same store while the server runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["executions", "show", &ids[0], "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("orders executions show");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("SUCCEEDED") && text.contains("Send confirmation email"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["executions", "history", &ids[0], "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("orders executions history");
+    let h: Value = serde_json::from_slice(&out.stdout).expect("history JSON");
+    assert_eq!(h["events"][0]["type"], "ExecutionStarted");
+    second.child.kill().expect("kill");
+    second.child.wait().expect("reaped");
+}
