@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod bench_e2e;
+mod replay_cmd;
 mod states_cmd;
 mod workflow_cmd;
 
@@ -66,6 +67,10 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Rebuild projections from the event log (blue/green; never fires side effects).
+    Replay(replay_cmd::ReplayArgs),
+    /// Write a realistic order history straight into the local event store.
+    Seed(replay_cmd::SeedArgs),
     /// Run or validate Amazon States Language definitions with the built-in engine.
     States {
         #[command(subcommand)]
@@ -170,6 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::States { command } => states_cmd::run(command).await,
+        Cmd::Replay(args) => replay_cmd::replay(args).await,
+        Cmd::Seed(args) => replay_cmd::seed(args).await,
     }
 }
 

@@ -315,7 +315,14 @@ async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() 
     // An event nobody can decode.
     let placed = json(&post(&mut c, "/orders", &[], &order("c-2")).await);
     let id = placed["order_id"].as_str().expect("id");
-    let mut bad = s.runtime.stores.events.load(id).await.expect("load").remove(0);
+    let mut bad = s
+        .runtime
+        .stores
+        .events
+        .load(id)
+        .await
+        .expect("load")
+        .remove(0);
     bad.aggregate_id = "broken-order".into();
     bad.event_id = "broken-event".into();
     bad.event_type = "OrderTeleported".into();

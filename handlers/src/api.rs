@@ -56,11 +56,9 @@ async fn correlate(mut req: axum::extract::Request, next: axum::middleware::Next
         .is_some_and(|s| {
             !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
         });
-    if !sane {
-        if let Ok(v) = HeaderValue::from_str(&ulid::Ulid::new().to_string()) {
-            req.headers_mut()
-                .insert(HeaderName::from_static(CORRELATION_HEADER), v);
-        }
+    if !sane && let Ok(v) = HeaderValue::from_str(&ulid::Ulid::new().to_string()) {
+        req.headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), v);
     }
     let id = req.headers().get(CORRELATION_HEADER).cloned();
     let mut resp = next.run(req).await;
