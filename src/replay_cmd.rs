@@ -35,6 +35,20 @@ pub struct ReplayArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 5_000)]
     chunk: usize,
+    /// Replay on AWS: scan the DynamoDB event table (EVENTS_TABLE) into a fresh read-model
+    /// table next to READ_MODELS_TABLE (standard credential chain, AWS_ENDPOINT_URL honoured).
+    #[arg(long)]
+    aws: bool,
+    /// Parallel Scan segments (with --aws).
+    #[arg(long, default_value_t = 4, requires = "aws")]
+    segments: u32,
+    /// Items written per second at most (with --aws).
+    #[arg(long, requires = "aws")]
+    rate_limit: Option<u32>,
+    /// The new read-model table (with --aws; default: the live one's name with the next
+    /// generation suffix).
+    #[arg(long, requires = "aws")]
+    target_table: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +151,9 @@ impl Progress {
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let projections = parse_projections(&args.projections)?;
     anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1");
+    if args.aws {
+        return replay_aws(args, projections).await;
+    }
     let stores = open_existing(&args.data_dir).await?;
     let opts = ReplayOptions {
         projections,
@@ -248,5 +265,56 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         secs,
         seeded.events as f64 / secs.max(0.001)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `orders replay --aws`: the DynamoDB replay into a fresh table (blue/green on AWS means
+/// pointing READ_MODELS_TABLE at it; the summary says how).
+async fn replay_aws(
+    args: ReplayArgs,
+    projections: Vec<ProjectionName>,
+) -> anyhow::Result<ExitCode> {
+    use orders_aws::replay::{AwsReplayOptions, replay_to_table};
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .with_context(|| format!("{name} is not set (the DynamoDB table to replay with --aws)"))
+    };
+    let events_table = var("EVENTS_TABLE")?;
+    let source_table = var("READ_MODELS_TABLE")?;
+    let opts = AwsReplayOptions {
+        segments: args.segments,
+        rate_limit: args.rate_limit,
+        skip_undecodable: args.skip_undecodable,
+        projections,
+        target_table: args.target_table.clone(),
+        reuse_target: args.resume,
+        ..Default::default()
+    };
+    if args.dry_run {
+        println!("dry run: nothing will be changed");
+        println!(
+            "  scan {events_table} in {} segments, fold every order, write {} with BatchWriteItem",
+            opts.segments,
+            opts.target_table
+                .clone()
+                .unwrap_or_else(|| format!("a new table next to {source_table}"))
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let clients = orders_aws::AwsClients::load().await;
+    let progress = Progress::new("replay --aws");
+    let summary = replay_to_table(
+        &clients.dynamodb,
+        &events_table,
+        &source_table,
+        &opts,
+        |p| progress.update(p.events_read, p.events_estimate.unwrap_or(p.events_read)),
+    )
+    .await;
+    progress.finish();
+    let summary = summary?;
+    println!("{summary}");
     Ok(ExitCode::SUCCESS)
 }

@@ -407,3 +407,17 @@ async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() 
     assert_eq!(letters, 1);
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+#[test]
+fn replay_on_aws_names_a_missing_table_variable_in_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["replay", "--projection", "all", "--aws"])
+        .env_remove("EVENTS_TABLE")
+        .env_remove("READ_MODELS_TABLE")
+        .output()
+        .expect("run orders");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("EVENTS_TABLE"), "{err}");
+}
