@@ -29,6 +29,9 @@ pub struct E2eArgs {
     drain_timeout_seconds: u64,
     #[arg(long)]
     json: bool,
+    /// Also write a mail/<id>.eml file per email (as `orders serve` does).
+    #[arg(long)]
+    mail_files: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -119,7 +122,10 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             data_dir: dir.clone(),
             observer: Some(observer),
         },
-        WorkflowOptions::default(),
+        WorkflowOptions {
+            mail_files: args.mail_files,
+            ..WorkflowOptions::default()
+        },
     )
     .await?;
     let result = measure(&runtime, &args, &confirmed).await;

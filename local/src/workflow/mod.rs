@@ -41,6 +41,9 @@ pub struct WorkflowOptions {
     pub poll_interval: Duration,
     /// Test-only task delays (see [`resources::DELAY_ENV`]).
     pub delays: Vec<(String, u64)>,
+    /// Write a `mail/<message-id>.eml` copy of each email (the database holds it anyway;
+    /// a file per email costs inode churn at benchmark rates).
+    pub mail_files: bool,
 }
 
 impl Default for WorkflowOptions {
@@ -56,6 +59,7 @@ impl Default for WorkflowOptions {
             batch_size: 10,
             poll_interval: Duration::from_millis(500),
             delays: Vec::new(),
+            mail_files: true,
         }
     }
 }
@@ -125,12 +129,15 @@ impl LocalWorkflow {
         db.write(move |c| services::set_identity(c, &sender, verified))
             .await?;
         let mail_dir: PathBuf = data_dir.join("mail");
-        let mail_dir = match std::fs::create_dir_all(&mail_dir) {
-            Ok(()) => Some(mail_dir),
-            Err(e) => {
-                tracing::warn!(error = %e, "no mail/ directory: .eml copies are not written");
-                None
-            }
+        let mail_dir = match options.mail_files {
+            false => None,
+            true => match std::fs::create_dir_all(&mail_dir) {
+                Ok(()) => Some(mail_dir),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no mail/ directory: .eml copies are not written");
+                    None
+                }
+            },
         };
         let wake = Arc::new(Notify::new());
         let services = Services {
