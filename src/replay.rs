@@ -7,7 +7,7 @@ use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, StoreError};
 use orders_domain::projection::ProjectionName;
-use orders_local::store::{LocalStores, NewDeadLetter, StreamRow, Targets};
+use orders_local::store::{LocalStores, MemoryFold, NewDeadLetter, StreamRow, Targets};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -169,15 +169,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Applies the next chunk; `false` when the log is exhausted.
-    async fn step(&mut self) -> Result<bool, ReplayError> {
-        let rows = self
-            .stores
-            .events
-            .read_stream(self.after, self.opts.chunk)
-            .await?;
+    /// The next rows of the log, decoded; undecodable ones are parked or stop the run.
+    async fn next_chunk(
+        &mut self,
+        limit: usize,
+    ) -> Result<Option<(u64, Vec<(EventEnvelope, OrderEvent)>, Vec<String>)>, ReplayError> {
+        let rows = self.stores.events.read_stream(self.after, limit).await?;
         let Some(last) = rows.last().map(|r| r.seq) else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut batch: Vec<(EventEnvelope, OrderEvent)> = Vec::with_capacity(rows.len());
         let mut keys = Vec::with_capacity(rows.len());
@@ -214,10 +213,24 @@ impl Run<'_> {
                 }
             }
         }
+        self.events_read += rows.len() as u64;
+        for (e, _) in &batch {
+            if !self.orders.contains(&e.aggregate_id) {
+                self.orders.insert(e.aggregate_id.clone());
+            }
+        }
+        Ok(Some((last, batch, keys)))
+    }
+
+    /// Applies the next chunk through the store; `false` when the log is exhausted.
+    async fn step(&mut self) -> Result<bool, ReplayError> {
+        let Some((last, batch, keys)) = self.next_chunk(self.opts.chunk).await? else {
+            return Ok(false);
+        };
         let results = self
             .stores
             .read_models
-            .apply_many(Some(self.targets), batch.clone())
+            .apply_many(Some(self.targets), batch)
             .await?;
         for (i, r) in results.into_iter().enumerate() {
             if let Err(e) = r {
@@ -227,12 +240,6 @@ impl Run<'_> {
                 });
             }
         }
-        for (e, _) in &batch {
-            if !self.orders.contains(&e.aggregate_id) {
-                self.orders.insert(e.aggregate_id.clone());
-            }
-        }
-        self.events_read += rows.len() as u64;
         self.after = last;
         self.stores
             .read_models
@@ -240,7 +247,48 @@ impl Run<'_> {
             .await?;
         Ok(true)
     }
+
+    /// A fresh build: folds the whole log in memory and writes each order's final rows
+    /// once (one read and one write per event would dominate). Nothing is written until
+    /// the end, so an interruption leaves the checkpoint at the start.
+    async fn bulk(
+        &mut self,
+        stop: &AtomicBool,
+        total: u64,
+        progress: &impl Fn(u64, u64),
+    ) -> Result<(), ReplayError> {
+        let mut fold = MemoryFold::default();
+        let mut after = self.after;
+        while let Some((last, batch, keys)) = self.next_chunk(BULK_CHUNK).await? {
+            for (i, (envelope, event)) in batch.iter().enumerate() {
+                fold.apply(&self.targets, envelope, event).map_err(|e| {
+                    ReplayError::Projection {
+                        key: keys.get(i).cloned().unwrap_or_default(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            }
+            self.after = last;
+            after = last;
+            progress(self.events_read, total.max(self.events_read));
+            if stop.load(Ordering::Relaxed) {
+                return Err(ReplayError::Stopped);
+            }
+        }
+        self.stores
+            .read_models
+            .save_fold(
+                self.targets,
+                std::sync::Arc::new(fold),
+                (&self.checkpoint, after),
+            )
+            .await?;
+        Ok(())
+    }
 }
+
+/// Events read per round trip in the in-memory bulk phase.
+const BULK_CHUNK: usize = 50_000;
 
 /// Rebuilds the chosen projections. `progress(events_read, events_total)` is called after
 /// every chunk; setting `stop` ends the run after the chunk in flight (resumable).
@@ -270,7 +318,11 @@ pub async fn replay(
         orders: HashSet::new(),
     };
     progress(run.events_read, total);
-    // Bulk: the live projector keeps serving the active generations meanwhile.
+    // Bulk: the live projector keeps serving the active generations meanwhile. A fresh
+    // build folds in memory; a resumed one continues through the store.
+    if after == 0 {
+        run.bulk(stop, total, &progress).await?;
+    }
     while run.step().await? {
         progress(run.events_read, total.max(run.events_read));
         if stop.load(Ordering::Relaxed) {

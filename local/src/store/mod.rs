@@ -10,7 +10,7 @@ pub mod read_models;
 mod sqlite;
 
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
-pub use projection::Targets;
+pub use projection::{MemoryFold, Targets};
 pub use read_models::{DeadLetter, NewDeadLetter, SqliteReadModels};
 
 use orders_domain::ports::{ReadModelError, StoreError};

@@ -380,6 +380,22 @@ impl SqliteReadModels {
             .await
     }
 
+    /// Writes a replay's in-memory fold into its (empty) target generations, and the
+    /// replay's checkpoint, in one transaction.
+    pub async fn save_fold(
+        &self,
+        targets: Targets,
+        fold: std::sync::Arc<projection::MemoryFold>,
+        checkpoint: (&str, u64),
+    ) -> Result<(), ReadModelError> {
+        let (name, seq) = (checkpoint.0.to_string(), checkpoint.1);
+        self.write(move |conn| {
+            projection::save_fold(conn, &targets, &fold)?;
+            write_checkpoint(conn, &name, seq)
+        })
+        .await
+    }
+
     /// Applies many events in one transaction, each all-or-nothing (a SAVEPOINT each);
     /// for replay, where one commit per event would dominate. Results are per event.
     pub async fn apply_many(
