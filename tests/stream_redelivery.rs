@@ -3,7 +3,7 @@
 
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::order::*;
-use orders_domain::ports::ReadModels;
+use orders_domain::ports::{EventStore, ReadModels};
 use orders_domain::{Currency, Money, Timestamp, decide, evolve};
 use orders_handlers::projector::Projector;
 use orders_local::store::LocalStores;
@@ -109,12 +109,27 @@ fn interleave(mut histories: Vec<Vec<EventEnvelope>>, picks: &[usize]) -> Vec<Ev
     log
 }
 
-async fn views(
-    log: &[EventEnvelope],
-    deliveries: &[(usize, usize)],
-) -> (Vec<serde_json::Value>, serde_json::Value, serde_json::Value) {
+type Views = (Vec<serde_json::Value>, serde_json::Value, serde_json::Value);
+
+/// The views after the given deliveries; with `replay`, also checks that a replay of the
+/// same log (stored in the event store) rebuilds exactly these views.
+async fn views(log: &[EventEnvelope], deliveries: &[(usize, usize)], replay: bool) -> Views {
     let dir = tempfile::tempdir().expect("dir");
     let stores = LocalStores::open(dir.path()).expect("open");
+    if replay {
+        for e in log {
+            stores
+                .events
+                .append(orders_domain::ports::AppendRequest {
+                    aggregate_id: e.aggregate_id.clone(),
+                    expected_version: e.version - 1,
+                    events: vec![e.clone()],
+                    idempotency: None,
+                })
+                .await
+                .expect("append");
+        }
+    }
     let projector = Projector::replay(stores.read_models.clone());
     let config = TailerConfig::default();
     for &(from, len) in deliveries {
@@ -131,6 +146,29 @@ async fn views(
             resp.batch_item_failures
         );
     }
+    let live = snapshot(&stores, log).await;
+    if replay {
+        let opts = orders::replay::ReplayOptions {
+            projections: orders_domain::projection::ProjectionName::ALL.to_vec(),
+            resume: false,
+            drop_old: true,
+            skip_undecodable: false,
+            chunk: 3,
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        orders::replay::replay(&stores, &opts, &stop, |_, _| {})
+            .await
+            .expect("replay");
+        assert_eq!(
+            snapshot(&stores, log).await,
+            live,
+            "replay equals live processing"
+        );
+    }
+    live
+}
+
+async fn snapshot(stores: &LocalStores, log: &[EventEnvelope]) -> Views {
     let mut ids: Vec<&str> = log.iter().map(|e| e.aggregate_id.as_str()).collect();
     ids.sort();
     ids.dedup();
@@ -157,7 +195,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
 
     #[test]
-    fn redelivery_and_duplication_do_not_change_the_views(
+    fn redelivery_and_duplication_do_not_change_the_views_and_replay_equals_live(
         orders in prop::collection::vec((0usize..3, prop::collection::vec(step(), 0..5)), 1..6),
         picks in prop::collection::vec(0usize..6, 1..20),
         batch in 1usize..5,
@@ -190,8 +228,8 @@ proptest! {
             }
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-        let clean = rt.block_on(views(&log, &once));
-        let messy_views = rt.block_on(views(&log, &messy));
+        let clean = rt.block_on(views(&log, &once, false));
+        let messy_views = rt.block_on(views(&log, &messy, true));
         prop_assert_eq!(clean, messy_views);
     }
 }
