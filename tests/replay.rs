@@ -421,3 +421,56 @@ fn replay_on_aws_names_a_missing_table_variable_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("EVENTS_TABLE"), "{err}");
 }
+
+/// Every side effect the workflow can cause, counted in the local services.
+fn side_effects(dir: &std::path::Path) -> Vec<u64> {
+    let db = orders_local::workflow::db::WorkflowDb::open(dir).expect("workflows.db");
+    db.read(|c| {
+        ["executions", "topic_messages", "queue_messages", "mail"]
+            .iter()
+            .map(|t| orders_local::workflow::services::count(c, t))
+            .collect::<Result<Vec<u64>, _>>()
+    })
+    .expect("count effects")
+}
+
+#[tokio::test]
+async fn a_replay_fires_no_side_effect() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let mut ids = vec![];
+    for i in 0..3 {
+        let r = post(&mut c, "/orders", &[], &order(&format!("c-{i}"))).await;
+        ids.push(json(&r)["order_id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let r = eventually(&mut c, &format!("/orders/{id}"), |r| {
+            r.status == 200 && json(r)["status"] == "FULFILMENT_REQUESTED"
+        })
+        .await;
+        assert_eq!(json(&r)["status"], "FULFILMENT_REQUESTED");
+    }
+    s.runtime.wait_projected().await;
+    let before = side_effects(s.dir.path());
+    assert_eq!(before[0], 3, "one execution per order: {before:?}");
+    assert!(before.iter().all(|n| *n >= 3), "{before:?}");
+
+    let dir = s.dir.path().to_str().expect("path").to_string();
+    let out = orders_cli(&["replay", "--projection", "all", "--data-dir", &dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The live runtime keeps running: nothing it sees after the switch may start anything.
+    s.runtime.wait_projected().await;
+    for id in &ids {
+        assert_eq!(get(&mut c, &format!("/orders/{id}")).await.status, 200);
+    }
+    assert_eq!(
+        side_effects(s.dir.path()),
+        before,
+        "executions, topic, queue, mail unchanged"
+    );
+    s.runtime.shutdown().await.expect("shutdown");
+}
