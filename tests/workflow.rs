@@ -127,6 +127,13 @@ async fn each_order_runs_the_whole_loop_and_each_effect_happens_once() {
         })
         .await;
         assert_eq!(exec.name, *id);
+        // FulfilmentRequested is appended before the poller deletes the message.
+        until(
+            "the fulfilment message to be consumed",
+            Duration::from_secs(10),
+            || (effects(&db, id).sqs_consumed == 1).then_some(()),
+        )
+        .await;
         assert_eq!(
             effects(&db, id),
             Effects {
@@ -308,15 +315,20 @@ async fn a_duplicated_stream_delivery_starts_one_execution() {
             .count(),
         1
     );
-    assert_eq!(
-        effects(&db, &id),
-        Effects {
-            sns: 1,
-            sqs: 1,
-            sqs_consumed: 1,
-            mail: 1
-        }
-    );
+    let once = Effects {
+        sns: 1,
+        sqs: 1,
+        sqs_consumed: 1,
+        mail: 1,
+    };
+    // The queue poller consumes the fulfilment message on its own schedule.
+    until(
+        "the fulfilment message to be consumed",
+        Duration::from_secs(10),
+        || (effects(&db, &id).sqs_consumed == 1).then_some(()),
+    )
+    .await;
+    assert_eq!(effects(&db, &id), once);
     s.runtime.shutdown().await.expect("shutdown");
 }
 
