@@ -1,10 +1,9 @@
-//! Throughput of the SQLite stores and the tailer. A measurement, not a check (ignored by
-//! default; numbers from a debug build mean nothing, SQLite is compiled without
-//! optimisation there):
+//! Throughput of the SQLite stores and the tailer: a measurement, not a check (numbers from
+//! a debug build mean little):
 //!
-//! `cargo test --release -p orders-local --test throughput -- --ignored --nocapture --test-threads=1`
+//! `cargo run --release -p orders-local --example throughput`
 
-#[path = "contract/mod.rs"]
+#[path = "../tests/contract/mod.rs"]
 mod contract;
 
 use orders_domain::ports::{EventStore, ReadModels};
@@ -66,8 +65,6 @@ async fn run_appenders(
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn append_throughput() {
     for (concurrency, total) in [(1, 5_000), (8, 20_000), (64, 40_000), (256, 40_000)] {
         let dir = tempfile::tempdir().unwrap();
@@ -85,8 +82,6 @@ async fn append_throughput() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn read_model_apply_throughput() {
     let dir = tempfile::tempdir().unwrap();
     let stores = Arc::new(LocalStores::open(dir.path()).unwrap());
@@ -127,8 +122,6 @@ async fn read_model_apply_throughput() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn projection_throughput_and_lag() {
     // Catch-up: the tailer and read models alone, over a backlog.
     let dir = tempfile::tempdir().unwrap();
@@ -197,8 +190,6 @@ async fn projection_throughput_and_lag() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn stream_record_codec_cost() {
     let id = contract::unique("order");
     let env = contract::wrap(
@@ -227,4 +218,12 @@ async fn stream_record_codec_cost() {
         build / n as u32,
         decode / n as u32
     );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    append_throughput().await;
+    read_model_apply_throughput().await;
+    projection_throughput_and_lag().await;
+    stream_record_codec_cost().await;
 }
