@@ -9,12 +9,12 @@
 //! in one transaction (blue/green).
 
 use super::DbError;
-use super::sqlite::{to_i64, to_u64};
+use super::sqlite::to_i64;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ApplyOutcome, Page, ReadModelError};
 use orders_domain::projection::{
-    Applicability, DailySales, OrderSummary, OrderView, ProjectionName, SalesTracker,
+    Applicability, DailySales, OrderSummary, OrderView, ProjectionName, SalesDelta, SalesTracker,
     applicability, apply_daily_sales, apply_order_view,
 };
 use rusqlite::{Connection, OptionalExtension, params};
@@ -108,40 +108,17 @@ pub(crate) fn apply(
     event: &OrderEvent,
 ) -> Result<ApplyOutcome, DbError> {
     let id = &envelope.aggregate_id;
-    let gap = |expected| ReadModelError::Gap {
-        aggregate_id: id.clone(),
-        expected,
-        got: envelope.version,
-    };
-
-    // Decide for every projection before writing anything.
-    let orders = match targets.orders {
-        Some(g) => {
-            let (last, view) = load_view(conn, g, id)?;
-            match applicability(last, envelope.version) {
-                Applicability::Apply => Some((
-                    g,
-                    apply_order_view(view, envelope, event).map_err(ReadModelError::from)?,
-                )),
-                Applicability::Duplicate => None,
-                Applicability::Gap { expected } => return Err(gap(expected).into()),
-            }
-        }
+    let view = match targets.orders {
+        Some(g) => Some(load_view(conn, g, id)?),
         None => None,
     };
-    let sales = match targets.daily_sales {
-        Some(g) => {
-            let tracker = load_tracker(conn, g, id)?;
-            let last = tracker.as_ref().map_or(0, |t| t.version);
-            match applicability(last, envelope.version) {
-                Applicability::Apply => Some((g, apply_daily_sales(tracker, envelope, event))),
-                Applicability::Duplicate => None,
-                Applicability::Gap { expected } => return Err(gap(expected).into()),
-            }
-        }
+    let tracker = match targets.daily_sales {
+        Some(g) => Some(load_tracker(conn, g, id)?),
         None => None,
     };
-
+    let Folded { orders, sales } = fold(view, tracker, envelope, event)?;
+    let orders = orders.zip(targets.orders).map(|(v, g)| (g, v));
+    let sales = sales.zip(targets.daily_sales).map(|(t, g)| (g, t));
     let applied = orders.is_some() || sales.is_some();
     if let Some((g, view)) = orders {
         save_view(conn, g, id, &view)?;
@@ -160,6 +137,52 @@ pub(crate) fn apply(
     } else {
         ApplyOutcome::Duplicate
     })
+}
+
+/// What one event changes in each targeted projection (`None`: nothing to write).
+struct Folded {
+    orders: Option<OrderView>,
+    sales: Option<(SalesTracker, Option<SalesDelta>)>,
+}
+
+/// The one place that applies the version guard and the domain's folds to an order's
+/// current projection state. `view`/`tracker` are `None` for a projection not targeted,
+/// `Some(None)` for an order it has not seen yet.
+fn fold(
+    view: Option<Option<OrderView>>,
+    tracker: Option<Option<SalesTracker>>,
+    envelope: &EventEnvelope,
+    event: &OrderEvent,
+) -> Result<Folded, ReadModelError> {
+    let gap = |expected| ReadModelError::Gap {
+        aggregate_id: envelope.aggregate_id.clone(),
+        expected,
+        got: envelope.version,
+    };
+    // Decide for every projection before anything is written.
+    let orders = match view {
+        Some(view) => {
+            let last = view.as_ref().map_or(0, |v| v.version);
+            match applicability(last, envelope.version) {
+                Applicability::Apply => Some(apply_order_view(view, envelope, event)?),
+                Applicability::Duplicate => None,
+                Applicability::Gap { expected } => return Err(gap(expected)),
+            }
+        }
+        None => None,
+    };
+    let sales = match tracker {
+        Some(tracker) => {
+            let last = tracker.as_ref().map_or(0, |t| t.version);
+            match applicability(last, envelope.version) {
+                Applicability::Apply => Some(apply_daily_sales(tracker, envelope, event)),
+                Applicability::Duplicate => None,
+                Applicability::Gap { expected } => return Err(gap(expected)),
+            }
+        }
+        None => None,
+    };
+    Ok(Folded { orders, sales })
 }
 
 /// The same fold as [`apply`] over maps in memory, for a replay's bulk phase: the whole log
@@ -184,60 +207,20 @@ impl MemoryFold {
         event: &OrderEvent,
     ) -> Result<ApplyOutcome, ReadModelError> {
         let id = &envelope.aggregate_id;
-        let gap = |expected| ReadModelError::Gap {
-            aggregate_id: id.clone(),
-            expected,
-            got: envelope.version,
-        };
-        let mut applied = false;
-        if targets.orders.is_some() {
-            let view = self.views.remove(id);
-            let last = view.as_ref().map_or(0, |v| v.version);
-            match applicability(last, envelope.version) {
-                Applicability::Apply => {
-                    let next = apply_order_view(view, envelope, event)?;
-                    self.views.insert(id.clone(), next);
-                    applied = true;
-                }
-                Applicability::Duplicate => {
-                    if let Some(v) = view {
-                        self.views.insert(id.clone(), v);
-                    }
-                }
-                Applicability::Gap { expected } => {
-                    if let Some(v) = view {
-                        self.views.insert(id.clone(), v);
-                    }
-                    return Err(gap(expected));
-                }
-            }
+        let view = targets.orders.map(|_| self.views.get(id).cloned());
+        let tracker = targets.daily_sales.map(|_| self.trackers.get(id).cloned());
+        let Folded { orders, sales } = fold(view, tracker, envelope, event)?;
+        let applied = orders.is_some() || sales.is_some();
+        if let Some(v) = orders {
+            self.views.insert(id.clone(), v);
         }
-        if targets.daily_sales.is_some() {
-            let tracker = self.trackers.remove(id);
-            let last = tracker.as_ref().map_or(0, |t| t.version);
-            match applicability(last, envelope.version) {
-                Applicability::Apply => {
-                    let (next, delta) = apply_daily_sales(tracker, envelope, event);
-                    self.trackers.insert(id.clone(), next);
-                    if let Some(d) = delta {
-                        self.days
-                            .entry((d.date.clone(), d.currency.clone()))
-                            .or_insert_with(|| DailySales::new(&d.date, &d.currency))
-                            .add(&d);
-                    }
-                    applied = true;
-                }
-                Applicability::Duplicate => {
-                    if let Some(t) = tracker {
-                        self.trackers.insert(id.clone(), t);
-                    }
-                }
-                Applicability::Gap { expected } => {
-                    if let Some(t) = tracker {
-                        self.trackers.insert(id.clone(), t);
-                    }
-                    return Err(gap(expected));
-                }
+        if let Some((t, delta)) = sales {
+            self.trackers.insert(id.clone(), t);
+            if let Some(d) = delta {
+                self.days
+                    .entry((d.date.clone(), d.currency.clone()))
+                    .or_insert_with(|| DailySales::new(&d.date, &d.currency))
+                    .add(&d);
             }
         }
         Ok(if applied {
@@ -274,20 +257,14 @@ fn corrupt(what: &str, id: &str, e: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(format!("{what} of order {id}: {e}"))
 }
 
-fn load_view(conn: &Connection, g: u32, id: &str) -> Result<(u64, Option<OrderView>), DbError> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached(&format!(
-            "SELECT version, view FROM orders_g{g} WHERE order_id = ?1"
-        ))?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+/// The view carries its own last applied version (the `version` column mirrors it for SQL).
+fn load_view(conn: &Connection, g: u32, id: &str) -> Result<Option<OrderView>, DbError> {
+    let json: Option<String> = conn
+        .prepare_cached(&format!("SELECT view FROM orders_g{g} WHERE order_id = ?1"))?
+        .query_row([id], |r| r.get(0))
         .optional()?;
-    match row {
-        None => Ok((0, None)),
-        Some((version, json)) => Ok((
-            to_u64(version, "version").map_err(DbError::Corrupt)?,
-            Some(serde_json::from_str(&json).map_err(|e| corrupt("order view", id, e))?),
-        )),
-    }
+    json.map(|j| serde_json::from_str(&j).map_err(|e| corrupt("order view", id, e)))
+        .transpose()
 }
 
 fn save_view(conn: &Connection, g: u32, id: &str, view: &OrderView) -> Result<(), DbError> {
@@ -386,7 +363,7 @@ pub(crate) fn order_view(
     g: u32,
     id: &str,
 ) -> Result<Option<OrderView>, DbError> {
-    Ok(load_view(conn, g, id)?.1)
+    load_view(conn, g, id)
 }
 
 /// Most orders one page returns, whatever the caller asks for.
