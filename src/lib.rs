@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod console;
 pub mod replay;
 pub mod runtime;
 pub mod sample;

@@ -180,7 +180,14 @@ impl Runtime {
             ),
             reads: stores.read_models.clone(),
         });
-        let router = api::router(api);
+        let console = crate::console::Console {
+            events: stores.events.clone(),
+            reads: stores.read_models.clone(),
+            workflow: workflow
+                .as_ref()
+                .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
+        };
+        let router = api::router(api).merge(crate::console::router(console));
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
