@@ -179,6 +179,11 @@ impl Runtime {
                 Arc::new(UlidIds::new()),
             ),
             reads: stores.read_models.clone(),
+            // The execution pages exist only when the workflow runs here.
+            links: match &workflow {
+                Some(_) => orders_handlers::links::ConsoleLinks::local(addr),
+                None => orders_handlers::links::ConsoleLinks::Off,
+            },
         });
         let console = crate::console::Console {
             events: stores.events.clone(),

@@ -3,6 +3,7 @@
 
 use crate::body;
 use crate::commands::{CommandError, Commands, Executed, Expect, Idempotency, Trace};
+use crate::links::ConsoleLinks;
 use crate::problem::Problem;
 use axum::Router;
 use axum::body::Body;
@@ -24,10 +25,12 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// What the API needs: the command path over the event store, and the read models.
+/// What the API needs: the command path over the event store, the read models, and
+/// where an order's workflow execution can be seen.
 pub struct Api<E, R> {
     pub commands: Commands<E>,
     pub reads: R,
+    pub links: ConsoleLinks,
 }
 
 pub fn router<E: EventStore, R: ReadModels>(api: Arc<Api<E, R>>) -> Router {
@@ -500,10 +503,27 @@ async fn get_order<E: EventStore, R: ReadModels>(
         Err(p) => return p.into_response(),
     };
     match api.reads.order(&order_id).await {
-        Ok(Some(view)) => with_etag(&view, view.version),
+        Ok(Some(view)) => with_etag(&rendered(&view, &api.links), view.version),
         Ok(None) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
         Err(e) => read_problem(e).into_response(),
     }
+}
+
+/// The view as `GET /orders/{id}` shows it: with `workflow.console_url` when there is a
+/// console to link to.
+fn rendered(
+    view: &orders_domain::projection::OrderView,
+    links: &ConsoleLinks,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(view).unwrap_or_default();
+    if let Some(url) = links.execution_url(&view.workflow.execution_name)
+        && let Some(w) = v
+            .get_mut("workflow")
+            .and_then(serde_json::Value::as_object_mut)
+    {
+        w.insert("console_url".into(), serde_json::Value::String(url));
+    }
+    v
 }
 
 async fn get_events<E: EventStore, R: ReadModels>(

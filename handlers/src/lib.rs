@@ -5,6 +5,7 @@
 pub mod api;
 pub mod body;
 pub mod commands;
+pub mod links;
 pub mod fulfilment;
 pub mod problem;
 pub mod projector;

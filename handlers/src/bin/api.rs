@@ -4,6 +4,7 @@
 
 use orders_handlers::api::{self, Api};
 use orders_handlers::commands::Commands;
+use orders_handlers::links::ConsoleLinks;
 use orders_handlers::system::{SystemClock, UlidIds};
 use std::sync::Arc;
 
@@ -18,6 +19,9 @@ async fn main() -> Result<(), lambda_http::Error> {
             Arc::new(UlidIds::new()),
         ),
         reads: clients.read_models_from_env()?,
+        links: ConsoleLinks::Aws {
+            state_machine_arn: orders_aws::WorkflowConfig::from_env()?.state_machine_arn,
+        },
     });
     lambda_http::run(api::router(api)).await
 }

@@ -419,6 +419,45 @@ pub(crate) fn customer_orders(
     Ok(Page { items, next_cursor })
 }
 
+/// Every order, newest first (the console's list; a full-table sort, fine locally).
+pub(crate) fn recent_orders(
+    conn: &Connection,
+    g: u32,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Page<OrderSummary>, DbError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    let limit = limit.min(MAX_PAGE);
+    if limit == 0 {
+        return Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        });
+    }
+    let fetch = (limit + 1) as i64;
+    let (placed_at, order_id) = after.unwrap_or((i64::MAX, String::new()));
+    let unbounded = cursor.is_none();
+    let views: Vec<String> = conn
+        .prepare_cached(&format!(
+            "SELECT view FROM orders_g{g} WHERE ?1 OR (placed_at, order_id) < (?2, ?3)
+             ORDER BY placed_at DESC, order_id DESC LIMIT ?4"
+        ))?
+        .query_map(params![unbounded, placed_at, order_id, fetch], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let more = views.len() > limit;
+    let mut items = Vec::with_capacity(limit);
+    for json in views.into_iter().take(limit) {
+        let view: OrderView = serde_json::from_str(&json)
+            .map_err(|e| DbError::Corrupt(format!("an order view: {e}")))?;
+        items.push(view.summary());
+    }
+    let next_cursor = match (more, items.last()) {
+        (true, Some(last)) => Some(encode_cursor(last.placed_at.millis(), &last.order_id)),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
 pub(crate) fn daily_sales(conn: &Connection, g: u32) -> Result<Vec<DailySales>, DbError> {
     Ok(conn
         .prepare_cached(&format!(

@@ -234,6 +234,21 @@ impl SqliteReadModels {
         .await?)
     }
 
+    /// Every order, newest first, `limit` at a time (the console's list; the API lists
+    /// one customer's orders only).
+    pub async fn recent_orders(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<OrderSummary>, ReadModelError> {
+        let cursor = cursor.map(str::to_string);
+        self.read(move |conn| {
+            let g = active(conn, ProjectionName::Orders)?;
+            projection::recent_orders(conn, g, limit, cursor.as_deref())
+        })
+        .await
+    }
+
     // ---- generations (blue/green rebuilds) ----
 
     /// The generation of each projection that readers and the live projector use.
