@@ -7,8 +7,10 @@
 //! mailbox, topic and queues.
 
 mod executions;
+mod graph;
 mod messages;
 mod orders;
+mod trace;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
