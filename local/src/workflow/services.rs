@@ -218,35 +218,47 @@ pub fn topic_messages(c: &Connection, limit: usize) -> Result<Vec<TopicMessage>,
         "SELECT seq, message_id, topic_arn, subject, message, attributes, correlation_id, published_at \
          FROM topic_messages ORDER BY seq DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Option<String>>(6)?,
-            r.get::<_, i64>(7)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, message_id, topic_arn, subject, message, attrs, correlation_id, published_at) =
-            row?;
-        out.push(TopicMessage {
-            seq,
-            message_id,
-            topic_arn,
-            subject,
-            message,
-            message_attributes: serde_json::from_str(&attrs)
-                .map_err(|e| corrupt("topic message attributes", e))?,
-            correlation_id,
-            published_at,
-        });
-    }
-    Ok(out)
+    let rows = stmt.query_map([limit], topic_row)?;
+    rows.map(|r| finish_topic(r?)).collect()
+}
+
+type TopicRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+);
+
+fn topic_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn finish_topic(row: TopicRow) -> Result<TopicMessage, DbError> {
+    let (seq, message_id, topic_arn, subject, message, attrs, correlation_id, published_at) = row;
+    Ok(TopicMessage {
+        seq,
+        message_id,
+        topic_arn,
+        subject,
+        message,
+        message_attributes: serde_json::from_str(&attrs)
+            .map_err(|e| corrupt("topic message attributes", e))?,
+        correlation_id,
+        published_at,
+    })
 }
 
 // ---- queue ----
@@ -633,4 +645,69 @@ pub fn count(c: &Connection, table: &str) -> Result<u64, DbError> {
     };
     let n: i64 = c.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
     Ok(n.max(0) as u64)
+}
+
+// ---- lookups for the console ----
+
+/// Messages of a queue, newest first (the console: after a while the oldest are the
+/// least interesting). `include_deleted` shows consumed ones too.
+pub fn queue_messages_newest(
+    c: &Connection,
+    queue: &str,
+    include_deleted: bool,
+    limit: usize,
+) -> Result<Vec<QueueMessage>, DbError> {
+    let limit = if limit == 0 { -1 } else { limit as i64 };
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE queue = ?1 AND (?2 OR state = 'AVAILABLE') \
+         ORDER BY seq DESC LIMIT ?3"
+    ))?;
+    finish_rows(stmt.query_map(params![queue, include_deleted, limit], queue_row)?)
+}
+
+/// Everything the local services hold about one order: messages carrying its correlation
+/// id, or whose body (subject, for mail) mentions `needle` (its order id). A scan: there
+/// is no index on either, which is fine for a page a person opens.
+#[derive(Debug, Clone, Default)]
+pub struct Related {
+    pub topic: Vec<TopicMessage>,
+    /// Any queue, dead-letter queue included, consumed messages included.
+    pub queue: Vec<QueueMessage>,
+    pub mail: Vec<Mail>,
+}
+
+pub fn related(c: &Connection, correlation_id: &str, needle: &str) -> Result<Related, DbError> {
+    // LIKE wildcards in an id would widen the match: escape them.
+    let pattern = format!(
+        "%{}%",
+        needle
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let topic = {
+        let mut stmt = c.prepare_cached(
+            "SELECT seq, message_id, topic_arn, subject, message, attributes, correlation_id, published_at \
+             FROM topic_messages WHERE correlation_id = ?1 OR message LIKE ?2 ESCAPE '\\' \
+             ORDER BY seq LIMIT 100",
+        )?;
+        let rows = stmt.query_map(params![correlation_id, pattern], topic_row)?;
+        rows.map(|r| finish_topic(r?)).collect::<Result<_, _>>()?
+    };
+    let queue = {
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE correlation_id = ?1 OR body LIKE ?2 ESCAPE '\\' \
+             ORDER BY seq LIMIT 100"
+        ))?;
+        finish_rows(stmt.query_map(params![correlation_id, pattern], queue_row)?)?
+    };
+    let mail = {
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {MAIL_COLUMNS} FROM mail WHERE correlation_id = ?1 OR subject LIKE ?2 ESCAPE '\\' \
+             ORDER BY seq LIMIT 100"
+        ))?;
+        let rows = stmt.query_map(params![correlation_id, pattern], mail_row)?;
+        rows.map(|r| finish_mail(r?)).collect::<Result<_, _>>()?
+    };
+    Ok(Related { topic, queue, mail })
 }

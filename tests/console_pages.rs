@@ -1,0 +1,343 @@
+//! The console's order, mailbox, topic and queue pages, black-box over HTTP against a
+//! runtime with the workflow; and `workflow.console_url` in `GET /orders/{id}`. Every wait
+//! is a bounded poll on the state reached.
+
+mod common;
+
+use common::*;
+use orders::client::{Connection, Reply};
+use orders_local::workflow::services;
+use serde_json::Value;
+use std::time::Duration;
+
+fn text(r: &Reply) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+async fn page(c: &mut Connection, path: &str) -> String {
+    let r = get(c, path).await;
+    assert_eq!(r.status, 200, "GET {path}: {}", text(&r));
+    assert_eq!(
+        header(&r, "content-type"),
+        Some("text/html; charset=utf-8"),
+        "GET {path}"
+    );
+    text(&r)
+}
+
+async fn place(c: &mut Connection, customer: &str) -> String {
+    let r = post(c, "/orders", &[], &order(customer)).await;
+    assert_eq!(r.status, 201, "{}", text(&r));
+    json(&r)["order_id"].as_str().expect("id").to_string()
+}
+
+/// Waits until the workflow has run for the order: confirmed, fulfilment requested, the
+/// email notification recorded. Returns the view.
+async fn settled(c: &mut Connection, id: &str) -> Value {
+    let r = eventually(c, &format!("/orders/{id}"), |r| {
+        r.status == 200
+            && json(r)["status"] == "FULFILMENT_REQUESTED"
+            && json(r)["notifications"]
+                .as_array()
+                .is_some_and(|n| n.len() == 3)
+    })
+    .await;
+    let v = json(&r);
+    assert_eq!(v["status"], "FULFILMENT_REQUESTED", "{v}");
+    v
+}
+
+fn notification<'a>(v: &'a Value, channel: &str) -> &'a str {
+    v["notifications"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["channel"] == channel))
+        .and_then(|n| n["message_id"].as_str())
+        .unwrap_or_else(|| panic!("no {channel} message id in {v}"))
+}
+
+/// The href of the first link whose target starts with `prefix`.
+fn link(html: &str, prefix: &str) -> Option<String> {
+    let at = html.find(&format!("href=\"{prefix}"))?;
+    let rest = &html[at + 6..];
+    rest.split('"').next().map(|h| h.replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn order_pages_list_search_and_show_the_timeline_with_links() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let first = place(&mut c, "c-ada").await;
+    let other = place(&mut c, "c-bob").await;
+    let last = place(&mut c, "c-ada").await;
+    let mut views = vec![];
+    for id in [&first, &other, &last] {
+        views.push(settled(&mut c, id).await);
+    }
+
+    // Every order, newest first.
+    let all = page(&mut c, "/console/orders").await;
+    let pos = |id: &str| all.find(id).unwrap_or_else(|| panic!("{id} not listed"));
+    assert!(pos(&last) < pos(&other) && pos(&other) < pos(&first));
+
+    // Search by customer id.
+    let ada = page(&mut c, "/console/orders?customer=c-ada").await;
+    assert!(ada.contains(&first) && ada.contains(&last), "{ada}");
+    assert!(!ada.contains(&other));
+
+    // Pages follow each other through the cursor.
+    let one = page(&mut c, "/console/orders?limit=1").await;
+    assert!(one.contains(&last) && !one.contains(&other));
+    let next = link(&one, "/console/orders?limit=1&amp;cursor=")
+        .or_else(|| link(&one, "/console/orders?limit=1&cursor="))
+        .expect("a next page link");
+    let two = page(&mut c, &next).await;
+    assert!(two.contains(&other) && !two.contains(&last), "{two}");
+
+    // Bad query parameters: 400 naming the parameter.
+    for (q, param) in [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=zz", "cursor"),
+        ("colour=red", "colour"),
+    ] {
+        let r = get(&mut c, &format!("/console/orders?{q}")).await;
+        assert_eq!(r.status, 400, "{q}");
+        assert!(text(&r).contains(&format!("<code>{param}</code>")), "{q}");
+    }
+
+    // One order: the timeline lists the log's events in version order.
+    let detail = page(&mut c, &format!("/console/orders/{first}")).await;
+    let events = json(&get(&mut c, &format!("/orders/{first}/events")).await);
+    let logged: Vec<u64> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["version"].as_u64().expect("version"))
+        .collect();
+    assert!(logged.len() >= 3, "{events}");
+    let shown: Vec<u64> = detail
+        .split("data-version=\"")
+        .skip(1)
+        .map(|s| {
+            s.split('"')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .expect("a version")
+        })
+        .collect();
+    assert_eq!(shown, logged);
+    for e in events["events"].as_array().expect("events") {
+        let t = e["event_type"].as_str().expect("type");
+        assert!(detail.contains(t), "{t} missing from the timeline");
+    }
+    // Links to its execution, its email, and its topic and queue messages.
+    let v = &views[0];
+    assert!(detail.contains(&format!("href=\"/console/executions/{first}\"")));
+    let mail_id = notification(v, "email");
+    assert!(detail.contains(&format!("href=\"/console/mail/{mail_id}\"")));
+    assert!(detail.contains(&format!(
+        "href=\"/console/topic#m-{}\"",
+        notification(v, "sns")
+    )));
+    assert!(detail.contains(&format!(
+        "href=\"/console/queues#m-{}\"",
+        notification(v, "sqs")
+    )));
+    assert!(detail.contains("BOOK-1"));
+
+    let r = get(&mut c, "/console/orders/01NOSUCHORDER0000000000000").await;
+    assert_eq!(r.status, 404);
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn console_url_points_to_the_local_execution_page() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-url").await;
+    let v = settled(&mut c, &id).await;
+    let url = v["workflow"]["console_url"].as_str().expect("console_url");
+    let path = format!("/console/executions/{id}");
+    assert_eq!(url, format!("http://{}{path}", s.runtime.addr));
+    // It resolves to a page that exists (the executions pages are another module's).
+    let r = get(&mut c, &path).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    s.runtime.shutdown().await.expect("shutdown");
+
+    // Without the workflow there is no execution page to link to.
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-url").await;
+    let r = eventually(&mut c, &format!("/orders/{id}"), |r| r.status == 200).await;
+    let v = json(&r);
+    assert_eq!(v["workflow"]["execution_name"], id.as_str());
+    assert!(v["workflow"].get("console_url").is_none(), "{v}");
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn mailbox_topic_and_queue_pages_show_the_orders_messages() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-mail").await;
+    let v = settled(&mut c, &id).await;
+    let mail_id = notification(&v, "email");
+
+    let mailbox = page(&mut c, "/console/mail").await;
+    assert!(mailbox.contains(&format!("href=\"/console/mail/{mail_id}\"")));
+    assert!(mailbox.contains(&id), "the subject names the order");
+
+    let mail = page(&mut c, &format!("/console/mail/{mail_id}")).await;
+    // The confirmation lists the order lines (text part, and the HTML part's source).
+    assert!(mail.contains("BOOK-1"), "{mail}");
+    assert!(mail.contains("ada@example.com"));
+    // The HTML part only ever in a sandboxed frame, escaped into its srcdoc.
+    assert!(
+        mail.contains("<iframe class=\"mail-html\" sandbox=\"\""),
+        "{mail}"
+    );
+    assert!(mail.contains("srcdoc=\"&lt;"), "{mail}");
+    assert!(mail.contains(&format!("href=\"/console/orders/{id}\"")));
+
+    let eml = get(&mut c, &format!("/console/mail/{mail_id}/eml")).await;
+    assert_eq!(eml.status, 200);
+    assert_eq!(header(&eml, "content-type"), Some("message/rfc822"));
+    assert!(text(&eml).contains("Subject: "));
+    assert!(
+        header(&eml, "content-disposition").is_some_and(|d| d.contains(".eml")),
+        "{:?}",
+        eml.headers
+    );
+    assert_eq!(get(&mut c, "/console/mail/no-such-mail").await.status, 404);
+    assert_eq!(
+        get(&mut c, "/console/mail/no-such-mail/eml").await.status,
+        404
+    );
+
+    let topic = page(&mut c, "/console/topic").await;
+    assert!(topic.contains(&format!("id=\"m-{}\"", notification(&v, "sns"))));
+    assert!(topic.contains(&format!("href=\"/console/orders/{id}\"")));
+
+    // The fulfilment message: consumed by now, listed with consumed messages (the default).
+    let sqs = notification(&v, "sqs");
+    let queues = page(&mut c, "/console/queues").await;
+    assert!(queues.contains(&format!("id=\"m-{sqs}\"")), "{queues}");
+    assert!(queues.contains(&format!("href=\"/console/orders/{id}\"")));
+    assert!(queues.contains("orders-fulfilment-dlq"));
+    let waiting = page(&mut c, "/console/queues?consumed=hide").await;
+    assert!(!waiting.contains(&format!("id=\"m-{sqs}\"")));
+
+    for (path, param) in [
+        ("/console/queues?consumed=maybe", "consumed"),
+        ("/console/queues?limit=100000", "limit"),
+        ("/console/topic?limit=-1", "limit"),
+        ("/console/mail?page=2", "page"),
+    ] {
+        let r = get(&mut c, path).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(
+            text(&r).contains(&format!("<code>{param}</code>")),
+            "{path}"
+        );
+    }
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_redrive_button_moves_a_dead_letter_back_to_the_queue() {
+    // Two receives 2 s apart before a poison message is dead: after the redrive it stays
+    // on the main queue for 2 s, long enough to see it there.
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        max_receive_count: 2,
+        visibility_timeout: Duration::from_secs(2),
+        ..workflow_options()
+    })
+    .await;
+    let mut c = connect(&s.runtime).await;
+    let db = s.runtime.workflow().expect("workflow").db.clone();
+    let (poison, _) = db
+        .write(|c| {
+            services::send_message(
+                c,
+                "orders-fulfilment",
+                "this is not JSON",
+                &serde_json::Map::new(),
+                None,
+                asl::clock::system_now_millis(),
+            )
+        })
+        .await
+        .expect("send");
+    let in_queue = |queue: &'static str| {
+        let db = db.clone();
+        let poison = poison.clone();
+        move || {
+            db.read(|c| services::queue_messages(c, queue, false, 0))
+                .expect("read")
+                .into_iter()
+                .find(|m| m.message_id == poison)
+        }
+    };
+    until(
+        "the poison message in the DLQ",
+        Duration::from_secs(15),
+        in_queue("orders-fulfilment-dlq"),
+    )
+    .await;
+
+    let queues = page(&mut c, "/console/queues").await;
+    let card = queues
+        .split(&format!("id=\"m-{poison}\""))
+        .nth(1)
+        .expect("the dead letter is listed");
+    assert!(
+        card.contains("message body is not a fulfilment request"),
+        "{card}"
+    );
+    assert!(card.contains("received 2 times"), "{card}");
+    assert!(queues.contains("action=\"/console/queues/redrive\""));
+
+    // Bad form input changes nothing.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let r = c
+        .send(
+            http::Method::POST,
+            "/console/queues/redrive",
+            &form,
+            Some("message_id=no-such-message".into()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(r.status, 404);
+    let r = c
+        .send(
+            http::Method::POST,
+            "/console/queues/redrive",
+            &form,
+            Some("queue=main".into()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(r.status, 400);
+    assert!(text(&r).contains("<code>queue</code>"));
+    assert!(in_queue("orders-fulfilment-dlq")().is_some());
+
+    let r = c
+        .send(
+            http::Method::POST,
+            "/console/queues/redrive",
+            &form,
+            Some(format!("message_id={poison}").into()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(header(&r, "location"), Some("/console/queues?moved=1"));
+    let back = in_queue("orders-fulfilment")().expect("back on the fulfilment queue");
+    assert_eq!(back.source_queue, None);
+    assert!(in_queue("orders-fulfilment-dlq")().is_none());
+    let notice = page(&mut c, "/console/queues?moved=1").await;
+    assert!(notice.contains("Moved 1 message(s)"), "{notice}");
+    s.runtime.shutdown().await.expect("shutdown");
+}
