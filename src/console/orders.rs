@@ -49,6 +49,8 @@ pub(super) fn bad_request(active: &str, param: &str, detail: &str) -> Response {
 }
 
 /// Refuses query parameters the page does not know (a typo should not silently do nothing).
+// The error is the finished 400 page, returned by the handler as is.
+#[allow(clippy::result_large_err)]
 pub(super) fn known_params(
     active: &str,
     params: &HashMap<String, String>,
@@ -65,6 +67,8 @@ pub(super) fn known_params(
 }
 
 /// `limit`: 1..=`max`, `default` when absent.
+// The error is the finished 400 page, returned by the handler as is.
+#[allow(clippy::result_large_err)]
 pub(super) fn limit_param(
     active: &str,
     params: &HashMap<String, String>,
