@@ -434,7 +434,7 @@ fn history_table(history: &[HistoryEvent], states: &HashMap<String, graph::State
                     @let step = owner.as_deref().unwrap_or("");
                     @let resource = resource(ev, step, &mut resource_of);
                     @let elapsed = start.zip(trace::millis(&ev.timestamp)).map(|(a, b)| b - a);
-                    tr.event class=(event_class(&ev.event_type)) data-type=(ev.event_type) {
+                    tr class={ "event " (event_class(&ev.event_type)) } data-type=(ev.event_type) {
                         td { (ev.id) }
                         td {
                             details {
