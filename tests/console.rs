@@ -186,6 +186,42 @@ async fn the_detail_colours_each_state_from_what_the_history_says() {
 }
 
 #[tokio::test]
+async fn a_running_execution_shows_the_state_in_progress_and_what_is_not_reached_yet() {
+    // The email task waits 2 s before its effect: long enough to look at it mid-run.
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        delays: vec![("sendEmail".into(), 2_000)],
+        ..workflow_options()
+    })
+    .await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-8").await;
+    let path = format!("/console/executions/{id}");
+    let running = eventually(&mut c, &path, |r| {
+        body(r).contains(r#"class="state running" data-state="Send confirmation email""#)
+    })
+    .await;
+    let html = body(&running);
+    assert!(
+        html.contains(r#"class="state running" data-state="Send confirmation email""#),
+        "{html}"
+    );
+    assert!(html.contains(
+        r#"class="state container running" data-state="Notify customer and request fulfilment""#
+    ));
+    assert!(html.contains(r#"class="state not-reached" data-state="Record outcome""#));
+    assert!(html.contains(r#"<span class="status badge RUNNING">Running</span>"#));
+    let list = body(&get(&mut c, "/console/executions?status=RUNNING").await);
+    assert_eq!(rows(&list), vec![id.clone()]);
+    assert!(list.contains(r#"data-status="RUNNING">Running (1)</a>"#));
+
+    all_ended(&s, 1, Duration::from_secs(20)).await;
+    let done = body(&get(&mut c, &path).await);
+    assert!(done.contains(r#"class="state succeeded" data-state="Send confirmation email""#));
+    assert!(done.contains(r#"class="state succeeded" data-state="Record outcome""#));
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn without_the_workflow_the_pages_say_so() {
     let s = serve().await;
     let mut c = connect(&s.runtime).await;
