@@ -1,16 +1,16 @@
 //! `orders mail|queue|topic|executions`: look at what the workflow did, from the data
-//! directory's `workflows.db` (works while `orders serve` runs: SQLite WAL), and the
-//! workflow options of `orders serve`.
+//! directory's `workflows.db` (works while `orders serve` runs: SQLite WAL; `executions`
+//! also from Step Functions with `--aws`), and the workflow options of `orders serve`.
 
 use anyhow::Context;
-use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent};
 use orders_local::workflow::db::{self, WorkflowDb};
 use orders_local::workflow::{Names, WorkflowOptions, resources, services};
-use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod executions;
+mod render;
 
 const DEFAULT_DATA_DIR: &str = ".orders";
 
@@ -159,23 +159,27 @@ pub struct ExecutionsArgs {
     pub command: ExecutionsCmd,
     #[command(flatten)]
     pub dir: DataDir,
+    #[command(flatten)]
+    pub aws: executions::AwsArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExecutionsCmd {
     /// Executions, newest first.
     List {
-        /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+        /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// The ListExecutions JSON.
         #[arg(long)]
         json: bool,
     },
     /// One execution (by order id, execution name or ARN) with each state and its timing.
     Show {
         name: String,
+        /// The DescribeExecution JSON plus the states.
         #[arg(long)]
         json: bool,
     },
@@ -385,226 +389,14 @@ pub async fn topic(args: TopicArgs) -> anyhow::Result<ExitCode> {
     .await
 }
 
-fn parse_status(s: &str) -> anyhow::Result<ExecutionStatus> {
-    serde_json::from_value(json!(s.to_ascii_uppercase())).map_err(|_| {
-        anyhow::anyhow!(
-            "--status must be one of RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, got {s:?}"
-        )
-    })
-}
-
-/// DescribeExecution's shape.
-fn describe(r: &ExecutionRecord) -> Value {
-    let mut v = json!({
-        "executionArn": r.execution_arn,
-        "stateMachineArn": r.state_machine_arn,
-        "name": r.name,
-        "status": r.status.as_str(),
-        "startDate": ts(r.start_date),
-        "input": r.input.to_string(),
-    });
-    if let Some(s) = r.stop_date {
-        v["stopDate"] = json!(ts(s));
-    }
-    if let Some(o) = &r.output {
-        v["output"] = json!(o.to_string());
-    }
-    if let Some(e) = &r.error {
-        v["error"] = json!(e);
-    }
-    if let Some(c) = &r.cause {
-        v["cause"] = json!(c);
-    }
-    v
-}
-
-fn find(db: &WorkflowDb, name: &str) -> anyhow::Result<ExecutionRecord> {
-    db.find_execution(name)?
-        .ok_or_else(|| anyhow::anyhow!("no execution named {name}"))
-}
-
-fn millis(ts: &str) -> Option<i64> {
-    asl::timestamp::parse(ts).map(|n| (n / 1_000_000) as i64)
-}
-
-/// One state visit, reconstructed from the history.
-#[derive(Debug, serde::Serialize)]
-struct StateVisit {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    entered: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_ms: Option<i64>,
-    status: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    failures: Vec<Value>,
-}
-
-fn visits(history: &[HistoryEvent]) -> Vec<StateVisit> {
-    let by_id: HashMap<u64, &HistoryEvent> = history.iter().map(|e| (e.id, e)).collect();
-    let mut out: Vec<StateVisit> = Vec::new();
-    // Entered event id → index in `out`.
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut open_by_name: HashMap<String, u64> = HashMap::new();
-    let entered_of = |start: &HistoryEvent| -> Option<u64> {
-        let mut e = start;
-        for _ in 0..history.len() {
-            if e.event_type.ends_with("StateEntered") {
-                return Some(e.id);
-            }
-            e = by_id.get(&e.previous_event_id).copied()?;
-        }
-        None
-    };
-    for e in history {
-        let t = e.event_type.as_str();
-        if let Some(kind) = t.strip_suffix("StateEntered") {
-            let name = e
-                .detail("name")
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            open.insert(e.id, out.len());
-            open_by_name.insert(name.clone(), e.id);
-            out.push(StateVisit {
-                name,
-                kind: kind.to_string(),
-                entered: e.timestamp.clone(),
-                duration_ms: None,
-                status: "RUNNING".into(),
-                failures: vec![],
-            });
-        } else if t.ends_with("StateExited") {
-            let name = e
-                .detail("name")
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if let Some(i) = open_by_name.get(&name).and_then(|id| open.get(id)) {
-                let v = &mut out[*i];
-                v.duration_ms = millis(&e.timestamp)
-                    .zip(millis(&v.entered))
-                    .map(|(a, b)| a - b);
-                if v.status == "RUNNING" {
-                    v.status = "SUCCEEDED".into();
-                } else if v.status == "FAILED" {
-                    v.status = "CAUGHT".into();
-                }
-            }
-        } else if (t.ends_with("Failed") || t.ends_with("TimedOut"))
-            && !t.starts_with("Execution")
-            && let Some(i) = entered_of(e).and_then(|id| open.get(&id))
-        {
-            let v = &mut out[*i];
-            v.status = "FAILED".into();
-            v.failures.push(json!({
-                "type": t,
-                "timestamp": e.timestamp,
-                "error": e.detail("error"),
-                "cause": e.detail("cause"),
-            }));
-        }
-    }
-    out
-}
-
+/// `orders executions …`: from the local data dir, or from Step Functions with `--aws`.
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
-    with_db(&args.dir.data_dir, async |db| match args.command {
-        ExecutionsCmd::List {
-            status,
-            limit,
-            json,
-        } => {
-            let status = status.as_deref().map(parse_status).transpose()?;
-            let list = db.list(status, limit)?;
-            if json {
-                let items: Vec<Value> = list.iter().map(describe).collect();
-                print_json(&json!({ "executions": items }))?;
-            } else if list.is_empty() {
-                println!("no executions");
-            } else {
-                for r in list {
-                    let took = r
-                        .stop_date
-                        .map(|s| format!("{} ms", s - r.start_date))
-                        .unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<28} {:<10} {}  {took}",
-                        r.name,
-                        r.status.as_str(),
-                        ts(r.start_date)
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ExecutionsCmd::Show { name, json } => {
-            let r = find(db, &name)?;
-            let history = db.history_of(&r.execution_arn)?;
-            let states = visits(&history);
-            if json {
-                let mut v = describe(&r);
-                v["states"] = serde_json::to_value(&states)?;
-                print_json(&v)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!("execution  {}", r.execution_arn);
-            println!("status     {}", r.status.as_str());
-            println!("started    {}", ts(r.start_date));
-            if let Some(s) = r.stop_date {
-                println!("stopped    {} ({} ms)", ts(s), s - r.start_date);
-            }
-            if let Some(e) = &r.error {
-                println!("error      {e}");
-            }
-            if let Some(c) = &r.cause {
-                println!("cause      {c}");
-            }
-            println!("input      {}", r.input);
-            if let Some(o) = &r.output {
-                println!("output     {o}");
-            }
-            println!("states ({} history events)", history.len());
-            for s in &states {
-                println!(
-                    "  {:<42} {:<9} {:<9} {}",
-                    s.name,
-                    s.kind,
-                    s.status,
-                    s.duration_ms
-                        .map(|d| format!("{d} ms"))
-                        .unwrap_or_else(|| "-".into())
-                );
-                for f in &s.failures {
-                    println!(
-                        "      {} {}: {}",
-                        f["type"].as_str().unwrap_or(""),
-                        f["error"].as_str().unwrap_or(""),
-                        f["cause"].as_str().unwrap_or("")
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ExecutionsCmd::History { name, json } => {
-            let r = find(db, &name)?;
-            let history = db.history_of(&r.execution_arn)?;
-            if json {
-                let events: Vec<Value> = history.iter().map(HistoryEvent::to_value).collect();
-                print_json(&json!({ "events": events }))?;
-            } else {
-                for e in &history {
-                    let name = e
-                        .detail("name")
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    println!(
-                        "{:>4} {:>4}  {}  {:<32} {name}",
-                        e.id, e.previous_event_id, e.timestamp, e.event_type
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    if args.aws.aws {
+        let source = executions::Source::aws(&args.aws).await?;
+        return executions::run(&source, args.command).await;
+    }
+    with_db(&args.dir.data_dir, async |db| {
+        executions::run(&executions::Source::Local(db.clone()), args.command).await
     })
     .await
 }

@@ -9,11 +9,14 @@
 //!
 //! moto quirks, measured against the real executions recorded in the ASL conformance corpus
 //! (`../shared/conformance/asl/`), and how the comparison treats them:
-//! * moto renders JSON strings in history details (inputs, `TaskScheduled` parameters, task
-//!   outputs) with Python's separators (`", "`, `": "`); AWS and our engine render compact
-//!   JSON. Details are compared parsed, never as text.
-//! * moto gives `ParallelStateExited` the previous event id of the last branch event instead
-//!   of its `ParallelStateSucceeded`; only event types and thread membership are compared.
+//! * moto renders JSON strings (DescribeExecution's output, history inputs, `TaskScheduled`
+//!   parameters, task outputs) with Python's separators (`", "`, `": "`); AWS and our engine
+//!   render compact JSON. They are compared parsed, never as text.
+//! * moto's SES message ids and SQS/SNS message ids have their own formats: every
+//!   `message_id`/`MessageId` is masked.
+//! * Both engines record `ParallelStateSucceeded` before `ParallelStateExited`. The recorded
+//!   real executions cannot arbitrate that one: their successful Parallel histories are
+//!   stored with branch events sorted and without Parallel bookkeeping events.
 //! * `/moto-api/data.json` (where moto keeps sent email) answers 500 once a Lambda function
 //!   exists; no function is created here (moto's Docker-free invoke needs none).
 

@@ -109,6 +109,10 @@ pub enum InspectError {
     Unavailable(String),
     #[error("unexpected Step Functions response: {0}")]
     Corrupt(String),
+    #[error(
+        "`{0}` is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"
+    )]
+    InvalidArn(String),
 }
 
 /// One row of ListExecutions, in its AWS JSON field names; dates as RFC 3339 UTC.
@@ -167,6 +171,23 @@ impl SfnInspector {
             client,
             state_machine_arn: state_machine_arn.to_string(),
         }
+    }
+
+    /// From the standard configuration chain (credentials, `AWS_ENDPOINT_URL_SFN`, …), in
+    /// the region the ARN names: a profile's default region may be another one.
+    pub async fn load(state_machine_arn: &str) -> Result<SfnInspector, InspectError> {
+        let region = region_of_arn(state_machine_arn)
+            .filter(|_| execution_arn(state_machine_arn, "x").is_some())
+            .ok_or_else(|| InspectError::InvalidArn(state_machine_arn.to_string()))?;
+        let sdk = crate::clients::load_sdk_config().await;
+        let mut conf = aws_sdk_sfn::config::Builder::from(&sdk);
+        if sdk.region().map(|r| r.as_ref()) != Some(region) {
+            conf = conf.region(aws_sdk_sfn::config::Region::new(region.to_string()));
+        }
+        Ok(SfnInspector::new(
+            Client::from_conf(conf.build()),
+            state_machine_arn,
+        ))
     }
 
     pub fn state_machine_arn(&self) -> &str {

@@ -1,0 +1,193 @@
+//! Where `orders executions` reads from: the local `workflows.db` or Step Functions
+//! (`--aws`). Both answer in AWS's own JSON shapes (ListExecutions items,
+//! DescribeExecution, GetExecutionHistory events), so one renderer prints either.
+
+use super::ExecutionsCmd;
+use super::render;
+use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent};
+use orders_aws::sfn::{InspectError, SfnInspector};
+use orders_local::workflow::db::WorkflowDb;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// `--aws` and the state machine it reads.
+#[derive(Debug, clap::Args)]
+pub struct AwsArgs {
+    /// Read the executions from AWS Step Functions (standard credential chain) instead of
+    /// the local data dir.
+    #[arg(long, global = true)]
+    pub aws: bool,
+    /// The state machine for --aws (the stack's `StateMachineArn` output).
+    #[arg(long, env = "STATE_MACHINE_ARN", global = true, value_name = "ARN")]
+    pub state_machine_arn: Option<String>,
+}
+
+const STATUSES: [&str; 6] = [
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+    "ABORTED",
+    "PENDING_REDRIVE",
+];
+
+pub enum Source {
+    Local(WorkflowDb),
+    Aws(SfnInspector),
+}
+
+fn aws_error(name: &str, e: InspectError) -> anyhow::Error {
+    match e {
+        InspectError::NotFound(_) => anyhow::anyhow!("no execution named {name}"),
+        other => other.into(),
+    }
+}
+
+impl Source {
+    pub async fn aws(args: &AwsArgs) -> anyhow::Result<Source> {
+        let arn = args
+            .state_machine_arn
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--aws needs the state machine: pass --state-machine-arn ARN or set STATE_MACHINE_ARN (the stack's StateMachineArn output)"
+                )
+            })?;
+        Ok(Source::Aws(SfnInspector::load(arn).await?))
+    }
+
+    /// ListExecutions items, newest first.
+    async fn list(&self, status: Option<&str>, limit: usize) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Source::Local(db) => {
+                let status = match status {
+                    // A status the local engine never produces (PENDING_REDRIVE) lists nothing.
+                    Some(s) => match serde_json::from_value::<ExecutionStatus>(json!(s)) {
+                        Ok(s) => Some(s),
+                        Err(_) => return Ok(Vec::new()),
+                    },
+                    None => None,
+                };
+                Ok(db.list(status, limit)?.iter().map(summary).collect())
+            }
+            Source::Aws(sfn) => Ok(sfn
+                .list_executions(status, limit)
+                .await?
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?),
+        }
+    }
+
+    /// DescribeExecution of an execution given by name (the order id) or ARN.
+    async fn describe(&self, name: &str) -> anyhow::Result<Value> {
+        match self {
+            Source::Local(db) => Ok(describe(&find(db, name)?)),
+            Source::Aws(sfn) => {
+                let arn = self.arn_of(sfn, name);
+                let d = sfn
+                    .describe_execution(&arn)
+                    .await
+                    .map_err(|e| aws_error(name, e))?;
+                Ok(serde_json::to_value(d)?)
+            }
+        }
+    }
+
+    fn arn_of(&self, sfn: &SfnInspector, name: &str) -> String {
+        match name.starts_with("arn:") {
+            true => name.to_string(),
+            false => sfn.execution_arn(name).unwrap_or_else(|| name.to_string()),
+        }
+    }
+
+    /// GetExecutionHistory events, oldest first.
+    async fn history(&self, execution_arn: &str) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Source::Local(db) => Ok(db
+                .history_of(execution_arn)?
+                .iter()
+                .map(HistoryEvent::to_value)
+                .collect()),
+            Source::Aws(sfn) => sfn
+                .history(execution_arn)
+                .await
+                .map_err(|e| aws_error(execution_arn, e)),
+        }
+    }
+}
+
+fn find(db: &WorkflowDb, name: &str) -> anyhow::Result<ExecutionRecord> {
+    db.find_execution(name)?
+        .ok_or_else(|| anyhow::anyhow!("no execution named {name}"))
+}
+
+/// A ListExecutions item.
+fn summary(r: &ExecutionRecord) -> Value {
+    let mut v = json!({
+        "executionArn": r.execution_arn,
+        "stateMachineArn": r.state_machine_arn,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "startDate": super::ts(r.start_date),
+    });
+    if let Some(s) = r.stop_date {
+        v["stopDate"] = json!(super::ts(s));
+    }
+    v
+}
+
+/// DescribeExecution's shape (input and output as JSON strings, as AWS returns them).
+fn describe(r: &ExecutionRecord) -> Value {
+    let mut v = summary(r);
+    v["input"] = json!(r.input.to_string());
+    if let Some(o) = &r.output {
+        v["output"] = json!(o.to_string());
+    }
+    if let Some(e) = &r.error {
+        v["error"] = json!(e);
+    }
+    if let Some(c) = &r.cause {
+        v["cause"] = json!(c);
+    }
+    v
+}
+
+fn parse_status(s: &str) -> anyhow::Result<String> {
+    let upper = s.trim().to_ascii_uppercase();
+    anyhow::ensure!(
+        STATUSES.contains(&upper.as_str()),
+        "--status must be one of {}, got {s:?}",
+        STATUSES.join(", ")
+    );
+    Ok(upper)
+}
+
+pub async fn run(source: &Source, command: ExecutionsCmd) -> anyhow::Result<ExitCode> {
+    match command {
+        ExecutionsCmd::List {
+            status,
+            limit,
+            json,
+        } => {
+            let status = status.as_deref().map(parse_status).transpose()?;
+            let items = source.list(status.as_deref(), limit).await?;
+            render::list(&items, json)?;
+        }
+        ExecutionsCmd::Show { name, json } => {
+            let description = source.describe(&name).await?;
+            let arn = description["executionArn"].as_str().unwrap_or(&name);
+            let history = source.history(arn).await?;
+            render::show(&description, &history, json)?;
+        }
+        ExecutionsCmd::History { name, json } => {
+            let description = source.describe(&name).await?;
+            let arn = description["executionArn"].as_str().unwrap_or(&name);
+            let history = source.history(arn).await?;
+            render::history(&history, json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
