@@ -7,10 +7,12 @@ use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, StoreError};
 use orders_domain::projection::ProjectionName;
-use orders_local::store::{LocalStores, MemoryFold, NewDeadLetter, StreamRow, Targets};
-use std::collections::HashSet;
+use orders_local::store::{
+    BulkControl, BulkError, BulkRead, LocalStores, NewDeadLetter, StreamRow, Targets,
+};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const DEAD_LETTER_SOURCE: &str = "replay";
 
@@ -154,7 +156,11 @@ pub async fn plan(stores: &LocalStores, opts: &ReplayOptions) -> Result<ReplayPl
 }
 
 fn key_of(row: &StreamRow) -> String {
-    format!("{}#v{} (seq {})", row.aggregate_id, row.version, row.seq)
+    key(&row.aggregate_id, row.version, row.seq)
+}
+
+fn key(aggregate_id: &str, version: u64, seq: u64) -> String {
+    format!("{aggregate_id}#v{version} (seq {seq})")
 }
 
 struct Run<'a> {
@@ -165,7 +171,6 @@ struct Run<'a> {
     after: u64,
     events_read: u64,
     parked: u64,
-    orders: HashSet<String>,
 }
 
 impl Run<'_> {
@@ -214,11 +219,6 @@ impl Run<'_> {
             }
         }
         self.events_read += rows.len() as u64;
-        for (e, _) in &batch {
-            if !self.orders.contains(&e.aggregate_id) {
-                self.orders.insert(e.aggregate_id.clone());
-            }
-        }
         Ok(Some((last, batch, keys)))
     }
 
@@ -248,47 +248,94 @@ impl Run<'_> {
         Ok(true)
     }
 
-    /// A fresh build: folds the whole log in memory and writes each order's final rows
-    /// once (one read and one write per event would dominate). Nothing is written until
-    /// the end, so an interruption leaves the checkpoint at the start.
+    /// A fresh build: folds the whole log in memory on every core and writes each
+    /// order's final rows once (one read and one write per event would dominate).
+    /// Nothing is written until the end, so an interruption leaves the checkpoint at the
+    /// start.
     async fn bulk(
         &mut self,
         stop: &AtomicBool,
         total: u64,
         progress: &impl Fn(u64, u64),
     ) -> Result<(), ReplayError> {
-        let mut fold = MemoryFold::default();
-        let mut after = self.after;
-        while let Some((last, batch, keys)) = self.next_chunk(BULK_CHUNK).await? {
-            for (i, (envelope, event)) in batch.iter().enumerate() {
-                fold.apply(&self.targets, envelope, event).map_err(|e| {
-                    ReplayError::Projection {
-                        key: keys.get(i).cloned().unwrap_or_default(),
-                        reason: e.to_string(),
-                    }
-                })?;
+        let control = Arc::new(BulkControl::default());
+        let read = BulkRead {
+            after: self.after,
+            targets: self.targets,
+            skip_undecodable: self.opts.skip_undecodable,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // Orders have three to five events each.
+            orders_hint: usize::try_from(total.saturating_sub(self.after) / 3).unwrap_or(0),
+        };
+        let stopped = || stop.load(Ordering::Relaxed);
+        control.stop.store(stopped(), Ordering::Relaxed);
+        let fold = self.stores.events.fold_log(read, control.clone());
+        tokio::pin!(fold);
+        let base = self.events_read;
+        let started = Instant::now();
+        let folded = loop {
+            tokio::select! {
+                done = &mut fold => break done,
+                () = tokio::time::sleep(PROGRESS_EVERY) => {
+                    control.stop.store(stopped(), Ordering::Relaxed);
+                    let n = base + control.events_read.load(Ordering::Relaxed);
+                    progress(n, total.max(n));
+                }
             }
-            self.after = last;
-            after = last;
-            progress(self.events_read, total.max(self.events_read));
-            if stop.load(Ordering::Relaxed) {
-                return Err(ReplayError::Stopped);
-            }
+        };
+        let folded = folded.map_err(|e| match e {
+            BulkError::Undecodable(r) => ReplayError::Undecodable {
+                key: key(&r.aggregate_id, r.version, r.seq),
+                reason: r.reason,
+            },
+            BulkError::Projection(r) => ReplayError::Projection {
+                key: key(&r.aggregate_id, r.version, r.seq),
+                reason: r.reason,
+            },
+            BulkError::Stopped => ReplayError::Stopped,
+            BulkError::Store(e) => ReplayError::Store(e),
+        })?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "replay: log folded in memory"
+        );
+        // A stop that came in while the fold finished still means "switch nothing".
+        if stopped() {
+            return Err(ReplayError::Stopped);
         }
+        self.events_read += folded.events;
+        progress(self.events_read, total.max(self.events_read));
+        self.parked += folded.parked.len() as u64;
+        let parked = folded
+            .parked
+            .into_iter()
+            .map(|r| NewDeadLetter {
+                source: DEAD_LETTER_SOURCE.into(),
+                key: key(&r.aggregate_id, r.version, r.seq),
+                reason: r.reason,
+                record: r.record,
+            })
+            .collect();
         self.stores
             .read_models
             .save_fold(
                 self.targets,
-                std::sync::Arc::new(fold),
-                (&self.checkpoint, after),
+                folded.fold,
+                parked,
+                (&self.checkpoint, folded.last_seq),
             )
             .await?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "replay: folded rows written"
+        );
+        self.after = folded.last_seq;
         Ok(())
     }
 }
 
-/// Events read per round trip in the in-memory bulk phase.
-const BULK_CHUNK: usize = 50_000;
+/// How often the bulk phase reports progress and looks at the stop flag.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Rebuilds the chosen projections. `progress(events_read, events_total)` is called after
 /// every chunk; setting `stop` ends the run after the chunk in flight (resumable).
@@ -315,7 +362,6 @@ pub async fn replay(
         after,
         events_read: after.min(total),
         parked: 0,
-        orders: HashSet::new(),
     };
     progress(run.events_read, total);
     // Bulk: the live projector keeps serving the active generations meanwhile. A fresh
@@ -346,7 +392,9 @@ pub async fn replay(
     progress(run.events_read, run.events_read);
 
     let mut switches = vec![];
+    let mut orders_rebuilt = 0;
     for (p, from, to) in steps {
+        orders_rebuilt = orders_rebuilt.max(stores.read_models.count_orders(p, to).await?);
         let mut dropped_old = false;
         if opts.drop_old {
             for g in stores.read_models.generations().await? {
@@ -365,7 +413,7 @@ pub async fn replay(
     }
     Ok(ReplaySummary {
         events_read: run.events_read,
-        orders_rebuilt: run.orders.len() as u64,
+        orders_rebuilt,
         parked: run.parked,
         seconds: started.elapsed().as_secs_f64(),
         switches,

@@ -86,53 +86,109 @@ impl OrderEvent {
         schema_version: u32,
         payload: &Value,
     ) -> Result<Self, DecodeError> {
-        fn typed<T: serde::de::DeserializeOwned>(
-            event_type: &str,
-            version: u32,
-            payload: &Value,
-        ) -> Result<T, DecodeError> {
-            T::deserialize(payload).map_err(|e| DecodeError::Payload {
-                event_type: event_type.to_string(),
-                version,
-                reason: e.to_string(),
-            })
+        check_schema(event_type, schema_version)?;
+        match upcast(event_type, schema_version, payload) {
+            Some(upcast) => decode_from(event_type, schema_version, &upcast),
+            None => decode_from(event_type, schema_version, payload),
         }
-        let current = match event_type {
-            "OrderPlaced" => 2,
-            _ => 1,
-        };
-        if schema_version == 0 || schema_version > current {
-            return Err(DecodeError::UnknownSchema {
+    }
+
+    /// [`decode`](Self::decode) from the stored JSON text. Current schema versions are
+    /// deserialized straight from the text (no JSON tree: a bulk replay decodes millions);
+    /// older ones are parsed into a tree and go through the same upcasters first.
+    pub fn decode_json(
+        event_type: &str,
+        schema_version: u32,
+        payload: &str,
+    ) -> Result<Self, DecodeError> {
+        check_schema(event_type, schema_version)?;
+        if schema_version < current_schema(event_type) {
+            let tree: Value = serde_json::from_str(payload).map_err(|e| DecodeError::Payload {
                 event_type: event_type.to_string(),
                 version: schema_version,
-            });
+                reason: e.to_string(),
+            })?;
+            return Self::decode(event_type, schema_version, &tree);
         }
-        let v = schema_version;
-        Ok(match event_type {
-            "OrderPlaced" => {
-                let upcast = upcast_order_placed(v, payload);
-                OrderEvent::Placed(typed::<OrderPlaced>(
-                    event_type,
-                    v,
-                    upcast.as_ref().unwrap_or(payload),
-                )?)
-            }
-            "OrderCancelled" => {
-                OrderEvent::Cancelled(typed::<OrderCancelled>(event_type, v, payload)?)
-            }
-            "OrderConfirmed" => {
-                OrderEvent::Confirmed(typed::<OrderConfirmed>(event_type, v, payload)?)
-            }
-            "NotificationFailed" => {
-                OrderEvent::NotificationFailed(typed::<NotificationFailed>(event_type, v, payload)?)
-            }
-            "FulfilmentRequested" => OrderEvent::FulfilmentRequested(typed::<FulfilmentRequested>(
-                event_type, v, payload,
-            )?),
-            "OrderShipped" => OrderEvent::Shipped(typed::<OrderShipped>(event_type, v, payload)?),
-            other => return Err(DecodeError::UnknownType(other.to_string())),
+        decode_from(event_type, schema_version, payload)
+    }
+}
+
+/// The schema version this build writes (and reads without upcasting) for a type.
+fn current_schema(event_type: &str) -> u32 {
+    match event_type {
+        "OrderPlaced" => 2,
+        _ => 1,
+    }
+}
+
+fn check_schema(event_type: &str, schema_version: u32) -> Result<(), DecodeError> {
+    if schema_version == 0 || schema_version > current_schema(event_type) {
+        return Err(DecodeError::UnknownSchema {
+            event_type: event_type.to_string(),
+            version: schema_version,
+        });
+    }
+    Ok(())
+}
+
+/// The upcasters, by type: `Some` is the payload in the current schema.
+fn upcast(event_type: &str, schema_version: u32, payload: &Value) -> Option<Value> {
+    match event_type {
+        "OrderPlaced" => upcast_order_placed(schema_version, payload),
+        _ => None,
+    }
+}
+
+/// Where a payload is deserialized from: a JSON tree, or the stored text.
+trait PayloadSource {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error>;
+}
+
+impl PayloadSource for &Value {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(*self)
+    }
+}
+
+impl PayloadSource for &str {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self)
+    }
+}
+
+/// The one mapping from a type name to its payload struct (the payload is in the current
+/// schema: upcast before).
+fn decode_from(
+    event_type: &str,
+    version: u32,
+    payload: impl PayloadSource,
+) -> Result<OrderEvent, DecodeError> {
+    fn typed<T: serde::de::DeserializeOwned>(
+        event_type: &str,
+        version: u32,
+        payload: &impl PayloadSource,
+    ) -> Result<T, DecodeError> {
+        payload.typed::<T>().map_err(|e| DecodeError::Payload {
+            event_type: event_type.to_string(),
+            version,
+            reason: e.to_string(),
         })
     }
+    let (t, v, p) = (event_type, version, &payload);
+    Ok(match event_type {
+        "OrderPlaced" => OrderEvent::Placed(typed::<OrderPlaced>(t, v, p)?),
+        "OrderCancelled" => OrderEvent::Cancelled(typed::<OrderCancelled>(t, v, p)?),
+        "OrderConfirmed" => OrderEvent::Confirmed(typed::<OrderConfirmed>(t, v, p)?),
+        "NotificationFailed" => {
+            OrderEvent::NotificationFailed(typed::<NotificationFailed>(t, v, p)?)
+        }
+        "FulfilmentRequested" => {
+            OrderEvent::FulfilmentRequested(typed::<FulfilmentRequested>(t, v, p)?)
+        }
+        "OrderShipped" => OrderEvent::Shipped(typed::<OrderShipped>(t, v, p)?),
+        other => return Err(DecodeError::UnknownType(other.to_string())),
+    })
 }
 
 /// `OrderPlaced` v1 → v2: v2 records the channel the order came through; v1 events did
@@ -178,5 +234,65 @@ impl EventEnvelope {
 
     pub fn decode(&self) -> Result<OrderEvent, DecodeError> {
         OrderEvent::decode(&self.event_type, self.schema_version, &self.payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn placed(version_field: bool) -> Value {
+        let mut p = json!({
+            "order_id": "o-1",
+            "customer": {"id": "c-1", "email": "a@b.io", "name": "A"},
+            "items": [{"sku": "S", "quantity": 3,
+                       "unit_price": {"amount": 100, "currency": "EUR"},
+                       "line_total": {"amount": 300, "currency": "EUR"}}],
+            "shipping_address": {"line1": "1 St", "city": "C", "postal_code": "1", "country": "FR"},
+            "total": {"amount": 300, "currency": "EUR"}
+        });
+        if version_field {
+            p["placed_via"] = json!("api");
+        }
+        p
+    }
+
+    /// The text path is the tree path: same events, same upcasts, same refusals.
+    #[test]
+    fn decoding_from_text_agrees_with_decoding_from_the_tree() {
+        let cases = [
+            ("OrderPlaced", 2, placed(true)),
+            ("OrderPlaced", 1, placed(false)),
+            ("OrderPlaced", 1, placed(true)),
+            ("OrderPlaced", 2, placed(false)),
+            ("OrderPlaced", 3, placed(true)),
+            ("OrderCancelled", 1, json!({"reason": null})),
+            (
+                "OrderShipped",
+                1,
+                json!({"carrier": "UPS", "tracking_number": "1Z"}),
+            ),
+            ("OrderShipped", 1, json!({"carrier": "UPS"})),
+            ("FulfilmentRequested", 1, json!({"message_id": "m"})),
+            ("OrderTeleported", 1, json!({})),
+            ("OrderCancelled", 0, json!({})),
+        ];
+        for (t, v, payload) in cases {
+            let tree = OrderEvent::decode(t, v, &payload);
+            let text = OrderEvent::decode_json(t, v, &payload.to_string());
+            match (&tree, &text) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{t} v{v}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{t} v{v}: tree {tree:?}, text {text:?}"),
+            }
+        }
+        let OrderEvent::Placed(p) =
+            OrderEvent::decode_json("OrderPlaced", 1, &placed(false).to_string()).unwrap()
+        else {
+            panic!("expected OrderPlaced");
+        };
+        assert_eq!(p.placed_via, "unknown", "v1 text goes through the upcaster");
+        assert!(OrderEvent::decode_json("OrderShipped", 1, "not json").is_err());
     }
 }

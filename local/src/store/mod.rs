@@ -4,13 +4,15 @@
 //! `read_models.db` (projections, checkpoints, dead letters, written by the projector),
 //! so the projector never contends with API appends for a write lock.
 
+pub mod bulk;
 pub mod events;
 pub mod projection;
 pub mod read_models;
 mod sqlite;
 
+pub use bulk::{BadRow, BulkControl, BulkError, BulkFolded, BulkRead};
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
-pub use projection::{MemoryFold, Targets};
+pub use projection::{EncodedFold, MemoryFold, Targets};
 pub use read_models::{DeadLetter, NewDeadLetter, SqliteReadModels};
 
 use orders_domain::ports::{ReadModelError, StoreError};

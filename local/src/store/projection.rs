@@ -18,6 +18,7 @@ use orders_domain::projection::{
     applicability, apply_daily_sales, apply_order_view,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{BTreeMap, HashMap};
 
 /// The generation of each projection an event goes to; `None` leaves a projection alone
 /// (a replay of one projection must not touch the others).
@@ -63,8 +64,8 @@ pub(crate) fn create_tables(
                  placed_at   INTEGER NOT NULL, -- ms since the epoch, for newest-first paging
                  view        TEXT    NOT NULL  -- the OrderView as JSON
              );
-             CREATE INDEX orders_g{g}_by_customer
-                 ON orders_g{g} (customer_id, placed_at DESC, order_id DESC);"
+             {}",
+            customer_index(g)
         )),
         ProjectionName::DailySales => conn.execute_batch(&format!(
             "CREATE TABLE daily_sales_g{g} (
@@ -84,6 +85,13 @@ pub(crate) fn create_tables(
              ) WITHOUT ROWID;"
         )),
     }
+}
+
+fn customer_index(g: u32) -> String {
+    format!(
+        "CREATE INDEX orders_g{g}_by_customer
+             ON orders_g{g} (customer_id, placed_at DESC, order_id DESC);"
+    )
 }
 
 pub(crate) fn drop_tables(
@@ -117,13 +125,13 @@ pub(crate) fn apply(
         None => None,
     };
     let Folded { orders, sales } = fold(view, tracker, envelope, event)?;
-    let orders = orders.zip(targets.orders).map(|(v, g)| (g, v));
-    let sales = sales.zip(targets.daily_sales).map(|(t, g)| (g, t));
+    let orders = orders.and_then(Step::applied).zip(targets.orders);
+    let sales = sales.and_then(Step::applied).zip(targets.daily_sales);
     let applied = orders.is_some() || sales.is_some();
-    if let Some((g, view)) = orders {
+    if let Some((view, g)) = orders {
         save_view(conn, g, id, &view)?;
     }
-    if let Some((g, (tracker, delta))) = sales {
+    if let Some(((tracker, delta), g)) = sales {
         save_tracker(conn, g, id, &tracker)?;
         if let Some(delta) = delta {
             let mut day = load_day(conn, g, &delta.date, &delta.currency)?
@@ -139,11 +147,31 @@ pub(crate) fn apply(
     })
 }
 
-/// What one event changes in each targeted projection (`None`: nothing to write).
-struct Folded {
-    orders: Option<OrderView>,
-    sales: Option<(SalesTracker, Option<SalesDelta>)>,
+/// What one event does to one projection's state of its order.
+enum Step<New, Old> {
+    /// The event applied: the new state.
+    Applied(New),
+    /// A duplicate: the state handed in, unchanged (an in-memory fold keeps it).
+    Unchanged(Old),
 }
+
+impl<New, Old> Step<New, Old> {
+    fn applied(self) -> Option<New> {
+        match self {
+            Step::Applied(new) => Some(new),
+            Step::Unchanged(_) => None,
+        }
+    }
+}
+
+/// What one event does to each targeted projection (`None`: not targeted).
+struct Folded {
+    orders: Option<Step<OrderView, Option<OrderView>>>,
+    sales: Option<Step<SalesStep, Option<SalesTracker>>>,
+}
+
+/// The new tracker, and the change to its day's counters.
+type SalesStep = (SalesTracker, Option<SalesDelta>);
 
 /// The one place that applies the version guard and the domain's folds to an order's
 /// current projection state. `view`/`tracker` are `None` for a projection not targeted,
@@ -163,22 +191,22 @@ fn fold(
     let orders = match view {
         Some(view) => {
             let last = view.as_ref().map_or(0, |v| v.version);
-            match applicability(last, envelope.version) {
-                Applicability::Apply => Some(apply_order_view(view, envelope, event)?),
-                Applicability::Duplicate => None,
+            Some(match applicability(last, envelope.version) {
+                Applicability::Apply => Step::Applied(apply_order_view(view, envelope, event)?),
+                Applicability::Duplicate => Step::Unchanged(view),
                 Applicability::Gap { expected } => return Err(gap(expected)),
-            }
+            })
         }
         None => None,
     };
     let sales = match tracker {
         Some(tracker) => {
             let last = tracker.as_ref().map_or(0, |t| t.version);
-            match applicability(last, envelope.version) {
-                Applicability::Apply => Some(apply_daily_sales(tracker, envelope, event)),
-                Applicability::Duplicate => None,
+            Some(match applicability(last, envelope.version) {
+                Applicability::Apply => Step::Applied(apply_daily_sales(tracker, envelope, event)),
+                Applicability::Duplicate => Step::Unchanged(tracker),
                 Applicability::Gap { expected } => return Err(gap(expected)),
-            }
+            })
         }
         None => None,
     };
@@ -188,40 +216,84 @@ fn fold(
 /// The same fold as [`apply`] over maps in memory, for a replay's bulk phase: the whole log
 /// is folded here and each order's final rows are written once ([`save_fold`]), instead
 /// of a read and a write per event. The guard and the folds are the domain's, as in `apply`.
+///
+/// Folds of disjoint sets of orders can run in parallel and be merged
+/// ([`EncodedFold::merge`]): per-order state never spans two of them, and daily sales
+/// are sums.
 #[derive(Debug, Default)]
 pub struct MemoryFold {
-    views: std::collections::HashMap<String, OrderView>,
-    trackers: std::collections::HashMap<String, SalesTracker>,
-    days: std::collections::BTreeMap<(String, String), DailySales>,
+    // `None` only while an event is being folded: the state moves through the fold
+    // instead of being cloned for every event.
+    views: HashMap<String, Option<OrderView>, FnvBuild>,
+    trackers: HashMap<String, Option<SalesTracker>, FnvBuild>,
+    days: BTreeMap<(String, String), DailySales>,
+    /// An event failed: the order it was folding has lost its state, so the fold is void.
+    failed: bool,
 }
 
 impl MemoryFold {
+    /// A fold sized for about `orders` orders (saves rehashing the maps as they grow).
+    pub fn with_capacity(orders: usize) -> Self {
+        MemoryFold {
+            views: HashMap::with_capacity_and_hasher(orders, FnvBuild),
+            trackers: HashMap::with_capacity_and_hasher(orders, FnvBuild),
+            ..MemoryFold::default()
+        }
+    }
+
     pub fn orders(&self) -> usize {
         self.views.len().max(self.trackers.len())
     }
 
+    /// Folds one event. After an error the fold is void (every later call fails too):
+    /// a replay stops at the first event it cannot project.
     pub fn apply(
         &mut self,
         targets: &Targets,
         envelope: &EventEnvelope,
         event: &OrderEvent,
     ) -> Result<ApplyOutcome, ReadModelError> {
-        let id = &envelope.aggregate_id;
-        let view = targets.orders.map(|_| self.views.get(id).cloned());
-        let tracker = targets.daily_sales.map(|_| self.trackers.get(id).cloned());
-        let Folded { orders, sales } = fold(view, tracker, envelope, event)?;
-        let applied = orders.is_some() || sales.is_some();
-        if let Some(v) = orders {
-            self.views.insert(id.clone(), v);
+        if self.failed {
+            return Err(ReadModelError::Corrupt(
+                "an earlier event of this fold failed".into(),
+            ));
         }
-        if let Some((t, delta)) = sales {
-            self.trackers.insert(id.clone(), t);
-            if let Some(d) = delta {
-                self.days
-                    .entry((d.date.clone(), d.currency.clone()))
-                    .or_insert_with(|| DailySales::new(&d.date, &d.currency))
-                    .add(&d);
+        let id = &envelope.aggregate_id;
+        let view = targets.orders.map(|_| take(&mut self.views, id));
+        let tracker = targets.daily_sales.map(|_| take(&mut self.trackers, id));
+        let Folded { orders, sales } = match fold(view, tracker, envelope, event) {
+            Ok(folded) => folded,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
             }
+        };
+        let mut applied = false;
+        if let Some(step) = orders {
+            let view = match step {
+                Step::Applied(v) => {
+                    applied = true;
+                    Some(v)
+                }
+                Step::Unchanged(v) => v,
+            };
+            put(&mut self.views, id, view);
+        }
+        if let Some(step) = sales {
+            let tracker = match step {
+                Step::Applied((t, delta)) => {
+                    applied = true;
+                    if let Some(d) = delta {
+                        self.days
+                            .entry((d.date.clone(), d.currency.clone()))
+                            .or_insert_with(|| DailySales::new(&d.date, &d.currency))
+                            .add(&d);
+                    }
+                    Some(t)
+                }
+                Step::Unchanged(t) => t,
+            };
+            put(&mut self.trackers, id, tracker);
         }
         Ok(if applied {
             ApplyOutcome::Applied
@@ -229,22 +301,194 @@ impl MemoryFold {
             ApplyOutcome::Duplicate
         })
     }
+
+    /// The rows [`save_fold`] writes, serialized and sorted by order id (so the inserts
+    /// append to the B-trees instead of splitting pages all over them).
+    pub fn encode(self) -> Result<EncodedFold, ReadModelError> {
+        let encode_err = |what: &str, id: &str, e: serde_json::Error| {
+            ReadModelError::Corrupt(format!("{what} of order {id}: {e}"))
+        };
+        let mut views = Vec::with_capacity(self.views.len());
+        for (order_id, view) in self.views {
+            let Some(view) = view else { continue };
+            views.push(ViewRow {
+                json: to_json(&view).map_err(|e| encode_err("order view", &order_id, e))?,
+                version: to_i64(view.version, "version").map_err(ReadModelError::Corrupt)?,
+                placed_at: view.placed_at.millis(),
+                customer_id: view.customer.id,
+                order_id,
+            });
+        }
+        views.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        let mut trackers = Vec::with_capacity(self.trackers.len());
+        for (order_id, tracker) in self.trackers {
+            let Some(tracker) = tracker else { continue };
+            trackers.push(TrackerRow {
+                json: serde_json::to_string(&tracker)
+                    .map_err(|e| encode_err("sales tracker", &order_id, e))?,
+                version: to_i64(tracker.version, "version").map_err(ReadModelError::Corrupt)?,
+                order_id,
+            });
+        }
+        trackers.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(EncodedFold {
+            views,
+            trackers,
+            days: self.days,
+        })
+    }
 }
 
-/// Writes a bulk fold into empty target generations, inside the caller's transaction.
+/// FNV-1a: the maps hash two order ids per event, and SipHash's flooding protection buys
+/// nothing for ids read from our own log.
+#[derive(Debug, Clone, Copy, Default)]
+struct FnvBuild;
+
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for FnvBuild {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `serde_json::to_string` into a buffer sized for a typical view (it would otherwise
+/// grow from 128 bytes, reallocating four times per view).
+fn to_json(view: &OrderView) -> Result<String, serde_json::Error> {
+    let mut buf = Vec::with_capacity(VIEW_JSON_BYTES);
+    serde_json::to_writer(&mut buf, view)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(buf).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+const VIEW_JSON_BYTES: usize = 1536;
+
+fn take<T>(map: &mut HashMap<String, Option<T>, FnvBuild>, id: &str) -> Option<T> {
+    map.get_mut(id).and_then(Option::take)
+}
+
+fn put<T>(map: &mut HashMap<String, Option<T>, FnvBuild>, id: &str, value: Option<T>) {
+    match map.get_mut(id) {
+        Some(slot) => *slot = value,
+        None if value.is_some() => {
+            map.insert(id.to_string(), value);
+        }
+        None => {}
+    }
+}
+
+/// An `orders_g*` row, ready to insert.
+#[derive(Debug)]
+pub struct ViewRow {
+    order_id: String,
+    version: i64,
+    customer_id: String,
+    placed_at: i64,
+    json: String,
+}
+
+/// A `sales_trackers_g*` row, ready to insert.
+#[derive(Debug)]
+pub struct TrackerRow {
+    order_id: String,
+    version: i64,
+    json: String,
+}
+
+/// A [`MemoryFold`]'s final rows, serialized.
+#[derive(Debug, Default)]
+pub struct EncodedFold {
+    views: Vec<ViewRow>,
+    trackers: Vec<TrackerRow>,
+    days: BTreeMap<(String, String), DailySales>,
+}
+
+impl EncodedFold {
+    /// Orders with a row in either projection.
+    pub fn orders(&self) -> usize {
+        self.views.len().max(self.trackers.len())
+    }
+
+    /// Joins folds of disjoint sets of orders: their rows, and the sums of their days.
+    pub fn merge(parts: Vec<EncodedFold>) -> EncodedFold {
+        let mut out = EncodedFold::default();
+        for part in parts {
+            out.views.extend(part.views);
+            out.trackers.extend(part.trackers);
+            for (key, day) in part.days {
+                // The day's counters as one delta, through the one summing rule.
+                let delta = SalesDelta {
+                    date: day.date.clone(),
+                    currency: day.currency.clone(),
+                    orders_placed: day.orders_placed,
+                    amount_placed: day.amount_placed,
+                    orders_cancelled: day.orders_cancelled,
+                    amount_cancelled: day.amount_cancelled,
+                };
+                out.days
+                    .entry(key)
+                    .or_insert_with(|| DailySales::new(&day.date, &day.currency))
+                    .add(&delta);
+            }
+        }
+        // Each part is sorted already: the stable sort merges the runs in linear time.
+        out.views.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+        out.trackers.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+        out
+    }
+}
+
+/// Writes a bulk fold into empty target generations, inside the caller's transaction:
+/// one prepared statement per table, rows in key order.
 pub(crate) fn save_fold(
     conn: &Connection,
     targets: &Targets,
-    fold: &MemoryFold,
+    fold: &EncodedFold,
 ) -> Result<(), DbError> {
     if let Some(g) = targets.orders {
-        for (id, view) in &fold.views {
-            save_view(conn, g, id, view)?;
+        // Building the customer index once from the full table (a sort) is much cheaper
+        // than inserting every row into it in customer order; same transaction, so no
+        // reader ever sees the table without it.
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS orders_g{g}_by_customer"))?;
+        let started = std::time::Instant::now();
+        let mut insert = conn.prepare(&view_upsert(g))?;
+        for r in &fold.views {
+            insert.execute(params![
+                r.order_id,
+                r.version,
+                r.customer_id,
+                r.placed_at,
+                r.json
+            ])?;
         }
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "bulk: views inserted"
+        );
+        conn.execute_batch(&customer_index(g))?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "bulk: customer index built"
+        );
     }
     if let Some(g) = targets.daily_sales {
-        for (id, tracker) in &fold.trackers {
-            save_tracker(conn, g, id, tracker)?;
+        let mut insert = conn.prepare(&tracker_upsert(g))?;
+        for r in &fold.trackers {
+            insert.execute(params![r.order_id, r.version, r.json])?;
         }
         for day in fold.days.values() {
             save_day(conn, g, day)?;
@@ -269,14 +513,7 @@ fn load_view(conn: &Connection, g: u32, id: &str) -> Result<Option<OrderView>, D
 
 fn save_view(conn: &Connection, g: u32, id: &str, view: &OrderView) -> Result<(), DbError> {
     let json = serde_json::to_string(view).map_err(|e| corrupt("order view", id, e))?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO orders_g{g} (order_id, version, customer_id, placed_at, view)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (order_id) DO UPDATE SET
-             version = excluded.version, customer_id = excluded.customer_id,
-             placed_at = excluded.placed_at, view = excluded.view"
-    ))?
-    .execute(params![
+    conn.prepare_cached(&view_upsert(g))?.execute(params![
         id,
         to_i64(view.version, "version").map_err(DbError::Corrupt)?,
         view.customer.id,
@@ -284,6 +521,23 @@ fn save_view(conn: &Connection, g: u32, id: &str, view: &OrderView) -> Result<()
         json
     ])?;
     Ok(())
+}
+
+fn view_upsert(g: u32) -> String {
+    format!(
+        "INSERT INTO orders_g{g} (order_id, version, customer_id, placed_at, view)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (order_id) DO UPDATE SET
+             version = excluded.version, customer_id = excluded.customer_id,
+             placed_at = excluded.placed_at, view = excluded.view"
+    )
+}
+
+fn tracker_upsert(g: u32) -> String {
+    format!(
+        "INSERT INTO sales_trackers_g{g} (order_id, version, tracker) VALUES (?1, ?2, ?3)
+         ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, tracker = excluded.tracker"
+    )
 }
 
 fn load_tracker(conn: &Connection, g: u32, id: &str) -> Result<Option<SalesTracker>, DbError> {
@@ -299,11 +553,7 @@ fn load_tracker(conn: &Connection, g: u32, id: &str) -> Result<Option<SalesTrack
 
 fn save_tracker(conn: &Connection, g: u32, id: &str, t: &SalesTracker) -> Result<(), DbError> {
     let json = serde_json::to_string(t).map_err(|e| corrupt("sales tracker", id, e))?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO sales_trackers_g{g} (order_id, version, tracker) VALUES (?1, ?2, ?3)
-         ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, tracker = excluded.tracker"
-    ))?
-    .execute(params![
+    conn.prepare_cached(&tracker_upsert(g))?.execute(params![
         id,
         to_i64(t.version, "version").map_err(DbError::Corrupt)?,
         json

@@ -29,6 +29,9 @@ use tracing::Instrument;
 
 pub const READ_MODELS_DB: &str = "read_models.db";
 
+/// The page cache while a replay writes a whole generation (negative: KiB).
+const BULK_CACHE_KIB: i64 = -1024 * 1024;
+
 const MIGRATIONS: &[Migration] = &[|tx| {
     tx.execute_batch(
         "CREATE TABLE projection_generations (
@@ -383,6 +386,27 @@ impl SqliteReadModels {
         .await
     }
 
+    /// Orders that have a row in one generation of a projection.
+    pub async fn count_orders(
+        &self,
+        projection: ProjectionName,
+        generation: u32,
+    ) -> Result<u64, ReadModelError> {
+        self.read(move |conn| {
+            let table = match projection {
+                ProjectionName::Orders => "orders",
+                ProjectionName::DailySales => "sales_trackers",
+            };
+            let n: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM {table}_g{generation}"),
+                [],
+                |r| r.get(0),
+            )?;
+            to_u64(n, "count").map_err(DbError::Corrupt)
+        })
+        .await
+    }
+
     /// The same fold as [`ReadModels::apply`], into chosen generations (a replay target).
     pub async fn apply_to(
         &self,
@@ -395,20 +419,47 @@ impl SqliteReadModels {
             .await
     }
 
-    /// Writes a replay's in-memory fold into its (empty) target generations, and the
-    /// replay's checkpoint, in one transaction.
+    /// Writes a replay's in-memory fold into its (empty) target generations, the rows it
+    /// could not decode into the dead letters, and the replay's checkpoint, in one
+    /// transaction: an interrupted save leaves nothing behind, not even a letter.
     pub async fn save_fold(
         &self,
         targets: Targets,
-        fold: std::sync::Arc<projection::MemoryFold>,
+        fold: projection::EncodedFold,
+        parked: Vec<NewDeadLetter>,
         checkpoint: (&str, u64),
     ) -> Result<(), ReadModelError> {
         let (name, seq) = (checkpoint.0.to_string(), checkpoint.1);
-        self.write(move |conn| {
-            projection::save_fold(conn, &targets, &fold)?;
-            write_checkpoint(conn, &name, seq)
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            // The whole generation is one transaction: with the default 2 MB page cache
+            // SQLite would spill dirty pages to the WAL mid-transaction and write many
+            // of them again and again. The cache shrinks back afterwards.
+            let before: i64 = w
+                .conn
+                .pragma_query_value(None, "cache_size", |r| r.get(0))?;
+            w.conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+            let started = std::time::Instant::now();
+            let saved = w.atomically(|conn| {
+                projection::save_fold(conn, &targets, &fold)?;
+                for letter in &parked {
+                    insert_dead_letter(conn, letter)?;
+                }
+                tracing::debug!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "bulk: rows inserted"
+                );
+                write_checkpoint(conn, &name, seq)
+            });
+            tracing::debug!(seconds = started.elapsed().as_secs_f64(), "bulk: committed");
+            w.conn.pragma_update(None, "cache_size", before)?;
+            drop(w);
+            // Freeing a few hundred thousand rows takes a while; nobody waits for it.
+            std::thread::spawn(move || drop(fold));
+            saved
         })
-        .await
+        .await?)
     }
 
     /// Applies many events in one transaction, each all-or-nothing (a SAVEPOINT each);
@@ -447,18 +498,7 @@ impl SqliteReadModels {
     ) -> Result<u64, ReadModelError> {
         let checkpoint = checkpoint.map(|(n, s)| (n.to_string(), s));
         self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO dead_letters (source, key, reason, record, parked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                letter.source,
-                letter.key,
-                letter.reason,
-                letter.record,
-                SystemClock.now().to_string()
-            ])?;
-            let id = to_u64(conn.last_insert_rowid(), "id").map_err(DbError::Corrupt)?;
+            let id = insert_dead_letter(conn, &letter)?;
             if let Some((name, seq)) = checkpoint {
                 write_checkpoint(conn, &name, seq)?;
             }
@@ -631,6 +671,21 @@ fn active(conn: &Connection, projection: ProjectionName) -> Result<u32, DbError>
             projection.as_str()
         ))
     })
+}
+
+fn insert_dead_letter(conn: &Connection, letter: &NewDeadLetter) -> Result<u64, DbError> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (source, key, reason, record, parked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        letter.source,
+        letter.key,
+        letter.reason,
+        letter.record,
+        SystemClock.now().to_string()
+    ])?;
+    to_u64(conn.last_insert_rowid(), "id").map_err(DbError::Corrupt)
 }
 
 fn read_checkpoint(conn: &Connection, name: &str) -> Result<u64, DbError> {

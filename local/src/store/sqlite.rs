@@ -46,7 +46,7 @@ pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     // Read-write flags with `query_only`: a strictly read-only connection cannot create
     // the WAL index if it is missing.
     let conn = Connection::open_with_flags(
