@@ -279,6 +279,70 @@ async fn order_placed_v1_events_replay_through_the_upcaster() {
     );
 }
 
+/// The bulk phase folds orders on several workers; the log's order still decides which
+/// bad event stops a replay, and in which order skipped ones are parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_bad_event_in_log_order_stops_a_parallel_replay_and_skips_park_in_order() {
+    let (_dir, stores, ids) = seeded(40).await;
+    let live = snapshot(&stores, &ids).await;
+    let template = stores.events.load(&ids[0]).await.expect("load").remove(0);
+    // Several orders, so the bad events land on different workers.
+    for i in 0..6 {
+        let mut bad = template.clone();
+        bad.aggregate_id = format!("broken-{i}");
+        bad.event_id = format!("broken-event-{i}");
+        bad.event_type = "OrderTeleported".into();
+        stores
+            .events
+            .append(AppendRequest {
+                aggregate_id: bad.aggregate_id.clone(),
+                expected_version: 0,
+                events: vec![bad],
+                idempotency: None,
+            })
+            .await
+            .expect("append");
+    }
+    let stops = replay::replay(
+        &stores,
+        &opts(&ProjectionName::ALL),
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
+    .await;
+    match stops {
+        Err(ReplayError::Undecodable { key, reason }) => {
+            assert!(key.starts_with("broken-0#v1 "), "{key}");
+            assert!(reason.contains("OrderTeleported"), "{reason}");
+        }
+        other => panic!("expected the first bad event, got {other:?}"),
+    }
+
+    let mut o = opts(&ProjectionName::ALL);
+    o.resume = true;
+    o.skip_undecodable = true;
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_, _| {})
+        .await
+        .expect("skips");
+    assert_eq!(s.parked, 6);
+    let letters = stores
+        .read_models
+        .dead_letters(Some("replay"), 0, 100)
+        .await
+        .expect("letters");
+    let keys: Vec<&str> = letters
+        .iter()
+        .map(|l| l.key.split('#').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        keys,
+        (0..6).map(|i| format!("broken-{i}")).collect::<Vec<_>>()
+    );
+    let record: Value = serde_json::from_str(&letters[0].record).expect("record is JSON");
+    assert_eq!(record["event_type"], "OrderTeleported");
+    assert_eq!(snapshot(&stores, &ids).await, live);
+}
+
 fn orders_cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_orders"))
         .args(args)
