@@ -99,9 +99,10 @@ def make_handler(run):
                 self.send_error(404)
                 return
             if run.served:
-                # The second `next`: hold it until the run is over (Lambda would freeze here).
+                # The second `next`: hold it until the run is over (Lambda would freeze here);
+                # by then the process is gone, so there is no one to answer.
                 run.done.wait(10)
-                self.send_error(410)
+                self.close_connection = True
                 return
             run.served = True
             run.next_at = now
