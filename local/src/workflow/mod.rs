@@ -3,6 +3,7 @@
 //! and the queue poller that feeds the fulfilment consumer.
 
 pub mod db;
+mod history_rows;
 pub mod poller;
 pub mod resources;
 pub mod services;
