@@ -5,8 +5,8 @@
 pub mod api;
 pub mod body;
 pub mod commands;
-pub mod links;
 pub mod fulfilment;
+pub mod links;
 pub mod problem;
 pub mod projector;
 pub mod recorder;
