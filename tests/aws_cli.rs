@@ -6,8 +6,9 @@
 
 mod aws_support;
 
+use aws_support::order_workflow::{self, MotoResources};
 use aws_support::unique;
-use aws_support::workflow::{self, MotoResources};
+use aws_support::workflow;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -103,9 +104,9 @@ fn state_lines(text: &str) -> Vec<String> {
 async fn executions_read_the_same_from_aws_and_from_the_data_dir() {
     let clients = aws_support::clients().await;
     let resources = MotoResources::create();
-    let machine = workflow::deploy(&clients, &resources).await;
+    let machine = order_workflow::deploy(&clients, &resources).await;
     let name = unique("01JCLI");
-    let input = workflow::input(&name);
+    let input = order_workflow::input(&name);
     let (aws_run, _) = workflow::run_on_moto(&clients, &machine, &name, &input).await;
     assert_eq!(aws_run["status"], "SUCCEEDED", "{aws_run}");
 

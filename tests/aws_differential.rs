@@ -22,7 +22,8 @@
 
 mod aws_support;
 
-use aws_support::workflow::{self, MotoResources};
+use aws_support::order_workflow::{self, MotoResources};
+use aws_support::workflow;
 use aws_support::{moto, unique};
 use orders_local::workflow::services;
 use serde_json::Value;
@@ -120,9 +121,9 @@ fn state_outputs(history: &[Value]) -> BTreeMap<String, Value> {
 async fn moto_and_our_engine_agree_on_the_order_workflow() {
     let clients = aws_support::clients().await;
     let resources = MotoResources::create();
-    let machine = workflow::deploy(&clients, &resources).await;
+    let machine = order_workflow::deploy(&clients, &resources).await;
     let order_id = unique("01JDIFF");
-    let input = workflow::input(&order_id);
+    let input = order_workflow::input(&order_id);
 
     let (aws, aws_history) = workflow::run_on_moto(&clients, &machine, &order_id, &input).await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -11,10 +11,9 @@ use aws_support::{streams, unique};
 use orders_aws::{DynamoEventStore, DynamoReadModels, SfnInspector, SfnWorkflowStarter, schema};
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::money::{Currency, Money};
-use orders_domain::order::{
-    Address, Customer, OrderCancelled, OrderEvent, OrderLine, OrderPlaced, OrderStatus,
-};
+use orders_domain::order::{OrderCancelled, OrderEvent, OrderStatus};
 use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
+use orders_domain::sample;
 use orders_domain::time::Timestamp;
 use orders_handlers::projector::Projector;
 use std::time::Duration;
@@ -23,30 +22,11 @@ use std::time::Duration;
 const T0: i64 = 1_795_706_525_123;
 
 fn placed(order_id: &str, customer: &str, amount: i64) -> OrderEvent {
-    let total = Money::new(amount, Currency::parse("EUR").expect("EUR"));
-    OrderEvent::Placed(OrderPlaced {
-        order_id: order_id.into(),
-        customer: Customer {
-            id: customer.into(),
-            email: "ada@example.com".into(),
-            name: "Ada Lovelace".into(),
-        },
-        items: vec![OrderLine {
-            sku: "BOOK-1".into(),
-            quantity: 1,
-            unit_price: total,
-            line_total: total,
-        }],
-        shipping_address: Address {
-            line1: "12 Rue de la Paix".into(),
-            line2: None,
-            city: "Paris".into(),
-            postal_code: "75002".into(),
-            country: "FR".into(),
-        },
-        total,
-        placed_via: "test".into(),
-    })
+    sample::placed(
+        order_id,
+        customer,
+        Money::new(amount, Currency::parse("EUR").expect("EUR")),
+    )
 }
 
 fn append(order_id: &str, current: u64, event: OrderEvent, at: i64) -> AppendRequest {

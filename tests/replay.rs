@@ -13,6 +13,28 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+/// Appends a copy of `template` as the only event of `order_id`, with a type no decoder
+/// knows.
+async fn append_undecodable(
+    events: &impl EventStore,
+    template: &orders_domain::EventEnvelope,
+    order_id: &str,
+) {
+    let mut bad = template.clone();
+    bad.aggregate_id = order_id.into();
+    bad.event_id = format!("{order_id}-event");
+    bad.event_type = "OrderTeleported".into();
+    events
+        .append(AppendRequest {
+            aggregate_id: bad.aggregate_id.clone(),
+            expected_version: 0,
+            events: vec![bad],
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+}
+
 fn opts(projections: &[ProjectionName]) -> ReplayOptions {
     ReplayOptions {
         projections: projections.to_vec(),
@@ -288,20 +310,7 @@ async fn the_first_bad_event_in_log_order_stops_a_parallel_replay_and_skips_park
     let template = stores.events.load(&ids[0]).await.expect("load").remove(0);
     // Several orders, so the bad events land on different workers.
     for i in 0..6 {
-        let mut bad = template.clone();
-        bad.aggregate_id = format!("broken-{i}");
-        bad.event_id = format!("broken-event-{i}");
-        bad.event_type = "OrderTeleported".into();
-        stores
-            .events
-            .append(AppendRequest {
-                aggregate_id: bad.aggregate_id.clone(),
-                expected_version: 0,
-                events: vec![bad],
-                idempotency: None,
-            })
-            .await
-            .expect("append");
+        append_undecodable(&stores.events, &template, &format!("broken-{i}")).await;
     }
     let stops = replay::replay(
         &stores,
@@ -379,7 +388,7 @@ async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() 
     // An event nobody can decode.
     let placed = json(&post(&mut c, "/orders", &[], &order("c-2")).await);
     let id = placed["order_id"].as_str().expect("id");
-    let mut bad = s
+    let template = s
         .runtime
         .stores
         .events
@@ -387,20 +396,7 @@ async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() 
         .await
         .expect("load")
         .remove(0);
-    bad.aggregate_id = "broken-order".into();
-    bad.event_id = "broken-event".into();
-    bad.event_type = "OrderTeleported".into();
-    s.runtime
-        .stores
-        .events
-        .append(AppendRequest {
-            aggregate_id: bad.aggregate_id.clone(),
-            expected_version: 0,
-            events: vec![bad],
-            idempotency: None,
-        })
-        .await
-        .expect("append");
+    append_undecodable(&s.runtime.stores.events, &template, "broken-order").await;
     s.runtime.wait_projected().await;
 
     let dry = orders_cli(&[

@@ -149,7 +149,8 @@ pub struct ExecutionDescription {
     pub cause: Option<String>,
 }
 
-const STATUSES: [&str; 6] = [
+/// Every status ListExecutions filters on.
+pub const EXECUTION_STATUSES: [&str; 6] = [
     "RUNNING",
     "SUCCEEDED",
     "FAILED",
@@ -209,7 +210,7 @@ impl SfnInspector {
         let status = match status {
             Some(s) => {
                 let upper = s.trim().to_ascii_uppercase();
-                if !STATUSES.contains(&upper.as_str()) {
+                if !EXECUTION_STATUSES.contains(&upper.as_str()) {
                     return Err(InspectError::InvalidStatus(s.to_string()));
                 }
                 Some(ExecutionStatus::from(upper.as_str()))

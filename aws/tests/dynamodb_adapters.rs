@@ -10,14 +10,13 @@ use orders_aws::event_store::{IDEMPOTENCY_TTL_SECS, KEY_IDEMPOTENCY, TTL_ATTRIBU
 use orders_aws::{AwsClients, DynamoEventStore, DynamoReadModels, schema};
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::money::{Currency, Money};
-use orders_domain::order::{
-    Address, Customer, OrderCancelled, OrderEvent, OrderLine, OrderPlaced, OrderStatus,
-};
+use orders_domain::order::{OrderCancelled, OrderEvent, OrderStatus};
 use orders_domain::ports::{
     AppendRequest, ApplyOutcome, EventStore, IdempotencyRecord, ReadModelError, ReadModels,
     StoreError,
 };
 use orders_domain::projection::ProjectionName;
+use orders_domain::sample;
 use orders_domain::time::Timestamp;
 use std::time::Duration;
 
@@ -56,30 +55,11 @@ async fn read_models(clients: &AwsClients) -> DynamoReadModels {
 }
 
 fn placed(order_id: &str, customer: &str, amount: i64) -> OrderEvent {
-    let total = Money::new(amount, Currency::parse("EUR").unwrap());
-    OrderEvent::Placed(OrderPlaced {
-        order_id: order_id.into(),
-        customer: Customer {
-            id: customer.into(),
-            email: "ada@example.com".into(),
-            name: "Ada Lovelace".into(),
-        },
-        items: vec![OrderLine {
-            sku: "BOOK-1".into(),
-            quantity: 1,
-            unit_price: total,
-            line_total: total,
-        }],
-        shipping_address: Address {
-            line1: "12 Rue de la Paix".into(),
-            line2: None,
-            city: "Paris".into(),
-            postal_code: "75002".into(),
-            country: "FR".into(),
-        },
-        total,
-        placed_via: "test".into(),
-    })
+    sample::placed(
+        order_id,
+        customer,
+        Money::new(amount, Currency::parse("EUR").expect("EUR")),
+    )
 }
 
 fn cancelled() -> OrderEvent {

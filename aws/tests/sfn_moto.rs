@@ -5,143 +5,19 @@ mod support;
 
 use orders_aws::sfn::{InspectError, execution_arn};
 use orders_aws::{SfnInspector, SfnWorkflowStarter, console_url_for};
-use orders_domain::envelope::EventEnvelope;
-use orders_domain::money::{Currency, Money};
-use orders_domain::order::{Address, Customer, OrderLine, OrderPlaced};
 use orders_domain::ports::{StartOutcome, WorkflowStarter};
 use orders_domain::time::Timestamp;
 use orders_domain::workflow::WorkflowInput;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 use support::moto::{self, ACCOUNT};
-
-/// What the workflow talks to, created on moto for one test.
-struct Resources {
-    topic_arn: String,
-    fulfilment_queue_url: String,
-    /// Subscribed to the topic: where the customer notification lands.
-    notification_queue_url: String,
-    sender: String,
-}
-
-impl Resources {
-    fn create() -> Self {
-        let topic_arn = moto::create_topic(&support::unique("orders-topic"));
-        let fulfilment_queue_url = moto::create_queue(&support::unique("orders-fulfilment"));
-        let notifications = support::unique("orders-notifications");
-        let notification_queue_url = moto::create_queue(&notifications);
-        moto::subscribe_queue(&topic_arn, &notifications);
-        let sender = format!("{}@example.com", support::unique("orders"));
-        moto::create_email_identity(&sender);
-        Resources {
-            topic_arn,
-            fulfilment_queue_url,
-            notification_queue_url,
-            sender,
-        }
-    }
-
-    /// Names that resolve to nothing (for tests that never run the workflow through).
-    fn dummy() -> Self {
-        let region = support::region();
-        Resources {
-            topic_arn: format!("arn:aws:sns:{region}:{ACCOUNT}:no-topic"),
-            fulfilment_queue_url: format!("https://sqs.{region}.amazonaws.com/{ACCOUNT}/no-queue"),
-            notification_queue_url: String::new(),
-            sender: "nobody@example.com".into(),
-        }
-    }
-}
-
-/// The project's ASL with the SAM `DefinitionSubstitutions` filled in.
-fn definition(r: &Resources) -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../statemachines/order-workflow.asl.json"
-    );
-    let asl = std::fs::read_to_string(path).expect("statemachines/order-workflow.asl.json");
-    let subs = [
-        ("OrderTopicArn", r.topic_arn.clone()),
-        ("FulfilmentQueueUrl", r.fulfilment_queue_url.clone()),
-        ("SenderAddress", r.sender.clone()),
-        (
-            "RecorderFunctionArn",
-            format!(
-                "arn:aws:lambda:{}:{ACCOUNT}:function:orders-recorder",
-                support::region()
-            ),
-        ),
-    ];
-    let mut out = asl;
-    for (k, v) in subs {
-        out = out.replace(&format!("${{{k}}}"), &v);
-    }
-    let left = out
-        .match_indices("${")
-        .filter(|(i, _)| out[i + 2..].starts_with(|c: char| c.is_ascii_alphabetic()))
-        .count();
-    assert_eq!(left, 0, "every placeholder is substituted");
-    out
-}
-
-async fn state_machine(clients: &orders_aws::AwsClients, r: &Resources) -> String {
-    let out = clients
-        .sfn
-        .create_state_machine()
-        .name(support::unique("orders"))
-        .definition(definition(r))
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/orders-workflow"))
-        .send()
-        .await
-        .expect("create the state machine on moto");
-    out.state_machine_arn().to_string()
-}
-
-fn input(order_id: &str) -> WorkflowInput {
-    let total = Money::new(2500, Currency::parse("EUR").unwrap());
-    let placed = OrderPlaced {
-        order_id: order_id.into(),
-        customer: Customer {
-            id: "c-42".into(),
-            email: "ada@example.com".into(),
-            name: "Ada Lovelace".into(),
-        },
-        items: vec![OrderLine {
-            sku: "BOOK-1".into(),
-            quantity: 2,
-            unit_price: Money::new(1250, total.currency),
-            line_total: total,
-        }],
-        shipping_address: Address {
-            line1: "12 Rue de la Paix".into(),
-            line2: None,
-            city: "Paris".into(),
-            postal_code: "75002".into(),
-            country: "FR".into(),
-        },
-        total,
-        placed_via: "test".into(),
-    };
-    let envelope = EventEnvelope {
-        event_id: support::unique("evt"),
-        aggregate_id: order_id.into(),
-        version: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        occurred_at: Timestamp(1_795_706_525_123),
-        correlation_id: support::unique("corr"),
-        causation_id: "req-1".into(),
-        payload: Value::Null,
-    };
-    WorkflowInput::for_placed(&envelope, &placed)
-}
+use support::order_workflow::{MotoResources, deploy, input};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_once_per_order_and_inspect_in_aws_shape() {
     let clients = support::moto_clients().await;
-    let resources = Resources::create();
-    let machine = state_machine(&clients, &resources).await;
+    let resources = MotoResources::create();
+    let machine = deploy(&clients, &resources).await;
     let starter = SfnWorkflowStarter::new(clients.sfn.clone(), &machine);
     let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
     let order_id = support::unique("01JORDER");
@@ -258,7 +134,7 @@ async fn start_once_per_order_and_inspect_in_aws_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_executions_and_statuses_are_clear_errors() {
     let clients = support::moto_clients().await;
-    let machine = state_machine(&clients, &Resources::dummy()).await;
+    let machine = deploy(&clients, &MotoResources::dummy()).await;
     let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
     let missing = execution_arn(&machine, "no-such-order").unwrap();
     assert_eq!(

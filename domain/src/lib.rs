@@ -6,6 +6,8 @@ pub mod money;
 pub mod order;
 pub mod ports;
 pub mod projection;
+#[cfg(feature = "sample")]
+pub mod sample;
 pub mod time;
 pub mod validation;
 pub mod workflow;

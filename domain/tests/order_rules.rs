@@ -1,7 +1,7 @@
 //! Given / when / then for every rule of the Order aggregate.
 
 use orders_domain::order::*;
-use orders_domain::{Currency, Money};
+use orders_domain::{Currency, Money, sample};
 
 fn eur(amount: i64) -> Money {
     Money::new(amount, Currency::parse("EUR").unwrap())
@@ -9,23 +9,13 @@ fn eur(amount: i64) -> Money {
 
 fn request() -> PlaceOrderRequest {
     PlaceOrderRequest {
-        customer: Customer {
-            id: "c-42".into(),
-            email: "ada@example.com".into(),
-            name: "Ada Lovelace".into(),
-        },
+        customer: sample::customer("c-42"),
         items: vec![LineRequest {
             sku: "BOOK-1".into(),
             quantity: 2,
             unit_price: eur(1250),
         }],
-        shipping_address: Address {
-            line1: "12 Rue de la Paix".into(),
-            line2: None,
-            city: "Paris".into(),
-            postal_code: "75002".into(),
-            country: "FR".into(),
-        },
+        shipping_address: sample::address(),
     }
 }
 

@@ -49,9 +49,9 @@ impl ConsoleLinks {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (execution names are
-/// order ids, so this is belt and braces).
-fn encode_segment(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters: one URL path segment or
+/// query value (execution names are order ids, so for them this is belt and braces).
+pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -113,18 +113,8 @@ pub(super) fn pretty(text: &str) -> String {
         .unwrap_or_else(|| text.to_string())
 }
 
-/// A URL path segment: everything but unreserved characters percent-encoded.
-pub(super) fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// A URL path segment or query value, percent-encoded.
+pub(super) use orders_handlers::links::encode_segment as seg;
 
 pub(super) fn order_link(id: &str) -> String {
     format!("/console/orders/{}", seg(id))

@@ -5,7 +5,7 @@
 use super::ExecutionsCmd;
 use super::render;
 use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent};
-use orders_aws::sfn::{InspectError, SfnInspector};
+use orders_aws::sfn::{EXECUTION_STATUSES as STATUSES, InspectError, SfnInspector};
 use orders_local::workflow::db::WorkflowDb;
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -21,15 +21,6 @@ pub struct AwsArgs {
     #[arg(long, env = "STATE_MACHINE_ARN", global = true, value_name = "ARN")]
     pub state_machine_arn: Option<String>,
 }
-
-const STATUSES: [&str; 6] = [
-    "RUNNING",
-    "SUCCEEDED",
-    "FAILED",
-    "TIMED_OUT",
-    "ABORTED",
-    "PENDING_REDRIVE",
-];
 
 pub enum Source {
     Local(WorkflowDb),

@@ -655,18 +655,7 @@ pub(crate) fn customer_orders(
             })?
             .collect::<Result<_, _>>()?,
     };
-    let more = views.len() > limit;
-    let mut items = Vec::with_capacity(limit);
-    for json in views.into_iter().take(limit) {
-        let view: OrderView = serde_json::from_str(&json)
-            .map_err(|e| DbError::Corrupt(format!("an order view of {customer_id}: {e}")))?;
-        items.push(view.summary());
-    }
-    let next_cursor = match (more, items.last()) {
-        (true, Some(last)) => Some(encode_cursor(last.placed_at.millis(), &last.order_id)),
-        _ => None,
-    };
-    Ok(Page { items, next_cursor })
+    summary_page(views, limit, customer_id)
 }
 
 /// Every order, newest first (the console's list; a full-table sort, fine locally).
@@ -694,11 +683,21 @@ pub(crate) fn recent_orders(
         ))?
         .query_map(params![unbounded, placed_at, order_id, fetch], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    summary_page(views, limit, "every customer")
+}
+
+/// Up to `limit` summaries from the views fetched (one more than `limit` when another page
+/// exists), with the cursor of the last one shown.
+fn summary_page(
+    views: Vec<String>,
+    limit: usize,
+    whose: &str,
+) -> Result<Page<OrderSummary>, DbError> {
     let more = views.len() > limit;
     let mut items = Vec::with_capacity(limit);
     for json in views.into_iter().take(limit) {
         let view: OrderView = serde_json::from_str(&json)
-            .map_err(|e| DbError::Corrupt(format!("an order view: {e}")))?;
+            .map_err(|e| DbError::Corrupt(format!("an order view of {whose}: {e}")))?;
         items.push(view.summary());
     }
     let next_cursor = match (more, items.last()) {

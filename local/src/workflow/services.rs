@@ -452,10 +452,21 @@ pub fn queue_messages(
     include_deleted: bool,
     limit: usize,
 ) -> Result<Vec<QueueMessage>, DbError> {
+    messages_of(c, queue, include_deleted, limit, "ASC")
+}
+
+/// `order` is `ASC` or `DESC` (by arrival); a limit of 0 means all.
+fn messages_of(
+    c: &Connection,
+    queue: &str,
+    include_deleted: bool,
+    limit: usize,
+    order: &str,
+) -> Result<Vec<QueueMessage>, DbError> {
     let limit = if limit == 0 { -1 } else { limit as i64 };
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE queue = ?1 AND (?2 OR state = 'AVAILABLE') \
-         ORDER BY seq LIMIT ?3"
+         ORDER BY seq {order} LIMIT ?3"
     ))?;
     finish_rows(stmt.query_map(params![queue, include_deleted, limit], queue_row)?)
 }
@@ -657,12 +668,7 @@ pub fn queue_messages_newest(
     include_deleted: bool,
     limit: usize,
 ) -> Result<Vec<QueueMessage>, DbError> {
-    let limit = if limit == 0 { -1 } else { limit as i64 };
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE queue = ?1 AND (?2 OR state = 'AVAILABLE') \
-         ORDER BY seq DESC LIMIT ?3"
-    ))?;
-    finish_rows(stmt.query_map(params![queue, include_deleted, limit], queue_row)?)
+    messages_of(c, queue, include_deleted, limit, "DESC")
 }
 
 /// Everything the local services hold about one order: messages carrying its correlation

@@ -13,8 +13,8 @@
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::money::{Currency, Money};
 use orders_domain::order::{
-    Address, Channel, Customer, DeliveryStatus, NotificationResult, OrderCancelled, OrderConfirmed,
-    OrderEvent, OrderLine, OrderPlaced, OrderStatus,
+    Channel, DeliveryStatus, NotificationResult, OrderCancelled, OrderConfirmed, OrderEvent,
+    OrderStatus,
 };
 use orders_domain::ports::{
     AppendRequest, ApplyOutcome, EventStore, IdempotencyRecord, ReadModelError, ReadModels,
@@ -45,31 +45,7 @@ pub fn money(amount: i64, currency: &str) -> Money {
     Money::new(amount, Currency::parse(currency).expect("test currency"))
 }
 
-pub fn placed(order_id: &str, customer_id: &str, total: Money) -> OrderEvent {
-    OrderEvent::Placed(OrderPlaced {
-        order_id: order_id.into(),
-        customer: Customer {
-            id: customer_id.into(),
-            email: "ada@example.com".into(),
-            name: "Ada Lovelace".into(),
-        },
-        items: vec![OrderLine {
-            sku: "BOOK-1".into(),
-            quantity: 1,
-            unit_price: total,
-            line_total: total,
-        }],
-        shipping_address: Address {
-            line1: "12 Rue de la Paix".into(),
-            line2: None,
-            city: "Paris".into(),
-            postal_code: "75002".into(),
-            country: "FR".into(),
-        },
-        total,
-        placed_via: "test".into(),
-    })
-}
+pub use orders_domain::sample::placed;
 
 pub fn cancelled() -> OrderEvent {
     OrderEvent::Cancelled(OrderCancelled {
