@@ -76,6 +76,20 @@ LAMBDA_ENV = {
 }
 
 
+def lambda_env():
+    """A function's environment, not this shell's: Lambda passes no HOME (so no ~/.aws
+    files) and no SSL_CERT_DIR. On provided.al2023 the trust roots are one bundle file
+    (/etc/pki/tls/certs holds no per-certificate links), so the stub points SSL_CERT_FILE
+    at this machine's bundle; Debian's /etc/ssl/certs would add 145 single-cert files."""
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
+    for bundle in ("/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt"):
+        if os.path.exists(bundle):
+            env["SSL_CERT_FILE"] = bundle
+            break
+    env.update(LAMBDA_ENV)
+    return env
+
+
 class Run:
     def __init__(self, event):
         self.event = json.dumps(event).encode()
@@ -142,8 +156,7 @@ def once(path, event, runner):
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(run))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(os.environ)
-    env.update(LAMBDA_ENV)
+    env = lambda_env()
     env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{server.server_address[1]}"
     run.spawned = time.perf_counter()
     proc = subprocess.Popen(runner + [path], env=env, stdout=subprocess.DEVNULL,
