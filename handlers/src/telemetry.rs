@@ -20,37 +20,36 @@ pub fn init_json() {
                 .with_target(false)
                 .without_time(),
         )
-        .with(filter_from_env())
+        .with(filter_from_env(LevelFilter::INFO))
         .try_init();
 }
 
-pub fn init_human() {
+/// `default` applies when neither variable is set (the benchmarks use `WARN`: a line per
+/// order would be noise in their report, and work that the measurement would include).
+pub fn init_human(default: LevelFilter) {
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_target(false)
                 .with_writer(std::io::stderr),
         )
-        .with(filter_from_env())
+        .with(filter_from_env(default))
         .try_init();
 }
 
-fn filter_from_env() -> Targets {
+fn filter_from_env(default: LevelFilter) -> Targets {
     let var = |name| {
         std::env::var(name)
             .ok()
             .filter(|v: &String| !v.trim().is_empty())
     };
-    filter(
-        var("RUST_LOG")
-            .or_else(|| var("AWS_LAMBDA_LOG_LEVEL"))
-            .as_deref(),
-    )
+    let directives = var("RUST_LOG").or_else(|| var("AWS_LAMBDA_LOG_LEVEL"));
+    filter(directives.as_deref(), default)
 }
 
-/// Unparseable directives fall back to `info` rather than silencing the function.
-fn filter(directives: Option<&str>) -> Targets {
-    let default = Targets::new().with_default(LevelFilter::INFO);
+/// Unparseable directives fall back to the default rather than silencing the program.
+fn filter(directives: Option<&str>, default: LevelFilter) -> Targets {
+    let default = Targets::new().with_default(default);
     match directives.map(str::trim) {
         None => default,
         // Lambda has one level more than tracing.
@@ -66,24 +65,29 @@ mod tests {
     use super::*;
     use tracing::Level;
 
+    const INFO: LevelFilter = LevelFilter::INFO;
+
     #[test]
-    fn directives_from_rust_log_or_lambda_levels_and_info_otherwise() {
-        let f = filter(Some("warn,orders_local=debug"));
+    fn directives_from_rust_log_or_lambda_levels_and_the_default_otherwise() {
+        let f = filter(Some("warn,orders_local=debug"), INFO);
         assert!(f.would_enable("orders_local::store", &Level::DEBUG));
         assert!(!f.would_enable("orders_handlers", &Level::INFO));
         assert!(f.would_enable("orders_handlers", &Level::WARN));
 
-        let lambda = filter(Some("DEBUG"));
+        let lambda = filter(Some("DEBUG"), INFO);
         assert!(lambda.would_enable("anything", &Level::DEBUG));
         assert!(!lambda.would_enable("anything", &Level::TRACE));
-        let fatal = filter(Some("FATAL"));
+        let fatal = filter(Some("FATAL"), INFO);
         assert!(!fatal.would_enable("anything", &Level::WARN));
         assert!(fatal.would_enable("anything", &Level::ERROR));
 
         for none in [None, Some("not a directive ==")] {
-            let f = filter(none);
+            let f = filter(none, INFO);
             assert!(f.would_enable("anything", &Level::INFO), "{none:?}");
             assert!(!f.would_enable("anything", &Level::DEBUG), "{none:?}");
         }
+        let quiet = filter(None, LevelFilter::WARN);
+        assert!(!quiet.would_enable("anything", &Level::INFO));
+        assert!(quiet.would_enable("anything", &Level::WARN));
     }
 }

@@ -98,7 +98,7 @@ fn open_conn(path: &Path, create: bool) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS definitions (
     hash TEXT PRIMARY KEY,
     definition TEXT NOT NULL
