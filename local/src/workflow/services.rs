@@ -452,18 +452,19 @@ pub fn queue_messages(
     include_deleted: bool,
     limit: usize,
 ) -> Result<Vec<QueueMessage>, DbError> {
-    messages_of(c, queue, include_deleted, limit, "ASC")
+    messages_of(c, queue, include_deleted, limit, false)
 }
 
-/// `order` is `ASC` or `DESC` (by arrival); a limit of 0 means all.
+/// In order of arrival, or newest first; a limit of 0 means all.
 fn messages_of(
     c: &Connection,
     queue: &str,
     include_deleted: bool,
     limit: usize,
-    order: &str,
+    newest_first: bool,
 ) -> Result<Vec<QueueMessage>, DbError> {
     let limit = if limit == 0 { -1 } else { limit as i64 };
+    let order = if newest_first { "DESC" } else { "ASC" };
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE queue = ?1 AND (?2 OR state = 'AVAILABLE') \
          ORDER BY seq {order} LIMIT ?3"
@@ -669,7 +670,7 @@ pub fn queue_messages_newest(
     include_deleted: bool,
     limit: usize,
 ) -> Result<Vec<QueueMessage>, DbError> {
-    messages_of(c, queue, include_deleted, limit, "DESC")
+    messages_of(c, queue, include_deleted, limit, true)
 }
 
 /// Everything the local services hold about one order: messages carrying its correlation
