@@ -256,19 +256,7 @@ async fn the_redrive_button_moves_a_dead_letter_back_to_the_queue() {
     .await;
     let mut c = connect(&s.runtime).await;
     let db = s.runtime.workflow().expect("workflow").db.clone();
-    let (poison, _) = db
-        .write(|c| {
-            services::send_message(
-                c,
-                "orders-fulfilment",
-                "this is not JSON",
-                &serde_json::Map::new(),
-                None,
-                asl::clock::system_now_millis(),
-            )
-        })
-        .await
-        .expect("send");
+    let poison = send_poison(&db).await;
     let in_queue = |queue: &'static str| {
         let db = db.clone();
         let poison = poison.clone();

@@ -340,19 +340,7 @@ async fn a_poison_message_ends_in_the_dlq_with_its_reason_and_redrive_moves_it_b
     })
     .await;
     let db = s.runtime.workflow().expect("workflow").db.clone();
-    let (poison, _) = db
-        .write(|c| {
-            services::send_message(
-                c,
-                "orders-fulfilment",
-                "this is not JSON",
-                &serde_json::Map::new(),
-                None,
-                asl::clock::system_now_millis(),
-            )
-        })
-        .await
-        .expect("send");
+    let poison = send_poison(&db).await;
     let dead = || {
         db.read(|c| services::queue_messages(c, "orders-fulfilment-dlq", false, 0))
             .expect("read")

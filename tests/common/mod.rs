@@ -119,3 +119,21 @@ pub async fn until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Puts a message no consumer can decode on the fulfilment queue; returns its message id.
+pub async fn send_poison(db: &orders_local::workflow::db::WorkflowDb) -> String {
+    let (id, _) = db
+        .write(|c| {
+            orders_local::workflow::services::send_message(
+                c,
+                "orders-fulfilment",
+                "this is not JSON",
+                &serde_json::Map::new(),
+                None,
+                asl::clock::system_now_millis(),
+            )
+        })
+        .await
+        .expect("send");
+    id
+}

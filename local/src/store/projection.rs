@@ -626,14 +626,12 @@ pub(crate) fn customer_orders(
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page<OrderSummary>, DbError> {
-    let after = cursor.map(decode_cursor).transpose()?;
-    let limit = limit.min(MAX_PAGE);
-    if limit == 0 {
+    let Some((limit, after)) = page_bounds(limit, cursor)? else {
         return Ok(Page {
             items: vec![],
             next_cursor: None,
         });
-    }
+    };
     // One row more than asked tells whether another page exists.
     let fetch = (limit + 1) as i64;
     let views: Vec<String> = match &after {
@@ -665,14 +663,12 @@ pub(crate) fn recent_orders(
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page<OrderSummary>, DbError> {
-    let after = cursor.map(decode_cursor).transpose()?;
-    let limit = limit.min(MAX_PAGE);
-    if limit == 0 {
+    let Some((limit, after)) = page_bounds(limit, cursor)? else {
         return Ok(Page {
             items: vec![],
             next_cursor: None,
         });
-    }
+    };
     let fetch = (limit + 1) as i64;
     let (placed_at, order_id) = after.unwrap_or((i64::MAX, String::new()));
     let unbounded = cursor.is_none();
@@ -684,6 +680,16 @@ pub(crate) fn recent_orders(
         .query_map(params![unbounded, placed_at, order_id, fetch], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     summary_page(views, limit, "every customer")
+}
+
+/// The limit (at most [`MAX_PAGE`]) and the decoded cursor; `None` when no row is asked for.
+fn page_bounds(
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Option<(usize, Option<(i64, String)>)>, DbError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    let limit = limit.min(MAX_PAGE);
+    Ok((limit > 0).then_some((limit, after)))
 }
 
 /// Up to `limit` summaries from the views fetched (one more than `limit` when another page
