@@ -7,8 +7,8 @@
 mod aws_support;
 
 use aws_support::order_workflow::{self, MotoResources};
-use aws_support::unique;
 use aws_support::workflow;
+use aws_support::{moto, unique};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -24,7 +24,8 @@ fn orders(args: &[&str], at: &Where) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_orders"));
     c.arg("executions")
         .args(args)
-        .env_remove("STATE_MACHINE_ARN");
+        .env_remove("STATE_MACHINE_ARN")
+        .env_remove("ORDERS_STACK");
     match at {
         Where::Local(dir) => c.arg("--data-dir").arg(dir),
         Where::Aws(arn) => c.args(["--aws", "--state-machine-arn", arn]),
@@ -290,6 +291,44 @@ async fn executions_read_the_same_from_aws_and_from_the_data_dir() {
         .expect("run orders");
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    // So does the stack's StateMachineArn output (CloudFormation DescribeStacks).
+    let stack = unique("orders-stack");
+    moto::create_stack_with_output(&stack, "StateMachineArn", &machine);
+    let by_stack = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_orders"))
+            .arg("executions")
+            .args(args)
+            .args(["--aws", "--stack", &stack])
+            .env_remove("STATE_MACHINE_ARN")
+            .output()
+            .expect("run orders")
+    };
+    let out = by_stack(&["list", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON"),
+        json(&["list", "--json"], &aws)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["executions", "list", "--aws", "--stack", "no-such-stack"])
+        .output()
+        .expect("run orders");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: no stack named no-such-stack in this account and region"
+    );
+    let bare = unique("orders-stack");
+    moto::create_stack_with_output(&bare, "ApiUrl", "https://example.com");
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["executions", "list", "--aws", "--stack", &bare])
+        .output()
+        .expect("run orders");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!("error: stack {bare} has no StateMachineArn output")
+    );
 
     // Errors: one line, exit 1, both ways.
     for at in [&local, &aws] {
@@ -310,6 +349,7 @@ fn aws_without_a_state_machine_is_one_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_orders"))
         .args(["executions", "list", "--aws"])
         .env_remove("STATE_MACHINE_ARN")
+        .env_remove("ORDERS_STACK")
         .output()
         .expect("run orders");
     assert_eq!(out.status.code(), Some(1));
@@ -317,7 +357,7 @@ fn aws_without_a_state_machine_is_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim_end(),
-        "error: --aws needs the state machine: pass --state-machine-arn ARN or set STATE_MACHINE_ARN (the stack's StateMachineArn output)"
+        "error: --aws needs the state machine: pass --stack NAME (its StateMachineArn output) or --state-machine-arn ARN (or set STATE_MACHINE_ARN)"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_orders"))
         .args([

@@ -177,11 +177,18 @@ impl SfnInspector {
     /// From the standard configuration chain (credentials, `AWS_ENDPOINT_URL_SFN`, …), in
     /// the region the ARN names: a profile's default region may be another one.
     pub async fn load(state_machine_arn: &str) -> Result<SfnInspector, InspectError> {
+        Self::from_sdk_config(&crate::clients::load_sdk_config().await, state_machine_arn)
+    }
+
+    /// As [`SfnInspector::load`], from a configuration already loaded.
+    pub fn from_sdk_config(
+        sdk: &aws_config::SdkConfig,
+        state_machine_arn: &str,
+    ) -> Result<SfnInspector, InspectError> {
         let region = region_of_arn(state_machine_arn)
             .filter(|_| execution_arn(state_machine_arn, "x").is_some())
             .ok_or_else(|| InspectError::InvalidArn(state_machine_arn.to_string()))?;
-        let sdk = crate::clients::load_sdk_config().await;
-        let mut conf = aws_sdk_sfn::config::Builder::from(&sdk);
+        let mut conf = aws_sdk_sfn::config::Builder::from(sdk);
         if sdk.region().map(|r| r.as_ref()) != Some(region) {
             conf = conf.region(aws_sdk_sfn::config::Region::new(region.to_string()));
         }

@@ -20,6 +20,36 @@ pub struct AwsArgs {
     /// The state machine for --aws (the stack's `StateMachineArn` output).
     #[arg(long, env = "STATE_MACHINE_ARN", global = true, value_name = "ARN")]
     pub state_machine_arn: Option<String>,
+    /// For --aws: read the state machine from this CloudFormation stack's
+    /// `StateMachineArn` output (the name given to `sam deploy`); wins over the ARN.
+    #[arg(long, env = "ORDERS_STACK", global = true, value_name = "NAME")]
+    pub stack: Option<String>,
+}
+
+/// The `StateMachineArn` output of a deployed stack (DescribeStacks).
+async fn stack_output(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Result<String> {
+    let client = aws_sdk_cloudformation::Client::new(sdk);
+    let described = client
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            let e = aws_sdk_cloudformation::error::DisplayErrorContext(e);
+            // DescribeStacks answers an unknown stack with a ValidationError.
+            match e.to_string().contains("does not exist") {
+                true => anyhow::anyhow!("no stack named {stack} in this account and region"),
+                false => anyhow::anyhow!("DescribeStacks {stack}: {e}"),
+            }
+        })?;
+    described
+        .stacks()
+        .iter()
+        .flat_map(|s| s.outputs())
+        .find(|o| o.output_key() == Some("StateMachineArn"))
+        .and_then(|o| o.output_value())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("stack {stack} has no StateMachineArn output"))
 }
 
 pub enum Source {
@@ -36,17 +66,24 @@ fn aws_error(name: &str, e: InspectError) -> anyhow::Error {
 
 impl Source {
     pub async fn aws(args: &AwsArgs) -> anyhow::Result<Source> {
-        let arn = args
-            .state_machine_arn
-            .as_deref()
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--aws needs the state machine: pass --state-machine-arn ARN or set STATE_MACHINE_ARN (the stack's StateMachineArn output)"
-                )
-            })?;
-        Ok(Source::Aws(SfnInspector::load(arn).await?))
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+        };
+        let (stack, arn) = (given(&args.stack), given(&args.state_machine_arn));
+        if stack.is_none() && arn.is_none() {
+            anyhow::bail!(
+                "--aws needs the state machine: pass --stack NAME (its StateMachineArn output) or --state-machine-arn ARN (or set STATE_MACHINE_ARN)"
+            );
+        }
+        let sdk = orders_aws::clients::load_sdk_config().await;
+        let arn = match (stack, arn) {
+            (Some(stack), _) => stack_output(&sdk, &stack).await?,
+            (None, arn) => arn.unwrap_or_default(),
+        };
+        Ok(Source::Aws(SfnInspector::from_sdk_config(&sdk, &arn)?))
     }
 
     /// ListExecutions items, newest first.

@@ -130,6 +130,23 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// A CloudFormation stack (one SNS topic) with one output.
+pub fn create_stack_with_output(name: &str, key: &str, value: &str) {
+    let template = serde_json::json!({
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value}},
+    })
+    .to_string();
+    query(
+        "cloudformation",
+        &[
+            ("Action", "CreateStack"),
+            ("StackName", name),
+            ("TemplateBody", &template),
+        ],
+    );
+}
+
 pub fn create_topic(name: &str) -> String {
     let xml = query("sns", &[("Action", "CreateTopic"), ("Name", name)]);
     xml_value(&xml, "TopicArn").expect("TopicArn")

@@ -682,11 +682,14 @@ pub(crate) fn recent_orders(
     summary_page(views, limit, "every customer")
 }
 
+/// A page cursor decoded: the last row's `placed_at` and order id.
+type After = (i64, String);
+
 /// The limit (at most [`MAX_PAGE`]) and the decoded cursor; `None` when no row is asked for.
 fn page_bounds(
     limit: usize,
     cursor: Option<&str>,
-) -> Result<Option<(usize, Option<(i64, String)>)>, DbError> {
+) -> Result<Option<(usize, Option<After>)>, DbError> {
     let after = cursor.map(decode_cursor).transpose()?;
     let limit = limit.min(MAX_PAGE);
     Ok((limit > 0).then_some((limit, after)))
