@@ -61,7 +61,7 @@ async fn the_real_stream_through_the_projector_handler() {
 
     // A state machine on moto to start: one Pass state is enough to count executions.
     let machine = clients
-        .sfn
+        .sfn()
         .create_state_machine()
         .name(unique("orders"))
         .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
@@ -73,7 +73,7 @@ async fn the_real_stream_through_the_projector_handler() {
         .to_string();
     let projector = Projector::live(
         reads.clone(),
-        SfnWorkflowStarter::new(clients.sfn.clone(), &machine),
+        SfnWorkflowStarter::new(clients.sfn(), &machine),
     );
 
     let (a, b) = (unique("order"), unique("order"));
@@ -153,7 +153,7 @@ async fn the_real_stream_through_the_projector_handler() {
     );
 
     // One execution per OrderPlaced, named after its order.
-    let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
+    let inspector = SfnInspector::new(clients.sfn(), &machine);
     let mut names: Vec<String> = inspector
         .list_executions(None, 50)
         .await

@@ -11,6 +11,7 @@ use crate::read_models::DynamoReadModels;
 use crate::sfn::{SfnInspector, SfnWorkflowStarter};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use std::sync::{Arc, OnceLock};
 
 /// Per-service endpoint overrides (`None`: the SDK's own resolution).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,7 +40,8 @@ pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
 pub struct AwsClients {
     pub sdk: SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
-    pub sfn: aws_sdk_sfn::Client,
+    sfn_endpoint: Option<String>,
+    sfn: Arc<OnceLock<aws_sdk_sfn::Client>>,
 }
 
 impl AwsClients {
@@ -57,15 +59,26 @@ impl AwsClients {
         if let Some(url) = &endpoints.dynamodb {
             ddb = ddb.endpoint_url(url);
         }
-        let mut sfn = aws_sdk_sfn::config::Builder::from(sdk);
-        if let Some(url) = &endpoints.sfn {
-            sfn = sfn.endpoint_url(url);
-        }
         AwsClients {
             sdk: sdk.clone(),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb.build()),
-            sfn: aws_sdk_sfn::Client::from_conf(sfn.build()),
+            sfn_endpoint: endpoints.sfn.clone(),
+            sfn: Arc::default(),
         }
+    }
+
+    /// The Step Functions client, built on first use: the functions that never start or
+    /// read executions (api, fulfilment, recorder) neither build it at init nor link it.
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        self.sfn
+            .get_or_init(|| {
+                let mut conf = aws_sdk_sfn::config::Builder::from(&self.sdk);
+                if let Some(url) = &self.sfn_endpoint {
+                    conf = conf.endpoint_url(url);
+                }
+                aws_sdk_sfn::Client::from_conf(conf.build())
+            })
+            .clone()
     }
 
     /// The configured region (`None` when the SDK found none).
@@ -86,11 +99,11 @@ impl AwsClients {
     }
 
     pub fn workflow_starter(&self, config: &WorkflowConfig) -> SfnWorkflowStarter {
-        SfnWorkflowStarter::new(self.sfn.clone(), &config.state_machine_arn)
+        SfnWorkflowStarter::new(self.sfn(), &config.state_machine_arn)
     }
 
     pub fn inspector(&self, config: &WorkflowConfig) -> SfnInspector {
-        SfnInspector::new(self.sfn.clone(), &config.state_machine_arn)
+        SfnInspector::new(self.sfn(), &config.state_machine_arn)
     }
 
     /// Needs `EVENTS_TABLE` and `IDEMPOTENCY_TABLE`.

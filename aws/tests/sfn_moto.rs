@@ -18,8 +18,8 @@ async fn start_once_per_order_and_inspect_in_aws_shape() {
     let clients = support::moto_clients().await;
     let resources = MotoResources::create();
     let machine = deploy(&clients, &resources).await;
-    let starter = SfnWorkflowStarter::new(clients.sfn.clone(), &machine);
-    let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
+    let starter = SfnWorkflowStarter::new(clients.sfn(), &machine);
+    let inspector = SfnInspector::new(clients.sfn(), &machine);
     let order_id = support::unique("01JORDER");
     let input = input(&order_id);
 
@@ -135,7 +135,7 @@ async fn start_once_per_order_and_inspect_in_aws_shape() {
 async fn unknown_executions_and_statuses_are_clear_errors() {
     let clients = support::moto_clients().await;
     let machine = deploy(&clients, &MotoResources::dummy()).await;
-    let inspector = SfnInspector::new(clients.sfn.clone(), &machine);
+    let inspector = SfnInspector::new(clients.sfn(), &machine);
     let missing = execution_arn(&machine, "no-such-order").unwrap();
     assert_eq!(
         inspector.describe_execution(&missing).await.unwrap_err(),
@@ -166,7 +166,7 @@ async fn unknown_executions_and_statuses_are_clear_errors() {
         support::region(),
         support::unique("ghost")
     );
-    let starter = SfnWorkflowStarter::new(clients.sfn.clone(), &ghost);
+    let starter = SfnWorkflowStarter::new(clients.sfn(), &ghost);
     let err = starter.start(&input("o-1")).await.unwrap_err();
     assert!(err.0.contains("StateMachineDoesNotExist"), "{err}");
 }

@@ -21,7 +21,7 @@ pub async fn run_on_moto(
     input: &WorkflowInput,
 ) -> (Value, Vec<Value>) {
     clients
-        .sfn
+        .sfn()
         .start_execution()
         .state_machine_arn(machine)
         .name(name)
@@ -29,7 +29,7 @@ pub async fn run_on_moto(
         .send()
         .await
         .expect("StartExecution on moto");
-    let inspector = SfnInspector::new(clients.sfn.clone(), machine);
+    let inspector = SfnInspector::new(clients.sfn(), machine);
     let arn = inspector.execution_arn(name).expect("execution ARN");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

@@ -96,7 +96,7 @@ impl MotoResources {
 /// Deploys the definition (substituted as SAM does) to moto; returns the state machine ARN.
 pub async fn deploy(clients: &AwsClients, r: &MotoResources) -> String {
     clients
-        .sfn
+        .sfn()
         .create_state_machine()
         .name(super::unique("orders"))
         .definition(r.definition())
