@@ -240,15 +240,17 @@ fn print_pretty(out: &serde_json::Map<String, Value>, history: &[Value]) {
 mod tests {
     use super::*;
 
-    fn temp_file(name: &str, text: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("states-cmd-{}-{name}", std::process::id()));
+    /// A file in `dir` (a temporary directory the test holds, so nothing is left behind).
+    fn temp_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
     #[test]
     fn substitutions_and_inputs() {
-        let p = temp_file("sub.json", r#"{"x": "${A}"}"#);
+        let dir = tempfile::tempdir().unwrap();
+        let p = temp_file(&dir, "sub.json", r#"{"x": "${A}"}"#);
         assert_eq!(
             read_definition(&p, &["A=1".to_string()]).unwrap(),
             r#"{"x": "1"}"#
@@ -257,7 +259,7 @@ mod tests {
         assert!(read_definition(&PathBuf::from("/nonexistent/x.json"), &[]).is_err());
         assert_eq!(read_input(None).unwrap(), json!({}));
         assert_eq!(read_input(Some(r#"{"a":1}"#)).unwrap(), json!({"a": 1}));
-        let i = temp_file("in.json", "[1]");
+        let i = temp_file(&dir, "in.json", "[1]");
         assert_eq!(
             read_input(Some(&format!("@{}", i.display()))).unwrap(),
             json!([1])
@@ -267,15 +269,19 @@ mod tests {
 
     #[tokio::test]
     async fn run_and_validate_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
         let ok = temp_file(
+            &dir,
             "ok.json",
             r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Result":"${V}","End":true}}}"#,
         );
         let bad = temp_file(
+            &dir,
             "bad.json",
             r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"}}}"#,
         );
         let task = temp_file(
+            &dir,
             "task.json",
             r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}}"#,
         );

@@ -98,6 +98,7 @@ class Run:
         self.done_at = None
         self.done = threading.Event()
         self.served = False
+        self.answer = b""
 
 
 def make_handler(run):
@@ -134,14 +135,14 @@ def make_handler(run):
         def do_POST(self):
             now = time.perf_counter()
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            body = self.rfile.read(length) if length else b""
             if "/runtime/invocation/" in self.path and (
                 self.path.endswith("/response") or self.path.endswith("/error")
             ):
                 if run.done_at is None:
                     run.done_at = now
                     run.outcome = self.path.rsplit("/", 1)[-1]
+                    run.answer = body
             self.send_response(202)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -168,7 +169,8 @@ def once(path, event, runner):
     server.server_close()
     if not finished:
         raise SystemExit(f"{path}: no answer within 30 s; stderr:\n{err.decode(errors='replace')[-2000:]}")
-    return (run.next_at - run.spawned) * 1000, (run.done_at - run.spawned) * 1000, run.outcome
+    return ((run.next_at - run.spawned) * 1000, (run.done_at - run.spawned) * 1000, run.outcome,
+            run.answer)
 
 
 def main():
@@ -176,6 +178,7 @@ def main():
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--runner", default="", help="e.g. 'qemu-aarch64 -L /usr/aarch64-linux-gnu'")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--show", action="store_true", help="print each binary's first answer")
     p.add_argument("binaries", nargs="+", metavar="NAME=PATH[:EVENT]")
     a = p.parse_args()
     runner = shlex.split(a.runner)
@@ -213,6 +216,9 @@ def main():
         r["init_ratio"] = r["init_ms_median"] / base["init_ms_median"]
         r["first_ratio"] = r["first_ms_median"] / base["first_ms_median"]
         results[name] = r
+    if a.show:
+        for name, _, _ in specs:
+            print(f"{name}: {samples[name][0][3].decode(errors='replace')}", file=sys.stderr)
     if a.json:
         print(json.dumps(results, indent=2))
         return

@@ -1,4 +1,4 @@
-//! The HTTP API: one axum `Router`, generic over the ports, served by Lambda (lambda_http)
+//! The HTTP API: one axum `Router`, generic over the ports, served by Lambda (see `gateway`)
 //! on AWS and over TCP by `orders serve`.
 
 use crate::body;

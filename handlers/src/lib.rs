@@ -6,6 +6,7 @@ pub mod api;
 pub mod body;
 pub mod commands;
 pub mod fulfilment;
+pub mod gateway;
 pub mod links;
 pub mod problem;
 pub mod projector;

@@ -1,15 +1,17 @@
-//! The API Lambda: the same axum Router as `orders serve`, behind API Gateway HTTP API.
+//! The API Lambda: the same axum Router as `orders serve`, behind API Gateway HTTP API
+//! (payload format 2.0, see `orders_handlers::gateway`).
 // The Lambda runtime's service stack nests deep enough to need a higher limit.
 #![recursion_limit = "256"]
 
 use orders_handlers::api::{self, Api};
 use orders_handlers::commands::Commands;
+use orders_handlers::gateway;
 use orders_handlers::links::ConsoleLinks;
 use orders_handlers::system::{SystemClock, UlidIds};
 use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     orders_handlers::telemetry::init_json();
     let clients = orders_aws::AwsClients::load().await;
     let api = Arc::new(Api {
@@ -23,5 +25,14 @@ async fn main() -> Result<(), lambda_http::Error> {
             state_machine_arn: orders_aws::WorkflowConfig::from_env()?.state_machine_arn,
         },
     });
-    lambda_http::run(api::router(api)).await
+    let router = api::router(api);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| {
+        let router = router.clone();
+        async move {
+            gateway::handle(router, event)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
 }
