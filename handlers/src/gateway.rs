@@ -30,6 +30,15 @@ pub enum GatewayError {
     Body(String),
 }
 
+impl From<GatewayError> for lambda_runtime::Diagnostic {
+    fn from(e: GatewayError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: "GatewayError".into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// Serves the api Lambda: `lambda_runtime::run(service_fn(|e| gateway::handle(router.clone(), e)))`.
 pub async fn handle(
     router: Router,
@@ -246,6 +255,11 @@ mod tests {
             .await
             .expect_err("not an API Gateway event");
         assert!(err.to_string().contains("API Gateway"), "{err}");
+        // What Lambda reports instead of a Rust type name.
+        assert_eq!(
+            lambda_runtime::Diagnostic::from(err).error_type,
+            "GatewayError"
+        );
     }
 
     #[test]

@@ -24,12 +24,25 @@ pub struct Recorded {
     pub appended: Vec<String>,
 }
 
+/// Lambda's `errorType` for a failed recording, the same on AWS and in the local runtime
+/// (it is the error name a workflow's Retry and Catch match).
+pub const ERROR_TYPE: &str = "RecorderError";
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
     #[error("payload is not an outcome report: {0}")]
     BadPayload(String),
     #[error(transparent)]
     Command(#[from] CommandError),
+}
+
+impl From<RecorderError> for lambda_runtime::Diagnostic {
+    fn from(e: RecorderError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: ERROR_TYPE.into(),
+            error_message: e.to_string(),
+        }
+    }
 }
 
 pub async fn record<E: EventStore>(
@@ -62,4 +75,21 @@ pub async fn record<E: EventStore>(
             .map(|e| e.event_type.clone())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_reports_the_error_name_a_workflow_matches() {
+        let d = lambda_runtime::Diagnostic::from(RecorderError::BadPayload(
+            "missing field `order_id`".into(),
+        ));
+        assert_eq!(d.error_type, ERROR_TYPE);
+        assert_eq!(
+            d.error_message,
+            "payload is not an outcome report: missing field `order_id`"
+        );
+    }
 }

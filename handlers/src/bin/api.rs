@@ -27,12 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
     let router = api::router(api);
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {
-        let router = router.clone();
-        async move {
-            gateway::handle(router, event)
-                .await
-                .map_err(lambda_runtime::Error::from)
-        }
+        gateway::handle(router.clone(), event)
     }))
     .await
 }

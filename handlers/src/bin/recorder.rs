@@ -20,9 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let commands = &commands;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            orders_handlers::recorder::record(commands, event.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
+            orders_handlers::recorder::record(commands, event.payload).await
         },
     ))
     .await

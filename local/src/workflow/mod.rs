@@ -101,11 +101,11 @@ pub fn recorder_function(commands: Arc<Commands<SqliteEventStore>>) -> LocalFunc
         Box::pin(async move {
             match orders_handlers::recorder::record(&commands, payload).await {
                 Ok(r) => serde_json::to_value(r).map_err(|e| FunctionError {
-                    error_type: "RecorderError".into(),
+                    error_type: orders_handlers::recorder::ERROR_TYPE.into(),
                     message: e.to_string(),
                 }),
                 Err(e) => Err(FunctionError {
-                    error_type: "RecorderError".into(),
+                    error_type: orders_handlers::recorder::ERROR_TYPE.into(),
                     message: e.to_string(),
                 }),
             }
