@@ -8,7 +8,7 @@
 //! [`MemoryFold`] (the same guard and folds as the live path), then serialize their rows
 //! in parallel. Daily sales are sums, so the workers' days simply add up.
 
-use super::projection::{EncodedFold, MemoryFold, Targets};
+use super::projection::{FoldRows, MemoryFold, Targets};
 use super::sqlite::{self, to_i64};
 use super::{DbError, SqliteEventStore, blocking};
 use orders_domain::Timestamp;
@@ -64,7 +64,7 @@ pub struct BadRow {
 
 #[derive(Debug)]
 pub struct BulkFolded {
-    pub fold: EncodedFold,
+    pub fold: FoldRows,
     /// Rows read, decoded or not.
     pub events: u64,
     /// The last `seq` read (`after` if none).
@@ -247,7 +247,7 @@ fn run(
         }
         parked.sort_by_key(|r| r.seq);
         Ok(BulkFolded {
-            fold: EncodedFold::merge(folds),
+            fold: FoldRows::merge(folds),
             events,
             last_seq: last_seq.unwrap_or(read.after),
             parked,
@@ -325,7 +325,7 @@ fn read_log(
 }
 
 struct WorkerDone {
-    result: Result<EncodedFold, BulkError>,
+    result: Result<FoldRows, BulkError>,
     parked: Vec<BadRow>,
 }
 
@@ -370,13 +370,11 @@ fn work(
     let result = match failed {
         Some(e) => Err(e),
         None if abort.load(Ordering::Relaxed) => Err(BulkError::Stopped),
-        None => fold
-            .encode()
-            .map_err(|e| BulkError::Store(StoreError::Corrupt(e.to_string()))),
+        None => Ok(fold.finish()),
     };
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
-        "bulk: worker encoded"
+        "bulk: worker sorted"
     );
     WorkerDone { result, parked }
 }

@@ -12,7 +12,7 @@ mod sqlite;
 
 pub use bulk::{BadRow, BulkControl, BulkError, BulkFolded, BulkRead};
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
-pub use projection::{EncodedFold, MemoryFold, Targets};
+pub use projection::{FoldRows, MemoryFold, Targets};
 pub use read_models::{DeadLetter, NewDeadLetter, SqliteReadModels};
 
 use orders_domain::ports::{ReadModelError, StoreError};

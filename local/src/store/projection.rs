@@ -302,40 +302,28 @@ impl MemoryFold {
         })
     }
 
-    /// The rows [`save_fold`] writes, serialized and sorted by order id (so the inserts
-    /// append to the B-trees instead of splitting pages all over them).
-    pub fn encode(self) -> Result<EncodedFold, ReadModelError> {
-        let encode_err = |what: &str, id: &str, e: serde_json::Error| {
-            ReadModelError::Corrupt(format!("{what} of order {id}: {e}"))
-        };
-        let mut views = Vec::with_capacity(self.views.len());
-        for (order_id, view) in self.views {
-            let Some(view) = view else { continue };
-            views.push(ViewRow {
-                json: to_json(&view).map_err(|e| encode_err("order view", &order_id, e))?,
-                version: to_i64(view.version, "version").map_err(ReadModelError::Corrupt)?,
-                placed_at: view.placed_at.millis(),
-                customer_id: view.customer.id,
-                order_id,
-            });
-        }
-        views.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-        let mut trackers = Vec::with_capacity(self.trackers.len());
-        for (order_id, tracker) in self.trackers {
-            let Some(tracker) = tracker else { continue };
-            trackers.push(TrackerRow {
-                json: serde_json::to_string(&tracker)
-                    .map_err(|e| encode_err("sales tracker", &order_id, e))?,
-                version: to_i64(tracker.version, "version").map_err(ReadModelError::Corrupt)?,
-                order_id,
-            });
-        }
-        trackers.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-        Ok(EncodedFold {
+    /// The final rows [`save_fold`] writes, sorted by order id (so the inserts append to
+    /// the B-trees instead of splitting pages all over them). Serializing is left to
+    /// `save_fold`, which streams it: a few hundred megabytes of JSON never sit in memory
+    /// at once.
+    pub fn finish(self) -> FoldRows {
+        let mut views: Vec<(String, OrderView)> = self
+            .views
+            .into_iter()
+            .filter_map(|(id, v)| v.map(|v| (id, v)))
+            .collect();
+        views.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut trackers: Vec<(String, SalesTracker)> = self
+            .trackers
+            .into_iter()
+            .filter_map(|(id, t)| t.map(|t| (id, t)))
+            .collect();
+        trackers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        FoldRows {
             views,
             trackers,
             days: self.days,
-        })
+        }
     }
 }
 
@@ -391,41 +379,24 @@ fn put<T>(map: &mut HashMap<String, Option<T>, FnvBuild>, id: &str, value: Optio
     }
 }
 
-/// An `orders_g*` row, ready to insert.
-#[derive(Debug)]
-pub struct ViewRow {
-    order_id: String,
-    version: i64,
-    customer_id: String,
-    placed_at: i64,
-    json: String,
-}
-
-/// A `sales_trackers_g*` row, ready to insert.
-#[derive(Debug)]
-pub struct TrackerRow {
-    order_id: String,
-    version: i64,
-    json: String,
-}
-
-/// A [`MemoryFold`]'s final rows, serialized.
+/// A [`MemoryFold`]'s final state: each order's view and tracker, sorted by order id, and
+/// the days' counters.
 #[derive(Debug, Default)]
-pub struct EncodedFold {
-    views: Vec<ViewRow>,
-    trackers: Vec<TrackerRow>,
+pub struct FoldRows {
+    views: Vec<(String, OrderView)>,
+    trackers: Vec<(String, SalesTracker)>,
     days: BTreeMap<(String, String), DailySales>,
 }
 
-impl EncodedFold {
+impl FoldRows {
     /// Orders with a row in either projection.
     pub fn orders(&self) -> usize {
         self.views.len().max(self.trackers.len())
     }
 
     /// Joins folds of disjoint sets of orders: their rows, and the sums of their days.
-    pub fn merge(parts: Vec<EncodedFold>) -> EncodedFold {
-        let mut out = EncodedFold::default();
+    pub fn merge(parts: Vec<FoldRows>) -> FoldRows {
+        let mut out = FoldRows::default();
         for part in parts {
             out.views.extend(part.views);
             out.trackers.extend(part.trackers);
@@ -446,10 +417,47 @@ impl EncodedFold {
             }
         }
         // Each part is sorted already: the stable sort merges the runs in linear time.
-        out.views.sort_by(|a, b| a.order_id.cmp(&b.order_id));
-        out.trackers.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+        out.views.sort_by(|a, b| a.0.cmp(&b.0));
+        out.trackers.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// Views serialized per message from the encoding thread to the inserting one.
+const ENCODE_CHUNK: usize = 256;
+
+/// Serializes `views` on a second thread, chunk by chunk, while `insert` writes the
+/// previous chunks: the two halves of writing a generation overlap, and only a few
+/// chunks of JSON exist at any time.
+fn insert_views_streamed(
+    views: &[(String, OrderView)],
+    mut insert: impl FnMut(&str, &OrderView, &str) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<String>, DbError>>(4);
+        scope.spawn(move || {
+            for chunk in views.chunks(ENCODE_CHUNK) {
+                let encoded = chunk
+                    .iter()
+                    .map(|(id, view)| to_json(view).map_err(|e| corrupt("order view", id, e)))
+                    .collect::<Result<Vec<_>, _>>();
+                let failed = encoded.is_err();
+                // The receiver only goes away after an insert failed: stop encoding.
+                if tx.send(encoded).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for chunk in views.chunks(ENCODE_CHUNK) {
+            let encoded = rx
+                .recv()
+                .map_err(|_| DbError::Corrupt("the view encoder stopped".into()))??;
+            for ((id, view), json) in chunk.iter().zip(&encoded) {
+                insert(id, view, json)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Writes a bulk fold into empty target generations, inside the caller's transaction:
@@ -457,7 +465,7 @@ impl EncodedFold {
 pub(crate) fn save_fold(
     conn: &Connection,
     targets: &Targets,
-    fold: &EncodedFold,
+    fold: &FoldRows,
 ) -> Result<(), DbError> {
     if let Some(g) = targets.orders {
         // Building the customer index once from the full table (a sort) is much cheaper
@@ -466,15 +474,16 @@ pub(crate) fn save_fold(
         conn.execute_batch(&format!("DROP INDEX IF EXISTS orders_g{g}_by_customer"))?;
         let started = std::time::Instant::now();
         let mut insert = conn.prepare(&view_upsert(g))?;
-        for r in &fold.views {
+        insert_views_streamed(&fold.views, |id, view, json| {
             insert.execute(params![
-                r.order_id,
-                r.version,
-                r.customer_id,
-                r.placed_at,
-                r.json
+                id,
+                to_i64(view.version, "version").map_err(DbError::Corrupt)?,
+                view.customer.id,
+                view.placed_at.millis(),
+                json
             ])?;
-        }
+            Ok(())
+        })?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "bulk: views inserted"
@@ -487,8 +496,14 @@ pub(crate) fn save_fold(
     }
     if let Some(g) = targets.daily_sales {
         let mut insert = conn.prepare(&tracker_upsert(g))?;
-        for r in &fold.trackers {
-            insert.execute(params![r.order_id, r.version, r.json])?;
+        for (id, tracker) in &fold.trackers {
+            let json =
+                serde_json::to_string(tracker).map_err(|e| corrupt("sales tracker", id, e))?;
+            insert.execute(params![
+                id,
+                to_i64(tracker.version, "version").map_err(DbError::Corrupt)?,
+                json
+            ])?;
         }
         for day in fold.days.values() {
             save_day(conn, g, day)?;

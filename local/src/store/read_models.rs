@@ -425,7 +425,7 @@ impl SqliteReadModels {
     pub async fn save_fold(
         &self,
         targets: Targets,
-        fold: projection::EncodedFold,
+        fold: projection::FoldRows,
         parked: Vec<NewDeadLetter>,
         checkpoint: (&str, u64),
     ) -> Result<(), ReadModelError> {
