@@ -65,12 +65,12 @@ async fn the_api_answers_api_gateway_events() {
 
     let order = orders::sample::order("c-7").to_string();
     let headers = json!({"content-type": "application/json", "x-correlation-id": "corr-gw"});
-    let placed = gateway::handle(
-        router.clone(),
-        event("POST", "/orders", headers, Some(&order)),
-    )
-    .await
-    .expect("an answer");
+    let call = |event| async {
+        gateway::handle(router.clone(), event)
+            .await
+            .expect("an answer")
+    };
+    let placed = call(event("POST", "/orders", headers, Some(&order))).await;
     assert_eq!(placed.status_code, 201);
     let id = body(&placed)["order_id"]
         .as_str()
@@ -84,12 +84,7 @@ async fn the_api_answers_api_gateway_events() {
     // Bad input: a problem document naming the field, as text, and nothing appended.
     let bad = json!({"customer": {"id": "c-7"}}).to_string();
     let headers = json!({"content-type": "application/json"});
-    let refused = gateway::handle(
-        router.clone(),
-        event("POST", "/orders", headers, Some(&bad)),
-    )
-    .await
-    .expect("an answer");
+    let refused = call(event("POST", "/orders", headers, Some(&bad))).await;
     assert_eq!(refused.status_code, 422);
     assert_eq!(refused.headers["content-type"], "application/problem+json");
     assert_eq!(body(&refused)["field"], "customer.email");
@@ -98,9 +93,7 @@ async fn the_api_answers_api_gateway_events() {
         1
     );
 
-    let health = gateway::handle(router, event("GET", "/health", json!({}), None))
-        .await
-        .expect("an answer");
+    let health = call(event("GET", "/health", json!({}), None)).await;
     assert_eq!(health.status_code, 200);
     assert_eq!(body(&health)["status"], "ok");
 }

@@ -307,24 +307,22 @@ impl MemoryFold {
     /// `save_fold`, which streams it: a few hundred megabytes of JSON never sit in memory
     /// at once.
     pub fn finish(self) -> FoldRows {
-        let mut views: Vec<(String, OrderView)> = self
-            .views
-            .into_iter()
-            .filter_map(|(id, v)| v.map(|v| (id, v)))
-            .collect();
-        views.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut trackers: Vec<(String, SalesTracker)> = self
-            .trackers
-            .into_iter()
-            .filter_map(|(id, t)| t.map(|t| (id, t)))
-            .collect();
-        trackers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         FoldRows {
-            views,
-            trackers,
+            views: sorted_rows(self.views),
+            trackers: sorted_rows(self.trackers),
             days: self.days,
         }
     }
+}
+
+/// A fold map's orders with a state, sorted by order id.
+fn sorted_rows<T>(map: HashMap<String, Option<T>, FnvBuild>) -> Vec<(String, T)> {
+    let mut rows: Vec<(String, T)> = map
+        .into_iter()
+        .filter_map(|(id, state)| state.map(|state| (id, state)))
+        .collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows
 }
 
 /// FNV-1a: the maps hash two order ids per event, and SipHash's flooding protection buys
