@@ -3,6 +3,9 @@
 
 #[path = "../../local/tests/contract/mod.rs"]
 mod contract;
+// Both bring the one id helper (`local/tests/contract/unique.rs`): two copies of one
+// function in this test binary, never two definitions to keep in step.
+#[allow(clippy::duplicate_mod)]
 mod support;
 
 use orders_aws::{DynamoEventStore, DynamoReadModels, schema};

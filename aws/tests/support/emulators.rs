@@ -3,8 +3,6 @@
 //! `DYNAMODB_ENDPOINT` and `MOTO_ENDPOINT`; a test that needs one fails with a clear message
 //! when it is missing, it never passes silently.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 const HOW: &str = "run the emulator-backed tests inside `scripts/with-emulators`, \
                    e.g. `scripts/with-emulators cargo test -p orders-aws`";
 
@@ -30,16 +28,6 @@ pub fn region() -> String {
         .unwrap_or_else(|| "us-east-1".to_string())
 }
 
-/// A table, queue or execution name no other test (or earlier run) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+#[path = "../../../local/tests/contract/unique.rs"]
+mod unique_ids;
+pub use unique_ids::unique;

@@ -24,19 +24,11 @@ use orders_domain::projection::{DailySales, ProjectionError};
 use orders_domain::time::Timestamp;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 // ---------------------------------------------------------------- fixtures
 
-/// An id no other check (or earlier run against a persistent store) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
-}
+mod unique;
+pub use unique::unique;
 
 /// 2026-11-26T15:22:05.123Z
 pub const T0: i64 = 1_795_706_525_123;
