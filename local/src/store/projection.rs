@@ -433,23 +433,26 @@ fn insert_views_streamed(
 ) -> Result<(), DbError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<String>, DbError>>(4);
-        scope.spawn(move || {
-            for chunk in views.chunks(ENCODE_CHUNK) {
-                let encoded = chunk
-                    .iter()
-                    .map(|(id, view)| to_json(view).map_err(|e| corrupt("order view", id, e)))
-                    .collect::<Result<Vec<_>, _>>();
-                let failed = encoded.is_err();
-                // The receiver only goes away after an insert failed: stop encoding.
-                if tx.send(encoded).is_err() || failed {
-                    return;
+        std::thread::Builder::new()
+            .name("replay-encode".into())
+            .spawn_scoped(scope, move || {
+                for chunk in views.chunks(ENCODE_CHUNK) {
+                    let encoded = chunk
+                        .iter()
+                        .map(|(id, view)| to_json(view).map_err(|e| corrupt("order view", id, e)))
+                        .collect::<Result<Vec<_>, _>>();
+                    let failed = encoded.is_err();
+                    // The receiver only goes away after an insert failed: stop encoding.
+                    if tx.send(encoded).is_err() || failed {
+                        return;
+                    }
                 }
-            }
-        });
+            })
+            .map_err(|e| DbError::Task(format!("starting the view encoder: {e}")))?;
         for chunk in views.chunks(ENCODE_CHUNK) {
             let encoded = rx
                 .recv()
-                .map_err(|_| DbError::Corrupt("the view encoder stopped".into()))??;
+                .map_err(|_| DbError::Task("the view encoder stopped".into()))??;
             for ((id, view), json) in chunk.iter().zip(&encoded) {
                 insert(id, view, json)?;
             }
