@@ -303,7 +303,7 @@ async fn replay_aws(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let clients = orders_aws::AwsClients::load().await;
+    let clients = orders_aws::AwsClients::load(orders_aws::TrustRoots::Platform).await?;
     let progress = Progress::new("replay --aws");
     let summary = replay_to_table(
         &clients.dynamodb,

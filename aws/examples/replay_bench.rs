@@ -11,7 +11,7 @@
 //! `DYNAMODB_ENDPOINT`, so it can never write to a real account.
 
 use orders_aws::replay::{AwsReplayOptions, replay_to_table};
-use orders_aws::{AwsClients, Endpoints, codec, schema};
+use orders_aws::{AwsClients, Endpoints, TrustRoots, codec, schema};
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::order::OrderEvent;
 use orders_domain::time::Timestamp;
@@ -96,11 +96,14 @@ async fn main() -> Result<(), Error> {
     let segments: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
     let orders = events.div_ceil(EVENTS_PER_ORDER);
 
-    let clients = AwsClients::load_with(&Endpoints {
-        dynamodb: Some(endpoint),
-        sfn: None,
-    })
-    .await;
+    let clients = AwsClients::load_with(
+        &Endpoints {
+            dynamodb: Some(endpoint),
+            sfn: None,
+        },
+        TrustRoots::Platform,
+    )
+    .await?;
     let client = clients.dynamodb;
     let suffix = std::process::id();
     let (events_table, views) = (

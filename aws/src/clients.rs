@@ -1,6 +1,8 @@
 //! One `aws-config` load, every client built from it.
 //!
-//! The HTTP client is hyper + rustls with ring (no second TLS stack). Region, credentials
+//! The HTTP client is hyper + rustls with ring (no second TLS stack), trusting the roots the
+//! caller chooses ([`TrustRoots`]: the platform's for the command line, Amazon Trust
+//! Services' for the Lambda functions, `AWS_CA_BUNDLE` over either). Region, credentials
 //! and endpoints come from the SDK's default chain, which honours `AWS_ENDPOINT_URL` and
 //! the per-service `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SFN` natively;
 //! [`Endpoints`] overrides them in code (the emulator tests do).
@@ -9,8 +11,9 @@ use crate::config::{AppConfig, ConfigError, EventStoreConfig, ReadModelsConfig, 
 use crate::event_store::DynamoEventStore;
 use crate::read_models::DynamoReadModels;
 use crate::sfn::{SfnInspector, SfnWorkflowStarter};
+use crate::trust::TrustRoots;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use std::sync::{Arc, OnceLock};
 
 /// Per-service endpoint overrides (`None`: the SDK's own resolution).
@@ -21,18 +24,28 @@ pub struct Endpoints {
 }
 
 /// The shared SDK configuration with our one HTTP client.
-pub async fn load_sdk_config() -> SdkConfig {
+pub async fn load_sdk_config(roots: &TrustRoots) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
+        .http_client(https_client(roots))
         .load()
         .await
 }
 
-/// hyper + rustls (ring), with the platform's trust roots.
-pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+/// hyper + rustls (ring), trusting `roots`.
+pub fn https_client(roots: &TrustRoots) -> aws_sdk_dynamodb::config::SharedHttpClient {
+    let store = match roots {
+        TrustRoots::Platform => TrustStore::default(),
+        TrustRoots::AmazonTrustServices => TrustStore::empty()
+            .with_pem_certificate(crate::trust::AMAZON_TRUST_SERVICES_PEM.as_bytes()),
+        TrustRoots::Pem(pem) => TrustStore::empty().with_pem_certificate(pem.to_vec()),
+    };
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    // `build` only fails for additional server names, which are not set here.
+    match TlsContext::builder().with_trust_store(store).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        Err(_) => builder.build_https(),
+    }
 }
 
 /// The SDK clients, all from one [`SdkConfig`]. Cheap to clone.
@@ -45,13 +58,18 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Loads the configuration from the environment (one load).
-    pub async fn load() -> Self {
-        Self::load_with(&Endpoints::default()).await
+    /// Loads the configuration from the environment (one load), trusting `AWS_CA_BUNDLE`'s
+    /// certificates if it is set, else `roots`.
+    pub async fn load(roots: TrustRoots) -> Result<Self, ConfigError> {
+        Self::load_with(&Endpoints::default(), roots).await
     }
 
-    pub async fn load_with(endpoints: &Endpoints) -> Self {
-        Self::from_sdk_config(&load_sdk_config().await, endpoints)
+    pub async fn load_with(endpoints: &Endpoints, roots: TrustRoots) -> Result<Self, ConfigError> {
+        let roots = TrustRoots::from_env_or(roots)?;
+        Ok(Self::from_sdk_config(
+            &load_sdk_config(&roots).await,
+            endpoints,
+        ))
     }
 
     pub fn from_sdk_config(sdk: &SdkConfig, endpoints: &Endpoints) -> Self {
@@ -138,10 +156,12 @@ pub struct AwsPorts {
 
 impl AwsPorts {
     /// Needs all four variables (every missing one is named). A binary that needs fewer
-    /// uses [`AwsClients::load`] and the `*_from_env` constructors instead.
+    /// uses [`AwsClients::load`] and the `*_from_env` constructors instead. Trusts Amazon
+    /// Trust Services' roots (or `AWS_CA_BUNDLE`'s), as a Lambda function calling AWS does.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = AppConfig::from_env()?;
-        Ok(Self::new(AwsClients::load().await, &config))
+        let clients = AwsClients::load(TrustRoots::AmazonTrustServices).await?;
+        Ok(Self::new(clients, &config))
     }
 
     pub fn new(clients: AwsClients, config: &AppConfig) -> Self {

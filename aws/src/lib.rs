@@ -5,7 +5,8 @@
 //! A Lambda binary wires them with one configuration load:
 //! ```no_run
 //! # async fn wire() -> Result<(), orders_aws::ConfigError> {
-//! let clients = orders_aws::AwsClients::load().await;
+//! use orders_aws::TrustRoots;
+//! let clients = orders_aws::AwsClients::load(TrustRoots::AmazonTrustServices).await?;
 //! let store = clients.event_store_from_env()?; // EVENTS_TABLE, IDEMPOTENCY_TABLE
 //! let reads = clients.read_models_from_env()?; // READ_MODELS_TABLE
 //! let starter = clients.workflow_starter_from_env()?; // STATE_MACHINE_ARN
@@ -21,6 +22,7 @@ pub mod read_models;
 pub mod replay;
 pub mod schema;
 pub mod sfn;
+pub mod trust;
 
 pub use clients::{AwsClients, AwsPorts, Endpoints};
 pub use config::{AppConfig, ConfigError, EventStoreConfig, ReadModelsConfig, WorkflowConfig};
@@ -31,3 +33,4 @@ pub use sfn::{
     ExecutionDescription, ExecutionSummary, InspectError, SfnInspector, SfnWorkflowStarter,
     console_url, console_url_for,
 };
+pub use trust::TrustRoots;

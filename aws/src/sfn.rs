@@ -174,13 +174,8 @@ impl SfnInspector {
         }
     }
 
-    /// From the standard configuration chain (credentials, `AWS_ENDPOINT_URL_SFN`, …), in
-    /// the region the ARN names: a profile's default region may be another one.
-    pub async fn load(state_machine_arn: &str) -> Result<SfnInspector, InspectError> {
-        Self::from_sdk_config(&crate::clients::load_sdk_config().await, state_machine_arn)
-    }
-
-    /// As [`SfnInspector::load`], from a configuration already loaded.
+    /// From a loaded configuration (credentials, `AWS_ENDPOINT_URL_SFN`, …), in the region
+    /// the ARN names: a profile's default region may be another one.
     pub fn from_sdk_config(
         sdk: &aws_config::SdkConfig,
         state_machine_arn: &str,

@@ -7,7 +7,7 @@ mod support;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orders_aws::codec;
 use orders_aws::event_store::{IDEMPOTENCY_TTL_SECS, KEY_IDEMPOTENCY, TTL_ATTRIBUTE};
-use orders_aws::{AwsClients, DynamoEventStore, DynamoReadModels, schema};
+use orders_aws::{AwsClients, DynamoEventStore, DynamoReadModels, TrustRoots, schema};
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::money::{Currency, Money};
 use orders_domain::order::{OrderCancelled, OrderEvent, OrderStatus};
@@ -325,7 +325,9 @@ async fn load_honours_the_endpoint_environment() {
             panic!("AWS_ENDPOINT_URL_DYNAMODB is not set: run inside scripts/with-emulators")
         });
     assert_eq!(from_env, ddb);
-    let clients = AwsClients::load().await;
+    let clients = AwsClients::load(TrustRoots::Platform)
+        .await
+        .expect("no AWS_CA_BUNDLE in the tests");
     let table = support::unique("env");
     schema::create_read_models_table(&clients.dynamodb, &table)
         .await

@@ -78,7 +78,8 @@ impl Source {
                 "--aws needs the state machine: pass --stack NAME (its StateMachineArn output) or --state-machine-arn ARN (or set STATE_MACHINE_ARN)"
             );
         }
-        let sdk = orders_aws::clients::load_sdk_config().await;
+        let roots = orders_aws::TrustRoots::from_env_or(orders_aws::TrustRoots::Platform)?;
+        let sdk = orders_aws::clients::load_sdk_config(&roots).await;
         let arn = match (stack, arn) {
             (Some(stack), _) => stack_output(&sdk, &stack).await?,
             (None, arn) => arn.unwrap_or_default(),

@@ -14,15 +14,19 @@ pub mod order_workflow;
 pub mod streams;
 pub mod workflow;
 
-use orders_aws::{AwsClients, Endpoints};
+use orders_aws::{AwsClients, Endpoints, TrustRoots};
 
 pub use emulators::{dynamodb_endpoint, moto_endpoint, region, unique};
 
 /// DynamoDB on DynamoDB Local, Step Functions on moto.
 pub async fn clients() -> AwsClients {
-    AwsClients::load_with(&Endpoints {
-        dynamodb: Some(dynamodb_endpoint()),
-        sfn: Some(moto_endpoint()),
-    })
+    AwsClients::load_with(
+        &Endpoints {
+            dynamodb: Some(dynamodb_endpoint()),
+            sfn: Some(moto_endpoint()),
+        },
+        TrustRoots::Platform,
+    )
     .await
+    .expect("no AWS_CA_BUNDLE in the tests")
 }

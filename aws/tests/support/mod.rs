@@ -11,13 +11,13 @@ pub use emulators::{dynamodb_endpoint, moto_endpoint, region, unique};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use orders_aws::clients::https_client;
-use orders_aws::{AwsClients, Endpoints};
+use orders_aws::{AwsClients, Endpoints, TrustRoots};
 
 /// Clients for the emulators: dummy credentials, explicit endpoints, the production
 /// HTTP client and configuration path otherwise.
 pub async fn clients(endpoints: Endpoints) -> AwsClients {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
+        .http_client(https_client(&TrustRoots::Platform))
         .region(Region::new(region()))
         .credentials_provider(Credentials::new(
             "testing", "testing", None, None, "emulator",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     orders_handlers::telemetry::init_json();
-    let clients = orders_aws::AwsClients::load().await;
+    let clients = orders_aws::AwsClients::load(orders_aws::TrustRoots::AmazonTrustServices).await?;
     let commands = Commands::new(
         clients.event_store_from_env()?,
         Arc::new(SystemClock),

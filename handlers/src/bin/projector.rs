@@ -10,7 +10,7 @@ use orders_handlers::projector::Projector;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     orders_handlers::telemetry::init_json();
-    let clients = orders_aws::AwsClients::load().await;
+    let clients = orders_aws::AwsClients::load(orders_aws::TrustRoots::AmazonTrustServices).await?;
     let projector = Projector::live(
         clients.read_models_from_env()?,
         clients.workflow_starter_from_env()?,
