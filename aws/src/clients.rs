@@ -3,8 +3,9 @@
 //! The HTTP client is hyper + rustls with ring (no second TLS stack), trusting the roots the
 //! caller chooses ([`TrustRoots`]: the platform's for the command line, Amazon Trust
 //! Services' for the Lambda functions, `AWS_CA_BUNDLE` over either). Region, credentials
-//! and endpoints come from the SDK's default chain, which honours `AWS_ENDPOINT_URL` and
-//! the per-service `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SFN` natively;
+//! and endpoints come from the SDK's default chains (credentials and region straight from
+//! the environment when it has them, see [`load_sdk_config`]), which honour `AWS_ENDPOINT_URL`
+//! and the per-service `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SFN` natively;
 //! [`Endpoints`] overrides them in code (the emulator tests do).
 
 use crate::config::{AppConfig, ConfigError, EventStoreConfig, ReadModelsConfig, WorkflowConfig};
@@ -12,7 +13,12 @@ use crate::event_store::DynamoEventStore;
 use crate::read_models::DynamoReadModels;
 use crate::sfn::{SfnInspector, SfnWorkflowStarter};
 use crate::trust::TrustRoots;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
+use aws_config::meta::region::ProvideRegion;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_sdk_dynamodb::config::ProvideCredentials;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use std::sync::{Arc, OnceLock};
 
@@ -23,12 +29,27 @@ pub struct Endpoints {
     pub sfn: Option<String>,
 }
 
-/// The shared SDK configuration with our one HTTP client.
+/// The shared SDK configuration with our one HTTP client; credentials and region straight
+/// from the environment when it has them, else from the SDK's default chains.
 pub async fn load_sdk_config(roots: &TrustRoots) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client(roots))
-        .load()
-        .await
+    let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(roots));
+    from_environment_first(loader).await.load().await
+}
+
+/// The SDK's default chains take credentials and region from the environment first whenever
+/// it has them (every Lambda function's does), but their load builds every other provider of
+/// the chain as well: an STS client (web identity) and an IMDS client, two more SDK clients at
+/// each cold start that such a process never uses. When the environment has them, they are
+/// given to the loader directly: the same values, without building the chains.
+async fn from_environment_first(mut loader: ConfigLoader) -> ConfigLoader {
+    let credentials = EnvironmentVariableCredentialsProvider::new();
+    if credentials.provide_credentials().await.is_ok() {
+        loader = loader.credentials_provider(credentials);
+    }
+    if let Some(region) = EnvironmentVariableRegionProvider::new().region().await {
+        loader = loader.region(region);
+    }
+    loader
 }
 
 /// hyper + rustls (ring), trusting `roots`.

@@ -4,6 +4,7 @@
 
 mod support;
 
+use aws_sdk_dynamodb::config::ProvideCredentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orders_aws::codec;
 use orders_aws::event_store::{IDEMPOTENCY_TTL_SECS, KEY_IDEMPOTENCY, TTL_ATTRIBUTE};
@@ -335,6 +336,18 @@ async fn load_honours_the_endpoint_environment() {
     assert_eq!(
         clients.region().as_deref(),
         Some(support::region().as_str())
+    );
+    // The environment's credentials, as the default chain's first link would find them.
+    let credentials = clients
+        .sdk
+        .credentials_provider()
+        .expect("a credentials provider")
+        .provide_credentials()
+        .await
+        .expect("credentials from the environment");
+    assert_eq!(
+        Some(credentials.access_key_id()),
+        std::env::var("AWS_ACCESS_KEY_ID").ok().as_deref()
     );
 }
 
