@@ -14,6 +14,7 @@
 
 use super::sqlite::{self, Migration, ReaderPool, to_i64, to_u64};
 use super::{DbError, OpenError};
+use crate::checkpoint::BackgroundCheckpoint;
 use orders_domain::EventEnvelope;
 use orders_domain::Timestamp;
 use orders_domain::ports::{AppendRequest, EventStore, IdempotencyRecord, StoreError};
@@ -95,6 +96,7 @@ struct Inner {
     readers: Arc<ReaderPool>,
     head: watch::Sender<u64>,
     path: PathBuf,
+    _checkpoint: BackgroundCheckpoint,
 }
 
 impl Drop for Inner {
@@ -136,6 +138,8 @@ impl SqliteEventStore {
         };
         let mut conn = sqlite::open_writer(&path).map_err(sql_err)?;
         sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| OpenError::migrate(&path, e))?;
+        let checkpoint = BackgroundCheckpoint::start(&mut conn, &path, sqlite::CHECKPOINT_PAGES)
+            .map_err(|e| OpenError::checkpoint(&path, e))?;
         let head: i64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
             .map_err(sql_err)?;
@@ -162,6 +166,7 @@ impl SqliteEventStore {
                 readers: Arc::new(ReaderPool::new(path.clone())),
                 head: head_tx,
                 path,
+                _checkpoint: checkpoint,
             }),
         })
     }

@@ -35,6 +35,20 @@ pub enum OpenError {
 }
 
 impl OpenError {
+    fn checkpoint(path: &Path, e: crate::checkpoint::CheckpointError) -> Self {
+        let path = path.to_path_buf();
+        match e {
+            crate::checkpoint::CheckpointError::Sqlite(source) => {
+                OpenError::Sqlite { path, source }
+            }
+            crate::checkpoint::CheckpointError::Thread(source) => OpenError::Io { path, source },
+            other => OpenError::Corrupt {
+                path,
+                reason: other.to_string(),
+            },
+        }
+    }
+
     fn migrate(path: &Path, e: sqlite::MigrateError) -> Self {
         match e {
             sqlite::MigrateError::Sqlite(source) => OpenError::Sqlite {

@@ -16,6 +16,7 @@
 use super::projection::{self, Targets};
 use super::sqlite::{self, Migration, ReaderPool, to_i64, to_u64};
 use super::{DbError, OpenError, SystemClock, blocking};
+use crate::checkpoint::BackgroundCheckpoint;
 use orders_domain::Timestamp;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
@@ -106,6 +107,7 @@ struct Inner {
     unit_permit: Mutex<Option<OwnedSemaphorePermit>>,
     readers: Arc<ReaderPool>,
     path: PathBuf,
+    _checkpoint: BackgroundCheckpoint,
 }
 
 /// The read-model store. Cheap to clone.
@@ -131,6 +133,8 @@ impl SqliteReadModels {
             source,
         })?;
         sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| OpenError::migrate(&path, e))?;
+        let checkpoint = BackgroundCheckpoint::start(&mut conn, &path, sqlite::CHECKPOINT_PAGES)
+            .map_err(|e| OpenError::checkpoint(&path, e))?;
         Ok(SqliteReadModels {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Writer { conn }),
@@ -138,6 +142,7 @@ impl SqliteReadModels {
                 unit_permit: Mutex::new(None),
                 readers: Arc::new(ReaderPool::new(path.clone())),
                 path,
+                _checkpoint: checkpoint,
             }),
         })
     }

@@ -46,6 +46,10 @@ pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// WAL pages before a background checkpoint of `events.db` or `read_models.db` (see
+/// [`crate::checkpoint`]; SQLite's automatic one ran at 1,000, inside a commit).
+pub(crate) const CHECKPOINT_PAGES: u32 = 4_000;
+
 pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     // Read-write flags with `query_only`: a strictly read-only connection cannot create
     // the WAL index if it is missing.

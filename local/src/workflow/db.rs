@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::history_rows;
+use crate::checkpoint::BackgroundCheckpoint;
 
 pub const FILE_NAME: &str = "workflows.db";
 
@@ -33,8 +34,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_GROUP: usize = 4_000;
 /// The writer connection's page cache.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
-/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
-const WAL_CHECKPOINT_PAGES: i64 = 8_000;
+/// WAL pages before a background checkpoint (SQLite's automatic default is 1,000): fewer
+/// passes over the same hot pages.
+const WAL_CHECKPOINT_PAGES: u32 = 8_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -71,6 +73,7 @@ enum Msg {
 struct Writer {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    _checkpoint: BackgroundCheckpoint,
 }
 
 /// The workflow database of one data directory. Cheap to clone.
@@ -191,7 +194,7 @@ impl WorkflowDb {
         if let Err(e) = std::fs::create_dir_all(data_dir) {
             return Err(DbError::Commit(format!("{}: {e}", data_dir.display())));
         }
-        let conn = open_conn(&path, true).map_err(open_err)?;
+        let mut conn = open_conn(&path, true).map_err(open_err)?;
         // WAL: the CLI reads (and redrives) while `orders serve` writes. NORMAL sync keeps
         // every commit across a process kill (only an OS crash can lose the last ones).
         let _: String = conn
@@ -201,13 +204,12 @@ impl WorkflowDb {
             .map_err(open_err)?;
         // The writer touches the recent end of every table on each commit: with SQLite's
         // default 2 MB cache it re-read those pages from the OS all the time (the largest
-        // kernel cost in the profile). A bigger WAL between checkpoints means fewer
-        // checkpoint passes over the same pages.
+        // kernel cost in the profile).
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(open_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
-            .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let checkpoint = BackgroundCheckpoint::start(&mut conn, &path, WAL_CHECKPOINT_PAGES)
+            .map_err(|e| DbError::Commit(format!("{}: {e}", path.display())))?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("workflows-db".into())
@@ -218,6 +220,7 @@ impl WorkflowDb {
             writer: Arc::new(Writer {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                _checkpoint: checkpoint,
             }),
             readers: Arc::default(),
             definition: Arc::default(),
