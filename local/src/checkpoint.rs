@@ -142,6 +142,15 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// A new WAL database in a temporary directory, with one table, and its file's size.
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Connection, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let c = writer(&path);
+        let len = db_len(&path);
+        (dir, path, c, len)
+    }
+
     fn writer(path: &Path) -> Connection {
         let c = Connection::open(path).expect("open");
         let mode: String = c
@@ -166,10 +175,7 @@ mod tests {
 
     #[test]
     fn commits_no_longer_checkpoint() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        let mut c = writer(&path);
-        let initial = db_len(&path);
+        let (_dir, path, mut c, initial) = fresh();
         // A threshold no commit reaches: 1,500 commits of a page or more are past SQLite's
         // own automatic checkpoint (1,000 pages), yet the database file does not grow (in
         // WAL mode only a checkpoint writes it).
@@ -180,10 +186,7 @@ mod tests {
 
     #[test]
     fn past_the_threshold_the_thread_checkpoints() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        let mut c = writer(&path);
-        let initial = db_len(&path);
+        let (_dir, path, mut c, initial) = fresh();
         // 60 commits of a 4 KB row: past 50 pages, short of the backstop (200).
         let _checkpoint = BackgroundCheckpoint::start(&mut c, &path, 50).expect("start");
         write(&c, 60);
@@ -199,10 +202,7 @@ mod tests {
 
     #[test]
     fn past_the_backstop_the_writer_checkpoints_itself() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        let mut c = writer(&path);
-        let initial = db_len(&path);
+        let (_dir, path, mut c, initial) = fresh();
         let checkpoint = BackgroundCheckpoint::start(&mut c, &path, 10).expect("start");
         // Stop the thread (the hook stays): only the writer's backstop is left.
         drop(checkpoint);
