@@ -8,7 +8,7 @@ pub mod bulk;
 pub mod events;
 pub mod projection;
 pub mod read_models;
-mod sqlite;
+pub(crate) mod sqlite;
 
 pub use bulk::{BadRow, BulkControl, BulkError, BulkFolded, BulkRead};
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
