@@ -439,10 +439,6 @@ impl Exec {
         })
     }
 
-    pub(crate) fn size_check(&self, state: &str, v: &Value) -> Res<()> {
-        self.size_check_text(state, &to_json_string(v))
-    }
-
     pub(crate) fn size_check_text(&self, state: &str, text: &str) -> Res<()> {
         if text.len() > self.inner.config.max_payload_bytes {
             return Err(Failure::new(

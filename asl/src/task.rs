@@ -166,7 +166,9 @@ impl Exec {
         };
         match outcome {
             Ok(out) => {
-                self.size_check(resource, &out).inspect_err(|f| {
+                // One serialization serves the size limit and the history event.
+                let out_text = to_json_string(&out);
+                self.size_check_text(resource, &out_text).inspect_err(|f| {
                     self.emit(
                         th,
                         fail_ty,
@@ -182,7 +184,7 @@ impl Exec {
                     .iter()
                     .map(|(k, v)| ((*k).to_string(), v.clone()))
                     .collect();
-                d.insert("output".into(), json!(to_json_string(&out)));
+                d.insert("output".into(), Value::String(out_text));
                 d.insert("outputDetails".into(), not_truncated());
                 self.emit(
                     th,
