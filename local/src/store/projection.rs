@@ -317,10 +317,13 @@ impl MemoryFold {
 
 /// A fold map's orders with a state, sorted by order id.
 fn sorted_rows<T>(map: HashMap<String, Option<T>, FnvBuild>) -> Vec<(String, T)> {
-    let mut rows: Vec<(String, T)> = map
-        .into_iter()
-        .filter_map(|(id, state)| state.map(|state| (id, state)))
-        .collect();
+    // Sized up front: growing a vector of a few hundred thousand rows copies it over
+    // and over (and faults in fresh pages each time).
+    let mut rows: Vec<(String, T)> = Vec::with_capacity(map.len());
+    rows.extend(
+        map.into_iter()
+            .filter_map(|(id, state)| state.map(|state| (id, state))),
+    );
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     rows
 }
@@ -394,7 +397,11 @@ impl FoldRows {
 
     /// Joins folds of disjoint sets of orders: their rows, and the sums of their days.
     pub fn merge(parts: Vec<FoldRows>) -> FoldRows {
-        let mut out = FoldRows::default();
+        let mut out = FoldRows {
+            views: Vec::with_capacity(parts.iter().map(|p| p.views.len()).sum()),
+            trackers: Vec::with_capacity(parts.iter().map(|p| p.trackers.len()).sum()),
+            days: BTreeMap::new(),
+        };
         for part in parts {
             out.views.extend(part.views);
             out.trackers.extend(part.trackers);
