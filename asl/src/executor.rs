@@ -17,6 +17,7 @@ use crate::store::{ExecutionRecord, ExecutionStatus};
 use crate::timestamp;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 pub(crate) struct Recorder {
@@ -478,19 +479,21 @@ impl Exec {
 
         let step = match &st.kind {
             StateKind::Pass { result } => {
-                let eff = self.input_path(st, &raw, vars, &visit)?;
-                let res = match (&st.parameters, result) {
-                    (_, Some(r)) => r.clone(),
-                    (Some(p), None) => self.template(p, &eff, vars, &visit)?,
-                    (None, None) => eff,
+                let res = {
+                    let eff = self.input_path(st, &raw, vars, &visit)?;
+                    match (&st.parameters, result) {
+                        (_, Some(r)) => r.clone(),
+                        (Some(p), None) => self.template(p, &eff, vars, &visit)?,
+                        (None, None) => eff.into_owned(),
+                    }
                 };
                 assigned = self.assign(st.assign.as_ref(), &res, vars, &visit)?;
-                let out = self.result_path(&st.result_path, &raw, res)?;
+                let out = self.result_path_owned(&st.result_path, raw, res)?;
                 let out = self.output_path(st, out, vars, &visit)?;
                 self.transition(st, out)
             }
             StateKind::Succeed => {
-                let eff = self.input_path(st, &raw, vars, &visit)?;
+                let eff = self.io_path(&st.input_path, raw, vars, &visit)?;
                 Step::End(self.output_path(st, eff, vars, &visit)?)
             }
             StateKind::Fail { error, cause } => {
@@ -515,7 +518,7 @@ impl Exec {
                 return Err(Failure::bare(err.unwrap_or_default(), cause));
             }
             StateKind::Choice { choices, default } => {
-                let eff = self.input_path(st, &raw, vars, &visit)?;
+                let eff = self.io_path(&st.input_path, raw, vars, &visit)?;
                 let ctxf = || self.context(&visit);
                 let scope = Scope::lazy(&eff, &ctxf, vars);
                 let mut chosen = None;
@@ -551,7 +554,7 @@ impl Exec {
                 Step::Next(next, out)
             }
             StateKind::Wait(spec) => {
-                let eff = self.input_path(st, &raw, vars, &visit)?;
+                let eff = self.io_path(&st.input_path, raw, vars, &visit)?;
                 let delay_ms = self
                     .wait_delay(spec, &eff, vars, &visit, entered_ms)
                     .map_err(rt)?;
@@ -665,10 +668,25 @@ impl Exec {
     pub(crate) fn io_path(&self, p: &IoPath, input: Value, vars: &Vars, v: &Visit) -> Res<Value> {
         match p {
             IoPath::Default => Ok(input),
-            IoPath::Null => Ok(Value::Object(Map::new())),
+            _ => self.io_path_ref(p, &input, vars, v).map(Cow::into_owned),
+        }
+    }
+
+    /// [`Exec::io_path`] on an input the caller keeps: `$` borrows it instead of copying.
+    pub(crate) fn io_path_ref<'r>(
+        &self,
+        p: &IoPath,
+        input: &'r Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<Cow<'r, Value>> {
+        match p {
+            IoPath::Default => Ok(Cow::Borrowed(input)),
+            IoPath::Null => Ok(Cow::Owned(Value::Object(Map::new()))),
             IoPath::Ref(r) => self
-                .resolve_ref(r, &input, vars, v)
-                .ok_or_else(|| self.invalid_path(r, &input, v)),
+                .resolve_ref(r, input, vars, v)
+                .map(Cow::Owned)
+                .ok_or_else(|| self.invalid_path(r, input, v)),
         }
     }
 
@@ -687,17 +705,23 @@ impl Exec {
         )
     }
 
-    pub(crate) fn input_path(&self, st: &State, raw: &Value, vars: &Vars, v: &Visit) -> Res<Value> {
-        if st.input_path == IoPath::Default {
-            return Ok(raw.clone());
-        }
-        self.io_path(&st.input_path, raw.clone(), vars, v)
+    /// The effective input of a state whose raw input is still needed (for ResultPath).
+    pub(crate) fn input_path<'r>(
+        &self,
+        st: &State,
+        raw: &'r Value,
+        vars: &Vars,
+        v: &Visit,
+    ) -> Res<Cow<'r, Value>> {
+        self.io_path_ref(&st.input_path, raw, vars, v)
     }
 
     pub(crate) fn output_path(&self, st: &State, out: Value, vars: &Vars, v: &Visit) -> Res<Value> {
         self.io_path(&st.output_path, out, vars, v)
     }
 
+    /// ResultPath on a raw input the caller still needs (a state that may be retried or
+    /// caught): copied only where the result is merged into it.
     pub(crate) fn result_path(
         &self,
         rp: &ResultPathSpec,
@@ -706,22 +730,34 @@ impl Exec {
     ) -> Res<Value> {
         match rp {
             ResultPathSpec::Default => Ok(result),
-            ResultPathSpec::Null => Ok(raw.clone()),
             ResultPathSpec::Path(p) if p.is_root() => Ok(result),
-            ResultPathSpec::Path(p) => {
-                let mut doc = raw.clone();
-                p.set(&mut doc, result).map_err(|_| {
-                    Failure::new(
-                        "States.ResultPathMatchFailure",
-                        format!(
-                            "Unable to apply ResultPath \"{}\" to input \"{}\"",
-                            p.text(),
-                            to_json_string(raw)
-                        ),
-                    )
-                })?;
-                Ok(doc)
-            }
+            _ => self.result_path_owned(rp, raw.clone(), result),
+        }
+    }
+
+    /// ResultPath on a raw input nobody needs afterwards: the result is merged in place.
+    pub(crate) fn result_path_owned(
+        &self,
+        rp: &ResultPathSpec,
+        mut raw: Value,
+        result: Value,
+    ) -> Res<Value> {
+        match rp {
+            ResultPathSpec::Default => Ok(result),
+            ResultPathSpec::Null => Ok(raw),
+            ResultPathSpec::Path(p) if p.is_root() => Ok(result),
+            ResultPathSpec::Path(p) => match p.set(&mut raw, result) {
+                Ok(()) => Ok(raw),
+                // `set` left `raw` as it was.
+                Err(()) => Err(Failure::new(
+                    "States.ResultPathMatchFailure",
+                    format!(
+                        "Unable to apply ResultPath \"{}\" to input \"{}\"",
+                        p.text(),
+                        to_json_string(&raw)
+                    ),
+                )),
+            },
         }
     }
 
@@ -1009,7 +1045,7 @@ impl Exec {
                     resource,
                     timeout.as_ref(),
                     heartbeat.as_ref(),
-                    eff,
+                    &eff,
                     vars,
                     th,
                     &retry_visit,
@@ -1020,7 +1056,7 @@ impl Exec {
             StateKind::Parallel { branches } => {
                 let eff = match &st.parameters {
                     Some(p) => self.template(p, &eff, vars, v)?,
-                    None => eff,
+                    None => eff.into_owned(),
                 };
                 self.emit(th, "ParallelStateStarted", None);
                 let start = th.prev;
@@ -1051,8 +1087,8 @@ impl Exec {
                     }
                 }
             }
-            StateKind::Map(m) => self.map(st, m, eff, vars, th, v).await,
-            _ => Ok(eff),
+            StateKind::Map(m) => self.map(st, m, eff.into_owned(), vars, th, v).await,
+            _ => Ok(eff.into_owned()),
         }
     }
 }

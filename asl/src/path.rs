@@ -207,9 +207,13 @@ impl JsonPath {
     }
 
     /// Writes `value` at this (definite) path inside `doc`, creating objects on the
-    /// way. Errors when the path crosses a non-object or is indefinite.
+    /// way. Errors when the path crosses a non-object or is indefinite, and then leaves
+    /// `doc` as it was (so a caller can merge into the input it owns, and still report it).
     #[allow(clippy::result_unit_err)]
     pub fn set(&self, doc: &mut Value, value: Value) -> Result<(), ()> {
+        if !self.settable(doc) {
+            return Err(());
+        }
         let mut cur = doc;
         for (i, seg) in self.segs.iter().enumerate() {
             let last = i + 1 == self.segs.len();
@@ -246,6 +250,48 @@ impl JsonPath {
         }
         *cur = value;
         Ok(())
+    }
+}
+
+impl JsonPath {
+    /// Whether [`JsonPath::set`] succeeds on `doc`: the same walk, without writing.
+    fn settable(&self, doc: &Value) -> bool {
+        // `None`: an object `set` would create (missing, or a scalar it replaces).
+        let mut cur = Some(doc);
+        for (i, seg) in self.segs.iter().enumerate() {
+            let last = i + 1 == self.segs.len();
+            match seg {
+                Seg::Field(f) => {
+                    let obj = match cur {
+                        Some(Value::Object(o)) => Some(o),
+                        Some(_) => return false,
+                        None => None,
+                    };
+                    if last {
+                        return true;
+                    }
+                    cur = obj
+                        .and_then(|o| o.get(f))
+                        .filter(|v| v.is_object() || v.is_array());
+                }
+                Seg::Index(idx) => {
+                    let Some(Value::Array(arr)) = cur else {
+                        return false;
+                    };
+                    let len = arr.len() as i64;
+                    let k = if *idx < 0 { len + idx } else { *idx };
+                    let Some(slot) = usize::try_from(k).ok().and_then(|k| arr.get(k)) else {
+                        return false;
+                    };
+                    if last {
+                        return true;
+                    }
+                    cur = Some(slot);
+                }
+                _ => return false,
+            }
+        }
+        true
     }
 }
 
@@ -701,6 +747,32 @@ mod tests {
                 .set(&mut d, json!(2))
                 .is_err()
         );
+        // A failed set leaves the document as it was (the scalar at `a` is not replaced).
+        assert_eq!(d, json!({"a": 1, "x": {"y": 2}}));
+        let mut list = json!({"l": [{"k": 1}, 5]});
+        for bad in ["$.l.k", "$.l[2].k", "$.l[1][0]", "$.l[1].k", "$.l[*]"] {
+            assert!(
+                JsonPath::parse(bad)
+                    .unwrap()
+                    .set(&mut list, json!(0))
+                    .is_err(),
+                "{bad}"
+            );
+            assert_eq!(list, json!({"l": [{"k": 1}, 5]}), "{bad}");
+        }
+        JsonPath::parse("$.l[0].k")
+            .unwrap()
+            .set(&mut list, json!(0))
+            .unwrap();
+        JsonPath::parse("$.l[-2].m.n")
+            .unwrap()
+            .set(&mut list, json!(3))
+            .unwrap();
+        JsonPath::parse("$.l[1]")
+            .unwrap()
+            .set(&mut list, json!(6))
+            .unwrap();
+        assert_eq!(list, json!({"l": [{"k": 0, "m": {"n": 3}}, 6]}));
     }
 
     #[test]

@@ -22,7 +22,7 @@ impl Exec {
         resource: &str,
         timeout: Option<&Dyn<u64>>,
         heartbeat: Option<&Dyn<u64>>,
-        eff: Value,
+        eff: &Value,
         vars: &Vars,
         th: &mut Thread,
         v: &Visit<'_>,
@@ -48,15 +48,15 @@ impl Exec {
             retry_count: v.retry_count,
         };
         let params = match &st.parameters {
-            Some(p) => self.template(p, &eff, vars, &tv)?,
+            Some(p) => self.template(p, eff, vars, &tv)?,
             None => eff.clone(),
         };
         let timeout_s = match timeout {
-            Some(d) => Some(self.dyn_num(d, "TimeoutSecondsPath", &eff, vars, &tv)?),
+            Some(d) => Some(self.dyn_num(d, "TimeoutSecondsPath", eff, vars, &tv)?),
             None => None,
         };
         let heartbeat_s = match heartbeat {
-            Some(d) => Some(self.dyn_num(d, "HeartbeatSecondsPath", &eff, vars, &tv)?),
+            Some(d) => Some(self.dyn_num(d, "HeartbeatSecondsPath", eff, vars, &tv)?),
             None => None,
         };
         let kind = classify(resource);
@@ -119,7 +119,7 @@ impl Exec {
         }
         if let Some(c) = credentials {
             // Credentials.RoleArn (static, path, variable or intrinsic) → taskCredentials.roleArn
-            if let Value::Object(m) = self.template(c, &eff, vars, &tv)?
+            if let Value::Object(m) = self.template(c, eff, vars, &tv)?
                 && let Some(role) = m.get("RoleArn")
             {
                 sched.insert("taskCredentials".into(), json!({"roleArn": role}));
