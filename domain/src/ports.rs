@@ -10,6 +10,7 @@ use crate::projection::{DailySales, OrderSummary, OrderView};
 use crate::time::Timestamp;
 use crate::workflow::WorkflowInput;
 use std::future::Future;
+use std::sync::Arc;
 
 /// The first answer to a command sent with an `Idempotency-Key`, kept with the append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,14 +103,15 @@ pub trait ReadModels: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ApplyOutcome, ReadModelError>> + Send;
     /// Folds a batch in order, stopping at the first failure: the results cover the
     /// applied prefix and end with that failure, if any. Adapters override it to write a
-    /// whole stream batch in one round trip.
+    /// whole stream batch in one round trip. Shared, not borrowed: an adapter can hand the
+    /// batch to another thread without copying it, and the caller keeps reading it.
     fn apply_batch(
         &self,
-        events: &[(EventEnvelope, OrderEvent)],
+        events: Arc<[(EventEnvelope, OrderEvent)]>,
     ) -> impl Future<Output = Vec<Result<ApplyOutcome, ReadModelError>>> + Send {
         async move {
             let mut out = Vec::with_capacity(events.len());
-            for (envelope, event) in events {
+            for (envelope, event) in events.iter() {
                 let r = self.apply(envelope, event).await;
                 let failed = r.is_err();
                 out.push(r);

@@ -10,6 +10,7 @@ use orders_domain::ports::{
     ApplyOutcome, ReadModelError, ReadModels, StartOutcome, WorkflowError, WorkflowStarter,
 };
 use orders_domain::workflow::WorkflowInput;
+use std::sync::Arc;
 use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,11 +88,16 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
                     .unwrap_or_else(|| r.event_id.clone())
             })
             .collect();
-        let mut decoded = Vec::with_capacity(event.records.len());
+        // Each decoded pair with the index of its record.
+        let mut indices = Vec::with_capacity(event.records.len());
+        let mut pairs = Vec::with_capacity(event.records.len());
         let mut failed_at = None;
         for (i, record) in event.records.into_iter().enumerate() {
             match decode_record(record) {
-                Ok(Some(pair)) => decoded.push((i, pair)),
+                Ok(Some(pair)) => {
+                    indices.push(i);
+                    pairs.push(pair);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(sequence_number = %ids[i], error = %e, "stream record does not decode");
@@ -100,10 +106,9 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
                 }
             }
         }
-        let pairs: Vec<(EventEnvelope, OrderEvent)> =
-            decoded.iter().map(|(_, p)| p.clone()).collect();
-        let results = self.reads.apply_batch(&pairs).await;
-        for (j, (i, (envelope, event))) in decoded.iter().enumerate() {
+        let pairs: Arc<[(EventEnvelope, OrderEvent)]> = pairs.into();
+        let results = self.reads.apply_batch(pairs.clone()).await;
+        for (j, (i, (envelope, event))) in indices.iter().zip(pairs.iter()).enumerate() {
             // `apply_batch` answers for a prefix that ends at its first failure.
             let outcome = match results.get(j) {
                 Some(Ok(_)) => self.start_if_placed(envelope, event).await.map(|_| ()),

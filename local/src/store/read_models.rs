@@ -739,9 +739,8 @@ impl ReadModels for SqliteReadModels {
     /// One blocking hop and one transaction (or the tailer's unit) for the whole batch.
     async fn apply_batch(
         &self,
-        events: &[(EventEnvelope, OrderEvent)],
+        events: Arc<[(EventEnvelope, OrderEvent)]>,
     ) -> Vec<Result<ApplyOutcome, ReadModelError>> {
-        let events = events.to_vec();
         self.write(move |conn| apply_each(conn, None, &events, true))
             .await
             // A database error undid the whole batch: nothing of it was applied.

@@ -393,7 +393,7 @@ pub async fn apply_batch_stops_at_the_first_failure(rm: &impl ReadModels) {
             (e, ev)
         })
         .collect();
-    let results = rm.apply_batch(&batch).await;
+    let results = rm.apply_batch(batch.clone().into()).await;
     assert_eq!(results.len(), 2, "{results:?}");
     assert_eq!(results[0], Ok(ApplyOutcome::Applied));
     assert!(
@@ -408,7 +408,7 @@ pub async fn apply_batch_stops_at_the_first_failure(rm: &impl ReadModels) {
     );
     // Redelivered, the applied prefix is a duplicate.
     assert_eq!(
-        rm.apply_batch(&batch[..1]).await,
+        rm.apply_batch(batch[..1].to_vec().into()).await,
         vec![Ok(ApplyOutcome::Duplicate)]
     );
 }
