@@ -546,13 +546,14 @@ fn save_view(conn: &Connection, g: u32, id: &str, view: &OrderView) -> Result<()
     Ok(())
 }
 
+/// An order's customer and placing time never change after `OrderPlaced`, so an update
+/// leaves them alone: naming them in `SET` would make SQLite delete and re-insert the
+/// order's entry in the customer index on every event.
 fn view_upsert(g: u32) -> String {
     format!(
         "INSERT INTO orders_g{g} (order_id, version, customer_id, placed_at, view)
          VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (order_id) DO UPDATE SET
-             version = excluded.version, customer_id = excluded.customer_id,
-             placed_at = excluded.placed_at, view = excluded.view"
+         ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, view = excluded.view"
     )
 }
 
