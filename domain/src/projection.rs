@@ -284,12 +284,13 @@ pub fn apply_daily_sales(
         total: None,
     });
     tracker.version = envelope.version;
-    let date = envelope.occurred_at.date();
+    // Only placing and cancelling move a day's counters: the date is rendered for those.
+    let date = || envelope.occurred_at.date();
     let delta = match event {
         OrderEvent::Placed(p) => {
             tracker.total = Some(p.total);
             Some(SalesDelta {
-                date,
+                date: date(),
                 currency: p.total.currency.to_string(),
                 orders_placed: 1,
                 amount_placed: p.total.amount,
@@ -298,7 +299,7 @@ pub fn apply_daily_sales(
             })
         }
         OrderEvent::Cancelled(_) => tracker.total.map(|t| SalesDelta {
-            date,
+            date: date(),
             currency: t.currency.to_string(),
             orders_placed: 0,
             amount_placed: 0,

@@ -403,8 +403,9 @@ fn decode(bytes: &[u8], row: &RawRow) -> Result<(EventEnvelope, OrderEvent), Str
             .map_err(|_| format!("version is negative: {}", row.version))?,
         event_type: event_type.to_string(),
         schema_version,
-        occurred_at: Timestamp::parse(occurred_at)
-            .ok_or_else(|| format!("`{occurred_at}` is not an RFC 3339 UTC time"))?,
+        occurred_at: occurred_at
+            .parse::<Timestamp>()
+            .map_err(|e| e.to_string())?,
         correlation_id: text(CORRELATION_ID)?.to_string(),
         causation_id: text(CAUSATION_ID)?.to_string(),
         payload: serde_json::Value::Null,

@@ -657,5 +657,6 @@ impl RawRow {
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(s).ok_or_else(|| format!("`{s}` is not an RFC 3339 UTC time"))
+    s.parse()
+        .map_err(|e: orders_domain::time::NotATimestamp| e.to_string())
 }
