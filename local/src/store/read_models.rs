@@ -424,9 +424,12 @@ impl SqliteReadModels {
             .await
     }
 
-    /// Writes a replay's in-memory fold into its (empty) target generations, the rows it
-    /// could not decode into the dead letters, and the replay's checkpoint, in one
-    /// transaction: an interrupted save leaves nothing behind, not even a letter.
+    /// Writes a replay's in-memory fold into its target generations, then the rows it
+    /// could not decode into the dead letters and the replay's checkpoint. The rows are
+    /// committed every few megabytes (see [`projection::save_fold`]); the letters and the
+    /// checkpoint go with the last rows. An interrupted save leaves rows in generations
+    /// nobody reads yet, but no letter and no checkpoint: a resumed replay folds the log
+    /// again and rewrites them.
     pub async fn save_fold(
         &self,
         targets: Targets,
@@ -438,16 +441,31 @@ impl SqliteReadModels {
         let inner = self.inner.clone();
         Ok(blocking(move || {
             let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            // The whole generation is one transaction: with the default 2 MB page cache
-            // SQLite would spill dirty pages to the WAL mid-transaction and write many
-            // of them again and again. The cache shrinks back afterwards.
+            // With the default 2 MB page cache SQLite would spill dirty pages to the WAL
+            // between commits and write many of them again and again (and building the
+            // customer index sorts the whole table). The cache shrinks back afterwards.
             let before: i64 = w
                 .conn
                 .pragma_query_value(None, "cache_size", |r| r.get(0))?;
             w.conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
             let started = std::time::Instant::now();
+            // Inside a unit (never the case for a replay) everything stays in its one
+            // transaction.
+            let own = w.conn.is_autocommit();
+            let commit = |conn: &Connection| -> Result<(), DbError> {
+                if own {
+                    conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                }
+                Ok(())
+            };
             let saved = w.atomically(|conn| {
-                projection::save_fold(conn, &targets, &fold)?;
+                projection::save_fold(
+                    conn,
+                    &targets,
+                    &fold,
+                    projection::BULK_COMMIT_BYTES,
+                    &commit,
+                )?;
                 for letter in &parked {
                     insert_dead_letter(conn, letter)?;
                 }
