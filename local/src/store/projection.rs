@@ -223,8 +223,10 @@ fn fold(
 #[derive(Debug, Default)]
 pub struct MemoryFold {
     // `None` only while an event is being folded: the state moves through the fold
-    // instead of being cloned for every event.
-    views: HashMap<String, Option<OrderView>, FnvBuild>,
+    // instead of being cloned for every event. Views are boxed: a 536-byte view inline
+    // made each worker's map ~150 MB of buckets, and collecting, sorting and merging the
+    // rows copied every view three more times (the 1M-event fold: ~3.3 s -> ~2.4 s).
+    views: HashMap<String, Option<Box<OrderView>>, FnvBuild>,
     trackers: HashMap<String, Option<SalesTracker>, FnvBuild>,
     days: BTreeMap<(String, String), DailySales>,
     /// An event failed: the order it was folding has lost its state, so the fold is void.
@@ -259,7 +261,9 @@ impl MemoryFold {
             ));
         }
         let id = &envelope.aggregate_id;
-        let view = targets.orders.map(|_| take(&mut self.views, id));
+        let view = targets
+            .orders
+            .map(|_| take(&mut self.views, id).map(|view| *view));
         let tracker = targets.daily_sales.map(|_| take(&mut self.trackers, id));
         let Folded { orders, sales } = match fold(view, tracker, envelope, event) {
             Ok(folded) => folded,
@@ -277,7 +281,7 @@ impl MemoryFold {
                 }
                 Step::Unchanged(v) => v,
             };
-            put(&mut self.views, id, view);
+            put(&mut self.views, id, view.map(Box::new));
         }
         if let Some(step) = sales {
             let tracker = match step {
@@ -384,7 +388,7 @@ fn put<T>(map: &mut HashMap<String, Option<T>, FnvBuild>, id: &str, value: Optio
 /// the days' counters.
 #[derive(Debug, Default)]
 pub struct FoldRows {
-    views: Vec<(String, OrderView)>,
+    views: Vec<(String, Box<OrderView>)>,
     trackers: Vec<(String, SalesTracker)>,
     days: BTreeMap<(String, String), DailySales>,
 }
@@ -435,7 +439,7 @@ const ENCODE_CHUNK: usize = 256;
 /// previous chunks: the two halves of writing a generation overlap, and only a few
 /// chunks of JSON exist at any time.
 fn insert_views_streamed(
-    views: &[(String, OrderView)],
+    views: &[(String, Box<OrderView>)],
     mut insert: impl FnMut(&str, &OrderView, &str) -> Result<(), DbError>,
 ) -> Result<(), DbError> {
     std::thread::scope(|scope| {
