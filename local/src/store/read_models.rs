@@ -107,7 +107,7 @@ struct Inner {
     unit_permit: Mutex<Option<OwnedSemaphorePermit>>,
     readers: Arc<ReaderPool>,
     path: PathBuf,
-    _checkpoint: BackgroundCheckpoint,
+    checkpoint: BackgroundCheckpoint,
 }
 
 /// The read-model store. Cheap to clone.
@@ -142,7 +142,7 @@ impl SqliteReadModels {
                 unit_permit: Mutex::new(None),
                 readers: Arc::new(ReaderPool::new(path.clone())),
                 path,
-                _checkpoint: checkpoint,
+                checkpoint,
             }),
         })
     }
@@ -441,6 +441,9 @@ impl SqliteReadModels {
         let inner = self.inner.clone();
         Ok(blocking(move || {
             let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            // The commits below outrun any checkpoint: the background thread copies the
+            // WAL while rows are written, and the writer does not stop to help.
+            let _bulk = inner.checkpoint.bulk();
             // With the default 2 MB page cache SQLite would spill dirty pages to the WAL
             // between commits and write many of them again and again (and building the
             // customer index sorts the whole table). The cache shrinks back afterwards.
