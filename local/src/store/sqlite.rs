@@ -42,9 +42,20 @@ pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
             Some(format!("cannot use WAL journaling (got `{mode}`)")),
         ));
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    durable_enough(&conn)?;
     cache_statements(&conn)?;
     Ok(conn)
+}
+
+/// The settings every writing connection shares (here and in `workflows.db`).
+///
+/// `synchronous = NORMAL`: see [`open_writer`]. `temp_store = MEMORY` keeps the statement
+/// journals of the writers' SAVEPOINTs (one per append, per applied event, per workflow
+/// job) in memory: by default a journal past 64 KB spilled into a new temporary file,
+/// written 4 bytes and then a page at a time (about one write in seven at 200 orders/s).
+pub(crate) fn durable_enough(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
 }
 
 /// WAL pages before a background checkpoint of `events.db` or `read_models.db` (see

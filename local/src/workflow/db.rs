@@ -207,8 +207,7 @@ impl WorkflowDb {
         let _: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
+        crate::store::sqlite::durable_enough(&conn).map_err(open_err)?;
         // The writer touches the recent end of every table on each commit: with SQLite's
         // default 2 MB cache it re-read those pages from the OS all the time (the largest
         // kernel cost in the profile).
