@@ -11,7 +11,7 @@ use orders_local::store::{
     BulkControl, BulkError, BulkRead, LocalStores, NewDeadLetter, StreamRow, Targets,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub const DEAD_LETTER_SOURCE: &str = "replay";
@@ -51,6 +51,17 @@ impl ReplaySummary {
             0.0
         }
     }
+}
+
+/// What a replay reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayProgress {
+    /// Events read from the log, of `total` (the log's length at the start, or more if
+    /// it grew meanwhile).
+    Reading { done: u64, total: u64 },
+    /// A fresh build's rows written into the new generations (each order has a view
+    /// and a sales tracker): after the log is folded, about half of a large replay.
+    Writing { done: u64, total: u64 },
 }
 
 /// What a replay would do (`--dry-run`).
@@ -256,7 +267,7 @@ impl Run<'_> {
         &mut self,
         stop: &AtomicBool,
         total: u64,
-        progress: &impl Fn(u64, u64),
+        progress: &impl Fn(ReplayProgress),
     ) -> Result<(), ReplayError> {
         let control = Arc::new(BulkControl::default());
         let read = BulkRead {
@@ -279,7 +290,7 @@ impl Run<'_> {
                 () = tokio::time::sleep(PROGRESS_EVERY) => {
                     control.stop.store(stopped(), Ordering::Relaxed);
                     let n = base + control.events_read.load(Ordering::Relaxed);
-                    progress(n, total.max(n));
+                    progress(reading(n, total));
                 }
             }
         };
@@ -295,7 +306,7 @@ impl Run<'_> {
             BulkError::Stopped => ReplayError::Stopped,
             BulkError::Store(e) => ReplayError::Store(e),
         })?;
-        tracing::info!(
+        tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "replay: log folded in memory"
         );
@@ -304,7 +315,7 @@ impl Run<'_> {
             return Err(ReplayError::Stopped);
         }
         self.events_read += folded.events;
-        progress(self.events_read, total.max(self.events_read));
+        progress(reading(self.events_read, total));
         self.parked += folded.parked.len() as u64;
         let parked = folded
             .parked
@@ -316,16 +327,28 @@ impl Run<'_> {
                 record: r.record,
             })
             .collect();
-        self.stores
-            .read_models
-            .save_fold(
-                self.targets,
-                folded.fold,
-                parked,
-                (&self.checkpoint, folded.last_seq),
-            )
-            .await?;
-        tracing::info!(
+        let rows = folded.fold.rows() as u64;
+        let written = Arc::new(AtomicU64::new(0));
+        let writing = |done| ReplayProgress::Writing { done, total: rows };
+        progress(writing(0));
+        let save = self.stores.read_models.save_fold(
+            self.targets,
+            folded.fold,
+            parked,
+            (&self.checkpoint, folded.last_seq),
+            written.clone(),
+        );
+        tokio::pin!(save);
+        loop {
+            tokio::select! {
+                saved = &mut save => break saved,
+                () = tokio::time::sleep(PROGRESS_EVERY) => {
+                    progress(writing(written.load(Ordering::Relaxed)));
+                }
+            }
+        }?;
+        progress(writing(rows));
+        tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "replay: folded rows written"
         );
@@ -334,16 +357,24 @@ impl Run<'_> {
     }
 }
 
+fn reading(done: u64, total: u64) -> ReplayProgress {
+    ReplayProgress::Reading {
+        done,
+        total: total.max(done),
+    }
+}
+
 /// How often the bulk phase reports progress and looks at the stop flag.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
-/// Rebuilds the chosen projections. `progress(events_read, events_total)` is called after
-/// every chunk; setting `stop` ends the run after the chunk in flight (resumable).
+/// Rebuilds the chosen projections. `progress` is called after every chunk (and a few
+/// times a second while a fresh build folds and writes); setting `stop` ends the run after
+/// the chunk in flight (resumable).
 pub async fn replay(
     stores: &LocalStores,
     opts: &ReplayOptions,
     stop: &AtomicBool,
-    progress: impl Fn(u64, u64),
+    progress: impl Fn(ReplayProgress),
 ) -> Result<ReplaySummary, ReplayError> {
     let started = Instant::now();
     let steps = targets(stores, opts, true).await?;
@@ -363,14 +394,14 @@ pub async fn replay(
         events_read: after.min(total),
         parked: 0,
     };
-    progress(run.events_read, total);
+    progress(reading(run.events_read, total));
     // Bulk: the live projector keeps serving the active generations meanwhile. A fresh
     // build folds in memory; a resumed one continues through the store.
     if after == 0 {
         run.bulk(stop, total, &progress).await?;
     }
     while run.step().await? {
-        progress(run.events_read, total.max(run.events_read));
+        progress(reading(run.events_read, total));
         if stop.load(Ordering::Relaxed) {
             return Err(ReplayError::Stopped);
         }
@@ -389,7 +420,7 @@ pub async fn replay(
     .await;
     stores.read_models.end_unit(None).await?;
     switched?;
-    progress(run.events_read, run.events_read);
+    progress(reading(run.events_read, run.events_read));
 
     let mut switches = vec![];
     let mut orders_rebuilt = 0;

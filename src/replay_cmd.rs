@@ -1,8 +1,8 @@
 //! `orders replay` and `orders seed`: the command-line side of rebuilding projections.
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use orders::replay::{self, ReplayError, ReplayOptions};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use orders::replay::{self, ReplayError, ReplayOptions, ReplayProgress};
 use orders_domain::ports::Clock;
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{LocalStores, SystemClock, UlidIds};
@@ -96,49 +96,98 @@ async fn open_existing(data_dir: &Path) -> anyhow::Result<LocalStores> {
         .with_context(|| format!("opening {}", data_dir.display()))
 }
 
-/// A progress bar on a terminal; a plain line every couple of seconds otherwise.
+/// A progress bar on a terminal; a plain line every couple of seconds otherwise. Counts
+/// one thing at a time (events, then rows written, then events again for the catch-up): a
+/// new unit starts the rate and the ETA over from where it stands.
 struct Progress {
+    what: String,
     bar: Option<ProgressBar>,
-    last_line: std::sync::Mutex<Instant>,
+    state: std::sync::Mutex<Phase>,
+}
+
+struct Phase {
+    unit: &'static str,
     started: Instant,
+    /// The count when this unit started: the rate is over what was done since.
+    from: u64,
+    last_line: Instant,
+}
+
+impl Phase {
+    fn new(unit: &'static str, from: u64) -> Self {
+        Phase {
+            unit,
+            started: Instant::now(),
+            from,
+            last_line: Instant::now(),
+        }
+    }
+}
+
+fn bar_style(unit: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
 }
 
 impl Progress {
     fn new(what: &str) -> Self {
+        const FIRST: &str = "events";
         let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(0);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:40}] {pos}/{len} events ({per_sec}, ETA {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            // Hidden until the first count (an empty bar would show as full).
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
+            b.set_style(bar_style(FIRST));
             b.set_message(what.to_string());
             b
         });
         Progress {
+            what: what.to_string(),
             bar,
-            last_line: std::sync::Mutex::new(Instant::now()),
-            started: Instant::now(),
+            state: std::sync::Mutex::new(Phase::new(FIRST, 0)),
         }
     }
 
-    fn update(&self, done: u64, total: u64) {
+    fn update(&self, unit: &'static str, done: u64, total: u64) {
+        let mut phase = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let new_unit = phase.unit != unit;
+        if new_unit {
+            *phase = Phase::new(unit, done);
+        }
         if let Some(b) = &self.bar {
-            b.set_length(total);
-            b.set_position(done);
+            if b.is_hidden() {
+                b.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            if new_unit {
+                b.set_style(bar_style(unit));
+            }
+            // Both at once: one redraw, never a count over the other unit's total.
+            b.update(|state| {
+                state.set_len(total);
+                state.set_pos(done);
+            });
+            if new_unit {
+                // Rate and ETA from here on, not from a jump to `done`.
+                b.reset_eta();
+                b.reset_elapsed();
+            }
             return;
         }
-        let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= Duration::from_secs(2) || done == total {
-            *last = Instant::now();
-            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        if new_unit || phase.last_line.elapsed() >= Duration::from_secs(2) || done == total {
+            phase.last_line = Instant::now();
+            let secs = phase.started.elapsed().as_secs_f64().max(0.001);
             eprintln!(
-                "progress: {done}/{total} events, {:.0} events/s",
-                done as f64 / secs
+                "{}: {done}/{total} {unit}, {:.0}/s",
+                self.what,
+                done.saturating_sub(phase.from) as f64 / secs
             );
         }
+    }
+
+    /// Events read of `total`.
+    fn events(&self, done: u64, total: u64) {
+        self.update("events", done, total);
     }
 
     fn finish(&self) {
@@ -193,7 +242,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let progress = Progress::new("replay");
-    let result = replay::replay(&stores, &opts, &stop, |d, t| progress.update(d, t)).await;
+    let result = replay::replay(&stores, &opts, &stop, |step| match step {
+        ReplayProgress::Reading { done, total } => progress.events(done, total),
+        ReplayProgress::Writing { done, total } => progress.update("rows written", done, total),
+    })
+    .await;
     progress.finish();
     match result {
         Ok(s) => {
@@ -253,7 +306,7 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         SystemClock.now(),
         args.orders,
         args.concurrency,
-        move |events| p.update(events, estimate.max(events)),
+        move |events| p.events(events, estimate.max(events)),
     )
     .await?;
     progress.finish();
@@ -274,7 +327,7 @@ async fn replay_aws(
     args: ReplayArgs,
     projections: Vec<ProjectionName>,
 ) -> anyhow::Result<ExitCode> {
-    use orders_aws::replay::{AwsReplayOptions, replay_to_table};
+    use orders_aws::replay::{AwsReplayOptions, ReplayPhase, replay_to_table};
     let var = |name: &str| {
         std::env::var(name)
             .ok()
@@ -310,7 +363,19 @@ async fn replay_aws(
         &events_table,
         &source_table,
         &opts,
-        |p| progress.update(p.events_read, p.events_estimate.unwrap_or(p.events_read)),
+        |p| match p.phase {
+            ReplayPhase::Scanning => progress.events(
+                p.events_read,
+                p.events_estimate
+                    .unwrap_or(p.events_read)
+                    .max(p.events_read),
+            ),
+            ReplayPhase::Writing => progress.update(
+                "orders written",
+                p.orders_written,
+                p.orders_total.unwrap_or(p.orders_written),
+            ),
+        },
     )
     .await;
     progress.finish();

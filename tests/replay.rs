@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use orders::replay::{self, ReplayError, ReplayOptions};
+use orders::replay::{self, ReplayError, ReplayOptions, ReplayProgress};
 use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{LocalStores, SystemClock, UlidIds};
@@ -99,18 +99,43 @@ async fn seeded(orders: u64) -> (tempfile::TempDir, LocalStores, Vec<String>) {
 async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
     let (_dir, stores, ids) = seeded(60).await;
     let live = snapshot(&stores, &ids).await;
+    let steps = std::sync::Mutex::new(vec![]);
     let summary = replay::replay(
         &stores,
         &opts(&ProjectionName::ALL),
         &AtomicBool::new(false),
-        |_, _| {},
+        |step| steps.lock().expect("steps").push(step),
     )
     .await
     .expect("replay");
     assert_eq!(summary.orders_rebuilt, 60);
+    let events = stores.events.count().await.expect("count");
+    assert_eq!(summary.events_read, events);
+    // Progress: events read, then the fold's rows written (a view and a sales tracker per
+    // order), then the catch-up, ending with every event read.
+    let steps = steps.into_inner().expect("steps");
+    let written = steps
+        .iter()
+        .position(|s| {
+            *s == ReplayProgress::Writing {
+                done: 120,
+                total: 120,
+            }
+        })
+        .expect("every row written is reported");
+    assert!(
+        steps[..written].iter().all(|s| matches!(
+            s,
+            ReplayProgress::Reading { .. } | ReplayProgress::Writing { total: 120, .. }
+        )),
+        "{steps:?}"
+    );
     assert_eq!(
-        summary.events_read,
-        stores.events.count().await.expect("count")
+        steps.last(),
+        Some(&ReplayProgress::Reading {
+            done: events,
+            total: events
+        })
     );
     assert_eq!(summary.switches.len(), 2);
     assert!(
@@ -130,7 +155,7 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
     assert_eq!(gens.iter().filter(|g| g.status == "retired").count(), 2);
     let mut o = opts(&[ProjectionName::DailySales]);
     o.drop_old = true;
-    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_, _| {})
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_| {})
         .await
         .expect("replay");
     assert!(s.switches[0].dropped_old);
@@ -149,7 +174,7 @@ async fn an_interrupted_replay_switches_nothing_and_resumes() {
     let (_dir, stores, ids) = seeded(30).await;
     let live = snapshot(&stores, &ids).await;
     let stop = AtomicBool::new(true);
-    let err = replay::replay(&stores, &opts(&[ProjectionName::Orders]), &stop, |_, _| {})
+    let err = replay::replay(&stores, &opts(&[ProjectionName::Orders]), &stop, |_| {})
         .await
         .expect_err("stopped after the first chunk");
     assert!(matches!(err, ReplayError::Stopped));
@@ -165,7 +190,7 @@ async fn an_interrupted_replay_switches_nothing_and_resumes() {
         &stores,
         &opts(&[ProjectionName::Orders]),
         &AtomicBool::new(false),
-        |_, _| {},
+        |_| {},
     )
     .await;
     assert!(matches!(
@@ -175,7 +200,7 @@ async fn an_interrupted_replay_switches_nothing_and_resumes() {
 
     let mut o = opts(&[ProjectionName::Orders]);
     o.resume = true;
-    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_, _| {})
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_| {})
         .await
         .expect("resumed");
     assert_eq!(s.switches[0].to, 2);
@@ -204,7 +229,10 @@ async fn events_appended_during_a_replay_are_caught_up_before_the_switch() {
         &stores,
         &opts(&ProjectionName::ALL),
         &AtomicBool::new(false),
-        |done, _| {
+        |step| {
+            let ReplayProgress::Reading { done, .. } = step else {
+                return;
+            };
             if done > 0 && !appended.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 let history = orders::seed::history(
                     999,
@@ -289,7 +317,7 @@ async fn order_placed_v1_events_replay_through_the_upcaster() {
         &stores,
         &opts(&ProjectionName::ALL),
         &AtomicBool::new(false),
-        |_, _| {},
+        |_| {},
     )
     .await
     .expect("replay");
@@ -316,7 +344,7 @@ async fn the_first_bad_event_in_log_order_stops_a_parallel_replay_and_skips_park
         &stores,
         &opts(&ProjectionName::ALL),
         &AtomicBool::new(false),
-        |_, _| {},
+        |_| {},
     )
     .await;
     match stops {
@@ -330,7 +358,7 @@ async fn the_first_bad_event_in_log_order_stops_a_parallel_replay_and_skips_park
     let mut o = opts(&ProjectionName::ALL);
     o.resume = true;
     o.skip_undecodable = true;
-    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_, _| {})
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_| {})
         .await
         .expect("skips");
     assert_eq!(s.parked, 6);
@@ -533,4 +561,50 @@ async fn a_replay_fires_no_side_effect() {
         "executions, topic, queue, mail unchanged"
     );
     s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn off_a_terminal_progress_is_plain_lines_per_phase_then_a_summary() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path().to_string_lossy().to_string();
+    let seeded = orders_cli(&["seed", "--orders", "30", "--data-dir", &dir]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let out = orders_cli(&["replay", "--projection", "all", "--data-dir", &dir]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("replayed "))
+        .expect("a summary line");
+    let events: u64 = summary
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("events in the summary");
+    assert!(summary.contains("rebuilt 30 orders"), "{summary}");
+    // Events read, then each order's view and sales tracker written, then the catch-up.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("replay: "))
+        .collect();
+    let read = format!("replay: {events}/{events} events, ");
+    let first_read = lines.iter().position(|l| l.starts_with(&read));
+    let written = lines
+        .iter()
+        .position(|l| l.starts_with("replay: 60/60 rows written, "));
+    assert!(
+        matches!((first_read, written), (Some(r), Some(w)) if r < w),
+        "{stderr}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with(&read)),
+        "{stderr}"
+    );
 }

@@ -156,7 +156,7 @@ async fn views(log: &[EventEnvelope], deliveries: &[(usize, usize)], replay: boo
             chunk: 3,
         };
         let stop = std::sync::atomic::AtomicBool::new(false);
-        orders::replay::replay(&stores, &opts, &stop, |_, _| {})
+        orders::replay::replay(&stores, &opts, &stop, |_| {})
             .await
             .expect("replay");
         assert_eq!(

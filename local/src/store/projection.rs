@@ -19,6 +19,7 @@ use orders_domain::projection::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The generation of each projection an event goes to; `None` leaves a projection alone
 /// (a replay of one projection must not touch the others).
@@ -399,6 +400,11 @@ impl FoldRows {
         self.views.len().max(self.trackers.len())
     }
 
+    /// The per-order rows a save writes (an order's view and its sales tracker are two).
+    pub fn rows(&self) -> usize {
+        self.views.len() + self.trackers.len()
+    }
+
     /// Joins folds of disjoint sets of orders: their rows, and the sums of their days.
     pub fn merge(parts: Vec<FoldRows>) -> FoldRows {
         let mut out = FoldRows {
@@ -477,15 +483,18 @@ fn insert_views_streamed(
 /// the writer would checkpoint itself.
 pub(crate) const BULK_COMMIT_BYTES: usize = 8 << 20;
 
-/// Counts the bytes of rows written and calls `commit` every `every` bytes.
+/// Counts the rows written (for progress) and their bytes, and calls `commit` every
+/// `every` bytes.
 struct CommitEvery<'a> {
     bytes: usize,
     every: usize,
     commit: &'a dyn Fn(&Connection) -> Result<(), DbError>,
+    rows: &'a AtomicU64,
 }
 
 impl CommitEvery<'_> {
     fn wrote(&mut self, conn: &Connection, bytes: usize) -> Result<(), DbError> {
+        self.rows.fetch_add(1, Ordering::Relaxed);
         self.bytes += bytes;
         if self.bytes >= self.every {
             self.bytes = 0;
@@ -500,18 +509,21 @@ impl CommitEvery<'_> {
 /// interrupted one left). `commit` is called every `commit_every` bytes of rows: committing
 /// there lets the WAL be copied into the database file in the background while later rows
 /// are written, instead of a few hundred megabytes at once after the last row. The target
-/// generations are not active, so nobody reads a half-written one.
+/// generations are not active, so nobody reads a half-written one. `rows` counts the
+/// rows written, out of [`FoldRows::rows`].
 pub(crate) fn save_fold(
     conn: &Connection,
     targets: &Targets,
     fold: &FoldRows,
     commit_every: usize,
     commit: &dyn Fn(&Connection) -> Result<(), DbError>,
+    rows: &AtomicU64,
 ) -> Result<(), DbError> {
     let mut every = CommitEvery {
         bytes: 0,
         every: commit_every,
         commit,
+        rows,
     };
     if let Some(g) = targets.orders {
         // Building the customer index once from the full table (a sort) is much cheaper
@@ -874,8 +886,11 @@ mod tests {
         };
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
         // Every row is past a 1-byte threshold: a commit after each view and tracker.
-        save_fold(&conn, &targets, &stale, 1, &commit).expect("save");
+        let written = AtomicU64::new(0);
+        save_fold(&conn, &targets, &stale, 1, &commit, &written).expect("save");
         assert_eq!(commits.get(), 12);
+        assert_eq!(written.load(Ordering::Relaxed), stale.rows() as u64);
+        assert_eq!(stale.rows(), 12);
         let other = Connection::open(dir.path().join("rm.db")).expect("open");
         let committed: i64 = other
             .query_row("SELECT count(*) FROM sales_trackers_g1", [], |r| r.get(0))
@@ -885,7 +900,15 @@ mod tests {
 
         // The resumed save rewrites every row (and no commit below the threshold).
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        save_fold(&conn, &targets, &rows, usize::MAX, &commit).expect("save again");
+        save_fold(
+            &conn,
+            &targets,
+            &rows,
+            usize::MAX,
+            &commit,
+            &AtomicU64::new(0),
+        )
+        .expect("save again");
         conn.execute_batch("COMMIT").expect("commit");
         assert_eq!(commits.get(), 12, "no commit below the threshold");
         for (id, view) in &views {

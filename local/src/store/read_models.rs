@@ -24,6 +24,7 @@ use orders_domain::ports::{ApplyOutcome, Clock, Page, ReadModelError, ReadModels
 use orders_domain::projection::{DailySales, OrderSummary, OrderView, ProjectionName};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -429,13 +430,15 @@ impl SqliteReadModels {
     /// committed every few megabytes (see [`projection::save_fold`]); the letters and the
     /// checkpoint go with the last rows. An interrupted save leaves rows in generations
     /// nobody reads yet, but no letter and no checkpoint: a resumed replay folds the log
-    /// again and rewrites them.
+    /// again and rewrites them. `rows_written` counts the rows as they are written, out of
+    /// [`projection::FoldRows::rows`].
     pub async fn save_fold(
         &self,
         targets: Targets,
         fold: projection::FoldRows,
         parked: Vec<NewDeadLetter>,
         checkpoint: (&str, u64),
+        rows_written: Arc<AtomicU64>,
     ) -> Result<(), ReadModelError> {
         let (name, seq) = (checkpoint.0.to_string(), checkpoint.1);
         let inner = self.inner.clone();
@@ -468,6 +471,7 @@ impl SqliteReadModels {
                     &fold,
                     projection::BULK_COMMIT_BYTES,
                     &commit,
+                    &rows_written,
                 )?;
                 for letter in &parked {
                     insert_dead_letter(conn, letter)?;
