@@ -527,8 +527,8 @@ pub(crate) fn save_fold(
     };
     if let Some(g) = targets.orders {
         // Building the customer index once from the full table (a sort) is much cheaper
-        // than inserting every row into it in customer order; same transaction, so no
-        // reader ever sees the table without it.
+        // than inserting every row into it in customer order. Readers never see the table
+        // without it: the generation only becomes active after the save.
         conn.execute_batch(&format!("DROP INDEX IF EXISTS orders_g{g}_by_customer"))?;
         let started = std::time::Instant::now();
         let mut insert = conn.prepare(&view_upsert(g))?;
