@@ -8,10 +8,10 @@ use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, StoreError};
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{
-    BulkControl, BulkError, BulkRead, LocalStores, NewDeadLetter, StreamRow, Targets,
+    BadRow, BulkControl, BulkError, BulkRead, LocalStores, NewDeadLetter, StreamRow, Targets,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const DEAD_LETTER_SOURCE: &str = "replay";
@@ -53,15 +53,13 @@ impl ReplaySummary {
     }
 }
 
-/// What a replay reports as it goes.
+/// What a replay reports as it goes: events replayed (read and folded; in a fresh
+/// build, their orders' rows written), of `total` (the log's length at the start, or more
+/// if it grew meanwhile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayProgress {
-    /// Events read from the log, of `total` (the log's length at the start, or more if
-    /// it grew meanwhile).
-    Reading { done: u64, total: u64 },
-    /// A fresh build's rows written into the new generations (each order has a view
-    /// and a sales tracker): after the log is folded, about half of a large replay.
-    Writing { done: u64, total: u64 },
+pub struct ReplayProgress {
+    pub done: u64,
+    pub total: u64,
 }
 
 /// What a replay would do (`--dry-run`).
@@ -259,10 +257,10 @@ impl Run<'_> {
         Ok(true)
     }
 
-    /// A fresh build: folds the whole log in memory on every core and writes each
-    /// order's final rows once (one read and one write per event would dominate).
-    /// Nothing is written until the end, so an interruption leaves the checkpoint at the
-    /// start.
+    /// A fresh build: folds the whole log on every core, one order at a time in order-id
+    /// order, and writes each order's final rows once while later orders are folded (one
+    /// read and one write per event would dominate). Rows are committed as they go, but
+    /// the checkpoint only with the last ones: an interruption leaves it at the start.
     async fn bulk(
         &mut self,
         stop: &AtomicBool,
@@ -271,30 +269,29 @@ impl Run<'_> {
     ) -> Result<(), ReplayError> {
         let control = Arc::new(BulkControl::default());
         let read = BulkRead {
-            after: self.after,
             targets: self.targets,
             skip_undecodable: self.opts.skip_undecodable,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            // Orders have three to five events each.
-            orders_hint: usize::try_from(total.saturating_sub(self.after) / 3).unwrap_or(0),
         };
         let stopped = || stop.load(Ordering::Relaxed);
         control.stop.store(stopped(), Ordering::Relaxed);
-        let fold = self.stores.events.fold_log(read, control.clone());
-        tokio::pin!(fold);
+        let rebuild = self
+            .stores
+            .rebuild(read, &self.checkpoint, dead_letter, control.clone());
+        tokio::pin!(rebuild);
         let base = self.events_read;
         let started = Instant::now();
-        let folded = loop {
+        let done = loop {
             tokio::select! {
-                done = &mut fold => break done,
+                done = &mut rebuild => break done,
                 () = tokio::time::sleep(PROGRESS_EVERY) => {
                     control.stop.store(stopped(), Ordering::Relaxed);
-                    let n = base + control.events_read.load(Ordering::Relaxed);
+                    let n = base + control.events_done.load(Ordering::Relaxed);
                     progress(reading(n, total));
                 }
             }
         };
-        let folded = folded.map_err(|e| match e {
+        let done = done.map_err(|e| match e {
             BulkError::Undecodable(r) => ReplayError::Undecodable {
                 key: key(&r.aggregate_id, r.version, r.seq),
                 reason: r.reason,
@@ -308,57 +305,33 @@ impl Run<'_> {
         })?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
-            "replay: log folded in memory"
+            "replay: log folded and written"
         );
-        // A stop that came in while the fold finished still means "switch nothing".
+        self.events_read += done.events;
+        self.parked += done.parked;
+        progress(reading(self.events_read, total));
+        self.after = done.last_seq;
+        // A stop that came in while the last rows were written still means "switch
+        // nothing" (a resumed run catches up from the checkpoint and switches).
         if stopped() {
             return Err(ReplayError::Stopped);
         }
-        self.events_read += folded.events;
-        progress(reading(self.events_read, total));
-        self.parked += folded.parked.len() as u64;
-        let parked = folded
-            .parked
-            .into_iter()
-            .map(|r| NewDeadLetter {
-                source: DEAD_LETTER_SOURCE.into(),
-                key: key(&r.aggregate_id, r.version, r.seq),
-                reason: r.reason,
-                record: r.record,
-            })
-            .collect();
-        let rows = folded.fold.rows() as u64;
-        let written = Arc::new(AtomicU64::new(0));
-        let writing = |done| ReplayProgress::Writing { done, total: rows };
-        progress(writing(0));
-        let save = self.stores.read_models.save_fold(
-            self.targets,
-            folded.fold,
-            parked,
-            (&self.checkpoint, folded.last_seq),
-            written.clone(),
-        );
-        tokio::pin!(save);
-        loop {
-            tokio::select! {
-                saved = &mut save => break saved,
-                () = tokio::time::sleep(PROGRESS_EVERY) => {
-                    progress(writing(written.load(Ordering::Relaxed)));
-                }
-            }
-        }?;
-        progress(writing(rows));
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "replay: folded rows written"
-        );
-        self.after = folded.last_seq;
         Ok(())
     }
 }
 
+/// A row the bulk phase parked, as its dead letter (the same key as the chunked path's).
+fn dead_letter(r: BadRow) -> NewDeadLetter {
+    NewDeadLetter {
+        source: DEAD_LETTER_SOURCE.into(),
+        key: key(&r.aggregate_id, r.version, r.seq),
+        reason: r.reason,
+        record: r.record,
+    }
+}
+
 fn reading(done: u64, total: u64) -> ReplayProgress {
-    ReplayProgress::Reading {
+    ReplayProgress {
         done,
         total: total.max(done),
     }

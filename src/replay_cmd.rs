@@ -97,8 +97,8 @@ async fn open_existing(data_dir: &Path) -> anyhow::Result<LocalStores> {
 }
 
 /// A progress bar on a terminal; a plain line every couple of seconds otherwise. Counts
-/// one thing at a time (events, then rows written, then events again for the catch-up): a
-/// new unit starts the rate and the ETA over from where it stands.
+/// one thing at a time (events; on AWS events scanned, then orders written): a new unit
+/// starts the rate and the ETA over from where it stands.
 struct Progress {
     what: String,
     bar: Option<ProgressBar>,
@@ -242,9 +242,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let progress = Progress::new("replay");
-    let result = replay::replay(&stores, &opts, &stop, |step| match step {
-        ReplayProgress::Reading { done, total } => progress.events(done, total),
-        ReplayProgress::Writing { done, total } => progress.update("rows written", done, total),
+    let result = replay::replay(&stores, &opts, &stop, |p: ReplayProgress| {
+        progress.events(p.done, p.total)
     })
     .await;
     progress.finish();

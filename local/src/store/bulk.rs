@@ -1,27 +1,32 @@
-//! The log folded in memory for a replay's bulk phase, on every core.
+//! A replay's bulk phase: the log folded and written on every core, in one pass.
 //!
-//! One thread steps a single statement over `events.db` and copies each row's columns
-//! into a reusable buffer (no per-row allocation, no JSON tree, no dead-letter record);
-//! rows go to one of several fold workers by a hash of their order id, so each worker
-//! owns whole orders and folds them in log order. Workers decode the envelope, decode the
-//! payload through the upcaster ([`OrderEvent::decode_json`]) and fold with
-//! [`MemoryFold`] (the same guard and folds as the live path), then serialize their rows
-//! in parallel. Daily sales are sums, so the workers' days simply add up.
+//! One thread steps a single statement over `events.db` in order-id order (the
+//! `(aggregate_id, version)` index), so each order's events come together, and copies
+//! each row's columns into a reusable buffer (no per-row allocation, no JSON tree, no
+//! dead-letter record). Batches of whole orders go round-robin to fold workers, which
+//! decode the envelope, decode the payload through the upcaster
+//! ([`OrderEvent::decode_json`]), fold each order with [`OrderFold`] (the same guard and
+//! folds as the live path) and encode its rows. The calling thread writes the batches in
+//! order into the new generations ([`SqliteReadModels::save_bulk`]) while later ones are
+//! read and folded. Memory is a few batches, whatever the size of the log.
 
-use super::projection::{FoldRows, MemoryFold, Targets};
-use super::sqlite::{self, to_i64};
-use super::{DbError, SqliteEventStore, blocking};
+use super::projection::{FoldedBatch, OrderFold, Targets};
+use super::read_models::{BulkEnd, NewDeadLetter, SqliteReadModels};
+use super::sqlite;
+use super::{DbError, LocalStores, blocking};
 use orders_domain::Timestamp;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::StoreError;
 use rusqlite::types::ValueRef;
+use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
-/// Rows per batch handed to a worker: large enough to make the channel cheap, small
-/// enough to keep every worker busy from the start.
+/// Rows per batch handed to a worker (rounded up to a whole order): large enough to make
+/// the channels cheap, small enough to keep every worker busy from the start.
 const BATCH_ROWS: usize = 1024;
 
 /// Batches queued per worker: bounds memory when the reader is faster than a worker.
@@ -30,24 +35,21 @@ const QUEUE: usize = 8;
 /// How much of `events.db` the bulk reader maps (SQLite caps it at its own maximum).
 const MMAP_BYTES: i64 = 1 << 32;
 
-/// What to fold.
+/// What to rebuild.
 #[derive(Debug, Clone, Copy)]
 pub struct BulkRead {
-    /// Fold the rows after this `seq`.
-    pub after: u64,
     pub targets: Targets,
-    /// Collect undecodable rows (to be parked) instead of stopping at the first.
+    /// Park undecodable rows (as dead letters) instead of stopping at the first.
     pub skip_undecodable: bool,
-    /// Fold workers (besides the reading thread).
+    /// Fold workers (besides the reading and the writing thread).
     pub workers: usize,
-    /// About how many orders the log holds, to size the workers' maps (0: unknown).
-    pub orders_hint: usize,
 }
 
-/// Shared with the caller while the fold runs: progress out, stop in.
+/// Shared with the caller while the rebuild runs: progress out, stop in.
 #[derive(Debug, Default)]
 pub struct BulkControl {
-    pub events_read: AtomicU64,
+    /// Events whose orders' rows are written.
+    pub events_done: AtomicU64,
     pub stop: AtomicBool,
 }
 
@@ -62,15 +64,16 @@ pub struct BadRow {
     pub record: String,
 }
 
-#[derive(Debug)]
-pub struct BulkFolded {
-    pub fold: FoldRows,
+/// A completed bulk phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkDone {
     /// Rows read, decoded or not.
     pub events: u64,
-    /// The last `seq` read (`after` if none).
+    /// The log's last `seq` when the read began: later rows are left for the caller's
+    /// catch-up.
     pub last_seq: u64,
-    /// Undecodable rows in log order (with `skip_undecodable`).
-    pub parked: Vec<BadRow>,
+    /// Rows parked as dead letters (with `skip_undecodable`).
+    pub parked: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,26 +88,39 @@ pub enum BulkError {
     Store(#[from] StoreError),
 }
 
-impl BulkError {
-    fn seq(&self) -> u64 {
-        match self {
-            BulkError::Undecodable(r) | BulkError::Projection(r) => r.seq,
-            BulkError::Stopped | BulkError::Store(_) => 0,
-        }
-    }
+fn store_error(e: impl Into<DbError>) -> BulkError {
+    BulkError::Store(e.into().into())
 }
 
-impl SqliteEventStore {
-    /// Folds the rows after `read.after` into `read.targets`' projections in memory.
-    /// Reads one consistent snapshot of the log; rows appended meanwhile are left for the
-    /// caller's catch-up (after [`BulkFolded::last_seq`]).
-    pub async fn fold_log(
+impl LocalStores {
+    /// Rebuilds `read.targets` (new, empty or partly written generations) from the whole
+    /// log, as one consistent snapshot; rows appended meanwhile are left for the caller's
+    /// catch-up (after [`BulkDone::last_seq`]). Parked rows become dead letters through
+    /// `letter`; they and the checkpoint `checkpoint` are written with the last rows.
+    /// Stopped or failed, the generations are left half-written (not active, nobody
+    /// reads them) without letters or checkpoint.
+    pub async fn rebuild(
         &self,
         read: BulkRead,
-        control: std::sync::Arc<BulkControl>,
-    ) -> Result<BulkFolded, BulkError> {
-        let path = self.path().to_path_buf();
-        match blocking(move || Ok(run(&path, read, &control))).await {
+        checkpoint: &str,
+        letter: fn(BadRow) -> NewDeadLetter,
+        control: Arc<BulkControl>,
+    ) -> Result<BulkDone, BulkError> {
+        let path = self.events.path().to_path_buf();
+        let read_models = self.read_models.clone();
+        let checkpoint = checkpoint.to_string();
+        let rebuilt = blocking(move || {
+            Ok(run(
+                &path,
+                &read_models,
+                read,
+                &checkpoint,
+                letter,
+                &control,
+            ))
+        })
+        .await;
+        match rebuilt {
             Ok(outcome) => outcome,
             Err(e) => Err(BulkError::Store(e.into())),
         }
@@ -171,212 +187,258 @@ impl RawBatch {
         Ok(())
     }
 
+    /// The order id of the last row (an order's rows never span two batches).
+    fn last_order(&self) -> Option<&[u8]> {
+        let range = self.rows.last()?.text[AGGREGATE_ID].clone()?;
+        self.bytes.get(range)
+    }
+
     fn clear(&mut self) {
         self.bytes.clear();
         self.rows.clear();
     }
 }
 
-/// Spreads orders over workers; any stable hash will do (FNV-1a).
-fn partition(aggregate_id: &[u8], workers: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in aggregate_id {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % workers as u64) as usize
+/// A worker's batch, folded: numbered, so the writer takes them in log order.
+struct Folded {
+    number: u64,
+    result: Result<FoldedBatch, BulkError>,
+    /// Rows read (parked ones included).
+    events: u64,
+    parked: Vec<BadRow>,
 }
 
 fn run(
     path: &std::path::Path,
+    read_models: &SqliteReadModels,
     read: BulkRead,
+    checkpoint: &str,
+    letter: fn(BadRow) -> NewDeadLetter,
     control: &BulkControl,
-) -> Result<BulkFolded, BulkError> {
+) -> Result<BulkDone, BulkError> {
     let workers = read.workers.max(1);
     let abort = AtomicBool::new(false);
     let (recycle_tx, recycle_rx) = mpsc::channel::<RawBatch>();
+    let (folded_tx, folded_rx) = mpsc::sync_channel::<Folded>(workers * QUEUE);
     std::thread::scope(|scope| {
         let mut queues = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (tx, rx) = mpsc::sync_channel::<RawBatch>(QUEUE);
-            let (recycle, abort) = (recycle_tx.clone(), &abort);
+            let (tx, rx) = mpsc::sync_channel::<(u64, RawBatch)>(QUEUE);
+            let (recycle, folded, abort) = (recycle_tx.clone(), folded_tx.clone(), &abort);
             queues.push(tx);
-            let worker = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("replay-fold".into())
-                .spawn_scoped(scope, move || work(rx, recycle, read, abort))
+                .spawn_scoped(scope, move || work(rx, recycle, folded, read, abort))
                 .map_err(|e| {
                     BulkError::Store(StoreError::Unavailable(format!("fold worker: {e}")))
                 })?;
-            handles.push(worker);
         }
-        drop(recycle_tx);
-        let started = std::time::Instant::now();
-        let reading = read_log(path, read.after, &queues, &recycle_rx, control, &abort);
-        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "bulk: log read");
-        if reading.is_err() {
-            // Stopped or failed: the workers' folds are of no use.
-            abort.store(true, Ordering::Relaxed);
-        }
-        // Closing the queues lets the workers finish and serialize their rows.
-        drop(queues);
-        let mut folds = Vec::with_capacity(workers);
-        let mut parked = Vec::new();
-        let mut first_error: Option<BulkError> = None;
-        for handle in handles {
-            let done = handle.join().map_err(|_| {
-                BulkError::Store(StoreError::Unavailable("a fold worker panicked".into()))
-            })?;
-            parked.extend(done.parked);
-            match done.result {
-                Ok(fold) => folds.push(fold),
-                // Only after an abort, whose cause is reported by the reader or a worker.
-                Err(BulkError::Stopped) => {}
-                // The log's first bad row wins: each worker stops at its own first one,
-                // and every row before it went to some worker.
-                Err(e) => {
-                    if first_error.as_ref().is_none_or(|f| e.seq() < f.seq()) {
-                        first_error = Some(e);
+        drop((recycle_tx, folded_tx));
+        let (abort_ref, stop) = (&abort, &control.stop);
+        let reader = std::thread::Builder::new()
+            .name("replay-read".into())
+            .spawn_scoped(scope, move || {
+                let started = std::time::Instant::now();
+                let read = read_log(path, &queues, &recycle_rx, stop, abort_ref);
+                tracing::debug!(seconds = started.elapsed().as_secs_f64(), "bulk: log read");
+                if read.is_err() {
+                    abort_ref.store(true, Ordering::Relaxed);
+                }
+                // Closing the queues lets the workers finish.
+                drop(queues);
+                read
+            })
+            .map_err(|e| BulkError::Store(StoreError::Unavailable(format!("log reader: {e}"))))?;
+
+        // This thread writes the batches in the order they were read (order-id order)
+        // while later ones are folded.
+        let mut failed: Option<BulkError> = None;
+        let mut parked: Vec<BadRow> = Vec::new();
+        let mut last_seq = 0;
+        let saved = read_models.save_bulk(read.targets, |save| {
+            let mut waiting: BTreeMap<u64, Folded> = BTreeMap::new();
+            let mut next = 0u64;
+            'receive: for folded in folded_rx.iter() {
+                waiting.insert(folded.number, folded);
+                while let Some(folded) = waiting.remove(&next) {
+                    next += 1;
+                    parked.extend(folded.parked);
+                    match folded.result {
+                        Ok(batch) => save.write(batch)?,
+                        Err(e) => {
+                            failed = Some(e);
+                            abort.store(true, Ordering::Relaxed);
+                            break 'receive;
+                        }
                     }
+                    control
+                        .events_done
+                        .fetch_add(folded.events, Ordering::Relaxed);
                 }
             }
+            // Whatever the workers still send is of no use now; dropping the receiver
+            // lets them finish.
+            drop(folded_rx);
+            let verdict = reader
+                .join()
+                .map_err(|_| DbError::Task("the log reader panicked".into()))?;
+            match verdict {
+                Ok(last) if failed.is_none() => {
+                    last_seq = last;
+                    parked.sort_by_key(|r| r.seq);
+                    Ok(Some(BulkEnd {
+                        letters: parked.iter().cloned().map(letter).collect(),
+                        checkpoint: checkpoint.to_string(),
+                        seq: last,
+                    }))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    Ok(None)
+                }
+            }
+        });
+        if saved.is_err() {
+            abort.store(true, Ordering::Relaxed);
         }
-        let (events, last_seq) = reading?;
-        if let Some(e) = first_error {
-            return Err(e);
+        let saved = saved.map_err(store_error)?;
+        match failed {
+            Some(e) => Err(e),
+            None if !saved => Err(BulkError::Stopped),
+            None => Ok(BulkDone {
+                events: control.events_done.load(Ordering::Relaxed),
+                last_seq,
+                parked: parked.len() as u64,
+            }),
         }
-        parked.sort_by_key(|r| r.seq);
-        Ok(BulkFolded {
-            fold: FoldRows::merge(folds),
-            events,
-            last_seq: last_seq.unwrap_or(read.after),
-            parked,
-        })
     })
 }
 
-/// Streams the log into the workers' queues; returns (rows read, last seq).
+/// Streams the whole log, in order-id order, into the workers' queues (batches of whole
+/// orders, round-robin); returns the log's last `seq` in the snapshot read.
 fn read_log(
     path: &std::path::Path,
-    after: u64,
-    queues: &[mpsc::SyncSender<RawBatch>],
+    queues: &[mpsc::SyncSender<(u64, RawBatch)>],
     recycled: &mpsc::Receiver<RawBatch>,
-    control: &BulkControl,
+    stop: &AtomicBool,
     abort: &AtomicBool,
-) -> Result<(u64, Option<u64>), BulkError> {
-    let sql = |e: rusqlite::Error| BulkError::Store(DbError::Sql(e).into());
-    let conn = sqlite::open_reader(path).map_err(sql)?;
+) -> Result<u64, BulkError> {
+    let conn = sqlite::open_reader(path).map_err(store_error)?;
     // One pass over the whole file: mapping it saves a copy of every page (read-only
     // connection, so a mapping cannot corrupt anything).
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)
-        .map_err(sql)?;
-    let after = to_i64(after, "seq").map_err(|r| BulkError::Store(StoreError::Corrupt(r)))?;
+        .map_err(store_error)?;
+    // One snapshot for the last seq and the rows.
+    conn.execute_batch("BEGIN").map_err(store_error)?;
+    let last: Option<i64> = conn
+        .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
+        .map_err(store_error)?;
+    let last = u64::try_from(last.unwrap_or(0))
+        .map_err(|_| BulkError::Store(StoreError::Corrupt(format!("seq {last:?}"))))?;
+    // The order matches the UNIQUE (aggregate_id, version) index: a walk, not a sort.
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT seq, version, schema_version, {} FROM events WHERE seq > ?1 ORDER BY seq",
+            "SELECT seq, version, schema_version, {} FROM events ORDER BY aggregate_id, version",
             TEXT_COLUMNS.join(", ")
         ))
-        .map_err(sql)?;
-    let mut rows = stmt.query([after]).map_err(sql)?;
-    let mut pending: Vec<RawBatch> = (0..queues.len()).map(|_| RawBatch::default()).collect();
-    let (mut count, mut last) = (0u64, None);
-    let send = |i: usize, pending: &mut Vec<RawBatch>| {
+        .map_err(store_error)?;
+    let mut rows = stmt.query([]).map_err(store_error)?;
+    let mut batch = RawBatch::default();
+    let mut number = 0u64;
+    // False once a worker has gone away (after an error, which `abort` reports).
+    let mut send = |batch: &mut RawBatch| -> bool {
         let fresh = recycled.try_recv().unwrap_or_default();
-        let full = std::mem::replace(&mut pending[i], fresh);
-        // A worker only goes away after an error, which `abort` reports.
-        let _ = queues[i].send(full);
+        let full = std::mem::replace(batch, fresh);
+        let sent = queues[number as usize % queues.len()]
+            .send((number, full))
+            .is_ok();
+        number += 1;
+        sent
     };
-    while let Some(row) = rows.next().map_err(sql)? {
-        let key = match row.get_ref(3).map_err(sql)? {
-            ValueRef::Text(b) => partition(b, queues.len()),
-            _ => 0,
-        };
-        let batch = &mut pending[key];
-        batch.push(row).map_err(sql)?;
-        count += 1;
-        last = batch.rows.last().map(|r| r.seq);
+    while let Some(row) = rows.next().map_err(store_error)? {
         if batch.rows.len() >= BATCH_ROWS {
-            send(key, &mut pending);
-            control
-                .events_read
-                .fetch_add(BATCH_ROWS as u64, Ordering::Relaxed);
-            if control.stop.load(Ordering::Relaxed) {
-                return Err(BulkError::Stopped);
-            }
-            // Every row read so far still reaches a worker (the flush below), so the
-            // log's first bad row is among the errors the workers report.
-            if abort.load(Ordering::Relaxed) {
-                break;
+            let next_order = match row.get_ref(3).map_err(store_error)? {
+                ValueRef::Text(b) => Some(b),
+                _ => None,
+            };
+            if next_order != batch.last_order() {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(BulkError::Stopped);
+                }
+                if !send(&mut batch) || abort.load(Ordering::Relaxed) {
+                    return Err(BulkError::Stopped);
+                }
             }
         }
+        batch.push(row).map_err(store_error)?;
     }
-    for i in 0..queues.len() {
-        if !pending[i].rows.is_empty() {
-            send(i, &mut pending);
-        }
+    if !batch.rows.is_empty() && !send(&mut batch) {
+        return Err(BulkError::Stopped);
     }
-    control.events_read.store(count, Ordering::Relaxed);
-    let last = last
-        .map(|s| {
-            u64::try_from(s).map_err(|_| BulkError::Store(StoreError::Corrupt(format!("seq {s}"))))
-        })
-        .transpose()?;
-    Ok((count, last))
-}
-
-struct WorkerDone {
-    result: Result<FoldRows, BulkError>,
-    parked: Vec<BadRow>,
+    Ok(last)
 }
 
 fn work(
-    queue: mpsc::Receiver<RawBatch>,
+    queue: mpsc::Receiver<(u64, RawBatch)>,
     recycle: mpsc::Sender<RawBatch>,
+    folded: mpsc::SyncSender<Folded>,
     read: BulkRead,
     abort: &AtomicBool,
-) -> WorkerDone {
-    let started = std::time::Instant::now();
-    let mut fold = MemoryFold::with_capacity(read.orders_hint / read.workers.max(1));
-    let mut parked = Vec::new();
-    let mut failed = None;
-    for mut batch in queue.iter() {
-        if failed.is_none() {
-            for row in &batch.rows {
-                let decoded = decode(&batch.bytes, row);
-                let error = match decoded {
-                    Ok((envelope, event)) => match fold.apply(&read.targets, &envelope, &event) {
-                        Ok(_) => continue,
-                        Err(e) => BulkError::Projection(bad_row(&batch.bytes, row, e.to_string())),
-                    },
-                    Err(reason) if read.skip_undecodable => {
-                        parked.push(bad_row(&batch.bytes, row, reason));
-                        continue;
-                    }
-                    Err(reason) => BulkError::Undecodable(bad_row(&batch.bytes, row, reason)),
-                };
-                failed = Some(error);
-                abort.store(true, Ordering::Relaxed);
-                break;
+) {
+    for (number, mut batch) in queue.iter() {
+        // After an abort nothing is written any more: the queue is only drained, so the
+        // reader never blocks.
+        if !abort.load(Ordering::Relaxed) {
+            let done = fold_batch(&batch, read);
+            if folded.send(Folded { number, ..done }).is_err() {
+                // The writer stopped.
+                return;
             }
         }
-        // After a failure the queue is drained (not closed) so the reader never blocks.
         batch.clear();
         let _ = recycle.send(batch);
     }
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        "bulk: worker folded"
-    );
-    let result = match failed {
-        Some(e) => Err(e),
-        None if abort.load(Ordering::Relaxed) => Err(BulkError::Stopped),
-        None => Ok(fold.finish()),
-    };
-    tracing::debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        "bulk: worker sorted"
-    );
-    WorkerDone { result, parked }
+}
+
+/// Folds one batch of whole orders into their rows.
+fn fold_batch(batch: &RawBatch, read: BulkRead) -> Folded {
+    let mut fold = OrderFold::new(read.targets);
+    let mut parked = Vec::new();
+    let events = batch.rows.len() as u64;
+    for row in &batch.rows {
+        let error = match decode(&batch.bytes, row) {
+            Ok((envelope, event)) => match fold.apply(&envelope, &event) {
+                Ok(_) => continue,
+                Err(e) => BulkError::Projection(bad_row(&batch.bytes, row, e.to_string())),
+            },
+            Err(reason) if read.skip_undecodable => {
+                parked.push(bad_row(&batch.bytes, row, reason));
+                continue;
+            }
+            Err(reason) => BulkError::Undecodable(bad_row(&batch.bytes, row, reason)),
+        };
+        return Folded {
+            number: 0,
+            result: Err(error),
+            events,
+            parked,
+        };
+    }
+    let result = fold.finish().map_err(|e| {
+        // Encoding the last order failed: name its last row.
+        let reason = e.to_string();
+        match batch.rows.last() {
+            Some(row) => BulkError::Projection(bad_row(&batch.bytes, row, reason)),
+            None => BulkError::Store(StoreError::Corrupt(reason)),
+        }
+    });
+    Folded {
+        number: 0,
+        result,
+        events,
+        parked,
+    }
 }
 
 fn column<'a>(bytes: &'a [u8], row: &RawRow, i: usize) -> Result<&'a str, String> {

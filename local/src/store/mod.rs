@@ -10,10 +10,10 @@ pub mod projection;
 pub mod read_models;
 pub(crate) mod sqlite;
 
-pub use bulk::{BadRow, BulkControl, BulkError, BulkFolded, BulkRead};
+pub use bulk::{BadRow, BulkControl, BulkDone, BulkError, BulkRead};
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
-pub use projection::{FoldRows, MemoryFold, Targets};
-pub use read_models::{DeadLetter, NewDeadLetter, SqliteReadModels};
+pub use projection::{FoldedBatch, OrderFold, Targets};
+pub use read_models::{BulkEnd, DeadLetter, NewDeadLetter, SqliteReadModels};
 
 use orders_domain::ports::{ReadModelError, StoreError};
 use std::path::{Path, PathBuf};

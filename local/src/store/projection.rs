@@ -18,8 +18,7 @@ use orders_domain::projection::{
     applicability, apply_daily_sales, apply_order_view,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 
 /// The generation of each projection an event goes to; `None` leaves a projection alone
 /// (a replay of one projection must not touch the others).
@@ -214,91 +213,124 @@ fn fold(
     Ok(Folded { orders, sales })
 }
 
-/// The same fold as [`apply`] over maps in memory, for a replay's bulk phase: the whole log
-/// is folded here and each order's final rows are written once ([`save_fold`]), instead
-/// of a read and a write per event. The guard and the folds are the domain's, as in `apply`.
-///
-/// Folds of disjoint sets of orders can run in parallel and be merged
-/// ([`EncodedFold::merge`]): per-order state never spans two of them, and daily sales
-/// are sums.
-#[derive(Debug, Default)]
-pub struct MemoryFold {
-    // `None` only while an event is being folded: the state moves through the fold
-    // instead of being cloned for every event. Views are boxed: a 536-byte view inline
-    // made each worker's map ~150 MB of buckets, and collecting, sorting and merging the
-    // rows copied every view three more times (the 1M-event fold: ~3.3 s -> ~2.4 s).
-    views: HashMap<String, Option<Box<OrderView>>, FnvBuild>,
-    trackers: HashMap<String, Option<SalesTracker>, FnvBuild>,
-    days: BTreeMap<(String, String), DailySales>,
-    /// An event failed: the order it was folding has lost its state, so the fold is void.
-    failed: bool,
+/// The same fold as [`apply`] for a replay's bulk phase, over a run of whole orders read
+/// in order-id order (each order's events in version order): an order's state lives only
+/// while its events are folded, then becomes its encoded rows. Memory stays the size of a
+/// batch whatever the log's size, and no map, sort or merge is needed. The guard and the
+/// folds are the domain's, as in `apply`.
+#[derive(Debug)]
+pub struct OrderFold {
+    targets: Targets,
+    current: Option<Current>,
+    out: FoldedBatch,
 }
 
-impl MemoryFold {
-    /// A fold sized for about `orders` orders (saves rehashing the maps as they grow).
-    pub fn with_capacity(orders: usize) -> Self {
-        MemoryFold {
-            views: HashMap::with_capacity_and_hasher(orders, FnvBuild),
-            trackers: HashMap::with_capacity_and_hasher(orders, FnvBuild),
-            ..MemoryFold::default()
+/// The order being folded.
+#[derive(Debug)]
+struct Current {
+    id: String,
+    view: Option<OrderView>,
+    tracker: Option<SalesTracker>,
+}
+
+/// One order's final rows, encoded by a fold worker.
+#[derive(Debug)]
+struct OrderRows {
+    id: String,
+    view: Option<ViewRow>,
+    tracker: Option<TrackerRow>,
+}
+
+#[derive(Debug)]
+struct ViewRow {
+    version: i64,
+    customer_id: String,
+    placed_at: i64,
+    json: String,
+}
+
+#[derive(Debug)]
+struct TrackerRow {
+    version: i64,
+    json: String,
+}
+
+/// A run of whole orders folded by [`OrderFold`]: their rows in order-id order and the
+/// sums of their days, ready for [`BulkSave::write`].
+#[derive(Debug, Default)]
+pub struct FoldedBatch {
+    orders: Vec<OrderRows>,
+    days: BTreeMap<(String, String), DailySales>,
+}
+
+impl FoldedBatch {
+    /// Orders with a row in either projection.
+    pub fn orders(&self) -> usize {
+        self.orders.len()
+    }
+}
+
+impl OrderFold {
+    pub fn new(targets: Targets) -> Self {
+        OrderFold {
+            targets,
+            current: None,
+            out: FoldedBatch::default(),
         }
     }
 
-    pub fn orders(&self) -> usize {
-        self.views.len().max(self.trackers.len())
-    }
-
-    /// Folds one event. After an error the fold is void (every later call fails too):
-    /// a replay stops at the first event it cannot project.
+    /// Folds the next event: of the order being folded, or of the next one (which closes
+    /// the current one). An order seen before, or an id out of order, is refused: its
+    /// rows would overwrite the earlier ones.
     pub fn apply(
         &mut self,
-        targets: &Targets,
         envelope: &EventEnvelope,
         event: &OrderEvent,
     ) -> Result<ApplyOutcome, ReadModelError> {
-        if self.failed {
-            return Err(ReadModelError::Corrupt(
-                "an earlier event of this fold failed".into(),
-            ));
-        }
         let id = &envelope.aggregate_id;
-        let view = targets
-            .orders
-            .map(|_| take(&mut self.views, id).map(|view| *view));
-        let tracker = targets.daily_sales.map(|_| take(&mut self.trackers, id));
-        let Folded { orders, sales } = match fold(view, tracker, envelope, event) {
-            Ok(folded) => folded,
-            Err(e) => {
-                self.failed = true;
-                return Err(e);
+        let same = self.current.as_ref().is_some_and(|c| c.id == *id);
+        if !same {
+            if let Some(c) = &self.current
+                && c.id.as_str() >= id.as_str()
+            {
+                return Err(ReadModelError::Corrupt(format!(
+                    "order {id} comes after order {} in a bulk fold: the log is not read in \
+                     order-id order",
+                    c.id
+                )));
             }
-        };
-        let mut applied = false;
-        if let Some(step) = orders {
-            let view = match step {
-                Step::Applied(v) => {
-                    applied = true;
-                    Some(v)
-                }
-                Step::Unchanged(v) => v,
-            };
-            put(&mut self.views, id, view.map(Box::new));
+            self.close()?;
+            self.current = Some(Current {
+                id: id.clone(),
+                view: None,
+                tracker: None,
+            });
         }
-        if let Some(step) = sales {
-            let tracker = match step {
-                Step::Applied((t, delta)) => {
-                    applied = true;
-                    if let Some(d) = delta {
-                        self.days
-                            .entry((d.date.clone(), d.currency.clone()))
-                            .or_insert_with(|| DailySales::new(&d.date, &d.currency))
-                            .add(&d);
-                    }
-                    Some(t)
+        let Some(current) = self.current.as_mut() else {
+            return Err(ReadModelError::Corrupt("no order to fold into".into()));
+        };
+        let view = self.targets.orders.map(|_| current.view.take());
+        let tracker = self.targets.daily_sales.map(|_| current.tracker.take());
+        let Folded { orders, sales } = fold(view, tracker, envelope, event)?;
+        let mut applied = false;
+        match orders {
+            Some(Step::Applied(v)) => {
+                applied = true;
+                current.view = Some(v);
+            }
+            Some(Step::Unchanged(v)) => current.view = v,
+            None => {}
+        }
+        match sales {
+            Some(Step::Applied((t, delta))) => {
+                applied = true;
+                if let Some(d) = delta {
+                    add_day(&mut self.out.days, &d);
                 }
-                Step::Unchanged(t) => t,
-            };
-            put(&mut self.trackers, id, tracker);
+                current.tracker = Some(t);
+            }
+            Some(Step::Unchanged(t)) => current.tracker = t,
+            None => {}
         }
         Ok(if applied {
             ApplyOutcome::Applied
@@ -307,57 +339,49 @@ impl MemoryFold {
         })
     }
 
-    /// The final rows [`save_fold`] writes, sorted by order id (so the inserts append to
-    /// the B-trees instead of splitting pages all over them). Serializing is left to
-    /// `save_fold`, which streams it: a few hundred megabytes of JSON never sit in memory
-    /// at once.
-    pub fn finish(self) -> FoldRows {
-        FoldRows {
-            views: sorted_rows(self.views),
-            trackers: sorted_rows(self.trackers),
-            days: self.days,
+    /// Encodes the order being folded into its rows (here, on the fold worker: encoding
+    /// runs on every core, not on the one writing).
+    fn close(&mut self) -> Result<(), ReadModelError> {
+        let Some(Current { id, view, tracker }) = self.current.take() else {
+            return Ok(());
+        };
+        let encode_err = |what: &str, e: &dyn std::fmt::Display| {
+            ReadModelError::Corrupt(format!("{what} of order {id}: {e}"))
+        };
+        let view = match view {
+            Some(v) => Some(ViewRow {
+                version: to_i64(v.version, "version").map_err(ReadModelError::Corrupt)?,
+                placed_at: v.placed_at.millis(),
+                json: to_json(&v).map_err(|e| encode_err("order view", &e))?,
+                customer_id: v.customer.id,
+            }),
+            None => None,
+        };
+        let tracker = match tracker {
+            Some(t) => Some(TrackerRow {
+                version: to_i64(t.version, "version").map_err(ReadModelError::Corrupt)?,
+                json: serde_json::to_string(&t).map_err(|e| encode_err("sales tracker", &e))?,
+            }),
+            None => None,
+        };
+        if view.is_some() || tracker.is_some() {
+            self.out.orders.push(OrderRows { id, view, tracker });
         }
+        Ok(())
+    }
+
+    /// The batch's rows, the last order's included.
+    pub fn finish(mut self) -> Result<FoldedBatch, ReadModelError> {
+        self.close()?;
+        Ok(self.out)
     }
 }
 
-/// A fold map's orders with a state, sorted by order id.
-fn sorted_rows<T>(map: HashMap<String, Option<T>, FnvBuild>) -> Vec<(String, T)> {
-    // Sized up front: growing a vector of a few hundred thousand rows copies it over
-    // and over (and faults in fresh pages each time).
-    let mut rows: Vec<(String, T)> = Vec::with_capacity(map.len());
-    rows.extend(
-        map.into_iter()
-            .filter_map(|(id, state)| state.map(|state| (id, state))),
-    );
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    rows
-}
-
-/// FNV-1a: the maps hash two order ids per event, and SipHash's flooding protection buys
-/// nothing for ids read from our own log.
-#[derive(Debug, Clone, Copy, Default)]
-struct FnvBuild;
-
-struct Fnv(u64);
-
-impl std::hash::BuildHasher for FnvBuild {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// Adds an event's sales delta to its day, through the one summing rule.
+fn add_day(days: &mut BTreeMap<(String, String), DailySales>, d: &SalesDelta) {
+    days.entry((d.date.clone(), d.currency.clone()))
+        .or_insert_with(|| DailySales::new(&d.date, &d.currency))
+        .add(d);
 }
 
 /// `serde_json::to_string` into a buffer sized for a typical view (it would otherwise
@@ -371,204 +395,117 @@ fn to_json(view: &OrderView) -> Result<String, serde_json::Error> {
 
 const VIEW_JSON_BYTES: usize = 1536;
 
-fn take<T>(map: &mut HashMap<String, Option<T>, FnvBuild>, id: &str) -> Option<T> {
-    map.get_mut(id).and_then(Option::take)
-}
+/// About how many bytes of rows a replay writes between two commits (see [`BulkSave`]).
+/// 2 MB and 32 MB did no better on the 1M-event benchmark; past 64 MB (the WAL backstop)
+/// the writer would checkpoint itself.
+pub(crate) const BULK_COMMIT_BYTES: usize = 8 << 20;
 
-fn put<T>(map: &mut HashMap<String, Option<T>, FnvBuild>, id: &str, value: Option<T>) {
-    match map.get_mut(id) {
-        Some(slot) => *slot = value,
-        None if value.is_some() => {
-            map.insert(id.to_string(), value);
-        }
-        None => {}
-    }
-}
-
-/// A [`MemoryFold`]'s final state: each order's view and tracker, sorted by order id, and
-/// the days' counters.
-#[derive(Debug, Default)]
-pub struct FoldRows {
-    views: Vec<(String, Box<OrderView>)>,
-    trackers: Vec<(String, SalesTracker)>,
+/// Writes a replay's folded batches into empty (or partly written) target generations,
+/// batch after batch as the fold workers finish them: rows in key order (so the inserts
+/// append to the B-trees), upserted (a resumed replay rewrites what an interrupted one
+/// left). `commit` is called every `commit_every` bytes of rows: the background
+/// checkpoint copies the WAL into the database file while later rows are written,
+/// instead of a few hundred megabytes at once after the last row. The target generations
+/// are not active, so nobody reads a half-written one.
+pub(crate) struct BulkSave<'c> {
+    conn: &'c Connection,
+    targets: Targets,
     days: BTreeMap<(String, String), DailySales>,
+    bytes: usize,
+    commit_every: usize,
+    commit: &'c dyn Fn(&Connection) -> Result<(), DbError>,
 }
 
-impl FoldRows {
-    /// Orders with a row in either projection.
-    pub fn orders(&self) -> usize {
-        self.views.len().max(self.trackers.len())
-    }
-
-    /// The per-order rows a save writes (an order's view and its sales tracker are two).
-    pub fn rows(&self) -> usize {
-        self.views.len() + self.trackers.len()
-    }
-
-    /// Joins folds of disjoint sets of orders: their rows, and the sums of their days.
-    pub fn merge(parts: Vec<FoldRows>) -> FoldRows {
-        let mut out = FoldRows {
-            views: Vec::with_capacity(parts.iter().map(|p| p.views.len()).sum()),
-            trackers: Vec::with_capacity(parts.iter().map(|p| p.trackers.len()).sum()),
+impl<'c> BulkSave<'c> {
+    pub(crate) fn start(
+        conn: &'c Connection,
+        targets: Targets,
+        commit_every: usize,
+        commit: &'c dyn Fn(&Connection) -> Result<(), DbError>,
+    ) -> Result<Self, DbError> {
+        if let Some(g) = targets.orders {
+            // Building the customer index once from the full table (a sort, in
+            // `finish`) is much cheaper than inserting every row into it out of order.
+            // Readers never see the table without it: the generation only becomes active
+            // after the save.
+            conn.execute_batch(&format!("DROP INDEX IF EXISTS orders_g{g}_by_customer"))?;
+        }
+        Ok(BulkSave {
+            conn,
+            targets,
             days: BTreeMap::new(),
+            bytes: 0,
+            commit_every,
+            commit,
+        })
+    }
+
+    /// Writes one batch's rows (the batches come in order-id order); its days are summed
+    /// until [`BulkSave::finish`].
+    pub(crate) fn write(&mut self, batch: FoldedBatch) -> Result<(), DbError> {
+        let conn = self.conn;
+        let mut views = match self.targets.orders {
+            Some(g) => Some(conn.prepare_cached(&view_upsert(g))?),
+            None => None,
         };
-        for part in parts {
-            out.views.extend(part.views);
-            out.trackers.extend(part.trackers);
-            for (key, day) in part.days {
-                // The day's counters as one delta, through the one summing rule.
-                let delta = SalesDelta {
+        let mut trackers = match self.targets.daily_sales {
+            Some(g) => Some(conn.prepare_cached(&tracker_upsert(g))?),
+            None => None,
+        };
+        for rows in &batch.orders {
+            if let (Some(stmt), Some(v)) = (views.as_mut(), &rows.view) {
+                stmt.execute(params![
+                    rows.id,
+                    v.version,
+                    v.customer_id,
+                    v.placed_at,
+                    v.json
+                ])?;
+                self.bytes += rows.id.len() + v.json.len();
+            }
+            if let (Some(stmt), Some(t)) = (trackers.as_mut(), &rows.tracker) {
+                stmt.execute(params![rows.id, t.version, t.json])?;
+                self.bytes += rows.id.len() + t.json.len();
+            }
+            if self.bytes >= self.commit_every {
+                self.bytes = 0;
+                (self.commit)(conn)?;
+            }
+        }
+        for day in batch.days.values() {
+            // The day's counters as one delta, through the one summing rule.
+            add_day(
+                &mut self.days,
+                &SalesDelta {
                     date: day.date.clone(),
                     currency: day.currency.clone(),
                     orders_placed: day.orders_placed,
                     amount_placed: day.amount_placed,
                     orders_cancelled: day.orders_cancelled,
                     amount_cancelled: day.amount_cancelled,
-                };
-                out.days
-                    .entry(key)
-                    .or_insert_with(|| DailySales::new(&day.date, &day.currency))
-                    .add(&delta);
-            }
-        }
-        // Each part is sorted already: the stable sort merges the runs in linear time.
-        out.views.sort_by(|a, b| a.0.cmp(&b.0));
-        out.trackers.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-}
-
-/// Views serialized per message from the encoding thread to the inserting one.
-const ENCODE_CHUNK: usize = 256;
-
-/// Serializes `views` on a second thread, chunk by chunk, while `insert` writes the
-/// previous chunks: the two halves of writing a generation overlap, and only a few
-/// chunks of JSON exist at any time.
-fn insert_views_streamed(
-    views: &[(String, Box<OrderView>)],
-    mut insert: impl FnMut(&str, &OrderView, &str) -> Result<(), DbError>,
-) -> Result<(), DbError> {
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<String>, DbError>>(4);
-        std::thread::Builder::new()
-            .name("replay-encode".into())
-            .spawn_scoped(scope, move || {
-                for chunk in views.chunks(ENCODE_CHUNK) {
-                    let encoded = chunk
-                        .iter()
-                        .map(|(id, view)| to_json(view).map_err(|e| corrupt("order view", id, e)))
-                        .collect::<Result<Vec<_>, _>>();
-                    let failed = encoded.is_err();
-                    // The receiver only goes away after an insert failed: stop encoding.
-                    if tx.send(encoded).is_err() || failed {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| DbError::Task(format!("starting the view encoder: {e}")))?;
-        for chunk in views.chunks(ENCODE_CHUNK) {
-            let encoded = rx
-                .recv()
-                .map_err(|_| DbError::Task("the view encoder stopped".into()))??;
-            for ((id, view), json) in chunk.iter().zip(&encoded) {
-                insert(id, view, json)?;
-            }
-        }
-        Ok(())
-    })
-}
-
-/// About how many bytes of rows a replay writes between two commits (see [`save_fold`]).
-/// 2 MB and 32 MB did no better on the 1M-event benchmark; past 64 MB (the WAL backstop)
-/// the writer would checkpoint itself.
-pub(crate) const BULK_COMMIT_BYTES: usize = 8 << 20;
-
-/// Counts the rows written (for progress) and their bytes, and calls `commit` every
-/// `every` bytes.
-struct CommitEvery<'a> {
-    bytes: usize,
-    every: usize,
-    commit: &'a dyn Fn(&Connection) -> Result<(), DbError>,
-    rows: &'a AtomicU64,
-}
-
-impl CommitEvery<'_> {
-    fn wrote(&mut self, conn: &Connection, bytes: usize) -> Result<(), DbError> {
-        self.rows.fetch_add(1, Ordering::Relaxed);
-        self.bytes += bytes;
-        if self.bytes >= self.every {
-            self.bytes = 0;
-            (self.commit)(conn)?;
+                },
+            );
         }
         Ok(())
     }
-}
 
-/// Writes a bulk fold into empty (or partly written) target generations: one prepared
-/// statement per table, rows in key order, upserted (a resumed save rewrites what an
-/// interrupted one left). `commit` is called every `commit_every` bytes of rows: committing
-/// there lets the WAL be copied into the database file in the background while later rows
-/// are written, instead of a few hundred megabytes at once after the last row. The target
-/// generations are not active, so nobody reads a half-written one. `rows` counts the
-/// rows written, out of [`FoldRows::rows`].
-pub(crate) fn save_fold(
-    conn: &Connection,
-    targets: &Targets,
-    fold: &FoldRows,
-    commit_every: usize,
-    commit: &dyn Fn(&Connection) -> Result<(), DbError>,
-    rows: &AtomicU64,
-) -> Result<(), DbError> {
-    let mut every = CommitEvery {
-        bytes: 0,
-        every: commit_every,
-        commit,
-        rows,
-    };
-    if let Some(g) = targets.orders {
-        // Building the customer index once from the full table (a sort) is much cheaper
-        // than inserting every row into it in customer order. Readers never see the table
-        // without it: the generation only becomes active after the save.
-        conn.execute_batch(&format!("DROP INDEX IF EXISTS orders_g{g}_by_customer"))?;
-        let started = std::time::Instant::now();
-        let mut insert = conn.prepare(&view_upsert(g))?;
-        insert_views_streamed(&fold.views, |id, view, json| {
-            insert.execute(params![
-                id,
-                to_i64(view.version, "version").map_err(DbError::Corrupt)?,
-                view.customer.id,
-                view.placed_at.millis(),
-                json
-            ])?;
-            every.wrote(conn, id.len() + json.len())
-        })?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "bulk: views inserted"
-        );
-        conn.execute_batch(&customer_index(g))?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "bulk: customer index built"
-        );
-    }
-    if let Some(g) = targets.daily_sales {
-        let mut insert = conn.prepare(&tracker_upsert(g))?;
-        for (id, tracker) in &fold.trackers {
-            let json =
-                serde_json::to_string(tracker).map_err(|e| corrupt("sales tracker", id, e))?;
-            insert.execute(params![
-                id,
-                to_i64(tracker.version, "version").map_err(DbError::Corrupt)?,
-                json
-            ])?;
-            every.wrote(conn, id.len() + json.len())?;
+    /// Writes the days and builds the customer index: the generations are complete.
+    pub(crate) fn finish(self) -> Result<(), DbError> {
+        if let Some(g) = self.targets.daily_sales {
+            for day in self.days.values() {
+                save_day(self.conn, g, day)?;
+            }
         }
-        for day in fold.days.values() {
-            save_day(conn, g, day)?;
+        if let Some(g) = self.targets.orders {
+            let started = std::time::Instant::now();
+            self.conn.execute_batch(&customer_index(g))?;
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "bulk: customer index built"
+            );
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn corrupt(what: &str, id: &str, e: impl std::fmt::Display) -> DbError {
@@ -840,32 +777,51 @@ mod tests {
     use orders_domain::time::Timestamp;
     use std::cell::Cell;
 
-    /// `orders` placed orders (the i-th at `price + i` cents) folded in memory into
-    /// generation 1 of both projections, and their views.
-    fn folded(orders: usize, price: i64) -> (Targets, FoldRows, Vec<(String, OrderView)>) {
-        let targets = Targets {
+    fn both() -> Targets {
+        Targets {
             orders: Some(1),
             daily_sales: Some(1),
-        };
+        }
+    }
+
+    /// The `OrderPlaced` of order `id` (customer c-1) at `amount` cents, as version 1.
+    fn placed(id: &str, amount: i64, at: i64) -> (EventEnvelope, OrderEvent) {
         let eur = Currency::parse("EUR").expect("EUR");
-        let mut fold = MemoryFold::default();
+        let event = orders_domain::sample::placed(id, "c-1", Money::new(amount, eur));
+        let meta = EventMeta {
+            occurred_at: Timestamp(at),
+            correlation_id: id.to_string(),
+            causation_id: id.to_string(),
+        };
+        let envelope = EventEnvelope::wrap(id, 0, std::slice::from_ref(&event), &meta, || {
+            id.to_string()
+        })
+        .remove(0);
+        (envelope, event)
+    }
+
+    /// `orders` placed orders (the i-th at `price + i` cents) folded into generation 1 of
+    /// both projections, in batches of `per_batch` orders, and their views.
+    fn folded(
+        orders: usize,
+        price: i64,
+        per_batch: usize,
+    ) -> (Vec<FoldedBatch>, Vec<(String, OrderView)>) {
+        let mut batches = vec![];
         let mut views = vec![];
+        let mut fold = OrderFold::new(both());
         for i in 0..orders {
             let id = format!("order-{i:03}");
-            let event =
-                orders_domain::sample::placed(&id, "c-1", Money::new(price + i as i64, eur));
-            let meta = EventMeta {
-                occurred_at: Timestamp(1_795_706_525_000 + i as i64),
-                correlation_id: id.clone(),
-                causation_id: id.clone(),
-            };
-            let envelope =
-                EventEnvelope::wrap(&id, 0, std::slice::from_ref(&event), &meta, || id.clone())
-                    .remove(0);
-            fold.apply(&targets, &envelope, &event).expect("fold");
+            let (envelope, event) = placed(&id, price + i as i64, 1_795_706_525_000 + i as i64);
+            fold.apply(&envelope, &event).expect("fold");
             views.push((id, apply_order_view(None, &envelope, &event).expect("view")));
+            if (i + 1) % per_batch == 0 {
+                let full = std::mem::replace(&mut fold, OrderFold::new(both()));
+                batches.push(full.finish().expect("finish"));
+            }
         }
-        (targets, fold.finish(), views)
+        batches.push(fold.finish().expect("finish"));
+        (batches, views)
     }
 
     #[test]
@@ -875,8 +831,9 @@ mod tests {
         create_tables(&conn, ProjectionName::Orders, 1).expect("orders");
         create_tables(&conn, ProjectionName::DailySales, 1).expect("sales");
         // What an interrupted save left: fewer orders, other totals.
-        let (targets, stale, _) = folded(6, 50);
-        let (_, rows, views) = folded(10, 100);
+        let (stale, _) = folded(6, 50, 4);
+        let (batches, views) = folded(10, 100, 3);
+        assert_eq!(batches.iter().map(FoldedBatch::orders).sum::<usize>(), 10);
         let commits = Cell::new(0);
         let commit = |c: &Connection| -> Result<(), DbError> {
             commits.set(commits.get() + 1);
@@ -885,12 +842,13 @@ mod tests {
             Ok(())
         };
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        // Every row is past a 1-byte threshold: a commit after each view and tracker.
-        let written = AtomicU64::new(0);
-        save_fold(&conn, &targets, &stale, 1, &commit, &written).expect("save");
-        assert_eq!(commits.get(), 12);
-        assert_eq!(written.load(Ordering::Relaxed), stale.rows() as u64);
-        assert_eq!(stale.rows(), 12);
+        // Every order is past a 1-byte threshold: a commit after each. Interrupted: no
+        // `finish`.
+        let mut save = BulkSave::start(&conn, both(), 1, &commit).expect("start");
+        for batch in stale {
+            save.write(batch).expect("write");
+        }
+        assert_eq!(commits.get(), 6);
         let other = Connection::open(dir.path().join("rm.db")).expect("open");
         let committed: i64 = other
             .query_row("SELECT count(*) FROM sales_trackers_g1", [], |r| r.get(0))
@@ -900,26 +858,55 @@ mod tests {
 
         // The resumed save rewrites every row (and no commit below the threshold).
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        save_fold(
-            &conn,
-            &targets,
-            &rows,
-            usize::MAX,
-            &commit,
-            &AtomicU64::new(0),
-        )
-        .expect("save again");
+        let mut save = BulkSave::start(&conn, both(), usize::MAX, &commit).expect("start");
+        for batch in batches {
+            save.write(batch).expect("write again");
+        }
+        save.finish().expect("finish");
         conn.execute_batch("COMMIT").expect("commit");
-        assert_eq!(commits.get(), 12, "no commit below the threshold");
+        assert_eq!(commits.get(), 6, "no commit below the threshold");
         for (id, view) in &views {
             assert_eq!(order_view(&conn, 1, id).expect("read").as_ref(), Some(view));
         }
         let days = daily_sales(&conn, 1).expect("days");
         assert_eq!(days.len(), 1);
-        assert_eq!(days[0].orders_placed, 10);
+        assert_eq!(days[0].orders_placed, 10, "the batches' days add up");
         assert_eq!(days[0].amount_placed, (100..110).sum::<i64>());
         let page = customer_orders(&conn, 1, "c-1", 100, None).expect("page");
         assert_eq!(page.items.len(), 10, "the customer index covers every row");
+    }
+
+    #[test]
+    fn an_order_fold_folds_each_order_whole_and_refuses_one_out_of_order() {
+        let mut fold = OrderFold::new(both());
+        let (placed_a, event_a) = placed("order-a", 500, 1_795_706_525_000);
+        assert_eq!(
+            fold.apply(&placed_a, &event_a).expect("a"),
+            ApplyOutcome::Applied
+        );
+        // A redelivered event is a duplicate, as on the live path.
+        assert_eq!(
+            fold.apply(&placed_a, &event_a).expect("a again"),
+            ApplyOutcome::Duplicate
+        );
+        let (placed_b, event_b) = placed("order-b", 700, 1_795_706_526_000);
+        fold.apply(&placed_b, &event_b).expect("b");
+        // Order a again, after b: its rows would overwrite the first ones.
+        let err = fold.apply(&placed_a, &event_a).expect_err("a after b");
+        assert!(err.to_string().contains("order-id order"), "{err}");
+        let batch = fold.finish().expect("finish");
+        let ids: Vec<&str> = batch.orders.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["order-a", "order-b"]);
+        let day = batch.days.values().next().expect("a day");
+        assert_eq!((day.orders_placed, day.amount_placed), (2, 1200));
+        // A gap is refused as on the live path.
+        let mut fold = OrderFold::new(both());
+        let (mut v2, event) = placed("order-c", 1, 1_795_706_527_000);
+        v2.version = 2;
+        assert!(matches!(
+            fold.apply(&v2, &event),
+            Err(ReadModelError::Gap { expected: 1, .. })
+        ));
     }
 
     #[test]

@@ -24,7 +24,6 @@ use orders_domain::ports::{ApplyOutcome, Clock, Page, ReadModelError, ReadModels
 use orders_domain::projection::{DailySales, OrderSummary, OrderView, ProjectionName};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -89,6 +88,15 @@ pub struct NewDeadLetter {
     pub key: String,
     pub reason: String,
     pub record: String,
+}
+
+/// How a replay's bulk fold ended when it read the whole log: the rows it parked, and
+/// the checkpoint to write with the last rows.
+#[derive(Debug)]
+pub struct BulkEnd {
+    pub letters: Vec<NewDeadLetter>,
+    pub checkpoint: String,
+    pub seq: u64,
 }
 
 /// One generation of one projection, as `projection_generations` lists it.
@@ -425,71 +433,63 @@ impl SqliteReadModels {
             .await
     }
 
-    /// Writes a replay's in-memory fold into its target generations, then the rows it
-    /// could not decode into the dead letters and the replay's checkpoint. The rows are
-    /// committed every few megabytes (see [`projection::save_fold`]); the letters and the
-    /// checkpoint go with the last rows. An interrupted save leaves rows in generations
-    /// nobody reads yet, but no letter and no checkpoint: a resumed replay folds the log
-    /// again and rewrites them. `rows_written` counts the rows as they are written, out of
-    /// [`projection::FoldRows::rows`].
-    pub async fn save_fold(
+    /// Writes a replay's bulk phase into `targets` on the caller's thread (blocking; the
+    /// fold runs on other threads meanwhile): `feed` hands the folded batches to the
+    /// [`projection::BulkSave`] as they come, then says how the fold ended: `Some(end)` completes the generations (days, customer index) and writes the dead
+    /// letters and the checkpoint with the last rows; `None` (stopped or failed) leaves
+    /// them out. Rows are committed every few megabytes along the way, so an interrupted
+    /// save leaves rows in generations nobody reads yet, but no letter and no checkpoint:
+    /// a resumed replay folds the log again and rewrites them. Returns whether the save
+    /// completed.
+    pub(crate) fn save_bulk(
         &self,
         targets: Targets,
-        fold: projection::FoldRows,
-        parked: Vec<NewDeadLetter>,
-        checkpoint: (&str, u64),
-        rows_written: Arc<AtomicU64>,
-    ) -> Result<(), ReadModelError> {
-        let (name, seq) = (checkpoint.0.to_string(), checkpoint.1);
-        let inner = self.inner.clone();
-        Ok(blocking(move || {
-            let mut w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            // The commits below outrun any checkpoint: the background thread copies the
-            // WAL while rows are written, and the writer does not stop to help.
-            let _bulk = inner.checkpoint.bulk();
-            // With the default 2 MB page cache SQLite would spill dirty pages to the WAL
-            // between commits and write many of them again and again (and building the
-            // customer index sorts the whole table). The cache shrinks back afterwards.
-            let before: i64 = w
-                .conn
-                .pragma_query_value(None, "cache_size", |r| r.get(0))?;
-            w.conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
-            let started = std::time::Instant::now();
-            // Inside a unit (never the case for a replay) everything stays in its one
-            // transaction.
-            let own = w.conn.is_autocommit();
-            let commit = |conn: &Connection| -> Result<(), DbError> {
-                if own {
-                    conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
-                }
-                Ok(())
+        feed: impl FnOnce(&mut projection::BulkSave<'_>) -> Result<Option<BulkEnd>, DbError>,
+    ) -> Result<bool, DbError> {
+        let mut w = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // The commits below outrun any checkpoint: the background thread copies the
+        // WAL while rows are written, and the writer does not stop to help.
+        let _bulk = self.inner.checkpoint.bulk();
+        // With the default 2 MB page cache SQLite would spill dirty pages to the WAL
+        // between commits and write many of them again and again (and building the
+        // customer index sorts the whole table). The cache shrinks back afterwards.
+        let before: i64 = w
+            .conn
+            .pragma_query_value(None, "cache_size", |r| r.get(0))?;
+        w.conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+        // The customer index's sort runs on a second thread too.
+        w.conn.pragma_update(None, "threads", 2)?;
+        let started = std::time::Instant::now();
+        // Inside a unit (never the case for a replay) everything stays in its one
+        // transaction.
+        let own = w.conn.is_autocommit();
+        let commit = |conn: &Connection| -> Result<(), DbError> {
+            if own {
+                conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+            }
+            Ok(())
+        };
+        let saved = w.atomically(|conn| {
+            let mut save =
+                projection::BulkSave::start(conn, targets, projection::BULK_COMMIT_BYTES, &commit)?;
+            let Some(end) = feed(&mut save)? else {
+                return Ok(false);
             };
-            let saved = w.atomically(|conn| {
-                projection::save_fold(
-                    conn,
-                    &targets,
-                    &fold,
-                    projection::BULK_COMMIT_BYTES,
-                    &commit,
-                    &rows_written,
-                )?;
-                for letter in &parked {
-                    insert_dead_letter(conn, letter)?;
-                }
-                tracing::debug!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    "bulk: rows inserted"
-                );
-                write_checkpoint(conn, &name, seq)
-            });
-            tracing::debug!(seconds = started.elapsed().as_secs_f64(), "bulk: committed");
-            w.conn.pragma_update(None, "cache_size", before)?;
-            drop(w);
-            // Freeing a few hundred thousand rows takes a while; nobody waits for it.
-            std::thread::spawn(move || drop(fold));
-            saved
-        })
-        .await?)
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "bulk: rows inserted"
+            );
+            save.finish()?;
+            for letter in &end.letters {
+                insert_dead_letter(conn, letter)?;
+            }
+            write_checkpoint(conn, &end.checkpoint, end.seq)?;
+            Ok(true)
+        });
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "bulk: committed");
+        w.conn.pragma_update(None, "threads", 0)?;
+        w.conn.pragma_update(None, "cache_size", before)?;
+        saved
     }
 
     /// Applies many events in one transaction, each all-or-nothing (a SAVEPOINT each);
