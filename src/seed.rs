@@ -133,7 +133,14 @@ pub struct Seeded {
     pub events: u64,
 }
 
+/// Orders whose histories are interleaved in the log (see [`seed`]).
+const WINDOW: u64 = 2_048;
+
 /// Appends `orders` histories from `concurrency` writers (the store group-commits them).
+/// As in a live log, an order's events are not next to each other: orders are seeded
+/// window by window, and within a window every order's first event is appended, then
+/// every second one, and so on, so an order's events lie a few thousand events apart (a
+/// replay reading order by order then jumps around the log as it would in production).
 pub async fn seed<E: EventStore + Clone>(
     store: E,
     ids: Arc<dyn IdGenerator>,
@@ -142,43 +149,61 @@ pub async fn seed<E: EventStore + Clone>(
     concurrency: usize,
     progress: impl Fn(u64) + Send + Sync + 'static,
 ) -> Result<Seeded, StoreError> {
-    let next = Arc::new(AtomicU64::new(0));
     let events = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(progress);
+    let mut start = 0;
+    while start < orders {
+        let end = (start + WINDOW).min(orders);
+        let histories = (start..end)
+            .map(|n| {
+                history(n, ids.as_ref(), now)
+                    .map_err(|e| StoreError::Corrupt(format!("seed history {n}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rounds = histories.iter().map(Vec::len).max().unwrap_or(0);
+        for round in 0..rounds {
+            let appends: Vec<EventEnvelope> = histories
+                .iter()
+                .filter_map(|h| h.get(round).cloned())
+                .collect();
+            append_all(&store, appends, concurrency, &events).await?;
+        }
+        start = end;
+        progress(events.load(Ordering::Relaxed));
+    }
+    Ok(Seeded {
+        orders,
+        events: events.load(Ordering::Relaxed),
+    })
+}
+
+/// Appends each event (of distinct orders, each the next version of its order) from
+/// `concurrency` tasks.
+async fn append_all<E: EventStore + Clone>(
+    store: &E,
+    appends: Vec<EventEnvelope>,
+    concurrency: usize,
+    events: &Arc<AtomicU64>,
+) -> Result<(), StoreError> {
+    let queue = Arc::new(std::sync::Mutex::new(appends));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (store, ids, next, events, progress) = (
-            store.clone(),
-            ids.clone(),
-            next.clone(),
-            events.clone(),
-            progress.clone(),
-        );
+        let (store, queue, events) = (store.clone(), queue.clone(), events.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= orders {
+                let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                let Some(event) = next else {
                     return Ok::<_, StoreError>(());
-                }
-                let history = history(n, ids.as_ref(), now)
-                    .map_err(|e| StoreError::Corrupt(format!("seed history {n}: {e}")))?;
-                let count = history.len() as u64;
-                let aggregate_id = history
-                    .first()
-                    .map(|e| e.aggregate_id.clone())
-                    .unwrap_or_default();
+                };
                 store
                     .append(AppendRequest {
-                        aggregate_id,
-                        expected_version: 0,
-                        events: history,
+                        aggregate_id: event.aggregate_id.clone(),
+                        expected_version: event.version.saturating_sub(1),
+                        events: vec![event],
                         idempotency: None,
                     })
                     .await?;
-                let total = events.fetch_add(count, Ordering::Relaxed) + count;
-                if n % 1_000 == 0 {
-                    progress(total);
-                }
+                events.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -186,8 +211,5 @@ pub async fn seed<E: EventStore + Clone>(
         t.await
             .map_err(|e| StoreError::Unavailable(format!("seed task: {e}")))??;
     }
-    Ok(Seeded {
-        orders,
-        events: events.load(Ordering::Relaxed),
-    })
+    Ok(())
 }

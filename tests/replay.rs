@@ -275,6 +275,34 @@ async fn events_appended_during_a_replay_are_caught_up_before_the_switch() {
 }
 
 #[tokio::test]
+async fn the_seed_interleaves_orders_as_a_live_log_does() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stores = LocalStores::open(dir.path()).expect("open");
+    let seeded = orders::seed::seed(
+        stores.events.clone(),
+        Arc::new(UlidIds::new()),
+        orders_domain::ports::Clock::now(&SystemClock),
+        50,
+        4,
+        |_| {},
+    )
+    .await
+    .expect("seed");
+    let log = stores.events.read_from(0, usize::MAX).await.expect("read");
+    assert_eq!(log.len() as u64, seeded.events);
+    // Every order's first event comes before any order's second one...
+    let firsts = log.iter().take_while(|(_, e)| e.version == 1).count();
+    assert_eq!(firsts, 50, "the 50 placements first");
+    // ...and each order's events are in version order without a gap.
+    let mut last: std::collections::HashMap<&str, u64> = Default::default();
+    for (_, e) in &log {
+        let before = last.insert(e.aggregate_id.as_str(), e.version).unwrap_or(0);
+        assert_eq!(e.version, before + 1, "{}", e.aggregate_id);
+    }
+    assert_eq!(last.len(), 50);
+}
+
+#[tokio::test]
 async fn order_placed_v1_events_replay_through_the_upcaster() {
     let dir = tempfile::tempdir().expect("dir");
     let stores = LocalStores::open(dir.path()).expect("open");
