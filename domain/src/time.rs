@@ -85,8 +85,13 @@ impl Timestamp {
             if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
                 return None;
             }
-            let padded: String = digits.chars().chain("000".chars()).take(3).collect();
-            padded.parse::<i64>().ok()?
+            // Milliseconds: the first three digits, padded with zeros (no allocation: a
+            // replay parses one timestamp per event).
+            digits
+                .bytes()
+                .chain(std::iter::repeat(b'0'))
+                .take(3)
+                .fold(0, |ms, c| ms * 10 + i64::from(c - b'0'))
         };
         let days = days_from_civil(y, mo, d);
         Some(Timestamp(
@@ -248,6 +253,11 @@ mod tests {
         assert_eq!(
             Timestamp::parse("2026-11-26T15:22:05.1Z"),
             Some(Timestamp(1_795_706_525_100))
+        );
+        assert_eq!(
+            Timestamp::parse("2026-11-26T15:22:05.123456Z"),
+            Some(Timestamp(1_795_706_525_123)),
+            "digits past the millisecond are cut"
         );
         assert_eq!(Timestamp::parse("2026-13-26T15:22:05Z"), None);
         assert_eq!(Timestamp::parse("yesterday"), None);
