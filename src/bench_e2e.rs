@@ -47,6 +47,10 @@ struct Report {
     /// to the last execution's end.
     completed_per_sec: f64,
     complete_seconds: f64,
+    /// CPU time of the whole process (runtime and in-process load generator, user and
+    /// system) per order, from the first POST until the last execution ended: on a shared
+    /// machine a steadier measure of the cost of an order than the rates.
+    cpu_ms_per_order: f64,
     post_ms_p50: f64,
     post_ms_p99: f64,
     confirmed_ms_p50: f64,
@@ -136,7 +140,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "end to end: {} connections{}, {:.1} s of load\n  POSTed        {:.0}/s ({} orders, {} errors), POST p50 {:.2} ms, p99 {:.2} ms\n  completed     {:.0} orders/s (all executions SUCCEEDED after {:.1} s)\n  POST→confirmed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)\n  effects       {} executions SUCCEEDED, {} SNS, {} SQS, {} emails",
+            "end to end: {} connections{}, {:.1} s of load\n  POSTed        {:.0}/s ({} orders, {} errors), POST p50 {:.2} ms, p99 {:.2} ms\n  completed     {:.0} orders/s (all executions SUCCEEDED after {:.1} s)\n  CPU           {:.2} ms per order (the whole process, load generator included)\n  POST→confirmed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)\n  effects       {} executions SUCCEEDED, {} SNS, {} SQS, {} emails",
             report.connections,
             report
                 .target_rate
@@ -150,6 +154,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             report.post_ms_p99,
             report.completed_per_sec,
             report.complete_seconds,
+            report.cpu_ms_per_order,
             report.confirmed_ms_p50,
             report.confirmed_ms_p99,
             report.confirmed_ms_max,
@@ -200,12 +205,14 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     };
 
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let (posted, mut post_ms, errors) =
         load(runtime.addr, args, Duration::from_secs(args.seconds), body).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     let n = posted.len() as u64;
     let after = wait_complete(runtime, before.succeeded + n, drain).await?;
     let complete_seconds = started.elapsed().as_secs_f64();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     runtime.wait_projected().await;
 
     let confirmed = confirmed.lock().map(|c| c.clone()).unwrap_or_default();
@@ -229,6 +236,7 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
         posted_per_sec: posted.len() as f64 / load_seconds,
         completed_per_sec: done as f64 / complete_seconds,
         complete_seconds,
+        cpu_ms_per_order: cpu.as_secs_f64() * 1000.0 / (posted.len().max(1) as f64),
         post_ms_p50: percentile(&post_ms, 0.5),
         post_ms_p99: percentile(&post_ms, 0.99),
         confirmed_ms_p50: percentile(&lat, 0.5),
@@ -240,6 +248,15 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
         sqs_messages: after.sqs - before.sqs,
         emails: after.mail - before.mail,
     })
+}
+
+/// The CPU time this process has used so far, all threads.
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// POSTs for `duration`; returns (order id, POST start) pairs, POST latencies, errors.

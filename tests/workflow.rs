@@ -543,3 +543,44 @@ async fn kill_9_in_the_middle_of_an_execution_then_restart_finishes_it_once() {
     second.child.kill().expect("kill");
     second.child.wait().expect("reaped");
 }
+
+#[test]
+fn the_end_to_end_benchmark_counts_every_effect_and_the_cpu_per_order() {
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args([
+            "bench",
+            "e2e",
+            "--rate",
+            "100",
+            "--connections",
+            "4",
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--json",
+        ])
+        .output()
+        .expect("run bench e2e");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let orders = report["orders"].as_u64().expect("orders");
+    assert!(orders > 0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    for effect in [
+        "executions_succeeded",
+        "sns_messages",
+        "sqs_messages",
+        "emails",
+    ] {
+        assert_eq!(report[effect].as_u64(), Some(orders), "{effect}: {report}");
+    }
+    assert_eq!(
+        report["confirmed_samples"].as_u64(),
+        Some(orders),
+        "{report}"
+    );
+    let cpu = report["cpu_ms_per_order"].as_f64().expect("cpu");
+    assert!(cpu > 0.0 && cpu.is_finite(), "{report}");
+}
