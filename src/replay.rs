@@ -368,8 +368,10 @@ pub async fn replay(
         parked: 0,
     };
     progress(reading(run.events_read, total));
-    // Bulk: the live projector keeps serving the active generations meanwhile. A fresh
-    // build folds in memory; a resumed one continues through the store.
+    // Bulk: the live projector keeps serving the active generations meanwhile. Without a
+    // checkpoint (a fresh build, or one stopped before its bulk phase wrote its last rows)
+    // the log is streamed once into the new generations; after that, the catch-up goes
+    // through the store chunk by chunk.
     if after == 0 {
         run.bulk(stop, total, &progress).await?;
     }
