@@ -205,6 +205,56 @@ async fn an_interrupted_replay_switches_nothing_and_resumes() {
     assert_eq!(snapshot(&stores, &ids).await, live);
 }
 
+#[tokio::test]
+async fn a_replay_stopped_in_its_bulk_phase_leaves_no_checkpoint_and_resumes_from_the_start() {
+    // Enough events for several batches, so the stop lands inside the bulk phase.
+    let (_dir, stores, ids) = seeded(700).await;
+    let live = snapshot(&stores, &ids).await;
+    let err = replay::replay(
+        &stores,
+        &opts(&ProjectionName::ALL),
+        &AtomicBool::new(true),
+        |_| {},
+    )
+    .await
+    .expect_err("stopped");
+    assert!(matches!(err, ReplayError::Stopped), "{err:?}");
+    let generations = stores.read_models.generations().await.expect("generations");
+    let building: Vec<_> = generations
+        .iter()
+        .filter(|g| g.status == "building")
+        .collect();
+    assert_eq!(building.len(), 2, "{generations:?}");
+    let total = stores.events.count().await.expect("count");
+    let orders_written = stores
+        .read_models
+        .count_orders(ProjectionName::Orders, 2)
+        .await
+        .expect("count");
+    assert!(
+        orders_written < ids.len() as u64,
+        "stopped before the last rows ({orders_written} of {})",
+        ids.len()
+    );
+
+    let mut o = opts(&ProjectionName::ALL);
+    o.resume = true;
+    let first = std::sync::Mutex::new(None);
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |p| {
+        first.lock().expect("first").get_or_insert(p);
+    })
+    .await
+    .expect("resumed");
+    // No checkpoint was left: the resumed run starts from the first event.
+    assert_eq!(
+        first.into_inner().expect("first"),
+        Some(ReplayProgress { done: 0, total })
+    );
+    assert_eq!(s.events_read, total);
+    assert_eq!(s.orders_rebuilt, ids.len() as u64);
+    assert_eq!(snapshot(&stores, &ids).await, live);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_appended_during_a_replay_are_caught_up_before_the_switch() {
     let (_dir, stores, mut ids) = seeded(20).await;
