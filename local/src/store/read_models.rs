@@ -463,9 +463,11 @@ impl SqliteReadModels {
         // Inside a unit (never the case for a replay) everything stays in its one
         // transaction.
         let own = w.conn.is_autocommit();
+        // Between chunks the lock is left free for a moment: a live projector (in `orders
+        // serve`) writes in between instead of waiting for the whole replay.
         let commit = |conn: &Connection| -> Result<(), DbError> {
             if own {
-                conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                sqlite::yield_write_lock(conn)?;
             }
             Ok(())
         };

@@ -9,10 +9,39 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// How long a connection waits for another one's write lock before giving up. Only the
-/// migration at start-up and an operator's `sqlite3` shell ever contend: each file has a
-/// single writer in this process.
+/// How long a connection waits for another one's write lock before giving up. Each file
+/// has a single writer in this process; what contends is the migration at start-up, an
+/// operator's `sqlite3` shell, and a replay (`orders replay`, another process) writing a
+/// new generation into `read_models.db` while `orders serve` projects live.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a writer tries a busy lock again. SQLite's own handler backs off to one try
+/// per 100 ms, which would almost never land in the moment a replay leaves the lock free
+/// between two of its chunks ([`yield_write_lock`]): the live projector would wait for the
+/// whole replay, then give up and retry until its records were parked.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
+/// How long a long write (a replay's bulk phase) leaves the lock free between two chunks:
+/// a couple of [`BUSY_POLL`]s, so a waiting writer gets in.
+const YIELD_FOR: Duration = Duration::from_millis(2);
+
+fn poll_busy(tries: i32) -> bool {
+    let waited = BUSY_POLL * u32::try_from(tries).unwrap_or(u32::MAX);
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
+
+/// Commits the writer's open transaction, leaves the write lock free for a moment and
+/// opens the next one: a long series of commits (a replay's bulk phase) lets another
+/// connection's write in between instead of starving it.
+pub(crate) fn yield_write_lock(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("COMMIT")?;
+    std::thread::sleep(YIELD_FOR);
+    conn.execute_batch("BEGIN IMMEDIATE")
+}
 
 /// Read connections per file, and reads running at once: more would only queue on the
 /// CPU (and churn connections) on a small machine.
@@ -27,13 +56,13 @@ const READERS: usize = 8;
 /// commits, which is acceptable for a local development runtime and buys an order of
 /// magnitude in append throughput.
 pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(poll_busy))?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -208,6 +237,71 @@ mod tests {
         }
         let stmt = conn.prepare_cached(sql).expect("prepare");
         stmt.get_status(StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_long_series_of_commits_lets_another_writer_in_between() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let long = open_writer(&path).expect("writer");
+        long.execute_batch("CREATE TABLE t (who TEXT NOT NULL, n TEXT NOT NULL)")
+            .expect("schema");
+        // As in a replay's bulk write, the writer never checkpoints (a background thread
+        // does): its commits leave no pause of their own.
+        long.pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("no checkpoints");
+        // Another process's writer, as `orders serve` beside `orders replay`.
+        let other = open_writer(&path).expect("other writer");
+        let other_done = std::sync::atomic::AtomicBool::new(false);
+        let done = &other_done;
+        let chunks = std::thread::scope(|s| {
+            let writing = s.spawn(move || {
+                long.execute_batch("BEGIN IMMEDIATE").expect("begin");
+                let mut chunks = 0u32;
+                // Chunk after chunk, as a replay's bulk phase: the lock is held all along
+                // but for the moment between two chunks. Bounded: past 20 s the other
+                // writer has long given up.
+                let started = std::time::Instant::now();
+                while !done.load(std::sync::atomic::Ordering::SeqCst)
+                    && started.elapsed() < Duration::from_secs(20)
+                {
+                    // About 2 MB a chunk (a replay commits every 8 MB).
+                    let mut insert = long
+                        .prepare_cached("INSERT INTO t VALUES ('long', ?1)")
+                        .expect("prepare");
+                    for n in 0..2_000 {
+                        insert.execute([format!("{n:01024}")]).expect("insert");
+                    }
+                    yield_write_lock(&long).expect("next chunk");
+                    chunks += 1;
+                }
+                long.execute_batch("COMMIT").expect("commit");
+                chunks
+            });
+            // Wait until the long writer holds the lock, then write.
+            while long_rows(&path) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let wrote = other.execute("INSERT INTO t VALUES ('other', '0')", []);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(wrote.is_ok(), "the other writer got in: {wrote:?}");
+            writing.join().expect("long writer")
+        });
+        let reader = open_reader(&path).expect("reader");
+        let others: i64 = reader
+            .query_row("SELECT count(*) FROM t WHERE who = 'other'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(others, 1);
+        assert!(chunks > 0);
+    }
+
+    /// Rows the long writer committed so far.
+    fn long_rows(path: &Path) -> i64 {
+        open_reader(path)
+            .and_then(|r| r.query_row("SELECT count(*) FROM t", [], |row| row.get(0)))
+            .unwrap_or(0)
     }
 
     #[test]
