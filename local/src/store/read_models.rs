@@ -435,12 +435,12 @@ impl SqliteReadModels {
 
     /// Writes a replay's bulk phase into `targets` on the caller's thread (blocking; the
     /// fold runs on other threads meanwhile): `feed` hands the folded batches to the
-    /// [`projection::BulkSave`] as they come, then says how the fold ended: `Some(end)` completes the generations (days, customer index) and writes the dead
-    /// letters and the checkpoint with the last rows; `None` (stopped or failed) leaves
-    /// them out. Rows are committed every few megabytes along the way, so an interrupted
-    /// save leaves rows in generations nobody reads yet, but no letter and no checkpoint:
-    /// a resumed replay folds the log again and rewrites them. Returns whether the save
-    /// completed.
+    /// [`projection::BulkSave`] as they come, then says how the fold ended: `Some(end)`
+    /// completes the generations (days, customer index) and writes the dead letters and
+    /// the checkpoint with the last rows; `None` (stopped or failed) leaves them out.
+    /// Rows are committed every few megabytes along the way, so an interrupted save leaves
+    /// rows in generations nobody reads yet, but no letter and no checkpoint: a resumed
+    /// replay streams the log again and rewrites them. Returns whether the save completed.
     pub(crate) fn save_bulk(
         &self,
         targets: Targets,
