@@ -16,6 +16,7 @@ use std::time::Duration;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench_e2e;
+mod projections_cmd;
 mod replay_cmd;
 mod states_cmd;
 mod workflow_cmd;
@@ -76,6 +77,11 @@ enum Cmd {
     Replay(replay_cmd::ReplayArgs),
     /// Write a realistic order history straight into the local event store.
     Seed(replay_cmd::SeedArgs),
+    /// Projections: their generations, each consumer's position in the log, interrupted
+    /// replays; drop generations nobody reads.
+    Projections(projections_cmd::ProjectionsArgs),
+    /// Records the projector or a replay could not process, parked with their reason.
+    DeadLetters(projections_cmd::DeadLettersArgs),
     /// Run or validate Amazon States Language definitions with the built-in engine.
     States {
         #[command(subcommand)]
@@ -186,6 +192,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::States { command } => states_cmd::run(command).await,
         Cmd::Replay(args) => replay_cmd::replay(args).await,
         Cmd::Seed(args) => replay_cmd::seed(args).await,
+        Cmd::Projections(args) => projections_cmd::projections(args).await,
+        Cmd::DeadLetters(args) => projections_cmd::dead_letters(args).await,
     }
 }
 

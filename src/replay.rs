@@ -7,14 +7,43 @@ use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, StoreError};
 use orders_domain::projection::ProjectionName;
+use orders_local::store::read_models::replay_checkpoint_name;
 use orders_local::store::{
     BadRow, BulkControl, BulkError, BulkRead, LocalStores, NewDeadLetter, StreamRow, Targets,
 };
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const DEAD_LETTER_SOURCE: &str = "replay";
+
+/// The file a local replay locks for its whole run.
+const LOCK_FILE: &str = "replay.lock";
+
+/// An advisory lock on `<data dir>/replay.lock`, held by a local replay while it runs: a
+/// second replay, or dropping the generation one is building, is refused meanwhile. The OS
+/// releases it when the process ends, `kill -9` included, so it never needs clearing.
+#[derive(Debug)]
+pub struct ReplayLock {
+    _file: std::fs::File,
+}
+
+impl ReplayLock {
+    /// The lock, or `None` when a replay holds it.
+    pub fn try_acquire(data_dir: &Path) -> std::io::Result<Option<ReplayLock>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join(LOCK_FILE))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ReplayLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -79,7 +108,7 @@ pub enum ReplayError {
     #[error("event {key} cannot be projected: {reason}")]
     Projection { key: String, reason: String },
     #[error(
-        "a replay of {projection} into generation {generation} was interrupted; continue it with --resume"
+        "a replay of {projection} into generation {generation} was interrupted; continue it with --resume, or abandon it with `orders projections drop {projection} {generation}`"
     )]
     Interrupted {
         projection: &'static str,
@@ -138,11 +167,8 @@ async fn targets(
 }
 
 fn checkpoint_name(steps: &[(ProjectionName, Option<u32>, u32)]) -> String {
-    let parts: Vec<String> = steps
-        .iter()
-        .map(|(p, _, g)| format!("{}=g{g}", p.as_str()))
-        .collect();
-    format!("replay:{}", parts.join(","))
+    let targets: Vec<(ProjectionName, u32)> = steps.iter().map(|(p, _, g)| (*p, *g)).collect();
+    replay_checkpoint_name(&targets)
 }
 
 pub async fn plan(stores: &LocalStores, opts: &ReplayOptions) -> Result<ReplayPlan, ReplayError> {
@@ -356,7 +382,14 @@ pub async fn replay(
         t.set(*p, Some(*g));
     }
     let checkpoint = checkpoint_name(&steps);
-    let after = stores.read_models.checkpoint(&checkpoint).await?;
+    // Fresh generations start from the first event whatever a checkpoint of the same name
+    // says (one a data dir kept from before switched replays deleted theirs).
+    let after = if opts.resume {
+        stores.read_models.checkpoint(&checkpoint).await?
+    } else {
+        stores.read_models.delete_checkpoint(&checkpoint).await?;
+        0
+    };
     let total = stores.events.count().await?;
     let mut run = Run {
         stores,
@@ -390,6 +423,11 @@ pub async fn replay(
         for (p, _, g) in &steps {
             stores.read_models.activate_generation(*p, *g).await?;
         }
+        // Done with: nothing resumes a switched replay.
+        stores
+            .read_models
+            .delete_checkpoint(&run.checkpoint)
+            .await?;
         Ok::<_, ReplayError>(())
     }
     .await;

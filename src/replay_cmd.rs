@@ -69,13 +69,8 @@ pub fn parse_projections(names: &[String]) -> anyhow::Result<Vec<ProjectionName>
             out.extend(ProjectionName::ALL);
             continue;
         }
-        let p = ProjectionName::parse(n).with_context(|| {
-            let known: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.as_str()).collect();
-            format!(
-                "unknown projection `{n}` (known: {}, or all)",
-                known.join(", ")
-            )
-        })?;
+        let p = ProjectionName::parse(n)
+            .with_context(|| format!("unknown projection `{n}` (known: {}, or all)", known()))?;
         out.push(p);
     }
     out.sort();
@@ -83,7 +78,18 @@ pub fn parse_projections(names: &[String]) -> anyhow::Result<Vec<ProjectionName>
     Ok(out)
 }
 
-async fn open_existing(data_dir: &Path) -> anyhow::Result<LocalStores> {
+/// One projection's name.
+pub fn parse_projection(name: &str) -> anyhow::Result<ProjectionName> {
+    ProjectionName::parse(name)
+        .with_context(|| format!("unknown projection `{name}` (known: {})", known()))
+}
+
+fn known() -> String {
+    let names: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.as_str()).collect();
+    names.join(", ")
+}
+
+pub(crate) async fn open_existing(data_dir: &Path) -> anyhow::Result<LocalStores> {
     anyhow::ensure!(
         data_dir.join("events.db").is_file(),
         "no event store in {} (wrong --data-dir?)",
@@ -204,6 +210,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return replay_aws(args, projections).await;
     }
     let stores = open_existing(&args.data_dir).await?;
+    let lock = replay::ReplayLock::try_acquire(&args.data_dir)
+        .with_context(|| format!("locking {}", args.data_dir.display()))?;
+    anyhow::ensure!(
+        lock.is_some(),
+        "a replay is already running in {}; wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
+        args.data_dir.display()
+    );
     let opts = ReplayOptions {
         projections,
         resume: args.resume,

@@ -564,6 +564,62 @@ async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() 
         .await
         .expect("count");
     assert_eq!(letters, 1);
+
+    // The parked event, as an operator finds it: the live projector parked the same event
+    // when it failed to process it, the replay parked it when told to skip it.
+    let listed = orders_cli(&["dead-letters", "list", "--json", "--data-dir", &dir]);
+    assert!(listed.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let sources: Vec<&str> = lines.iter().filter_map(|l| l["source"].as_str()).collect();
+    assert_eq!(sources, ["stream:projector", "replay"], "{lines:?}");
+    let parked = &lines[1];
+    assert!(
+        parked["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("broken-order#v1")),
+        "{parked}"
+    );
+    assert_eq!(parked["record"]["event_type"], "OrderTeleported");
+    let id = parked["id"].as_u64().expect("id").to_string();
+    let shown = orders_cli(&["dead-letters", "show", &id, "--data-dir", &dir]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("source:    replay") && shown.contains("OrderTeleported"),
+        "{shown}"
+    );
+    let from_replay = orders_cli(&[
+        "dead-letters",
+        "list",
+        "--source",
+        "replay",
+        "--data-dir",
+        &dir,
+    ]);
+    let from_replay = String::from_utf8_lossy(&from_replay.stdout);
+    assert_eq!(
+        from_replay.lines().count(),
+        2,
+        "a header and one: {from_replay}"
+    );
+    assert!(from_replay.contains("broken-order#v1"), "{from_replay}");
+    let after_both = orders_cli(&["dead-letters", "list", "--after", &id, "--data-dir", &dir]);
+    assert_eq!(
+        String::from_utf8_lossy(&after_both.stdout).trim(),
+        "no dead letters"
+    );
+    let missing = orders_cli(&["dead-letters", "show", "999", "--data-dir", &dir]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no dead letter 999"), "{err}");
+    let by_source = &status(&dir)["dead_letters"];
+    assert_eq!(
+        by_source,
+        &json!({"total": 2, "by_source": {"replay": 1, "stream:projector": 1}})
+    );
     s.runtime.shutdown().await.expect("shutdown");
 }
 
@@ -670,5 +726,205 @@ fn off_a_terminal_progress_is_plain_lines_then_a_summary() {
     assert!(
         lines.last().is_some_and(|l| l.starts_with(&read)),
         "{stderr}"
+    );
+}
+
+/// `orders projections status --json`, parsed.
+fn status(dir: &str) -> Value {
+    let out = orders_cli(&["projections", "status", "--json", "--data-dir", dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status is JSON")
+}
+
+/// `(projection, generation, status, orders)` of each generation in a status.
+fn generations_of(status: &Value) -> Vec<(String, u64, String, u64)> {
+    status["generations"]
+        .as_array()
+        .expect("generations")
+        .iter()
+        .map(|g| {
+            (
+                g["projection"].as_str().expect("projection").to_string(),
+                g["generation"].as_u64().expect("generation"),
+                g["status"].as_str().expect("status").to_string(),
+                g["orders"].as_u64().expect("orders"),
+            )
+        })
+        .collect()
+}
+
+/// A failed command: one line on stderr that contains `needle`.
+fn fails_with(out: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected a failure: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "{err}");
+}
+
+#[test]
+fn projections_status_lists_generations_and_consumers_and_drops_only_unused_ones() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path().to_string_lossy().to_string();
+    let seeded = orders_cli(&["seed", "--orders", "30", "--data-dir", &dir]);
+    assert!(seeded.status.success());
+    let before = status(&dir);
+    let events = before["log"]["events"].as_u64().expect("events");
+    assert!(events >= 30, "{before}");
+    // Seeded straight into the store: the live projector has read nothing yet.
+    assert_eq!(before["consumers"][0]["name"], "projector");
+    assert_eq!(before["consumers"][0]["behind"], json!(events));
+
+    let replayed = orders_cli(&["replay", "--projection", "all", "--data-dir", &dir]);
+    assert!(replayed.status.success());
+    let after = status(&dir);
+    assert_eq!(
+        generations_of(&after),
+        vec![
+            ("daily_sales".into(), 1, "retired".into(), 0),
+            ("daily_sales".into(), 2, "active".into(), 30),
+            ("orders".into(), 1, "retired".into(), 0),
+            ("orders".into(), 2, "active".into(), 30),
+        ]
+    );
+    // A switched replay leaves no checkpoint behind: nothing to resume, nothing listed.
+    assert_eq!(after["consumers"].as_array().expect("consumers").len(), 1);
+
+    fails_with(
+        &orders_cli(&["projections", "drop", "orders", "2", "--data-dir", &dir]),
+        "generation 2 is the active one",
+    );
+    fails_with(
+        &orders_cli(&["projections", "drop", "orders", "7", "--data-dir", &dir]),
+        "orders has no generation 7",
+    );
+    fails_with(
+        &orders_cli(&["projections", "drop", "inventory", "1", "--data-dir", &dir]),
+        "unknown projection `inventory`",
+    );
+    fails_with(
+        &orders_cli(&["projections", "status", "--data-dir", "/nonexistent/orders"]),
+        "no event store",
+    );
+    assert_eq!(generations_of(&status(&dir)).len(), 4, "nothing dropped");
+
+    let dropped = orders_cli(&["projections", "drop", "orders", "1", "--data-dir", &dir]);
+    assert!(dropped.status.success());
+    let pruned = orders_cli(&["projections", "prune", "--data-dir", &dir]);
+    assert!(pruned.status.success());
+    assert!(String::from_utf8_lossy(&pruned.stdout).contains("daily_sales: dropped generation 1"));
+    assert_eq!(
+        generations_of(&status(&dir)),
+        vec![
+            ("daily_sales".into(), 2, "active".into(), 30),
+            ("orders".into(), 2, "active".into(), 30),
+        ]
+    );
+    let text = orders_cli(&["projections", "status", "--data-dir", &dir]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("no dead letters"), "{text}");
+    assert!(
+        text.lines().any(|l| l
+            .split_whitespace()
+            .take(4)
+            .eq(["orders", "2", "active", "30"])),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_replay_can_be_abandoned_and_a_new_one_starts_from_scratch() {
+    let (dir, stores, ids) = seeded(30).await;
+    let live = snapshot(&stores, &ids).await;
+    let path = dir.path().to_string_lossy().to_string();
+    // Stopped after the bulk phase: generation 2 is building and has a checkpoint.
+    let err = replay::replay(
+        &stores,
+        &opts(&[ProjectionName::Orders]),
+        &AtomicBool::new(true),
+        |_| {},
+    )
+    .await
+    .expect_err("stopped");
+    assert!(matches!(err, ReplayError::Stopped), "{err:?}");
+    let s = status(&path);
+    assert!(
+        generations_of(&s).contains(&("orders".into(), 2, "building".into(), 30)),
+        "{s}"
+    );
+    let consumers = s["consumers"].as_array().expect("consumers");
+    assert!(
+        consumers
+            .iter()
+            .any(|c| c["kind"] == "replay" && c["name"] == "replay:orders=g2"),
+        "{s}"
+    );
+    let text = orders_cli(&["projections", "status", "--data-dir", &path]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("abandon it with `orders projections drop orders 2`")
+    );
+
+    let dropped = orders_cli(&["projections", "drop", "orders", "2", "--data-dir", &path]);
+    assert!(
+        dropped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dropped.stderr)
+    );
+    let checkpoints = stores.read_models.checkpoints().await.expect("checkpoints");
+    assert!(
+        checkpoints
+            .iter()
+            .all(|(name, _)| !name.starts_with("replay:")),
+        "{checkpoints:?}"
+    );
+
+    // The next replay gets generation 2 again and must not resume from the dropped
+    // one's checkpoint over empty tables.
+    let s = replay::replay(
+        &stores,
+        &opts(&[ProjectionName::Orders]),
+        &AtomicBool::new(false),
+        |_| {},
+    )
+    .await
+    .expect("a fresh replay");
+    assert_eq!(s.switches[0].to, 2);
+    assert_eq!(s.orders_rebuilt, ids.len() as u64);
+    assert_eq!(snapshot(&stores, &ids).await, live);
+}
+
+#[tokio::test]
+async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
+    let (dir, _stores, _ids) = seeded(5).await;
+    let path = dir.path().to_string_lossy().to_string();
+    let lock = replay::ReplayLock::try_acquire(dir.path())
+        .expect("lock file")
+        .expect("free");
+    assert!(
+        replay::ReplayLock::try_acquire(dir.path())
+            .expect("lock file")
+            .is_none(),
+        "held"
+    );
+    fails_with(
+        &orders_cli(&["replay", "--projection", "all", "--data-dir", &path]),
+        "a replay is already running",
+    );
+    fails_with(
+        &orders_cli(&["projections", "prune", "--data-dir", &path]),
+        "a replay is running",
+    );
+    assert_eq!(status(&path)["replay_running"], true);
+    drop(lock);
+    assert_eq!(status(&path)["replay_running"], false);
+    let ran = orders_cli(&["replay", "--projection", "all", "--data-dir", &path]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
     );
 }

@@ -71,6 +71,27 @@ const MIGRATIONS: &[Migration] = &[|tx| {
     Ok(())
 }];
 
+/// The checkpoint of a replay into these generations: one per replay, so `--resume`
+/// finds it, and a status can say which generations it is building.
+pub fn replay_checkpoint_name(targets: &[(ProjectionName, u32)]) -> String {
+    let parts: Vec<String> = targets
+        .iter()
+        .map(|(p, g)| format!("{}=g{g}", p.as_str()))
+        .collect();
+    format!("replay:{}", parts.join(","))
+}
+
+/// The generations a [`replay_checkpoint_name`] names; `None` for any other checkpoint.
+pub fn replay_checkpoint_targets(name: &str) -> Option<Vec<(ProjectionName, u32)>> {
+    name.strip_prefix("replay:")?
+        .split(',')
+        .map(|part| {
+            let (p, g) = part.split_once("=g")?;
+            Some((ProjectionName::parse(p)?, g.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A record parked where an operator can see it, with why it could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -395,6 +416,20 @@ impl SqliteReadModels {
                 "DELETE FROM projection_generations WHERE projection = ?1 AND generation = ?2",
                 params![projection.as_str(), generation],
             )?;
+            // A dropped building generation was an interrupted replay's: its checkpoint
+            // goes too, or a later replay that gets the same generation number would
+            // resume from it over rows that are no longer there.
+            let names: Vec<String> = conn
+                .prepare_cached("SELECT name FROM checkpoints WHERE name LIKE 'replay:%'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for name in names {
+                let named = replay_checkpoint_targets(&name)
+                    .is_some_and(|t| t.contains(&(projection, generation)));
+                if named {
+                    conn.execute("DELETE FROM checkpoints WHERE name = ?1", [&name])?;
+                }
+            }
             Ok(())
         })
         .await
@@ -519,6 +554,32 @@ impl SqliteReadModels {
             .await
     }
 
+    pub async fn delete_checkpoint(&self, name: &str) -> Result<(), ReadModelError> {
+        let name = name.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM checkpoints WHERE name = ?1")?
+                .execute([name])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every checkpoint, by name: the live consumers' and those of unfinished replays.
+    pub async fn checkpoints(&self) -> Result<Vec<(String, u64)>, ReadModelError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name, seq FROM checkpoints ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, seq) = row?;
+                out.push((name, to_u64(seq, "checkpoint").map_err(DbError::Corrupt)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     // ---- dead letters ----
 
     /// Parks a record; with `checkpoint`, also moves that checkpoint past it in the same
@@ -576,6 +637,23 @@ impl SqliteReadModels {
                     reason,
                     record,
                 });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// How many records each source parked.
+    pub async fn count_dead_letters_by_source(&self) -> Result<Vec<(String, u64)>, ReadModelError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT source, COUNT(*) FROM dead_letters GROUP BY source ORDER BY source",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (source, n) = row?;
+                out.push((source, to_u64(n, "count").map_err(DbError::Corrupt)?));
             }
             Ok(out)
         })
