@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod client;
 pub mod console;
+pub mod projections;
 pub mod replay;
 pub mod runtime;
 pub mod sample;

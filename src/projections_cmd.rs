@@ -5,10 +5,9 @@
 
 use crate::replay_cmd::{open_existing, parse_projection};
 use anyhow::Context;
+use orders::projections::{self, ProjectionsStatus};
 use orders::replay::ReplayLock;
-use orders_local::store::read_models::replay_checkpoint_targets;
-use orders_local::store::{DeadLetter, LocalStores};
-use orders_local::tailer::TailerConfig;
+use orders_local::store::DeadLetter;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -82,7 +81,9 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ProjectionsCmd::Status { data_dir, json } => {
             let stores = open_existing(&data_dir).await?;
-            let status = status(&stores, &data_dir).await?;
+            let status = projections::status(&stores.events, &stores.read_models, &data_dir)
+                .await
+                .context("reading the status")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -162,118 +163,27 @@ fn replay_lock(data_dir: &Path) -> anyhow::Result<ReplayLock> {
         })
 }
 
-/// The status as JSON: the text output is printed from it, so both say the same.
-async fn status(stores: &LocalStores, data_dir: &Path) -> anyhow::Result<Value> {
-    let rm = &stores.read_models;
-    let head = stores.events.head_seq();
-    let replay_running = ReplayLock::try_acquire(data_dir)
-        .with_context(|| format!("locking {}", data_dir.display()))?
-        .is_none();
-    let mut checkpoints = rm.checkpoints().await?;
-    // The live projector has no checkpoint until `orders serve` first projects something.
-    let projector = TailerConfig::default().name;
-    if !checkpoints.iter().any(|(name, _)| *name == projector) {
-        checkpoints.insert(0, (projector, 0));
-    }
-    let mut generations = vec![];
-    for g in rm.generations().await? {
-        generations.push(json!({
-            "projection": g.projection.as_str(),
-            "generation": g.generation,
-            "status": g.status,
-            "orders": rm.count_orders(g.projection, g.generation).await?,
-            "created_at": g.created_at.to_string(),
-        }));
-    }
-    let building: Vec<(String, u64)> = generations
-        .iter()
-        .filter(|g| g["status"] == "building")
-        .filter_map(|g| {
-            Some((
-                g["projection"].as_str()?.to_string(),
-                g["generation"].as_u64()?,
-            ))
-        })
-        .collect();
-    let mut consumers = vec![];
-    for (name, seq) in &checkpoints {
-        match replay_checkpoint_targets(name) {
-            None => consumers.push(json!({
-                "name": name,
-                "kind": "live",
-                "position": seq,
-                "behind": head.saturating_sub(*seq),
-            })),
-            // A switched replay deletes its checkpoint; one left over from before that
-            // names no building generation and says nothing any more.
-            Some(targets)
-                if targets
-                    .iter()
-                    .any(|(p, g)| building.contains(&(p.as_str().to_string(), u64::from(*g)))) =>
-            {
-                consumers.push(json!({
-                    "name": name,
-                    "kind": "replay",
-                    "position": seq,
-                    "behind": head.saturating_sub(*seq),
-                }))
-            }
-            Some(_) => {}
-        }
-    }
-    let by_source = rm.count_dead_letters_by_source().await?;
-    let total_letters: u64 = by_source.iter().map(|(_, n)| n).sum();
-    let by_source: serde_json::Map<String, Value> =
-        by_source.into_iter().map(|(k, n)| (k, json!(n))).collect();
-    Ok(json!({
-        "log": { "events": stores.events.count().await?, "head_seq": head },
-        "replay_running": replay_running,
-        "generations": generations,
-        "consumers": consumers,
-        "dead_letters": { "total": total_letters, "by_source": by_source },
-    }))
-}
-
-/// A JSON value as a table cell: strings without their quotes.
-fn cell(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
-}
-
-fn print_status(s: &Value) {
-    println!(
-        "log: {} events, last seq {}",
-        s["log"]["events"], s["log"]["head_seq"]
-    );
+fn print_status(s: &ProjectionsStatus) {
+    println!("log: {} events, last seq {}", s.log.events, s.log.head_seq);
     println!();
     println!(
         "{:<13} {:>10}  {:<9} {:>9}  created",
         "projection", "generation", "status", "orders"
     );
-    let empty = vec![];
-    let generations = s["generations"].as_array().unwrap_or(&empty);
-    for g in generations {
+    for g in &s.generations {
         println!(
             "{:<13} {:>10}  {:<9} {:>9}  {}",
-            cell(&g["projection"]),
-            cell(&g["generation"]),
-            cell(&g["status"]),
-            cell(&g["orders"]),
-            cell(&g["created_at"]),
+            g.projection, g.generation, g.status, g.orders, g.created_at
         );
     }
     println!();
     println!("{:<32} {:>10} {:>10}", "consumer", "position", "behind");
-    for c in s["consumers"].as_array().unwrap_or(&empty) {
-        println!(
-            "{:<32} {:>10} {:>10}",
-            cell(&c["name"]),
-            cell(&c["position"]),
-            cell(&c["behind"])
-        );
+    for c in &s.consumers {
+        println!("{:<32} {:>10} {:>10}", c.name, c.position, c.behind);
     }
-    for g in generations.iter().filter(|g| g["status"] == "building") {
-        let (p, n) = (cell(&g["projection"]), cell(&g["generation"]));
-        if s["replay_running"] == true {
+    for g in s.building() {
+        let (p, n) = (g.projection, g.generation);
+        if s.replay_running {
             println!("{p} generation {n}: a replay is building it now");
         } else {
             println!(
@@ -281,17 +191,18 @@ fn print_status(s: &Value) {
             );
         }
     }
-    let letters = &s["dead_letters"];
-    if letters["total"] == 0 {
+    if s.dead_letters.total == 0 {
         println!("\nno dead letters");
     } else {
-        let parts: Vec<String> = letters["by_source"]
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| format!("{v} from {k}")).collect())
-            .unwrap_or_default();
+        let parts: Vec<String> = s
+            .dead_letters
+            .by_source
+            .iter()
+            .map(|(k, v)| format!("{v} from {k}"))
+            .collect();
         println!(
             "\ndead letters: {} ({}); see `orders dead-letters list`",
-            letters["total"],
+            s.dead_letters.total,
             parts.join(", ")
         );
     }

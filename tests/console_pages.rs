@@ -329,3 +329,83 @@ async fn the_redrive_button_moves_a_dead_letter_back_to_the_queue() {
     assert!(notice.contains("Moved 1 message(s)"), "{notice}");
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_letters() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    place(&mut c, "c-ada").await;
+    place(&mut c, "c-bob").await;
+    s.runtime.wait_projected().await;
+    let reads = &s.runtime.stores.read_models;
+    for i in 0..30 {
+        reads
+            .park(
+                orders_local::store::NewDeadLetter {
+                    source: "replay".into(),
+                    key: format!("broken-{i}#v1"),
+                    reason: format!("reason {i}"),
+                    record: format!(r#"{{"n":{i}}}"#),
+                },
+                None,
+            )
+            .await
+            .expect("park");
+    }
+    reads
+        .park(
+            orders_local::store::NewDeadLetter {
+                source: "stream:projector".into(),
+                key: "000000000000000000009".into(),
+                reason: "the handler reported it as a batch item failure".into(),
+                record: "not JSON".into(),
+            },
+            None,
+        )
+        .await
+        .expect("park");
+
+    let html = page(&mut c, "/console/projections").await;
+    assert!(html.contains("href=\"/console/projections\""), "in the nav");
+    let row = html
+        .split("data-projection=\"orders\" data-generation=\"1\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the orders generation");
+    assert!(
+        row.contains("status active") && row.contains("<td>2</td>"),
+        "{row}"
+    );
+    let projector = html
+        .split("data-consumer=\"projector\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the projector");
+    assert!(projector.contains("class=\"behind\">0<"), "{projector}");
+    assert!(html.contains("data-source=\"replay\""), "a chip per source");
+    let rows = |h: &str| h.matches("<tr data-id=").count();
+    assert_eq!(rows(&html), 25, "the first page");
+    let next = link(&html, "/console/projections?after=").expect("a next page");
+    let second = page(&mut c, &next).await;
+    assert_eq!(rows(&second), 6);
+    assert!(link(&second, "/console/projections?after=").is_none());
+
+    let one = page(&mut c, "/console/projections?source=stream:projector").await;
+    assert_eq!(rows(&one), 1);
+    assert!(
+        one.contains("the handler reported it as a batch item failure") && one.contains("not JSON"),
+        "{one}"
+    );
+
+    for (q, param) in [
+        ("source=nowhere", "source"),
+        ("after=x", "after"),
+        ("limit=0", "limit"),
+        ("sort=id", "sort"),
+    ] {
+        let r = get(&mut c, &format!("/console/projections?{q}")).await;
+        assert_eq!(r.status, 400, "{q}");
+        assert!(text(&r).contains(&format!("<code>{param}</code>")), "{q}");
+    }
+    s.runtime.shutdown().await.expect("shutdown");
+}

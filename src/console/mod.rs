@@ -3,13 +3,15 @@
 //! stores the runtime writes; the only thing it changes is a dead-letter redrive.
 //!
 //! Pages: executions (list, detail with the state machine drawn as SVG and the history),
-//! orders (list, search by customer, detail with the event timeline), and the local
-//! mailbox, topic and queues.
+//! orders (list, search by customer, detail with the event timeline), the local
+//! mailbox, topic and queues, and the projections (generations, consumers' lag, dead
+//! letters).
 
 mod executions;
 mod graph;
 mod messages;
 mod orders;
+mod projections;
 mod trace;
 
 use axum::Router;
@@ -68,6 +70,7 @@ pub fn router(console: Console) -> Router {
         .merge(executions::routes())
         .merge(orders::routes())
         .merge(messages::routes())
+        .merge(projections::routes())
         .with_state(Arc::new(console))
 }
 
@@ -80,6 +83,7 @@ const NAV: &[(&str, &str)] = &[
     ("/console/mail", "Mailbox"),
     ("/console/topic", "Topic"),
     ("/console/queues", "Queues"),
+    ("/console/projections", "Projections"),
 ];
 
 /// Every page: the same head, navigation and footer around `body`.
