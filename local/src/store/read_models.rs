@@ -567,15 +567,11 @@ impl SqliteReadModels {
     /// Every checkpoint, by name: the live consumers' and those of unfinished replays.
     pub async fn checkpoints(&self) -> Result<Vec<(String, u64)>, ReadModelError> {
         self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT name, seq FROM checkpoints ORDER BY name")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (name, seq) = row?;
-                out.push((name, to_u64(seq, "checkpoint").map_err(DbError::Corrupt)?));
-            }
-            Ok(out)
+            named_numbers(
+                conn,
+                "SELECT name, seq FROM checkpoints ORDER BY name",
+                "checkpoint",
+            )
         })
         .await
     }
@@ -646,16 +642,11 @@ impl SqliteReadModels {
     /// How many records each source parked.
     pub async fn count_dead_letters_by_source(&self) -> Result<Vec<(String, u64)>, ReadModelError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
+            named_numbers(
+                conn,
                 "SELECT source, COUNT(*) FROM dead_letters GROUP BY source ORDER BY source",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (source, n) = row?;
-                out.push((source, to_u64(n, "count").map_err(DbError::Corrupt)?));
-            }
-            Ok(out)
+                "count",
+            )
         })
         .await
     }
@@ -796,6 +787,18 @@ fn insert_dead_letter(conn: &Connection, letter: &NewDeadLetter) -> Result<u64, 
         SystemClock.now().to_string()
     ])?;
     to_u64(conn.last_insert_rowid(), "id").map_err(DbError::Corrupt)
+}
+
+/// The rows of a `SELECT <text>, <count>` query.
+fn named_numbers(conn: &Connection, sql: &str, what: &str) -> Result<Vec<(String, u64)>, DbError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, n) = row?;
+        out.push((name, to_u64(n, what).map_err(DbError::Corrupt)?));
+    }
+    Ok(out)
 }
 
 fn read_checkpoint(conn: &Connection, name: &str) -> Result<u64, DbError> {
