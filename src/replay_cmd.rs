@@ -6,6 +6,7 @@ use orders::replay::{self, ReplayError, ReplayOptions, ReplayProgress};
 use orders_domain::ports::Clock;
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{LocalStores, SystemClock, UlidIds};
+use orders_local::tailer::TailerConfig;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -308,6 +309,17 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("opening the data directory")?
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    // The read models are built by a replay after the seeding.
+    let _lock = replay::ReplayLock::try_acquire(&args.data_dir)
+        .with_context(|| format!("locking {}", args.data_dir.display()))?
+        .with_context(|| {
+            format!(
+                "a replay is running in {}; seed when it has finished",
+                args.data_dir.display()
+            )
+        })?;
+    let projector = TailerConfig::default().name;
+    let caught_up = stores.read_models.checkpoint(&projector).await? >= stores.events.head_seq();
     let started = Instant::now();
     let progress = Arc::new(Progress::new("seed"));
     let p = progress.clone();
@@ -329,6 +341,38 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         seeded.events,
         secs,
         seeded.events as f64 / secs.max(0.001)
+    );
+    if !caught_up {
+        eprintln!(
+            "warning: the live projector had not projected the whole log before the seed, so it was left where it was: `orders serve` will project the seeded orders live and start their workflows"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The seeded orders are history: their workflows ran long ago (each history already
+    // holds its outcome). Their read models are built the way a replay builds them, with
+    // no side effect, and the live projector starts after them, so `orders serve` starts
+    // no workflow, publishes nothing and sends no email for them.
+    let opts = ReplayOptions {
+        projections: ProjectionName::ALL.to_vec(),
+        resume: false,
+        drop_old: true,
+        skip_undecodable: false,
+        chunk: 5_000,
+    };
+    let progress = Progress::new("seed: building read models");
+    let built = replay::replay(&stores, &opts, &AtomicBool::new(false), |p| {
+        progress.events(p.done, p.total)
+    })
+    .await;
+    progress.finish();
+    let built = built.context("building the read models of the seeded orders")?;
+    stores
+        .read_models
+        .set_checkpoint(&projector, stores.events.head_seq())
+        .await?;
+    println!(
+        "built the read models ({} orders) in {:.2} s; the live projector starts after the seeded history",
+        built.orders_rebuilt, built.seconds
     );
     Ok(ExitCode::SUCCESS)
 }
