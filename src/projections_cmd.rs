@@ -5,6 +5,7 @@
 
 use crate::replay_cmd::{open_existing, parse_projection};
 use anyhow::Context;
+use orders::client::{Connection, parse_base_url};
 use orders::projections::{self, ProjectionsStatus};
 use orders::replay::ReplayLock;
 use orders_local::store::DeadLetter;
@@ -68,6 +69,18 @@ enum DeadLettersCmd {
         json: bool,
         #[arg(long, default_value = ".orders")]
         data_dir: PathBuf,
+    },
+    /// Hand parked records of the live projector back to it, in the running `orders serve`
+    /// (which starts the workflows they stand for), once what made them fail is fixed.
+    Redrive {
+        /// One dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every record the live projector parked, oldest first.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = "http://127.0.0.1:3000", env = "ORDERS_URL")]
+        url: String,
     },
     /// One parked record: its reason and the record as it was delivered.
     Show {
@@ -241,6 +254,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        DeadLettersCmd::Redrive { id, all, url } => return redrive(&url, id, all).await,
         DeadLettersCmd::Show { id, data_dir } => {
             let stores = open_existing(&data_dir).await?;
             let letter = stores
@@ -269,6 +283,66 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the running server to redrive (the projector and the workflow engine live there).
+async fn redrive(url: &str, id: Option<u64>, all: bool) -> anyhow::Result<ExitCode> {
+    let form = match (id, all) {
+        (Some(id), _) => format!("id={id}"),
+        (None, _) => "all=1".to_string(),
+    };
+    let base = parse_base_url(url)?;
+    let mut conn = Connection::open(base)
+        .await
+        .with_context(|| format!("is `orders serve` running at {url}? redrive runs in it"))?;
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("accept", "application/json"),
+    ];
+    let reply = conn
+        .send(
+            http::Method::POST,
+            "/console/projections/redrive",
+            &headers,
+            Some(form.into()),
+        )
+        .await
+        .context("sending the redrive")?;
+    if !(200..300).contains(&reply.status) {
+        // The console's error pages are HTML: the reason is in their paragraph.
+        let page = String::from_utf8_lossy(&reply.body);
+        let reason = page
+            .split("<p")
+            .nth(1)
+            .and_then(|p| p.split_once('>'))
+            .map(|(_, rest)| rest.split("</p>").next().unwrap_or(rest))
+            .map(|r| r.replace("<code>", "`").replace("</code>", "`"))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "the server refused the redrive ({}): {reason}",
+            reply.status
+        );
+    }
+    let out: Value = serde_json::from_slice(&reply.body).context("reading the server's answer")?;
+    let failed: Vec<String> = out["dead_letters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| l["processed"] == false)
+                .map(|l| format!("{}: {}", l["id"], l["reason"].as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "redriven {}, failed again {}",
+        out["redriven"], out["failed"]
+    );
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: still parked: {}", failed.join("; "));
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn letter_json(l: &DeadLetter) -> Value {

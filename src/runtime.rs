@@ -12,6 +12,7 @@ use orders_domain::workflow::WorkflowInput;
 use orders_handlers::api::{self, Api};
 use orders_handlers::commands::Commands;
 use orders_handlers::projector::{LoggingStarter, Projector};
+use orders_local::redrive;
 use orders_local::store::{LocalStores, SqliteReadModels, SystemClock, UlidIds};
 use orders_local::tailer::{self, StreamHandler, TailerConfig, TailerHandle};
 use orders_local::workflow::db::WorkflowDb;
@@ -156,21 +157,37 @@ impl Runtime {
                 Some((wf, poller))
             }
         };
-        let starter = match &workflow {
-            Some((wf, _)) => Starter::Engine(wf.starter()),
-            None => Starter::Logging(LoggingStarter),
-        };
-        let projector = ProjectorStream {
-            projector: Projector::live(stores.read_models.clone(), starter),
+        // One for the tailer, one for redriving its dead letters from the console: the
+        // same handler, as a redelivery by the stream would meet it.
+        let projector = || ProjectorStream {
+            projector: Projector::live(
+                stores.read_models.clone(),
+                match &workflow {
+                    Some((wf, _)) => Starter::Engine(wf.starter()),
+                    None => Starter::Logging(LoggingStarter),
+                },
+            ),
             workflows: workflow.as_ref().map(|(wf, _)| wf.db.clone()),
             observer: config.observer.clone(),
         };
         let tailer = tailer::spawn(
             stores.events.clone(),
             stores.read_models.clone(),
-            projector,
+            projector(),
             TailerConfig::default(),
         );
+        let redriver = {
+            let handler = Arc::new(projector());
+            let (events, reads) = (stores.events.clone(), stores.read_models.clone());
+            let redrive: crate::console::Redriver = Arc::new(move |letter| {
+                let (handler, events, reads) = (handler.clone(), events.clone(), reads.clone());
+                Box::pin(async move {
+                    redrive::redrive(&events, &reads, handler, &TailerConfig::default(), &letter)
+                        .await
+                })
+            });
+            redrive
+        };
 
         let api = Arc::new(Api {
             commands: Commands::new(
@@ -191,6 +208,7 @@ impl Runtime {
             workflow: workflow
                 .as_ref()
                 .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
+            redrive: redriver,
         };
         let router = api::router(api).merge(crate::console::router(console));
         let (stop, mut stopped) = watch::channel(false);

@@ -397,6 +397,53 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         "{one}"
     );
 
+    // Only the live projector's letters have a redrive button. Its record is not in the
+    // log (seq 9 of a 2-event log), so the redrive fails and the letter stays.
+    assert_eq!(
+        html.matches("class=\"redrive\"").count(),
+        0,
+        "none on page one"
+    );
+    assert_eq!(one.matches("class=\"redrive\"").count(), 1);
+    assert!(html.contains("Redrive all 1 from"), "{html}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut posted = vec![];
+    for body in [
+        "all=1",
+        "id=1",
+        "id=999999",
+        "id=x",
+        "bogus=1",
+        "id=31&all=1",
+    ] {
+        let r = c
+            .send(
+                http::Method::POST,
+                "/console/projections/redrive",
+                &form,
+                Some(body.into()),
+            )
+            .await
+            .expect("post");
+        posted.push((body, r.status, header(&r, "location").map(str::to_string)));
+    }
+    assert_eq!(
+        posted[0],
+        (
+            "all=1",
+            303,
+            Some("/console/projections?redriven=0&failed=1".to_string())
+        )
+    );
+    let statuses: Vec<u16> = posted[1..].iter().map(|p| p.1).collect();
+    assert_eq!(statuses, [400, 404, 400, 400, 400], "{posted:?}");
+    let after = page(&mut c, "/console/projections?redriven=0&failed=1").await;
+    assert!(
+        after.contains("0 record(s) processed by the projector, 1 failed again"),
+        "{after}"
+    );
+    assert!(after.contains("Redrive all 1 from"), "the letter stays");
+
     for (q, param) in [
         ("source=nowhere", "source"),
         ("after=x", "after"),

@@ -2,6 +2,7 @@
 //! (later) the local topic, queue, mailbox and console.
 
 pub mod checkpoint;
+pub mod redrive;
 pub mod store;
 pub mod tailer;
 pub mod workflow;

@@ -511,3 +511,70 @@ async fn feeds_the_real_projector() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_record_redriven_after_the_fix_is_processed_alone_and_leaves_the_dead_letters() {
+    use orders_local::redrive::{RedriveError, Redriven, redrive};
+    let dir = tempfile::tempdir().unwrap();
+    let stores = open(&dir);
+    place_orders(&stores, 5).await;
+    // Three deliveries park seq 3; the fourth failure stands for the bug not fixed yet.
+    let handler = Arc::new(Scripted::failing(3, 4));
+    let config = fast("projector");
+    let t = tailer::spawn(
+        stores.events.clone(),
+        stores.read_models.clone(),
+        handler.clone(),
+        config.clone(),
+    );
+    timeout(WAIT, t.wait_for(5)).await.unwrap();
+    let rm = &stores.read_models;
+    let letter = rm.dead_letters(None, 0, 10).await.unwrap().remove(0);
+    assert_eq!(letter.key, sequence_number(3));
+
+    let again = redrive(&stores.events, rm, handler.clone(), &config, &letter)
+        .await
+        .unwrap();
+    match again {
+        Redriven::Failed(reason) => assert!(reason.contains("batch item failure"), "{reason}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(
+        rm.dead_letter(letter.id).await.unwrap(),
+        Some(letter.clone())
+    );
+
+    let fixed = redrive(&stores.events, rm, handler.clone(), &config, &letter)
+        .await
+        .unwrap();
+    assert_eq!(fixed, Redriven::Processed);
+    assert_eq!(rm.count_dead_letters(None).await.unwrap(), 0);
+    assert_eq!(
+        handler.batches().last(),
+        Some(&vec![3]),
+        "alone in its batch"
+    );
+    assert_eq!(handler.handled(), vec![1, 2, 4, 5, 3]);
+    assert_eq!(rm.checkpoint("projector").await.unwrap(), 5, "unmoved");
+
+    // Only the stream's own letters go back to it.
+    let id = rm
+        .park(
+            orders_local::store::NewDeadLetter {
+                source: "replay".into(),
+                key: "o-1#v1 (seq 1)".into(),
+                reason: "undecodable".into(),
+                record: "{}".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let other = rm.dead_letter(id).await.unwrap().unwrap();
+    let refused = redrive(&stores.events, rm, handler.clone(), &config, &other).await;
+    assert!(
+        matches!(refused, Err(RedriveError::OtherSource { .. })),
+        "{refused:?}"
+    );
+    t.shutdown().await;
+}

@@ -416,7 +416,7 @@ async fn redrive(axum::extract::State(console): State, body: Bytes) -> Response 
 }
 
 /// An `application/x-www-form-urlencoded` body; `None` when it does not decode.
-fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
+pub(super) fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
     let text = std::str::from_utf8(body).ok()?;
     let mut out = HashMap::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {

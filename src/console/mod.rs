@@ -1,6 +1,7 @@
 //! The local console at `/console`: server-rendered HTML (maud) with its CSS and script
 //! embedded in the binary, so it works offline with no build step. It reads the same
-//! stores the runtime writes; the only thing it changes is a dead-letter redrive.
+//! stores the runtime writes; the only things it changes are dead-letter redrives (of the
+//! fulfilment queue's, and of the stream records the projector parked).
 //!
 //! Pages: executions (list, detail with the state machine drawn as SVG and the history),
 //! orders (list, search by customer, detail with the event timeline), the local
@@ -19,7 +20,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
-use orders_local::store::{SqliteEventStore, SqliteReadModels};
+use orders_local::redrive::{RedriveError, Redriven};
+use orders_local::store::{DeadLetter, SqliteEventStore, SqliteReadModels};
 use orders_local::workflow::LocalWorkflow;
 use orders_local::workflow::db::WorkflowDb;
 use orders_local::workflow::services::Names;
@@ -32,7 +34,19 @@ pub struct Console {
     pub reads: SqliteReadModels,
     /// `None` when the runtime runs without the workflow (`serve --no-workflow`).
     pub workflow: Option<ConsoleWorkflow>,
+    /// Hands a parked stream record back to the live projector.
+    pub redrive: Redriver,
 }
+
+/// Redrives one dead letter of the projector's stream (see [`orders_local::redrive`]).
+pub type Redriver = Arc<
+    dyn Fn(
+            DeadLetter,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Redriven, RedriveError>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 /// The workflow side: executions, and the local topic, queues and mailbox.
 #[derive(Clone)]

@@ -1,16 +1,22 @@
 //! Console page: projections. Each projection's generations, the consumers' positions in
 //! the log and their lag, an unfinished replay, and the dead letters (the records the live
-//! projector or a replay parked), filtered by source and paged.
+//! projector or a replay parked), filtered by source and paged; the projector's can be
+//! redriven, one or all.
 
 use super::orders::{bad_request, known_params, limit_param, pretty, seg};
-use super::{Console, State, failure, page};
+use super::{Console, State, failure, not_found, page};
 use crate::projections::{self, ProjectionsStatus};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Query;
+use axum::http::{HeaderMap, header};
+use axum::response::Redirect;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use maud::{Markup, html};
+use orders_local::redrive::Redriven;
 use orders_local::store::DeadLetter;
+use orders_local::tailer::TailerConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,15 +24,23 @@ const ACTIVE: &str = "/console/projections";
 const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 200;
 
+const REDRIVE: &str = "/console/projections/redrive";
+
 pub(super) fn routes() -> Router<Arc<Console>> {
-    Router::new().route(ACTIVE, get(show))
+    Router::new()
+        .route(ACTIVE, get(show))
+        .route(REDRIVE, post(redrive))
 }
 
 async fn show(
     axum::extract::State(console): State,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = known_params(ACTIVE, &params, &["source", "after", "limit"]) {
+    if let Err(r) = known_params(
+        ACTIVE,
+        &params,
+        &["source", "after", "limit", "redriven", "failed"],
+    ) {
         return r;
     }
     let limit = match limit_param(ACTIVE, &params, DEFAULT_LIMIT, MAX_LIMIT) {
@@ -67,12 +81,108 @@ async fn show(
         Ok(l) => l,
         Err(e) => return failure(ACTIVE, e),
     };
+    // The redrive's outcome, carried over its redirect.
+    let count = |k: &str| params.get(k).and_then(|v| v.parse::<u64>().ok());
+    let notice = count("redriven").map(|r| (r, count("failed").unwrap_or(0)));
     page(
         "Projections",
         ACTIVE,
-        body(&status, source, limit, after, &letters),
+        body(&status, source, limit, after, &letters, notice),
     )
     .into_response()
+}
+
+/// `POST /console/projections/redrive` (form: `id` of one dead letter, or `all=1` for every
+/// one the live projector parked): hands each, oldest first, back to the projector. Then
+/// 303 to the page with the counts, or (`Accept: application/json`, as the CLI asks) the
+/// outcome of each as JSON.
+async fn redrive(
+    axum::extract::State(console): State,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(form) = super::messages::parse_form(&body) else {
+        return bad_request(ACTIVE, "id", "is not a valid form field");
+    };
+    if let Some(k) = form.keys().find(|k| !["id", "all"].contains(&k.as_str())) {
+        return bad_request(ACTIVE, k, "is not a field of the redrive form (id, all)");
+    }
+    let stream = TailerConfig::default().dead_letter_source();
+    let letters = match (form.get("id"), form.get("all").map(String::as_str)) {
+        (Some(id), None) => {
+            let Ok(id) = id.parse::<u64>() else {
+                return bad_request(ACTIVE, "id", "must be a dead letter's id");
+            };
+            match console.reads.dead_letter(id).await {
+                Ok(Some(l)) if l.source == stream => vec![l],
+                Ok(Some(l)) => {
+                    return bad_request(
+                        ACTIVE,
+                        "id",
+                        &format!(
+                            "names a dead letter from `{}`: only those of `{stream}` go back to the projector (a replay's are rebuilt by the next replay)",
+                            l.source
+                        ),
+                    );
+                }
+                Ok(None) => return not_found(ACTIVE, &format!("No dead letter {id}.")),
+                Err(e) => return failure(ACTIVE, e),
+            }
+        }
+        (None, Some("1")) => match all_of(&console, &stream).await {
+            Ok(l) => l,
+            Err(e) => return failure(ACTIVE, e),
+        },
+        _ => return bad_request(ACTIVE, "id", "or `all=1` is needed, not both"),
+    };
+    let mut outcomes = vec![];
+    for letter in letters {
+        let outcome = match (console.redrive)(letter.clone()).await {
+            Ok(Redriven::Processed) => None,
+            Ok(Redriven::Failed(reason)) => Some(reason),
+            Err(e) => Some(e.to_string()),
+        };
+        outcomes.push((letter.id, outcome));
+    }
+    let redriven = outcomes.iter().filter(|(_, o)| o.is_none()).count();
+    let failed = outcomes.len() - redriven;
+    tracing::info!(redriven, failed, "console stream redrive");
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        let items: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|(id, o)| match o {
+                None => serde_json::json!({"id": id, "processed": true}),
+                Some(reason) => serde_json::json!({"id": id, "processed": false, "reason": reason}),
+            })
+            .collect();
+        return axum::Json(serde_json::json!({
+            "redriven": redriven,
+            "failed": failed,
+            "dead_letters": items,
+        }))
+        .into_response();
+    }
+    Redirect::to(&format!("{ACTIVE}?redriven={redriven}&failed={failed}")).into_response()
+}
+
+/// Every dead letter of `source`, oldest first.
+async fn all_of(
+    console: &Console,
+    source: &str,
+) -> Result<Vec<DeadLetter>, orders_domain::ports::ReadModelError> {
+    let mut out: Vec<DeadLetter> = vec![];
+    loop {
+        let after = out.last().map_or(0, |l| l.id);
+        let page = console.reads.dead_letters(Some(source), after, 500).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
 }
 
 fn body(
@@ -81,13 +191,23 @@ fn body(
     limit: usize,
     after: u64,
     letters: &[DeadLetter],
+    notice: Option<(u64, u64)>,
 ) -> Markup {
+    let stream = TailerConfig::default().dead_letter_source();
+    let redrivable = s.dead_letters.by_source.get(&stream).copied().unwrap_or(0);
     let shown = &letters[..letters.len().min(limit)];
     let next = (letters.len() > limit)
         .then(|| shown.last().map(|l| letters_href(source, l.id, limit)))
         .flatten();
     html! {
         h1 { "Projections" }
+        @if let Some((redriven, failed)) = notice {
+            p.card.notice.redrive-notice {
+                "Redrive: " (redriven) " record(s) processed by the projector"
+                @if failed > 0 { ", " (failed) " failed again (still listed below, with the reason they were parked for)" }
+                "."
+            }
+        }
         p.muted {
             "The log holds " strong.log-events { (s.log.events) } " events (last seq "
             (s.log.head_seq) "). Rebuild with " code { "orders replay --projection all" } "."
@@ -143,6 +263,13 @@ fn body(
                 }
             }
         }
+        @if redrivable > 0 {
+            form.redrive-all method="post" action=(REDRIVE) {
+                input type="hidden" name="all" value="1";
+                button type="submit" { "Redrive all " (redrivable) " from " code { (stream) } }
+                span.muted { " hands each back to the live projector, oldest first, once what made it fail is fixed" }
+            }
+        }
         @if shown.is_empty() {
             p.card.empty { "No dead letters" @if after > 0 { " after id " (after) } "." }
         } @else {
@@ -159,6 +286,12 @@ fn body(
                                 details {
                                     summary { (l.reason) }
                                     pre { (pretty(&l.record)) }
+                                }
+                                @if l.source == stream {
+                                    form.redrive method="post" action=(REDRIVE) {
+                                        input type="hidden" name="id" value=(l.id);
+                                        button type="submit" { "Redrive" }
+                                    }
                                 }
                             }
                         }

@@ -639,6 +639,26 @@ impl SqliteReadModels {
         .await
     }
 
+    /// Removes a dead letter (a redrive processed it).
+    pub async fn delete_dead_letter(&self, id: u64) -> Result<(), ReadModelError> {
+        let id = to_i64(id, "id").map_err(ReadModelError::Corrupt)?;
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
+                .execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One dead letter by id.
+    pub async fn dead_letter(&self, id: u64) -> Result<Option<DeadLetter>, ReadModelError> {
+        Ok(self
+            .dead_letters(None, id.saturating_sub(1), 1)
+            .await?
+            .into_iter()
+            .find(|l| l.id == id))
+    }
+
     /// How many records each source parked.
     pub async fn count_dead_letters_by_source(&self) -> Result<Vec<(String, u64)>, ReadModelError> {
         self.read(|conn| {
