@@ -82,6 +82,17 @@ pub fn request(order_id: &str, expected_version: u64, events: Vec<EventEnvelope>
     }
 }
 
+/// When this run's idempotency records were made: now, once per process. Not `T0`:
+/// DynamoDB Local's TTL sweep deletes a record a day after it was made.
+fn idem_created() -> Timestamp {
+    static NOW: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(T0, |d| i64::try_from(d.as_millis()).unwrap_or(T0))
+    });
+    Timestamp(*NOW)
+}
+
 pub fn idem(key: &str, order_id: &str) -> IdempotencyRecord {
     IdempotencyRecord {
         key: key.into(),
@@ -89,7 +100,7 @@ pub fn idem(key: &str, order_id: &str) -> IdempotencyRecord {
         aggregate_id: order_id.into(),
         status: 201,
         response: format!(r#"{{"order_id":"{order_id}"}}"#),
-        created_at: Timestamp(T0),
+        created_at: idem_created(),
     }
 }
 
