@@ -9,15 +9,7 @@ use orders::runtime::{Runtime, RuntimeConfig};
 use orders_domain::ports::{AppendRequest, EventStore};
 use orders_local::store::{LocalStores, NewDeadLetter};
 use orders_local::tailer::{TailerConfig, sequence_number, stream_record};
-use std::process::Command;
 use std::time::Duration;
-
-fn orders_cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orders"))
-        .args(args)
-        .output()
-        .expect("run orders")
-}
 
 async fn start(dir: &std::path::Path) -> Runtime {
     Runtime::start_with_workflow(

@@ -451,13 +451,6 @@ async fn the_first_bad_event_in_order_id_order_stops_a_parallel_replay_and_skips
     assert_eq!(snapshot(&stores, &ids).await, live);
 }
 
-fn orders_cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orders"))
-        .args(args)
-        .output()
-        .expect("run orders")
-}
-
 #[tokio::test]
 async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() {
     let missing = orders_cli(&[

@@ -137,3 +137,11 @@ pub async fn send_poison(db: &orders_local::workflow::db::WorkflowDb) -> String 
         .expect("send");
     id
 }
+
+/// Runs the `orders` binary with `args`.
+pub fn orders_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(args)
+        .output()
+        .expect("run orders")
+}
