@@ -79,12 +79,10 @@ pub async fn status(
     data_dir: &Path,
 ) -> Result<ProjectionsStatus, StatusError> {
     let head = events.head_seq();
-    let replay_running = ReplayLock::try_acquire(data_dir)
-        .map_err(|source| StatusError::Lock {
-            dir: data_dir.display().to_string(),
-            source,
-        })?
-        .is_none();
+    let replay_running = ReplayLock::running(data_dir).map_err(|source| StatusError::Lock {
+        dir: data_dir.display().to_string(),
+        source,
+    })?;
     let mut generations = vec![];
     for g in read_models.generations().await? {
         generations.push(GenerationStatus {

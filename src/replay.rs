@@ -30,19 +30,43 @@ pub struct ReplayLock {
 }
 
 impl ReplayLock {
-    /// The lock, or `None` when a replay holds it.
+    /// The lock, or `None` when a replay holds it. A status probe holds it for a moment
+    /// only ([`running`](Self::running)), so a busy lock is tried again for a while before
+    /// it counts as a replay's.
     pub fn try_acquire(data_dir: &Path) -> std::io::Result<Option<ReplayLock>> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(data_dir.join(LOCK_FILE))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(ReplayLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        let file = lock_file(data_dir)?;
+        for _ in 0..PROBE_RETRIES {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(ReplayLock { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a replay holds the lock now (a shared lock taken and let go at once).
+    pub fn running(data_dir: &Path) -> std::io::Result<bool> {
+        let file = lock_file(data_dir)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
+}
+
+/// How often a busy lock is tried, 10 ms apart, before it counts as held by a replay.
+const PROBE_RETRIES: u32 = 10;
+
+fn lock_file(data_dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(LOCK_FILE))
 }
 
 #[derive(Debug, Clone)]

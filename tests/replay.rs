@@ -923,6 +923,20 @@ async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
     assert_eq!(status(&path)["replay_running"], true);
     drop(lock);
     assert_eq!(status(&path)["replay_running"], false);
+    // A status probe holds the lock for a moment only: a replay starting then waits it out.
+    let probe = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("replay.lock"))
+        .expect("the lock file");
+    probe.lock_shared().expect("a probe's shared lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        drop(probe);
+    });
+    let waited = replay::ReplayLock::try_acquire(dir.path()).expect("lock file");
+    assert!(waited.is_some(), "not refused for a probe");
+    release.join().expect("probe thread");
+    drop(waited);
     let ran = orders_cli(&["replay", "--projection", "all", "--data-dir", &path]);
     assert!(
         ran.status.success(),
