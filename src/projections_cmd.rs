@@ -309,18 +309,12 @@ async fn redrive(url: &str, id: Option<u64>, all: bool) -> anyhow::Result<ExitCo
         .await
         .context("sending the redrive")?;
     if !(200..300).contains(&reply.status) {
-        // The console's error pages are HTML: the reason is in their paragraph.
-        let page = String::from_utf8_lossy(&reply.body);
-        let reason = page
-            .split("<p")
-            .nth(1)
-            .and_then(|p| p.split_once('>'))
-            .map(|(_, rest)| rest.split("</p>").next().unwrap_or(rest))
-            .map(|r| r.replace("<code>", "`").replace("</code>", "`"))
-            .unwrap_or_default();
+        // A refusal comes as problem+json.
+        let problem: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         anyhow::bail!(
-            "the server refused the redrive ({}): {reason}",
-            reply.status
+            "the server refused the redrive ({}): {}",
+            reply.status,
+            problem["detail"].as_str().unwrap_or("no detail")
         );
     }
     let out: Value = serde_json::from_slice(&reply.body).context("reading the server's answer")?;

@@ -437,6 +437,23 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
     );
     let statuses: Vec<u16> = posted[1..].iter().map(|p| p.1).collect();
     assert_eq!(statuses, [400, 404, 400, 400, 400], "{posted:?}");
+    // A JSON client (the CLI) gets problem+json naming the field.
+    let json_form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("accept", "application/json"),
+    ];
+    let r = c
+        .send(
+            http::Method::POST,
+            "/console/projections/redrive",
+            &json_form,
+            Some("id=x".into()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(r.status, 400);
+    assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+    assert_eq!(json(&r)["field"], "id", "{}", text(&r));
     let after = page(&mut c, "/console/projections?redriven=0&failed=1").await;
     assert!(
         after.contains("0 record(s) processed by the projector, 1 failed again"),

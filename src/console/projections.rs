@@ -9,11 +9,12 @@ use crate::projections::{self, ProjectionsStatus};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Query;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Redirect;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
+use orders_handlers::problem::Problem;
 use orders_local::redrive::Redriven;
 use orders_local::store::DeadLetter;
 use orders_local::tailer::TailerConfig;
@@ -101,31 +102,61 @@ async fn redrive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    // A refusal: the console's page for a browser, problem+json naming the field for the CLI.
+    let refuse = |status: StatusCode, field: &str, detail: String| -> Response {
+        match (wants_json, status) {
+            (true, StatusCode::NOT_FOUND) => Problem::not_found(&detail).into_response(),
+            (true, _) => {
+                Problem::field(status, "redrive", "The redrive is not valid", field, detail)
+                    .into_response()
+            }
+            (false, StatusCode::NOT_FOUND) => not_found(ACTIVE, &detail),
+            (false, _) => bad_request(ACTIVE, field, &detail),
+        }
+    };
     let Some(form) = super::messages::parse_form(&body) else {
-        return bad_request(ACTIVE, "id", "is not a valid form field");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "id",
+            "is not a valid form field".into(),
+        );
     };
     if let Some(k) = form.keys().find(|k| !["id", "all"].contains(&k.as_str())) {
-        return bad_request(ACTIVE, k, "is not a field of the redrive form (id, all)");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            k,
+            "is not a field of the redrive form (id, all)".into(),
+        );
     }
     let stream = TailerConfig::default().dead_letter_source();
     let letters = match (form.get("id"), form.get("all").map(String::as_str)) {
         (Some(id), None) => {
             let Ok(id) = id.parse::<u64>() else {
-                return bad_request(ACTIVE, "id", "must be a dead letter's id");
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "id",
+                    "must be a dead letter's id".into(),
+                );
             };
             match console.reads.dead_letter(id).await {
                 Ok(Some(l)) if l.source == stream => vec![l],
                 Ok(Some(l)) => {
-                    return bad_request(
-                        ACTIVE,
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
                         "id",
-                        &format!(
+                        format!(
                             "names a dead letter from `{}`: only those of `{stream}` go back to the projector (a replay's are rebuilt by the next replay)",
                             l.source
                         ),
                     );
                 }
-                Ok(None) => return not_found(ACTIVE, &format!("No dead letter {id}.")),
+                Ok(None) => {
+                    return refuse(StatusCode::NOT_FOUND, "id", format!("No dead letter {id}."));
+                }
                 Err(e) => return failure(ACTIVE, e),
             }
         }
@@ -133,7 +164,13 @@ async fn redrive(
             Ok(l) => l,
             Err(e) => return failure(ACTIVE, e),
         },
-        _ => return bad_request(ACTIVE, "id", "or `all=1` is needed, not both"),
+        _ => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "id",
+                "or `all=1` is needed, not both".into(),
+            );
+        }
     };
     let mut outcomes = vec![];
     for letter in letters {
@@ -147,10 +184,6 @@ async fn redrive(
     let redriven = outcomes.iter().filter(|(_, o)| o.is_none()).count();
     let failed = outcomes.len() - redriven;
     tracing::info!(redriven, failed, "console stream redrive");
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"));
     if wants_json {
         let items: Vec<serde_json::Value> = outcomes
             .iter()
