@@ -327,6 +327,10 @@ async fn redrive(url: &str, id: Option<u64>, all: bool) -> anyhow::Result<ExitCo
                 .collect()
         })
         .unwrap_or_default();
+    if out["redriven"] == 0 && out["failed"] == 0 {
+        println!("nothing to redrive: the live projector has parked nothing");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "redriven {}, failed again {}",
         out["redriven"], out["failed"]
