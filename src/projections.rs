@@ -3,9 +3,10 @@
 //! consumer has read the log, an unfinished replay, and the records parked per source.
 
 use crate::replay::ReplayLock;
+use orders_domain::ports::Clock;
 use orders_domain::ports::{ReadModelError, StoreError};
 use orders_local::store::read_models::replay_checkpoint_targets;
-use orders_local::store::{SqliteEventStore, SqliteReadModels};
+use orders_local::store::{SqliteEventStore, SqliteReadModels, SystemClock};
 use orders_local::tailer::TailerConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,6 +49,27 @@ pub struct Consumer {
     pub position: u64,
     /// Events appended after that position.
     pub behind: u64,
+    /// When the oldest of those events happened (`None` when none waits).
+    pub waiting_since: Option<String>,
+    /// How old that event is, as Lambda's `IteratorAge` metric says of a stream consumer.
+    pub iterator_age_ms: Option<u64>,
+}
+
+impl Consumer {
+    /// `2026-11-03T02:30:25.848Z (24d 13h ago)`, or `-` when nothing waits.
+    pub fn oldest_waiting(&self) -> String {
+        let (Some(ms), Some(since)) = (self.iterator_age_ms, &self.waiting_since) else {
+            return "-".into();
+        };
+        let s = ms / 1000;
+        let ago = match s {
+            0..60 => format!("{:.1} s", ms as f64 / 1000.0),
+            60..3_600 => format!("{}m {}s", s / 60, s % 60),
+            3_600..86_400 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
+            _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
+        };
+        format!("{since} ({ago} ago)")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,11 +135,26 @@ pub async fn status(
             Some(targets) if targets.iter().any(|(p, g)| building(p.as_str(), *g)) => "replay",
             Some(_) => continue,
         };
+        let behind = head.saturating_sub(position);
+        // The next event's time; an undecodable one (it will be parked) says nothing.
+        let oldest = match behind {
+            0 => None,
+            _ => events
+                .read_stream(position, 1)
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|row| row.envelope.ok())
+                .map(|e| e.occurred_at),
+        };
         consumers.push(Consumer {
             name,
             kind,
             position,
-            behind: head.saturating_sub(position),
+            behind,
+            waiting_since: oldest.map(|t| t.to_string()),
+            iterator_age_ms: oldest
+                .map(|t| u64::try_from(SystemClock.now().millis() - t.millis()).unwrap_or(0)),
         });
     }
     let by_source: BTreeMap<String, u64> = read_models
@@ -138,4 +175,42 @@ pub async fn status(
             by_source,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(ms: Option<u64>) -> Consumer {
+        Consumer {
+            name: "projector".into(),
+            kind: "live",
+            position: 1,
+            behind: u64::from(ms.is_some()),
+            waiting_since: ms.map(|_| "2026-11-03T02:30:25.848Z".into()),
+            iterator_age_ms: ms,
+        }
+    }
+
+    #[test]
+    fn the_oldest_waiting_event_reads_in_the_largest_useful_unit() {
+        let at = "2026-11-03T02:30:25.848Z";
+        assert_eq!(waiting(None).oldest_waiting(), "-");
+        assert_eq!(
+            waiting(Some(1_250)).oldest_waiting(),
+            format!("{at} (1.2 s ago)")
+        );
+        assert_eq!(
+            waiting(Some(125_000)).oldest_waiting(),
+            format!("{at} (2m 5s ago)")
+        );
+        assert_eq!(
+            waiting(Some(7_260_000)).oldest_waiting(),
+            format!("{at} (2h 1m ago)")
+        );
+        assert_eq!(
+            waiting(Some(2_170_000_000)).oldest_waiting(),
+            format!("{at} (25d 2h ago)")
+        );
+    }
 }

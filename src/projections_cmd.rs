@@ -190,9 +190,18 @@ fn print_status(s: &ProjectionsStatus) {
         );
     }
     println!();
-    println!("{:<32} {:>10} {:>10}", "consumer", "position", "behind");
+    println!(
+        "{:<32} {:>10} {:>10}  oldest waiting",
+        "consumer", "position", "behind"
+    );
     for c in &s.consumers {
-        println!("{:<32} {:>10} {:>10}", c.name, c.position, c.behind);
+        println!(
+            "{:<32} {:>10} {:>10}  {}",
+            c.name,
+            c.position,
+            c.behind,
+            c.oldest_waiting()
+        );
     }
     for g in s.building() {
         let (p, n) = (g.projection, g.generation);

@@ -382,6 +382,7 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         .and_then(|r| r.split("</tr>").next())
         .expect("the projector");
     assert!(projector.contains("class=\"behind\">0<"), "{projector}");
+    assert!(projector.contains("class=\"oldest\">-<"), "{projector}");
     assert!(html.contains("data-source=\"replay\""), "a chip per source");
     let rows = |h: &str| h.matches("<tr data-id=").count();
     assert_eq!(rows(&html), 25, "the first page");

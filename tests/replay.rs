@@ -772,6 +772,7 @@ fn projections_status_lists_generations_and_consumers_and_drops_only_unused_ones
     // The seed built the read models and put the live projector after the history.
     assert_eq!(before["consumers"][0]["name"], "projector");
     assert_eq!(before["consumers"][0]["behind"], 0);
+    assert_eq!(before["consumers"][0]["iterator_age_ms"], Value::Null);
     assert_eq!(
         generations_of(&before),
         vec![
@@ -864,6 +865,24 @@ async fn an_interrupted_replay_can_be_abandoned_and_a_new_one_starts_from_scratc
             .any(|c| c["kind"] == "replay" && c["name"] == "replay:orders=g2"),
         "{s}"
     );
+    // This log was projected without the tailer: its projector waits at the first event,
+    // placed up to 30 days ago by the seed.
+    let first = stores
+        .events
+        .read_from(0, 1)
+        .await
+        .expect("first")
+        .remove(0)
+        .1;
+    let projector = &consumers[0];
+    assert_eq!(projector["name"], "projector");
+    assert_eq!(projector["behind"], s["log"]["head_seq"]);
+    assert_eq!(projector["waiting_since"], first.occurred_at.to_string());
+    let age = projector["iterator_age_ms"].as_u64().expect("an age");
+    assert!(age > 0 && age <= 31 * 86_400_000, "{age}");
+    let text = orders_cli(&["projections", "status", "--data-dir", &path]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains(&format!("{} (", first.occurred_at)), "{text}");
     let text = orders_cli(&["projections", "status", "--data-dir", &path]);
     assert!(
         String::from_utf8_lossy(&text.stdout)

@@ -274,7 +274,7 @@ fn body(
         }
         h2 { "Consumers" }
         table.consumers {
-            thead { tr { th { "Consumer" } th { "Kind" } th { "Position (seq)" } th { "Behind" } } }
+            thead { tr { th { "Consumer" } th { "Kind" } th { "Position (seq)" } th { "Behind" } th { "Oldest waiting event" } } }
             tbody {
                 @for c in &s.consumers {
                     tr data-consumer=(c.name) {
@@ -282,6 +282,7 @@ fn body(
                         td { (c.kind) }
                         td { (c.position) }
                         td.behind { (c.behind) }
+                        td.oldest { (c.oldest_waiting()) }
                     }
                 }
             }
