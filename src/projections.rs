@@ -100,7 +100,9 @@ pub async fn status(
     read_models: &SqliteReadModels,
     data_dir: &Path,
 ) -> Result<ProjectionsStatus, StatusError> {
-    let head = events.head_seq();
+    // From the file: the console runs in `orders serve`, whose own head misses appends
+    // made by other processes.
+    let head = events.last_seq().await?;
     let replay_running = ReplayLock::running(data_dir).map_err(|source| StatusError::Lock {
         dir: data_dir.display().to_string(),
         source,

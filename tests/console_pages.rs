@@ -472,5 +472,32 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         assert_eq!(r.status, 400, "{q}");
         assert!(text(&r).contains(&format!("<code>{param}</code>")), "{q}");
     }
+
+    // An append by another process (here: another store on the same files): the page
+    // reads the log's head from the file, not from the server's own appends.
+    let other = orders_local::store::LocalStores::open(s.dir.path()).expect("stores");
+    let mut copy = other
+        .events
+        .read_from(0, 1)
+        .await
+        .expect("read")
+        .remove(0)
+        .1;
+    copy.aggregate_id = "01OTHERPROCESS000000000001".into();
+    copy.event_id = "01OTHERPROCESS000000000001-e".into();
+    orders_domain::ports::EventStore::append(
+        &other.events,
+        orders_domain::ports::AppendRequest {
+            aggregate_id: copy.aggregate_id.clone(),
+            expected_version: 0,
+            events: vec![copy],
+            idempotency: None,
+        },
+    )
+    .await
+    .expect("append");
+    let head = other.events.head_seq();
+    let html = page(&mut c, "/console/projections").await;
+    assert!(html.contains(&format!("(last seq {head})")), "{html}");
     s.runtime.shutdown().await.expect("shutdown");
 }

@@ -227,6 +227,19 @@ impl SqliteEventStore {
         .await?)
     }
 
+    /// The highest committed `seq`, read from the file: unlike [`head_seq`](Self::head_seq)
+    /// it sees appends made by other processes too.
+    pub async fn last_seq(&self) -> Result<u64, StoreError> {
+        let readers = self.inner.readers.clone();
+        sqlite::read(&readers, move |conn| {
+            let n: i64 =
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            to_u64(n, "seq").map_err(DbError::Corrupt)
+        })
+        .await
+        .map_err(StoreError::from)
+    }
+
     /// Number of events in the log.
     pub async fn count(&self) -> Result<u64, StoreError> {
         let readers = self.inner.readers.clone();
