@@ -5,7 +5,6 @@
 
 use anyhow::Context;
 use aws_lambda_events::event::dynamodb::Event;
-use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::ports::{StartOutcome, WorkflowError, WorkflowStarter};
 use orders_domain::workflow::WorkflowInput;
@@ -14,7 +13,7 @@ use orders_handlers::commands::Commands;
 use orders_handlers::projector::{LoggingStarter, Projector};
 use orders_local::redrive;
 use orders_local::store::{LocalStores, SqliteReadModels, SystemClock, UlidIds};
-use orders_local::tailer::{self, StreamHandler, TailerConfig, TailerHandle};
+use orders_local::tailer::{self, Handled, StreamHandler, TailerConfig, TailerHandle};
 use orders_local::workflow::db::WorkflowDb;
 use orders_local::workflow::poller::PollerHandle;
 use orders_local::workflow::starter::EngineStarter;
@@ -66,7 +65,7 @@ struct ProjectorStream {
 }
 
 impl StreamHandler for ProjectorStream {
-    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+    async fn handle(&self, event: Event) -> Result<Handled, String> {
         let observed: Vec<EventEnvelope> = match &self.observer {
             Some(_) => event
                 .records
@@ -77,7 +76,7 @@ impl StreamHandler for ProjectorStream {
                 .collect(),
             None => vec![],
         };
-        let response = self.projector.handle(event).await;
+        let (response, reason) = self.projector.handle_explained(event).await;
         if let Some(db) = &self.workflows {
             db.flush()
                 .await
@@ -89,7 +88,7 @@ impl StreamHandler for ProjectorStream {
                 observe(e);
             }
         }
-        Ok(response)
+        Ok(Handled { response, reason })
     }
 }
 

@@ -146,6 +146,23 @@ async fn a_parked_order_placed_redriven_from_the_cli_gets_its_view_and_its_workf
         err.contains("still parked") && err.contains("batch item failure"),
         "{err}"
     );
+    assert!(
+        err.contains("OrderTeleported"),
+        "the projector's reason: {err}"
+    );
+    // Parked live with the projector's own reason, not only "a batch item failure".
+    let letters = runtime
+        .stores
+        .read_models
+        .dead_letters(Some("stream:projector"), 0, 10)
+        .await
+        .expect("letters");
+    assert!(
+        letters
+            .iter()
+            .any(|l| l.reason.contains("OrderTeleported") && l.reason.contains("5 attempts")),
+        "{letters:?}"
+    );
 
     // The redriven order ran the whole loop, once.
     let view = eventually(&mut c, &format!("/orders/{parked_id}"), |r| {

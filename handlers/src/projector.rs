@@ -78,6 +78,12 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
     /// The read models take the batch in one call; workflows start after their records
     /// were projected.
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        self.handle_explained(event).await.0
+    }
+
+    /// [`handle`](Self::handle), with why its first failed record failed: Lambda's response
+    /// cannot carry that (it goes to the log), the local runtime's dead letters can.
+    pub async fn handle_explained(&self, event: Event) -> (DynamoDbEventResponse, Option<String>) {
         let ids: Vec<String> = event
             .records
             .iter()
@@ -92,6 +98,7 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
         let mut indices = Vec::with_capacity(event.records.len());
         let mut pairs = Vec::with_capacity(event.records.len());
         let mut failed_at = None;
+        let mut reason = None;
         for (i, record) in event.records.into_iter().enumerate() {
             match decode_record(record) {
                 Ok(Some(pair)) => {
@@ -102,6 +109,7 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
                 Err(e) => {
                     tracing::warn!(sequence_number = %ids[i], error = %e, "stream record does not decode");
                     failed_at = Some(i);
+                    reason = Some(e.to_string());
                     break;
                 }
             }
@@ -120,6 +128,10 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
             if let Err(e) = outcome {
                 tracing::warn!(sequence_number = %ids[*i], order_id = %envelope.aggregate_id,
                     correlation_id = %envelope.correlation_id, error = %e, "stream record failed");
+                // A record before the undecodable one failed: it is the first failure.
+                if failed_at.is_none_or(|f| *i < f) {
+                    reason = Some(e.to_string());
+                }
                 failed_at = Some(failed_at.map_or(*i, |f: usize| f.min(*i)));
                 break;
             }
@@ -132,7 +144,7 @@ impl<R: ReadModels, W: WorkflowStarter> Projector<R, W> {
                 response.batch_item_failures.push(f);
             }
         }
-        response
+        (response, reason)
     }
 
     /// Started on every delivery of OrderPlaced, not only the first: a crash between the

@@ -5,7 +5,7 @@
 //! and the workflow's named executions make a record that was in fact done harmless.
 
 use crate::store::{DeadLetter, SqliteEventStore, SqliteReadModels};
-use crate::tailer::{StreamHandler, TailerConfig, stream_record};
+use crate::tailer::{StreamHandler, TailerConfig, item_failure_reason, stream_record};
 use aws_lambda_events::event::dynamodb::Event;
 use orders_domain::ports::{ReadModelError, StoreError};
 use std::sync::Arc;
@@ -93,13 +93,13 @@ pub async fn redrive<H: StreamHandler>(
         .await
         .unwrap_or_else(|e| Err(format!("the handler panicked: {e}")));
     let result = match outcome {
-        Ok(resp) if resp.batch_item_failures.is_empty() => read_models
+        Ok(handled) if handled.response.batch_item_failures.is_empty() => read_models
             .delete_dead_letter(letter.id)
             .await
             .map(|()| Redriven::Processed),
-        Ok(_) => Ok(Redriven::Failed(
-            "the handler reported it as a batch item failure".into(),
-        )),
+        Ok(handled) => Ok(Redriven::Failed(item_failure_reason(
+            handled.reason.as_deref(),
+        ))),
         Err(message) => Ok(Redriven::Failed(format!("the handler failed: {message}"))),
     };
     read_models.end_unit(None).await?;

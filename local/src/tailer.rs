@@ -30,17 +30,36 @@ use tracing::Instrument;
 pub trait StreamHandler: Send + Sync + 'static {
     /// One batch, as Lambda delivers it. `Err` fails the whole batch (a function error);
     /// `batch_item_failures` name the `SequenceNumber` of the first failed record.
-    fn handle(
-        &self,
-        event: Event,
-    ) -> impl Future<Output = Result<DynamoDbEventResponse, String>> + Send;
+    fn handle(&self, event: Event) -> impl Future<Output = Result<Handled, String>> + Send;
+}
+
+/// A batch's outcome: Lambda's response, and why its first failed record failed when the
+/// handler can say. Lambda's response cannot carry that; a dead letter can.
+#[derive(Debug, Default)]
+pub struct Handled {
+    pub response: DynamoDbEventResponse,
+    pub reason: Option<String>,
+}
+
+impl From<DynamoDbEventResponse> for Handled {
+    fn from(response: DynamoDbEventResponse) -> Self {
+        Handled {
+            response,
+            reason: None,
+        }
+    }
+}
+
+/// How a record the handler failed is described in its dead letter.
+pub fn item_failure_reason(reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!("the handler reported it as a batch item failure: {r}"),
+        None => "the handler reported it as a batch item failure".to_string(),
+    }
 }
 
 impl<H: StreamHandler> StreamHandler for Arc<H> {
-    fn handle(
-        &self,
-        event: Event,
-    ) -> impl Future<Output = Result<DynamoDbEventResponse, String>> + Send {
+    fn handle(&self, event: Event) -> impl Future<Output = Result<Handled, String>> + Send {
         (**self).handle(event)
     }
 }
@@ -392,7 +411,7 @@ impl<H: StreamHandler> Tailer<H> {
             .unwrap_or_else(|e| Err(format!("the handler panicked: {e}")));
 
         let (failed_at, reason) = match outcome {
-            Ok(resp) if resp.batch_item_failures.is_empty() => {
+            Ok(handled) if handled.response.batch_item_failures.is_empty() => {
                 return match self.settle(unit, Some(last)).await {
                     Ok(()) => {
                         *failing = None;
@@ -406,12 +425,9 @@ impl<H: StreamHandler> Tailer<H> {
                     }
                 };
             }
-            Ok(resp) => {
-                let idx = first_failure(&resp, &seqs);
-                (
-                    idx,
-                    "the handler reported it as a batch item failure".to_string(),
-                )
+            Ok(handled) => {
+                let idx = first_failure(&handled.response, &seqs);
+                (idx, item_failure_reason(handled.reason.as_deref()))
             }
             Err(message) => (0, format!("the handler failed: {message}")),
         };
@@ -539,7 +555,8 @@ where
     R: orders_domain::ports::ReadModels,
     W: orders_domain::ports::WorkflowStarter,
 {
-    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
-        Ok(orders_handlers::projector::Projector::handle(self, event).await)
+    async fn handle(&self, event: Event) -> Result<Handled, String> {
+        let (response, reason) = self.handle_explained(event).await;
+        Ok(Handled { response, reason })
     }
 }

@@ -8,7 +8,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamViewType};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use orders_domain::ports::EventStore;
 use orders_local::store::LocalStores;
-use orders_local::tailer::{self, StreamHandler, TailerConfig, sequence_number};
+use orders_local::tailer::{self, Handled, StreamHandler, TailerConfig, sequence_number};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,7 +58,7 @@ fn seq_of(r: &EventRecord) -> u64 {
 }
 
 impl StreamHandler for Scripted {
-    async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, String> {
+    async fn handle(&self, event: Event) -> Result<Handled, String> {
         self.started.notify_one();
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -87,11 +87,14 @@ impl StreamHandler for Scripted {
                     f.item_identifier = Some(sequence_number(*s));
                     response.batch_item_failures.push(f);
                 }
-                return Ok(response);
+                return Ok(Handled {
+                    response,
+                    reason: Some(format!("scripted failure at {seq}")),
+                });
             }
             self.handled.lock().unwrap().push(*seq);
         }
-        Ok(response)
+        Ok(response.into())
     }
 }
 
@@ -245,6 +248,11 @@ async fn a_record_that_keeps_failing_is_retried_then_parked() {
         letter.reason
     );
     assert!(letter.reason.contains("3 attempts"), "{}", letter.reason);
+    assert!(
+        letter.reason.contains("scripted failure at 3"),
+        "the handler's own reason: {}",
+        letter.reason
+    );
     let record: EventRecord = serde_json::from_str(&letter.record).unwrap();
     assert_eq!(seq_of(&record), 3);
     let envelope = orders_aws::codec::envelope_from_image(record.change.new_image).unwrap();
@@ -536,7 +544,10 @@ async fn a_parked_record_redriven_after_the_fix_is_processed_alone_and_leaves_th
         .await
         .unwrap();
     match again {
-        Redriven::Failed(reason) => assert!(reason.contains("batch item failure"), "{reason}"),
+        Redriven::Failed(reason) => assert!(
+            reason.contains("batch item failure: scripted failure at 3"),
+            "{reason}"
+        ),
         other => panic!("expected a failure, got {other:?}"),
     }
     assert_eq!(
