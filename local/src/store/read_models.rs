@@ -554,6 +554,7 @@ impl SqliteReadModels {
             .await
     }
 
+    /// Forgets a checkpoint (a replay that switched, or one that starts afresh).
     pub async fn delete_checkpoint(&self, name: &str) -> Result<(), ReadModelError> {
         let name = name.to_string();
         self.write(move |conn| {
