@@ -108,3 +108,52 @@ async fn a_rebuild_builds_aside_then_flips() {
         2
     );
 }
+
+fn page_size(path: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// New read models get 16 KiB pages (an order's view is over a kilobyte) and the log keeps
+/// 4 KiB; a data dir whose read models were made with 4 KiB pages (by an earlier version)
+/// keeps them, and is still projected into and rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_use_large_pages_and_older_files_keep_theirs() {
+    let fresh = tempfile::tempdir().unwrap();
+    drop(LocalStores::open(fresh.path()).unwrap());
+    assert_eq!(page_size(&fresh.path().join("read_models.db")), 16384);
+    assert_eq!(page_size(&fresh.path().join("events.db")), 4096);
+
+    let older = tempfile::tempdir().unwrap();
+    let file = older.path().join("read_models.db");
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);")
+        .unwrap();
+    let stores = LocalStores::open(older.path()).unwrap();
+    let rm = &stores.read_models;
+    let id = contract::unique("order");
+    let placed = contract::place(&stores.events, &id).await;
+    rm.apply(&placed, &placed.decode().unwrap()).await.unwrap();
+    let g = rm.create_generation(ProjectionName::Orders).await.unwrap();
+    let target = Targets::only(ProjectionName::Orders, g);
+    let outcomes = rm
+        .apply_many(
+            Some(target),
+            vec![(placed.clone(), placed.decode().unwrap())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![Ok(ApplyOutcome::Applied)]);
+    rm.activate_generation(ProjectionName::Orders, g)
+        .await
+        .unwrap();
+    assert_eq!(rm.order(&id).await.unwrap().unwrap().version, 1);
+    drop(stores);
+    assert_eq!(
+        page_size(&file),
+        4096,
+        "an existing file keeps its page size"
+    );
+}

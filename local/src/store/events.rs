@@ -12,7 +12,7 @@
 //! tailer. Because one thread writes and each batch commits atomically, readers can never
 //! see seq N+1 committed before seq N.
 
-use super::sqlite::{self, Migration, ReaderPool, to_i64, to_u64};
+use super::sqlite::{self, Migration, PageSize, ReaderPool, to_i64, to_u64};
 use super::{DbError, OpenError};
 use crate::checkpoint::BackgroundCheckpoint;
 use orders_domain::EventEnvelope;
@@ -136,9 +136,12 @@ impl SqliteEventStore {
             path: path.clone(),
             source,
         };
-        let mut conn = sqlite::open_writer(&path).map_err(sql_err)?;
+        // Small pages: each group commit rewrites the last page of the table and of its
+        // two unique indexes.
+        let mut conn = sqlite::open_writer(&path, PageSize::Small).map_err(sql_err)?;
         sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| OpenError::migrate(&path, e))?;
-        let checkpoint = BackgroundCheckpoint::start(&mut conn, &path, sqlite::CHECKPOINT_PAGES)
+        let pages = sqlite::checkpoint_pages(&conn).map_err(sql_err)?;
+        let checkpoint = BackgroundCheckpoint::start(&mut conn, &path, pages)
             .map_err(|e| OpenError::checkpoint(&path, e))?;
         let head: i64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
