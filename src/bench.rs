@@ -61,6 +61,7 @@ pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         addr: "127.0.0.1:0".parse()?,
         data_dir: dir.clone(),
         observer: Some(observer),
+        allowed_hosts: vec![],
     })
     .await?;
     let addr = runtime.addr;

@@ -125,6 +125,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             addr: "127.0.0.1:0".parse()?,
             data_dir: dir.clone(),
             observer: Some(observer),
+            allowed_hosts: vec![],
         },
         WorkflowOptions {
             mail_files: args.mail_files,

@@ -46,11 +46,17 @@ impl Connection {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> anyhow::Result<Reply> {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, &self.host);
-        if body.is_some() {
+        // Defaults, unless the caller gives its own.
+        let given = |name: &http::header::HeaderName| {
+            headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name.as_str()))
+        };
+        let mut req = http::Request::builder().method(method).uri(path);
+        if !given(&http::header::HOST) {
+            req = req.header(http::header::HOST, &self.host);
+        }
+        if body.is_some() && !given(&http::header::CONTENT_TYPE) {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
         }
         for (k, v) in headers {

@@ -2,6 +2,7 @@
 //! HTTP client the `submit` and `bench` commands use. `main.rs` only parses arguments.
 
 pub mod bench;
+pub mod browser_guard;
 pub mod client;
 pub mod console;
 pub mod projections;

@@ -42,6 +42,15 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR")]
         data_dir: PathBuf,
+        /// A host name the server also answers to (repeatable; IP addresses and
+        /// `localhost` always work). Others are refused, so that no web page can reach
+        /// it by DNS rebinding.
+        #[arg(
+            long = "allowed-host",
+            env = "ORDERS_ALLOWED_HOSTS",
+            value_delimiter = ','
+        )]
+        allowed_hosts: Vec<String>,
         #[command(flatten)]
         workflow: workflow_cmd::WorkflowArgs,
     },
@@ -132,8 +141,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Serve {
             addr,
             data_dir,
+            allowed_hosts,
             workflow,
-        } => serve(addr, data_dir, workflow.options()?).await,
+        } => serve(addr, data_dir, allowed_hosts, workflow.options()?).await,
         Cmd::Mail(args) => workflow_cmd::mail(args).await,
         Cmd::Queue(args) => workflow_cmd::queue(args).await,
         Cmd::Topic(args) => workflow_cmd::topic(args).await,
@@ -200,12 +210,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(
     addr: SocketAddr,
     data_dir: PathBuf,
+    allowed_hosts: Vec<String>,
     workflow: Option<orders_local::workflow::WorkflowOptions>,
 ) -> anyhow::Result<ExitCode> {
     let config = RuntimeConfig {
         addr,
         data_dir: data_dir.clone(),
         observer: None,
+        allowed_hosts,
     };
     let runtime = match workflow {
         Some(options) => Runtime::start_with_workflow(config, options).await?,

@@ -35,6 +35,9 @@ pub struct RuntimeConfig {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub observer: Option<ProjectionObserver>,
+    /// Host names the server answers to besides IP addresses and `localhost` (see
+    /// [`crate::browser_guard`]).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How long a stop waits for running executions before leaving them to the next start.
@@ -209,7 +212,10 @@ impl Runtime {
                 .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
             redrive: redriver,
         };
-        let router = api::router(api).merge(crate::console::router(console));
+        let router = crate::browser_guard::guard(
+            api::router(api).merge(crate::console::router(console)),
+            &config.allowed_hosts,
+        );
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

@@ -6,6 +6,9 @@
 //! `scripts/tools`; when one is missing this test fails and says so, it never skips.
 //!
 //! `CONSOLE_SCREENSHOTS_DIR=<dir>` keeps the screenshots (list.png, detail.png) there.
+//!
+//! `tests/browser/guard.mjs` plays a page on another site against the local server: a
+//! forged console form and a DNS-rebound host name are refused, the console still works.
 
 mod common;
 
@@ -53,17 +56,10 @@ fn is_png(path: &Path) -> bool {
 }
 
 /// Runs the script, killing it if it outlives `SCRIPT_TIMEOUT`.
-fn run_script(
-    modules: &Path,
-    chromium: &Path,
-    base: &str,
-    order_id: &str,
-    shots: &Path,
-) -> (bool, String) {
+fn run_script(modules: &Path, chromium: &Path, script: &str, args: &[String]) -> (bool, String) {
     let mut child = Command::new("node")
-        .arg(root().join("tests/browser/console.mjs"))
-        .args([base, order_id])
-        .arg(shots)
+        .arg(root().join("tests/browser").join(script))
+        .args(args)
         .env("NODE_PATH", modules)
         .env("CHROMIUM", chromium)
         .stdout(Stdio::piped())
@@ -118,7 +114,8 @@ async fn the_console_shows_the_execution_in_a_real_browser() {
     let base = format!("http://{}", s.runtime.addr);
     let (ok, output) = {
         let (shots, id) = (shots.clone(), id.clone());
-        tokio::task::spawn_blocking(move || run_script(&modules, &chromium, &base, &id, &shots))
+        let args = [base, id, shots.display().to_string()];
+        tokio::task::spawn_blocking(move || run_script(&modules, &chromium, "console.mjs", &args))
             .await
             .expect("script task")
     };
@@ -126,5 +123,44 @@ async fn the_console_shows_the_execution_in_a_real_browser() {
     for name in ["list.png", "detail.png"] {
         assert!(is_png(&shots.join(name)), "{name} is not a PNG screenshot");
     }
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_site_cannot_redrive_or_read_the_local_server() {
+    let (modules, chromium) = match prerequisites() {
+        Ok(p) => p,
+        Err(msg) => panic!("the browser test cannot run: {msg}"),
+    };
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        max_receive_count: 1,
+        ..workflow_options()
+    })
+    .await;
+    let mut c = connect(&s.runtime).await;
+    let r = post(&mut c, "/orders", &[], &order("c-guard")).await;
+    assert_eq!(r.status, 201);
+    let id = json(&r)["order_id"].as_str().expect("id").to_string();
+    let db = s.runtime.workflow().expect("workflow").db.clone();
+    let poison = send_poison(&db).await;
+    let queue_of = |db: &orders_local::workflow::db::WorkflowDb, queue: &'static str| {
+        db.read(|c| orders_local::workflow::services::queue_messages(c, queue, false, 0))
+            .expect("read")
+            .into_iter()
+            .any(|m| m.message_id == poison)
+    };
+    until(
+        "the poison message in the DLQ",
+        Duration::from_secs(15),
+        || queue_of(&db, "orders-fulfilment-dlq").then_some(()),
+    )
+    .await;
+
+    let args = [format!("http://{}", s.runtime.addr), id, poison.clone()];
+    let (ok, output) =
+        tokio::task::spawn_blocking(move || run_script(&modules, &chromium, "guard.mjs", &args))
+            .await
+            .expect("script task");
+    assert!(ok, "tests/browser/guard.mjs failed:\n{output}");
     s.runtime.shutdown().await.expect("shutdown");
 }

@@ -501,3 +501,138 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
     assert!(html.contains(&format!("(last seq {head})")), "{html}");
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+/// What a web page on another site could try through the user's browser: a console form
+/// posted cross-site (CSRF), and a name of its own rebound to 127.0.0.1 (DNS rebinding).
+/// Both are refused with a problem naming the header, and change nothing; the console's
+/// own form, curl-like clients and an `--allowed-host` name still work.
+#[tokio::test]
+async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing() {
+    let s = serve_workflow_allowing(
+        orders_local::workflow::WorkflowOptions {
+            max_receive_count: 1,
+            ..workflow_options()
+        },
+        &["orders.internal"],
+    )
+    .await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-guard").await;
+    let db = s.runtime.workflow().expect("workflow").db.clone();
+    let poison = send_poison(&db).await;
+    let in_dlq = || {
+        db.read(|c| services::queue_messages(c, "orders-fulfilment-dlq", false, 0))
+            .expect("read")
+            .into_iter()
+            .any(|m| m.message_id == poison)
+    };
+    until(
+        "the poison message in the DLQ",
+        Duration::from_secs(15),
+        || in_dlq().then_some(()),
+    )
+    .await;
+
+    let own = format!("http://{}", s.runtime.addr);
+    let form = format!("message_id={poison}");
+    let redrive = async |c: &mut Connection, headers: &[(&str, &str)]| {
+        let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        c.send(
+            http::Method::POST,
+            "/console/queues/redrive",
+            &all,
+            Some(form.clone().into()),
+        )
+        .await
+        .expect("post")
+    };
+    for (headers, field) in [
+        (vec![("sec-fetch-site", "cross-site")], "Sec-Fetch-Site"),
+        (
+            vec![
+                ("sec-fetch-site", "same-site"),
+                ("origin", "http://127.0.0.1:1"),
+            ],
+            "Sec-Fetch-Site",
+        ),
+        // An older browser: no Sec-Fetch-Site, an Origin of another site.
+        (vec![("origin", "http://evil.example")], "Origin"),
+    ] {
+        let r = redrive(&mut c, &headers).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", text(&r));
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        let p = json(&r);
+        assert_eq!(p["field"], field, "{p}");
+        assert!(
+            p["type"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("/cross-origin-request")
+        );
+        assert!(in_dlq(), "a refused redrive moved the message");
+    }
+    // The API's commands are guarded the same way.
+    let r = post(
+        &mut c,
+        "/orders",
+        &[("sec-fetch-site", "cross-site")],
+        &order("c-forged"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", text(&r));
+
+    // DNS rebinding: the browser would send the attacker's name as Host.
+    for path in [format!("/orders/{id}"), "/console/executions".to_string()] {
+        let r = c
+            .send(
+                http::Method::GET,
+                &path,
+                &[("host", "evil.example:3000")],
+                None,
+            )
+            .await
+            .expect("get");
+        assert_eq!(r.status, 403, "{path}");
+        let p = json(&r);
+        assert_eq!(p["field"], "Host");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("--allowed-host evil.example"),
+            "{p}"
+        );
+        assert!(
+            !text(&r).contains(&id),
+            "a refused request showed the order"
+        );
+    }
+    for host in [
+        "localhost:3000",
+        "orders.internal",
+        "ORDERS.internal.:80",
+        "[::1]:3000",
+    ] {
+        let r = c
+            .send(
+                http::Method::GET,
+                &format!("/orders/{id}"),
+                &[("host", host)],
+                None,
+            )
+            .await
+            .expect("get");
+        assert_eq!(r.status, 200, "{host}: {}", text(&r));
+    }
+
+    // The console's own form (same origin) still redrives.
+    let r = redrive(
+        &mut c,
+        &[("sec-fetch-site", "same-origin"), ("origin", &own)],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert!(!in_dlq());
+    s.runtime.shutdown().await.expect("shutdown");
+}

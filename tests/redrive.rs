@@ -17,6 +17,7 @@ async fn start(dir: &std::path::Path) -> Runtime {
             addr: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.to_path_buf(),
             observer: None,
+            allowed_hosts: vec![],
         },
         workflow_options(),
     )

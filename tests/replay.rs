@@ -981,6 +981,7 @@ async fn a_seeded_history_is_served_without_firing_its_workflows() {
             addr: "127.0.0.1:0".parse().expect("addr"),
             data_dir: tmp.path().to_path_buf(),
             observer: None,
+            allowed_hosts: vec![],
         },
         workflow_options(),
     )

@@ -23,6 +23,7 @@ pub async fn start_in(path: &std::path::Path) -> Runtime {
         addr: "127.0.0.1:0".parse().expect("addr"),
         data_dir: path.to_path_buf(),
         observer: None,
+        allowed_hosts: vec![],
     })
     .await
     .expect("runtime starts")
@@ -85,12 +86,21 @@ pub fn order(customer: &str) -> Value {
 
 /// A runtime with the order workflow (local SNS/SQS/SES, the queue poller).
 pub async fn serve_workflow(options: orders_local::workflow::WorkflowOptions) -> Served {
+    serve_workflow_allowing(options, &[]).await
+}
+
+/// [`serve_workflow`], also answering to these host names (`--allowed-host`).
+pub async fn serve_workflow_allowing(
+    options: orders_local::workflow::WorkflowOptions,
+    hosts: &[&str],
+) -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = Runtime::start_with_workflow(
         RuntimeConfig {
             addr: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             observer: None,
+            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
         },
         options,
     )
