@@ -69,18 +69,29 @@ enum DeadLettersCmd {
         json: bool,
         #[arg(long, default_value = ".orders")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        aws: crate::aws_dead_letters::AwsDeadLetterArgs,
     },
     /// Hand parked records of the live projector back to it, in the running `orders serve`
     /// (which starts the workflows they stand for), once what made them fail is fixed.
+    /// With --aws: project the batches the projector Lambda gave up on again.
     Redrive {
         /// One dead letter's id.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            required_unless_present_any = ["all", "message_id"],
+            conflicts_with_all = ["all", "message_id"]
+        )]
         id: Option<u64>,
         /// Every record the live projector parked, oldest first.
         #[arg(long)]
         all: bool,
+        /// With --aws: one message of the on-failure queue.
+        #[arg(long, conflicts_with = "all", requires = "aws")]
+        message_id: Option<String>,
         #[arg(long, default_value = "http://127.0.0.1:3000", env = "ORDERS_URL")]
         url: String,
+        #[command(flatten)]
+        aws: crate::aws_dead_letters::AwsDeadLetterArgs,
     },
     /// One parked record: its reason and the record as it was delivered.
     Show {
@@ -238,7 +249,11 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             limit,
             json,
             data_dir,
+            aws,
         } => {
+            if aws.aws {
+                return crate::aws_dead_letters::list(&aws, json).await;
+            }
             let stores = open_existing(&data_dir).await?;
             let letters = stores
                 .read_models
@@ -263,7 +278,22 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        DeadLettersCmd::Redrive { id, all, url } => return redrive(&url, id, all).await,
+        DeadLettersCmd::Redrive {
+            id,
+            all,
+            message_id,
+            url,
+            aws,
+        } => {
+            if !aws.aws {
+                return redrive(&url, id, all).await;
+            }
+            anyhow::ensure!(
+                id.is_none(),
+                "--aws redrives a message of the on-failure queue: pass --message-id ID or --all"
+            );
+            return crate::aws_dead_letters::redrive(&aws, message_id.as_deref(), all).await;
+        }
         DeadLettersCmd::Show { id, data_dir } => {
             let stores = open_existing(&data_dir).await?;
             let letter = stores

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-mod executions;
+pub(crate) mod executions;
 mod render;
 
 const DEFAULT_DATA_DIR: &str = ".orders";

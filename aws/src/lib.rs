@@ -22,6 +22,8 @@ pub mod read_models;
 pub mod replay;
 pub mod schema;
 pub mod sfn;
+#[cfg(feature = "streams")]
+pub mod streams;
 pub mod trust;
 
 pub use clients::{AwsClients, AwsPorts, Endpoints};

@@ -26,8 +26,11 @@ pub struct AwsArgs {
     pub stack: Option<String>,
 }
 
-/// The `StateMachineArn` output of a deployed stack (DescribeStacks).
-async fn stack_output(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Result<String> {
+/// The outputs of a deployed stack (DescribeStacks), by key.
+pub(crate) async fn stack_outputs(
+    sdk: &aws_config::SdkConfig,
+    stack: &str,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
     let client = aws_sdk_cloudformation::Client::new(sdk);
     let described = client
         .describe_stacks()
@@ -42,14 +45,24 @@ async fn stack_output(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Resul
                 false => anyhow::anyhow!("DescribeStacks {stack}: {e}"),
             }
         })?;
-    described
+    Ok(described
         .stacks()
         .iter()
         .flat_map(|s| s.outputs())
-        .find(|o| o.output_key() == Some("StateMachineArn"))
-        .and_then(|o| o.output_value())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("stack {stack} has no StateMachineArn output"))
+        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+        .collect())
+}
+
+/// One output of a deployed stack.
+pub(crate) async fn stack_output(
+    sdk: &aws_config::SdkConfig,
+    stack: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    stack_outputs(sdk, stack)
+        .await?
+        .remove(key)
+        .ok_or_else(|| anyhow::anyhow!("stack {stack} has no {key} output"))
 }
 
 pub enum Source {
@@ -81,7 +94,7 @@ impl Source {
         let roots = orders_aws::TrustRoots::from_env_or(orders_aws::TrustRoots::Platform)?;
         let sdk = orders_aws::clients::load_sdk_config(&roots).await;
         let arn = match (stack, arn) {
-            (Some(stack), _) => stack_output(&sdk, &stack).await?,
+            (Some(stack), _) => stack_output(&sdk, &stack, "StateMachineArn").await?,
             (None, arn) => arn.unwrap_or_default(),
         };
         Ok(Source::Aws(SfnInspector::from_sdk_config(&sdk, &arn)?))

@@ -132,9 +132,18 @@ fn unescape(s: &str) -> String {
 
 /// A CloudFormation stack (one SNS topic) with one output.
 pub fn create_stack_with_output(name: &str, key: &str, value: &str) {
+    create_stack_with_outputs(name, &[(key, value)]);
+}
+
+/// A CloudFormation stack (one SNS topic) with these outputs.
+pub fn create_stack_with_outputs(name: &str, outputs: &[(&str, &str)]) {
+    let outputs: serde_json::Map<String, serde_json::Value> = outputs
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!({ "Value": v })))
+        .collect();
     let template = serde_json::json!({
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {key: {"Value": value}},
+        "Outputs": outputs,
     })
     .to_string();
     query(

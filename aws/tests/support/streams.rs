@@ -1,14 +1,12 @@
 //! DynamoDB Streams, read with AWS's own client, turned into the Lambda event the
 //! projector receives (`aws_lambda_events::event::dynamodb::Event`).
 //!
-//! Self-contained (needs aws-sdk-dynamodbstreams, aws_lambda_events, serde_dynamo with
-//! `aws-sdk-dynamodbstreams+1`, serde_json) so the end-to-end tests can include it with
-//! `#[path]` and feed the real projector handler.
+//! Included with `#[path]` by the end-to-end tests too, to feed the real projector handler
+//! (needs aws-sdk-dynamodbstreams, aws_lambda_events and orders-aws with `streams`).
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
-use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// Every record of the table's stream (all shards, from TRIM_HORIZON), waiting up to
@@ -72,54 +70,9 @@ async fn read_once(client: &Client, stream_arn: &str) -> Result<Vec<Record>, Str
     Ok(records)
 }
 
-/// The records as one Lambda event, built through the JSON Lambda delivers, so the event
-/// type's own deserializer checks the shape.
-pub fn lambda_event(records: &[Record], stream_arn: &str, region: &str) -> Result<Event, String> {
-    let records: Vec<Value> = records
-        .iter()
-        .map(|r| record_json(r, stream_arn, region))
-        .collect::<Result<_, _>>()?;
-    serde_json::from_value(json!({ "Records": records }))
-        .map_err(|e| format!("the stream records do not make a Lambda event: {e}"))
-}
-
-fn image(
-    map: Option<&std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>,
-) -> Result<Value, String> {
-    match map {
-        None => Ok(json!({})),
-        Some(m) => {
-            let item = serde_dynamo::Item::from(m.clone());
-            serde_json::to_value(&item).map_err(|e| e.to_string())
-        }
-    }
-}
-
-fn record_json(r: &Record, stream_arn: &str, region: &str) -> Result<Value, String> {
-    let sr = r.dynamodb().ok_or("a stream record without `dynamodb`")?;
-    let mut change = json!({
-        "Keys": image(sr.keys.as_ref())?,
-        "NewImage": image(sr.new_image.as_ref())?,
-        "SequenceNumber": sr.sequence_number(),
-        "SizeBytes": sr.size_bytes(),
-        "StreamViewType": sr.stream_view_type().map(|v| v.as_str()),
-    });
-    if let Some(t) = sr.approximate_creation_date_time() {
-        change["ApproximateCreationDateTime"] = json!(t.secs());
-    }
-    if sr.old_image.is_some() {
-        change["OldImage"] = image(sr.old_image.as_ref())?;
-    }
-    Ok(json!({
-        "eventID": r.event_id(),
-        "eventName": r.event_name().map(|n| n.as_str()),
-        "eventVersion": r.event_version(),
-        "eventSource": r.event_source(),
-        "awsRegion": r.aws_region().unwrap_or(region),
-        "eventSourceARN": stream_arn,
-        "dynamodb": change,
-    }))
-}
+/// The one conversion, the command line's (`orders dead-letters --aws`).
+#[allow(unused_imports)]
+pub use orders_aws::streams::lambda_event;
 
 /// Records of one event.
 pub fn records(event: &Event) -> &[EventRecord] {
