@@ -45,74 +45,21 @@ fn append(order_id: &str, current: u64, event: OrderEvent, at: i64) -> AppendReq
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_stream_through_the_projector_handler() {
-    let clients = aws_support::clients().await;
-    let (events, idem, views) = (unique("events"), unique("idem"), unique("views"));
-    schema::create_events_table(&clients.dynamodb, &events)
-        .await
-        .expect("events table");
-    schema::create_idempotency_table(&clients.dynamodb, &idem)
-        .await
-        .expect("idempotency table");
-    schema::create_read_models_table(&clients.dynamodb, &views)
-        .await
-        .expect("read models table");
-    let store = DynamoEventStore::new(clients.dynamodb.clone(), &events, &idem);
-    let reads = DynamoReadModels::new(clients.dynamodb.clone(), &views);
-
-    // A state machine on moto to start: one Pass state is enough to count executions.
-    let machine = clients
-        .sfn()
-        .create_state_machine()
-        .name(unique("orders"))
-        .definition(r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#)
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/orders-workflow"))
-        .send()
-        .await
-        .expect("create the state machine on moto")
-        .state_machine_arn()
-        .to_string();
+    let Appended {
+        clients,
+        reads,
+        machine,
+        a,
+        b,
+        customer,
+        stream_arn,
+        records,
+        ..
+    } = three_events_in_the_stream().await;
     let projector = Projector::live(
         reads.clone(),
         SfnWorkflowStarter::new(clients.sfn(), &machine),
     );
-
-    let (a, b) = (unique("order"), unique("order"));
-    let customer = unique("cust");
-    store
-        .append(append(&a, 0, placed(&a, &customer, 1000), T0))
-        .await
-        .expect("append a");
-    store
-        .append(append(&b, 0, placed(&b, &customer, 250), T0 + 60_000))
-        .await
-        .expect("append b");
-    let cancelled = OrderEvent::Cancelled(OrderCancelled {
-        reason: Some("changed my mind".into()),
-    });
-    store
-        .append(append(&b, 1, cancelled, T0 + 120_000))
-        .await
-        .expect("cancel b");
-
-    let stream_arn = clients
-        .dynamodb
-        .describe_table()
-        .table_name(&events)
-        .send()
-        .await
-        .expect("describe the events table")
-        .table
-        .and_then(|d| d.latest_stream_arn)
-        .expect("the events table has a stream");
-    let stream_client = aws_sdk_dynamodbstreams::Client::from_conf(
-        aws_sdk_dynamodbstreams::config::Builder::from(&clients.sdk)
-            .endpoint_url(aws_support::dynamodb_endpoint())
-            .build(),
-    );
-    let records = streams::read_all(&stream_client, &stream_arn, 3, Duration::from_secs(20))
-        .await
-        .expect("read the stream");
-    assert_eq!(records.len(), 3, "one record per event");
     let event = streams::lambda_event(&records, &stream_arn, &aws_support::region())
         .expect("the Lambda event");
 
@@ -153,18 +100,22 @@ async fn the_real_stream_through_the_projector_handler() {
     );
 
     // One execution per OrderPlaced, named after its order.
-    let inspector = SfnInspector::new(clients.sfn(), &machine);
-    let mut names: Vec<String> = inspector
+    assert_eq!(execution_names(&clients, &machine).await, sorted(&[&a, &b]));
+}
+
+/// The names of the machine's executions on moto, sorted.
+async fn execution_names(clients: &orders_aws::AwsClients, machine: &str) -> Vec<String> {
+    let listed = SfnInspector::new(clients.sfn(), machine)
         .list_executions(None, 50)
         .await
-        .expect("list executions")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    names.sort();
-    let mut want = vec![a.clone(), b.clone()];
-    want.sort();
-    assert_eq!(names, want);
+        .expect("list executions");
+    sorted(&listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>())
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    v.sort();
+    v
 }
 
 /// Lambda's on-failure record for a batch of the stream (what the projector's stream
@@ -210,13 +161,23 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `orders dead-letters list|redrive --aws`: the on-failure queue on moto holds Lambda's
-/// records of a batch of the real stream (DynamoDB Local) and of two it cannot redrive (a
-/// range the shard does not have, a body that is no such record). The list shows the
-/// batch's events; redriving it projects them with the projector's own code and starts
-/// the workflows, then deletes the message; the others are kept with their reason.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
+/// Tables on DynamoDB Local, a state machine on moto (one Pass state is enough to count
+/// executions), and three events appended (order
+/// `a` placed, order `b` placed and cancelled), read back from the table's stream.
+struct Appended {
+    clients: orders_aws::AwsClients,
+    reads: DynamoReadModels,
+    views: String,
+    machine: String,
+    a: String,
+    b: String,
+    customer: String,
+    stream_arn: String,
+    stream_client: aws_sdk_dynamodbstreams::Client,
+    records: Vec<aws_sdk_dynamodbstreams::types::Record>,
+}
+
+async fn three_events_in_the_stream() -> Appended {
     let clients = aws_support::clients().await;
     let (events, idem, views) = (unique("events"), unique("idem"), unique("views"));
     schema::create_events_table(&clients.dynamodb, &events)
@@ -278,7 +239,40 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
     let records = streams::read_all(&stream_client, &stream_arn, 3, Duration::from_secs(20))
         .await
         .expect("read the stream");
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 3, "one record per event");
+    Appended {
+        clients,
+        reads,
+        views,
+        machine,
+        a,
+        b,
+        customer,
+        stream_arn,
+        stream_client,
+        records,
+    }
+}
+
+/// `orders dead-letters list|redrive --aws`: the on-failure queue on moto holds Lambda's
+/// records of a batch of the real stream (DynamoDB Local) and of two it cannot redrive (a
+/// range the shard does not have, a body that is no such record). The list shows the
+/// batch's events; redriving it projects them with the projector's own code and starts
+/// the workflows, then deletes the message; the others are kept with their reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
+    let Appended {
+        clients,
+        reads,
+        views,
+        machine,
+        a,
+        b,
+        stream_arn,
+        stream_client,
+        records,
+        ..
+    } = three_events_in_the_stream().await;
     let seq = |i: usize| {
         records[i]
             .dynamodb()
@@ -426,17 +420,11 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
     let view_b = reads.order(&b).await.expect("read b").expect("b projected");
     assert_eq!((view_b.version, view_b.status), (2, OrderStatus::Cancelled));
     assert!(reads.order(&a).await.expect("read a").is_some());
-    let mut names: Vec<String> = SfnInspector::new(clients.sfn(), &machine)
-        .list_executions(None, 50)
-        .await
-        .expect("list executions")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    names.sort();
-    let mut want = vec![a.clone(), b.clone()];
-    want.sort();
-    assert_eq!(names, want, "one execution per OrderPlaced");
+    assert_eq!(
+        execution_names(&clients, &machine).await,
+        sorted(&[&a, &b]),
+        "one execution per OrderPlaced"
+    );
 
     // The rest cannot be redriven: kept, with why, and a failing exit; through --stack.
     let stack = unique("orders-stack");
@@ -485,8 +473,7 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
         ids.sort();
         ids
     };
-    let mut kept = vec![gone.clone(), junk.clone()];
-    kept.sort();
+    let kept = sorted(&[&gone, &junk]);
     assert_eq!(
         waiting().await,
         kept,

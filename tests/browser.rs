@@ -142,21 +142,9 @@ async fn a_page_on_another_site_cannot_redrive_or_read_the_local_server() {
     assert_eq!(r.status, 201);
     let id = json(&r)["order_id"].as_str().expect("id").to_string();
     let db = s.runtime.workflow().expect("workflow").db.clone();
-    let poison = send_poison(&db).await;
-    let queue_of = |db: &orders_local::workflow::db::WorkflowDb, queue: &'static str| {
-        db.read(|c| orders_local::workflow::services::queue_messages(c, queue, false, 0))
-            .expect("read")
-            .into_iter()
-            .any(|m| m.message_id == poison)
-    };
-    until(
-        "the poison message in the DLQ",
-        Duration::from_secs(15),
-        || queue_of(&db, "orders-fulfilment-dlq").then_some(()),
-    )
-    .await;
+    let poison = dead_poison(&db).await;
 
-    let args = [format!("http://{}", s.runtime.addr), id, poison.clone()];
+    let args = [format!("http://{}", s.runtime.addr), id, poison];
     let (ok, output) =
         tokio::task::spawn_blocking(move || run_script(&modules, &chromium, "guard.mjs", &args))
             .await

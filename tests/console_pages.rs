@@ -519,19 +519,8 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
     let mut c = connect(&s.runtime).await;
     let id = place(&mut c, "c-guard").await;
     let db = s.runtime.workflow().expect("workflow").db.clone();
-    let poison = send_poison(&db).await;
-    let in_dlq = || {
-        db.read(|c| services::queue_messages(c, "orders-fulfilment-dlq", false, 0))
-            .expect("read")
-            .into_iter()
-            .any(|m| m.message_id == poison)
-    };
-    until(
-        "the poison message in the DLQ",
-        Duration::from_secs(15),
-        || in_dlq().then_some(()),
-    )
-    .await;
+    let poison = dead_poison(&db).await;
+    let in_dlq = || in_queue(&db, "orders-fulfilment-dlq", &poison);
 
     let own = format!("http://{}", s.runtime.addr);
     let form = format!("message_id={poison}");

@@ -148,6 +148,30 @@ pub async fn send_poison(db: &orders_local::workflow::db::WorkflowDb) -> String 
     id
 }
 
+/// Whether the message waits in `queue` (or is in flight there).
+pub fn in_queue(
+    db: &orders_local::workflow::db::WorkflowDb,
+    queue: &str,
+    message_id: &str,
+) -> bool {
+    db.read(|c| orders_local::workflow::services::queue_messages(c, queue, false, 0))
+        .expect("read the queue")
+        .into_iter()
+        .any(|m| m.message_id == message_id)
+}
+
+/// A poison message, once it is in the fulfilment dead-letter queue; its message id.
+pub async fn dead_poison(db: &orders_local::workflow::db::WorkflowDb) -> String {
+    let poison = send_poison(db).await;
+    until(
+        "the poison message in the DLQ",
+        Duration::from_secs(15),
+        || in_queue(db, "orders-fulfilment-dlq", &poison).then_some(()),
+    )
+    .await;
+    poison
+}
+
 /// Runs the `orders` binary with `args`.
 pub fn orders_cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
