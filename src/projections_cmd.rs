@@ -272,8 +272,13 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
                 );
                 for l in &letters {
                     println!(
-                        "{:>6}  {:<17} {:<40} {:<24}  {}",
-                        l.id, l.source, l.key, l.parked_at, l.reason
+                        "{:>6}  {:<17} {:<40} {:<24}  {}{}",
+                        l.id,
+                        l.source,
+                        l.key,
+                        l.parked_at,
+                        l.reason,
+                        failed_redrives(l)
                     );
                 }
             }
@@ -313,6 +318,12 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             println!("key:       {}", letter.key);
             println!("parked at: {}", letter.parked_at);
             println!("reason:    {}", letter.reason);
+            if let Some((at, why)) = &letter.last_failure {
+                println!(
+                    "redriven:  failed {} time(s), last at {at}: {why}",
+                    letter.failed_redrives
+                );
+            }
             println!("record:");
             // The record is the JSON that was delivered; shown as it was if it is not.
             match serde_json::from_str::<Value>(&letter.record) {
@@ -389,6 +400,19 @@ fn letter_json(l: &DeadLetter) -> Value {
         "key": l.key,
         "reason": l.reason,
         "parked_at": l.parked_at.to_string(),
+        "failed_redrives": l.failed_redrives,
+        "last_failure": l.last_failure.as_ref().map(|(at, why)| json!({"at": at.to_string(), "reason": why})),
         "record": serde_json::from_str::<Value>(&l.record).unwrap_or_else(|_| json!(l.record)),
     })
+}
+
+/// ` (redrive failed N time(s): why)`, or nothing.
+fn failed_redrives(l: &DeadLetter) -> String {
+    match &l.last_failure {
+        Some((_, why)) => format!(
+            " (redrive failed {} time(s), last: {why})",
+            l.failed_redrives
+        ),
+        None => String::new(),
+    }
 }

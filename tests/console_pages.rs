@@ -461,6 +461,11 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         "{after}"
     );
     assert!(after.contains("Redrive all 1 from"), "the letter stays");
+    let one = page(&mut c, "/console/projections?source=stream:projector").await;
+    assert!(
+        one.contains("Redrive failed 1 time(s)") && one.contains("the log has no event at seq"),
+        "the letter says its redrive failed, and why: {one}"
+    );
 
     for (q, param) in [
         ("source=nowhere", "source"),

@@ -164,6 +164,25 @@ async fn a_parked_order_placed_redriven_from_the_cli_gets_its_view_and_its_workf
             .any(|l| l.reason.contains("OrderTeleported") && l.reason.contains("5 attempts")),
         "{letters:?}"
     );
+    // The failed redrive is counted on the letter and shown by the CLI.
+    let failed = letters
+        .iter()
+        .find(|l| l.failed_redrives == 1)
+        .expect("the letter that failed again");
+    assert!(
+        failed
+            .last_failure
+            .as_ref()
+            .is_some_and(|(_, why)| why.contains("OrderTeleported")),
+        "{failed:?}"
+    );
+    let dir = s.dir.path().to_str().expect("UTF-8 path");
+    let listed = orders_cli(&["dead-letters", "list", "--data-dir", dir]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("(redrive failed 1 time(s), last: "),
+        "{listed}"
+    );
 
     // The redriven order ran the whole loop, once.
     let view = eventually(&mut c, &format!("/orders/{parked_id}"), |r| {

@@ -41,8 +41,34 @@ pub enum RedriveError {
 
 /// Delivers the event a dead letter of `config`'s stream stands for to `handler`, alone in
 /// a batch, and removes the letter when it succeeds. Its read-model writes and the removal
-/// commit together, in a unit of work of their own (never inside a live batch's).
+/// commit together, in a unit of work of their own (never inside a live batch's). When it
+/// fails again, the letter stays with the failure counted, and when and why noted.
 pub async fn redrive<H: StreamHandler>(
+    events: &SqliteEventStore,
+    read_models: &SqliteReadModels,
+    handler: Arc<H>,
+    config: &TailerConfig,
+    letter: &DeadLetter,
+) -> Result<Redriven, RedriveError> {
+    let outcome = deliver(events, read_models, handler, config, letter).await;
+    // What is wrong with this letter counts; a store that is down, or a letter of another
+    // source, does not.
+    let failure = match &outcome {
+        Ok(Redriven::Failed(reason)) => Some(reason.clone()),
+        Err(e @ (RedriveError::NotInLog { .. } | RedriveError::BadKey { .. })) => {
+            Some(e.to_string())
+        }
+        _ => None,
+    };
+    if let Some(reason) = failure {
+        read_models
+            .record_failed_redrive(letter.id, &reason)
+            .await?;
+    }
+    outcome
+}
+
+async fn deliver<H: StreamHandler>(
     events: &SqliteEventStore,
     read_models: &SqliteReadModels,
     handler: Arc<H>,

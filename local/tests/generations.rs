@@ -157,3 +157,47 @@ async fn read_models_use_large_pages_and_older_files_keep_theirs() {
         "an existing file keeps its page size"
     );
 }
+
+/// A data dir from before failed redrives were counted (schema version 1) opens with its
+/// letters intact and counts from then on.
+#[tokio::test]
+async fn dead_letters_of_an_older_data_dir_gain_the_redrive_count() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(LocalStores::open(dir.path()).unwrap());
+    let file = dir.path().join("read_models.db");
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE dead_letters DROP COLUMN failed_redrives;
+             ALTER TABLE dead_letters DROP COLUMN last_failed_at;
+             ALTER TABLE dead_letters DROP COLUMN last_failure;
+             INSERT INTO dead_letters (source, key, reason, record, parked_at)
+                 VALUES ('stream:projector', '7', 'why', '{}', '2026-11-01T00:00:00.000Z');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    let stores = LocalStores::open(dir.path()).unwrap();
+    let rm = &stores.read_models;
+    let letter = rm.dead_letters(None, 0, 10).await.unwrap().remove(0);
+    assert_eq!(
+        (
+            letter.key.as_str(),
+            letter.failed_redrives,
+            &letter.last_failure
+        ),
+        ("7", 0, &None)
+    );
+    rm.record_failed_redrive(letter.id, "still broken")
+        .await
+        .unwrap();
+    rm.record_failed_redrive(letter.id, "broken again")
+        .await
+        .unwrap();
+    let letter = rm.dead_letter(letter.id).await.unwrap().unwrap();
+    assert_eq!(letter.failed_redrives, 2);
+    assert_eq!(
+        letter.last_failure.map(|(_, why)| why).as_deref(),
+        Some("broken again")
+    );
+    assert_eq!(letter.reason, "why", "the reason it was parked for stays");
+}

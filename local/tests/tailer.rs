@@ -543,16 +543,25 @@ async fn a_parked_record_redriven_after_the_fix_is_processed_alone_and_leaves_th
     let again = redrive(&stores.events, rm, handler.clone(), &config, &letter)
         .await
         .unwrap();
-    match again {
-        Redriven::Failed(reason) => assert!(
-            reason.contains("batch item failure: scripted failure at 3"),
-            "{reason}"
-        ),
+    let reason = match again {
+        Redriven::Failed(reason) => reason,
         other => panic!("expected a failure, got {other:?}"),
-    }
+    };
+    assert!(
+        reason.contains("batch item failure: scripted failure at 3"),
+        "{reason}"
+    );
+    // The letter stays as it was parked, with the failed redrive counted and explained.
+    let kept = rm.dead_letter(letter.id).await.unwrap().expect("kept");
+    assert_eq!(letter.failed_redrives, 0);
+    assert_eq!(kept.failed_redrives, 1);
     assert_eq!(
-        rm.dead_letter(letter.id).await.unwrap(),
-        Some(letter.clone())
+        kept.last_failure.as_ref().map(|(_, why)| why),
+        Some(&reason)
+    );
+    assert_eq!(
+        (&kept.reason, &kept.record, kept.parked_at),
+        (&letter.reason, &letter.record, letter.parked_at)
     );
 
     let fixed = redrive(&stores.events, rm, handler.clone(), &config, &letter)

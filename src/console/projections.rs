@@ -321,6 +321,12 @@ fn body(
                                     summary { (l.reason) }
                                     pre { (pretty(&l.record)) }
                                 }
+                                @if let Some((at, why)) = &l.last_failure {
+                                    p.redrive-failed {
+                                        span.status.failed { "Redrive failed " (l.failed_redrives) " time(s)" }
+                                        " · last at " (at) ": " (why)
+                                    }
+                                }
                                 @if l.source == stream {
                                     form.redrive method="post" action=(REDRIVE) {
                                         input type="hidden" name="id" value=(l.id);

@@ -36,9 +36,10 @@ pub const READ_MODELS_DB: &str = "read_models.db";
 /// system time and 11% of the wall time on a million-event replay).
 const BULK_CACHE_KIB: i64 = -32 * 1024;
 
-const MIGRATIONS: &[Migration] = &[|tx| {
-    tx.execute_batch(
-        "CREATE TABLE projection_generations (
+const MIGRATIONS: &[Migration] = &[
+    |tx| {
+        tx.execute_batch(
+            "CREATE TABLE projection_generations (
              projection TEXT    NOT NULL,
              generation INTEGER NOT NULL,
              status     TEXT    NOT NULL CHECK (status IN ('building', 'active', 'retired')),
@@ -61,18 +62,27 @@ const MIGRATIONS: &[Migration] = &[|tx| {
              parked_at TEXT NOT NULL
          );
          CREATE INDEX dead_letters_by_source ON dead_letters (source, id);",
-    )?;
-    let now = SystemClock.now().to_string();
-    for p in ProjectionName::ALL {
-        projection::create_tables(tx, p, 1)?;
-        tx.execute(
-            "INSERT INTO projection_generations (projection, generation, status, created_at)
-             VALUES (?1, 1, 'active', ?2)",
-            params![p.as_str(), now],
         )?;
-    }
-    Ok(())
-}];
+        let now = SystemClock.now().to_string();
+        for p in ProjectionName::ALL {
+            projection::create_tables(tx, p, 1)?;
+            tx.execute(
+                "INSERT INTO projection_generations (projection, generation, status, created_at)
+             VALUES (?1, 1, 'active', ?2)",
+                params![p.as_str(), now],
+            )?;
+        }
+        Ok(())
+    },
+    // A failed redrive leaves the letter, and says so: how many, when the last, and why.
+    |tx| {
+        tx.execute_batch(
+            "ALTER TABLE dead_letters ADD COLUMN failed_redrives INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE dead_letters ADD COLUMN last_failed_at TEXT;
+         ALTER TABLE dead_letters ADD COLUMN last_failure TEXT;",
+        )
+    },
+];
 
 /// The checkpoint of a replay into these generations: one per replay, so `--resume`
 /// finds it, and a status can say which generations it is building.
@@ -104,6 +114,10 @@ pub struct DeadLetter {
     pub reason: String,
     pub record: String,
     pub parked_at: Timestamp,
+    /// Redrives that failed again (the letter stays; `reason` stays why it was parked).
+    pub failed_redrives: u32,
+    /// When the last of them failed, and why.
+    pub last_failure: Option<(Timestamp, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,30 +629,46 @@ impl SqliteReadModels {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, source, key, reason, record, parked_at FROM dead_letters
+                "SELECT id, source, key, reason, record, parked_at, failed_redrives,
+                        last_failed_at, last_failure
+                 FROM dead_letters
                  WHERE (?1 IS NULL OR source = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![source, after, limit], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ),
+                    (
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                    ),
                 ))
             })?;
+            let time = |at: &str| {
+                Timestamp::parse(at).ok_or_else(|| DbError::Corrupt(format!("bad time `{at}`")))
+            };
             let mut out = Vec::new();
             for row in rows {
-                let (id, source, key, reason, record, at) = row?;
+                let ((id, source, key, reason, record, at), (failed, failed_at, failure)) = row?;
                 out.push(DeadLetter {
                     id: to_u64(id, "id").map_err(DbError::Corrupt)?,
-                    parked_at: Timestamp::parse(&at)
-                        .ok_or_else(|| DbError::Corrupt(format!("bad time `{at}`")))?,
+                    parked_at: time(&at)?,
                     source,
                     key,
                     reason,
                     record,
+                    failed_redrives: u32::try_from(failed).unwrap_or(u32::MAX),
+                    last_failure: match (failed_at, failure) {
+                        (Some(at), Some(why)) => Some((time(&at)?, why)),
+                        _ => None,
+                    },
                 });
             }
             Ok(out)
@@ -652,6 +682,22 @@ impl SqliteReadModels {
         self.write(move |conn| {
             conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
                 .execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Notes a redrive that failed again: the letter stays, with the failure counted.
+    pub async fn record_failed_redrive(&self, id: u64, reason: &str) -> Result<(), ReadModelError> {
+        let id = to_i64(id, "id").map_err(ReadModelError::Corrupt)?;
+        let reason = reason.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE dead_letters SET failed_redrives = failed_redrives + 1,
+                     last_failed_at = ?2, last_failure = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, SystemClock.now().to_string(), reason])?;
             Ok(())
         })
         .await
