@@ -3,14 +3,13 @@
 //! read the log, an interrupted replay to resume or abandon, and the records parked with
 //! their reason.
 
-use crate::replay_cmd::{open_existing, parse_projection};
+use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::{Connection, parse_base_url};
 use orders::projections::{self, ProjectionsStatus};
-use orders::replay::ReplayLock;
 use orders_local::store::DeadLetter;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -121,7 +120,8 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
         } => {
             let projection = parse_projection(&projection)?;
             let stores = open_existing(&data_dir).await?;
-            let _lock = replay_lock(&data_dir)?;
+            // Generations change only while no replay runs, so a drop takes the replay's lock.
+            let _lock = replay_lock(&data_dir, "drop generations when it has finished")?;
             let found = stores
                 .read_models
                 .generations()
@@ -151,7 +151,8 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
         }
         ProjectionsCmd::Prune { data_dir } => {
             let stores = open_existing(&data_dir).await?;
-            let _lock = replay_lock(&data_dir)?;
+            // Generations change only while no replay runs, so a drop takes the replay's lock.
+            let _lock = replay_lock(&data_dir, "drop generations when it has finished")?;
             let mut dropped = 0;
             for g in stores.read_models.generations().await? {
                 if g.status == "retired" {
@@ -173,18 +174,6 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Generations change only while no replay runs, so a drop takes the replay's lock.
-fn replay_lock(data_dir: &Path) -> anyhow::Result<ReplayLock> {
-    ReplayLock::try_acquire(data_dir)
-        .with_context(|| format!("locking {}", data_dir.display()))?
-        .with_context(|| {
-            format!(
-                "a replay is running in {}; drop generations when it has finished",
-                data_dir.display()
-            )
-        })
 }
 
 fn print_status(s: &ProjectionsStatus) {

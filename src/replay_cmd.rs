@@ -204,6 +204,13 @@ impl Progress {
     }
 }
 
+/// The data dir's replay lock, or one line saying a replay runs there and what to do.
+pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<replay::ReplayLock> {
+    replay::ReplayLock::try_acquire(data_dir)
+        .with_context(|| format!("locking {}", data_dir.display()))?
+        .with_context(|| format!("a replay is running in {}; {meanwhile}", data_dir.display()))
+}
+
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let projections = parse_projections(&args.projections)?;
     anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1");
@@ -211,13 +218,10 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return replay_aws(args, projections).await;
     }
     let stores = open_existing(&args.data_dir).await?;
-    let lock = replay::ReplayLock::try_acquire(&args.data_dir)
-        .with_context(|| format!("locking {}", args.data_dir.display()))?;
-    anyhow::ensure!(
-        lock.is_some(),
-        "a replay is already running in {}; wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
-        args.data_dir.display()
-    );
+    let _lock = replay_lock(
+        &args.data_dir,
+        "wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
+    )?;
     let opts = ReplayOptions {
         projections,
         resume: args.resume,
@@ -310,14 +314,7 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .context("opening the data directory")?
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
     // The read models are built by a replay after the seeding.
-    let _lock = replay::ReplayLock::try_acquire(&args.data_dir)
-        .with_context(|| format!("locking {}", args.data_dir.display()))?
-        .with_context(|| {
-            format!(
-                "a replay is running in {}; seed when it has finished",
-                args.data_dir.display()
-            )
-        })?;
+    let _lock = replay_lock(&args.data_dir, "seed when it has finished")?;
     let projector = TailerConfig::default().name;
     let caught_up = stores.read_models.checkpoint(&projector).await? >= stores.events.head_seq();
     let started = Instant::now();

@@ -933,7 +933,7 @@ async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
     );
     fails_with(
         &orders_cli(&["replay", "--projection", "all", "--data-dir", &path]),
-        "a replay is already running",
+        "a replay is running",
     );
     fails_with(
         &orders_cli(&["projections", "prune", "--data-dir", &path]),
