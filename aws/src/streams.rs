@@ -126,15 +126,35 @@ fn seq_le(a: &str, b: &str) -> bool {
     (a.len(), a) <= (b.len(), b)
 }
 
-/// The records of the failed batch, in stream order: from its first sequence number up to
-/// and including its last.
-pub async fn read_batch(client: &Client, batch: &BatchInfo) -> Result<Vec<Record>, StreamError> {
-    let it = client
+/// Where [`read_shard`] starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ShardStart<'a> {
+    /// The oldest record the shard still has.
+    TrimHorizon,
+    /// This record.
+    At(&'a str),
+}
+
+/// A shard's records in stream order, from `start` up to and including `last` (or to the
+/// shard's current end).
+pub async fn read_shard(
+    client: &Client,
+    stream_arn: &str,
+    shard_id: &str,
+    start: ShardStart<'_>,
+    last: Option<&str>,
+) -> Result<Vec<Record>, StreamError> {
+    let request = client
         .get_shard_iterator()
-        .stream_arn(&batch.stream_arn)
-        .shard_id(&batch.shard_id)
-        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-        .sequence_number(&batch.start_sequence_number)
+        .stream_arn(stream_arn)
+        .shard_id(shard_id);
+    let request = match start {
+        ShardStart::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        ShardStart::At(seq) => request
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(seq),
+    };
+    let it = request
         .send()
         .await
         .map_err(|e| service_error("GetShardIterator", e))?;
@@ -156,13 +176,27 @@ pub async fn read_batch(client: &Client, batch: &BatchInfo) -> Result<Vec<Record
                 .dynamodb()
                 .and_then(|d| d.sequence_number())
                 .unwrap_or_default();
-            if !seq_le(seq, &batch.end_sequence_number) {
+            if last.is_some_and(|last| !seq_le(seq, last)) {
                 return Ok(records);
             }
             records.push(r.clone());
         }
         iterator = page.next_shard_iterator().map(str::to_string);
     }
+    Ok(records)
+}
+
+/// The records of the failed batch, in stream order: from its first sequence number up to
+/// and including its last.
+pub async fn read_batch(client: &Client, batch: &BatchInfo) -> Result<Vec<Record>, StreamError> {
+    let records = read_shard(
+        client,
+        &batch.stream_arn,
+        &batch.shard_id,
+        ShardStart::At(&batch.start_sequence_number),
+        Some(&batch.end_sequence_number),
+    )
+    .await?;
     if records.is_empty() {
         // The iterator started at a sequence number the shard no longer has.
         return Err(StreamError::Trimmed);

@@ -6,7 +6,8 @@
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodbstreams::Client;
-use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::Record;
+use orders_aws::streams::{ShardStart, read_shard};
 use std::time::{Duration, Instant};
 
 /// Every record of the table's stream (all shards, from TRIM_HORIZON), waiting up to
@@ -43,29 +44,10 @@ async fn read_once(client: &Client, stream_arn: &str) -> Result<Vec<Record>, Str
         let Some(shard_id) = shard.shard_id() else {
             continue;
         };
-        let it = client
-            .get_shard_iterator()
-            .stream_arn(stream_arn)
-            .shard_id(shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
+        let from_shard = read_shard(client, stream_arn, shard_id, ShardStart::TrimHorizon, None)
             .await
-            .map_err(|e| format!("GetShardIterator: {e:?}"))?;
-        let mut iterator = it.shard_iterator().map(str::to_string);
-        // An open shard always hands out a next iterator: stop on an empty page.
-        while let Some(i) = iterator.take() {
-            let page = client
-                .get_records()
-                .shard_iterator(i)
-                .send()
-                .await
-                .map_err(|e| format!("GetRecords: {e:?}"))?;
-            if page.records().is_empty() {
-                break;
-            }
-            records.extend(page.records().iter().cloned());
-            iterator = page.next_shard_iterator().map(str::to_string);
-        }
+            .map_err(|e| e.to_string())?;
+        records.extend(from_shard);
     }
     Ok(records)
 }
