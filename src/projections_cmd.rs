@@ -75,11 +75,8 @@ enum DeadLettersCmd {
     /// (which starts the workflows they stand for), once what made them fail is fixed.
     /// With --aws: project the batches the projector Lambda gave up on again.
     Redrive {
-        /// One dead letter's id.
-        #[arg(
-            required_unless_present_any = ["all", "message_id"],
-            conflicts_with_all = ["all", "message_id"]
-        )]
+        /// One dead letter's id (or --all).
+        #[arg(conflicts_with_all = ["all", "message_id"])]
         id: Option<u64>,
         /// Every record the live projector parked, oldest first.
         #[arg(long)]
@@ -280,11 +277,15 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             aws,
         } => {
             if !aws.aws {
+                anyhow::ensure!(
+                    id.is_some() || all,
+                    "which dead letter? pass its id (see `orders dead-letters list`) or --all"
+                );
                 return redrive(&url, id, all).await;
             }
             anyhow::ensure!(
-                id.is_none(),
-                "--aws redrives a message of the on-failure queue: pass --message-id ID or --all"
+                id.is_none() && (message_id.is_some() || all),
+                "--aws redrives messages of the on-failure queue: pass --message-id ID (see `orders dead-letters list --aws`) or --all"
             );
             return crate::aws_dead_letters::redrive(&aws, message_id.as_deref(), all).await;
         }

@@ -225,4 +225,10 @@ async fn a_parked_order_placed_redriven_from_the_cli_gets_its_view_and_its_workf
     let err = String::from_utf8_lossy(&down.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("is `orders serve` running"), "{err}");
+
+    let which = orders_cli(&["dead-letters", "redrive", "--url", &url]);
+    assert!(!which.status.success());
+    let err = String::from_utf8_lossy(&which.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("pass its id"), "{err}");
 }
