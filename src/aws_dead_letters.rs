@@ -33,9 +33,11 @@ pub struct AwsDeadLetterArgs {
 /// Messages looked at in one run at most: a queue longer than this is a bigger problem
 /// than one command should page through.
 const MAX_MESSAGES: usize = 1_000;
-/// How long received messages stay hidden while this command looks at them; they are
-/// made visible again before it ends (the ones it redrove are deleted).
-const HOLD_SECONDS: i32 = 60;
+/// How long received messages stay hidden while this command works through them (long
+/// enough for a thousand batches, so no receipt handle expires before its delete); they are
+/// made visible again before it ends (the ones it redrove are deleted), or after this if it
+/// is killed.
+const HOLD_SECONDS: i32 = 300;
 
 struct Letter {
     message_id: String,
