@@ -396,7 +396,7 @@ fn letter_json(l: &DeadLetter) -> Value {
     })
 }
 
-/// ` (redrive failed N time(s): why)`, or nothing.
+/// ` (redrive failed N time(s), last: why)`, or nothing.
 fn failed_redrives(l: &DeadLetter) -> String {
     match &l.last_failure {
         Some((_, why)) => format!(

@@ -636,19 +636,15 @@ impl SqliteReadModels {
             )?;
             let rows = stmt.query_map(params![source, after, limit], |r| {
                 Ok((
-                    (
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                    ),
-                    (
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                    ),
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })?;
             let time = |at: &str| {
@@ -656,7 +652,7 @@ impl SqliteReadModels {
             };
             let mut out = Vec::new();
             for row in rows {
-                let ((id, source, key, reason, record, at), (failed, failed_at, failure)) = row?;
+                let (id, source, key, reason, record, at, failed, failed_at, failure) = row?;
                 out.push(DeadLetter {
                     id: to_u64(id, "id").map_err(DbError::Corrupt)?,
                     parked_at: time(&at)?,
