@@ -122,7 +122,10 @@ enum BenchCmd {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let default_level = match cli.command {
         Cmd::Bench { .. } => tracing::level_filters::LevelFilter::WARN,
         _ => tracing::level_filters::LevelFilter::INFO,
@@ -234,6 +237,34 @@ async fn serve(
     say("orders: stopping");
     runtime.shutdown().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Help and the version print as clap writes them; a usage mistake is one line, like
+/// every other error of the command line (clap's own adds a usage block and a blank line).
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return code;
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("error: invalid arguments");
+    // The message, then clap's own pointer to the help ("For more information, try ...").
+    match lines
+        .next_back()
+        .filter(|l| l.starts_with("For more information"))
+    {
+        Some(hint) => eprintln!("{first} ({})", hint.trim_end_matches('.').to_lowercase()),
+        None => eprintln!("{first}"),
+    }
+    code
 }
 
 fn say(line: &str) {

@@ -758,6 +758,35 @@ fn fails_with(out: &std::process::Output, needle: &str) {
     assert!(err.contains(needle), "{err}");
 }
 
+/// Usage mistakes caught by the argument parser are one line too, with its exit code 2;
+/// help still prints in full.
+#[test]
+fn usage_mistakes_are_one_line() {
+    for (args, says) in [
+        (
+            &["replay", "--no-such-flag"][..],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &["replay", "--projection"][..],
+            "a value is required for '--projection",
+        ),
+        (&["seed", "--orders", "many"][..], "invalid value 'many'"),
+        (&["no-such-command"][..], "unrecognized subcommand"),
+    ] {
+        let out = orders_cli(args);
+        fails_with(&out, says);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("try '--help'"),
+            "{args:?}"
+        );
+    }
+    let help = orders_cli(&["replay", "--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: orders replay"));
+}
+
 #[test]
 fn projections_status_lists_generations_and_consumers_and_drops_only_unused_ones() {
     let tmp = tempfile::tempdir().expect("dir");
