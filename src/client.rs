@@ -39,6 +39,15 @@ impl Connection {
         })
     }
 
+    /// A connection to a running `orders serve` at `url` (`http://HOST:PORT`); when
+    /// nobody answers there, the error says what to check.
+    pub async fn to_server(url: &str, needs: &str) -> anyhow::Result<Connection> {
+        let addr = parse_base_url(url)?;
+        Connection::open(addr).await.map_err(|e| {
+            anyhow::anyhow!("{e:#}: is `orders serve` running at {url}? ({needs}; or pass --url)")
+        })
+    }
+
     pub async fn send(
         &mut self,
         method: http::Method,
@@ -88,7 +97,7 @@ impl Connection {
 }
 
 /// `http://host:port` (or `host:port`) to a socket address.
-pub fn parse_base_url(url: &str) -> anyhow::Result<SocketAddr> {
+fn parse_base_url(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or(rest);
     let authority = authority.replace("localhost", "127.0.0.1");

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use orders::bench::{self, BenchOptions};
-use orders::client::{Connection, parse_base_url};
+use orders::client::Connection;
 use orders::runtime::{Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -134,10 +134,29 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, without the causes that only say again what the
+/// line already ends with: a wrapper that quotes its source, or SQLite's "Error code 26:
+/// file is not a database" under "file is not a database".
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let last_clause = text.rsplit(": ").next().unwrap_or(&text);
+        if !line.is_empty() && (line.ends_with(&text) || line.ends_with(last_clause)) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -254,15 +273,32 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         return code;
     }
     let text = e.render().to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("error: invalid arguments");
-    // The message, then clap's own pointer to the help ("For more information, try ...").
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // The message (with what it lists on the next lines, such as the missing arguments),
+    // then clap's own pointer to the help ("For more information, try ...").
+    let mut message = String::new();
+    for line in lines
+        .iter()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+    {
+        if !message.is_empty() {
+            message.push_str(if message.ends_with(':') { " " } else { "; " });
+        }
+        message.push_str(line);
+    }
+    if message.is_empty() {
+        message.push_str("error: invalid arguments");
+    }
     match lines
-        .next_back()
+        .last()
         .filter(|l| l.starts_with("For more information"))
     {
-        Some(hint) => eprintln!("{first} ({})", hint.trim_end_matches('.').to_lowercase()),
-        None => eprintln!("{first}"),
+        Some(hint) => eprintln!("{message} ({})", hint.trim_end_matches('.').to_lowercase()),
+        None => eprintln!("{message}"),
     }
     code
 }
@@ -304,7 +340,7 @@ async fn submit(url: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow
         }
         Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
     };
-    let mut conn = Connection::open(parse_base_url(url)?).await?;
+    let mut conn = Connection::to_server(url, "orders are placed through it").await?;
     let headers: Vec<(&str, &str)> = key
         .as_deref()
         .map(|k| ("idempotency-key", k))

@@ -5,7 +5,7 @@
 
 use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
 use anyhow::Context;
-use orders::client::{Connection, parse_base_url};
+use orders::client::Connection;
 use orders::projections::{self, ProjectionsStatus};
 use orders_local::store::DeadLetter;
 use serde_json::{Value, json};
@@ -331,10 +331,7 @@ async fn redrive(url: &str, id: Option<u64>, all: bool) -> anyhow::Result<ExitCo
         (Some(id), _) => format!("id={id}"),
         (None, _) => "all=1".to_string(),
     };
-    let base = parse_base_url(url)?;
-    let mut conn = Connection::open(base)
-        .await
-        .with_context(|| format!("is `orders serve` running at {url}? redrive runs in it"))?;
+    let mut conn = Connection::to_server(url, "redrive runs in it").await?;
     let headers = [
         ("content-type", "application/x-www-form-urlencoded"),
         ("accept", "application/json"),

@@ -225,6 +225,14 @@ async fn a_parked_order_placed_redriven_from_the_cli_gets_its_view_and_its_workf
     let err = String::from_utf8_lossy(&down.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("is `orders serve` running"), "{err}");
+    let submit = orders_cli(&["submit", "--url", &url]);
+    assert!(!submit.status.success());
+    let err = String::from_utf8_lossy(&submit.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("is `orders serve` running at {url}?")),
+        "{err}"
+    );
 
     let which = orders_cli(&["dead-letters", "redrive", "--url", &url]);
     assert!(!which.status.success());

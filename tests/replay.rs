@@ -758,6 +758,23 @@ fn fails_with(out: &std::process::Output, needle: &str) {
     assert!(err.contains(needle), "{err}");
 }
 
+/// A broken file in the data dir is named once, without the causes that repeat it.
+#[test]
+fn a_data_dir_file_that_is_not_a_database_is_named_once() {
+    let tmp = tempfile::tempdir().expect("dir");
+    std::fs::write(tmp.path().join("events.db"), "not a database, just text\n").expect("write");
+    let dir = tmp.path().to_string_lossy().to_string();
+    for args in [
+        &["events", "01J0000000000000000000000", "--data-dir", &dir][..],
+        &["projections", "status", "--data-dir", &dir][..],
+    ] {
+        let out = orders_cli(args);
+        fails_with(&out, "events.db: file is not a database");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("not a database").count(), 1, "{args:?}: {err}");
+    }
+}
+
 /// Usage mistakes caught by the argument parser are one line too, with its exit code 2;
 /// help still prints in full.
 #[test]
@@ -773,6 +790,10 @@ fn usage_mistakes_are_one_line() {
         ),
         (&["seed", "--orders", "many"][..], "invalid value 'many'"),
         (&["no-such-command"][..], "unrecognized subcommand"),
+        (
+            &["events"][..],
+            "the following required arguments were not provided: <ORDER_ID>",
+        ),
     ] {
         let out = orders_cli(args);
         fails_with(&out, says);
