@@ -151,6 +151,46 @@ async fn cancel_needs_the_current_version() {
     s.runtime.shutdown().await.expect("shutdown");
 }
 
+/// Without the workflow nothing takes the order into fulfilment: it cannot ship yet, and
+/// the problem says why (the whole lifecycle is in tests/workflow.rs).
+#[tokio::test]
+async fn an_order_not_in_fulfilment_does_not_ship() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let id = json(&post(&mut c, "/orders", &[], &order("c-1")).await)["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/orders/{id}/ship");
+    let parcel = json!({"carrier": "UPS", "tracking_number": "1Z"});
+    let early = post(&mut c, &path, &[], &parcel).await;
+    assert_eq!(
+        early.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&early.body)
+    );
+    assert_eq!(
+        json(&early)["detail"],
+        "order cannot be shipped: it is PLACED"
+    );
+    let plain = c
+        .send(
+            http::Method::POST,
+            &path,
+            &[("content-type", "text/plain")],
+            Some(parcel.to_string().into()),
+        )
+        .await
+        .expect("send");
+    assert_eq!(plain.status, 415);
+    assert_eq!(
+        s.runtime.stores.events.load(&id).await.expect("load").len(),
+        1
+    );
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn an_idempotency_key_applies_a_command_once() {
     let s = serve().await;

@@ -329,6 +329,40 @@ fn the_documented_routes_are_the_routers_routes() {
     );
 }
 
+/// (METHOD, path) of every `HttpApi` event in `template.yaml`: the routes API Gateway sends
+/// to the api function (any other request gets API Gateway's own 404 on AWS).
+fn routes_in_template() -> BTreeSet<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
+    let text = std::fs::read_to_string(path).expect("template.yaml is readable");
+    // serde_norway's own Value: CloudFormation's `!Ref`/`!Sub` tags stay tagged values.
+    let template: serde_norway::Value =
+        serde_norway::from_str(&text).expect("template.yaml is valid YAML");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    resources
+        .values()
+        .filter_map(|r| r["Properties"]["Events"].as_mapping())
+        .flat_map(|events| events.values())
+        .filter(|e| e["Type"].as_str() == Some("HttpApi"))
+        .map(|e| {
+            let p = &e["Properties"];
+            (
+                p["Method"].as_str().expect("Method").to_uppercase(),
+                p["Path"].as_str().expect("Path").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn api_gateway_routes_exactly_the_documented_routes() {
+    let documented = documented_routes(&document());
+    let deployed = routes_in_template();
+    assert_eq!(
+        documented, deployed,
+        "openapi.yaml (left) and template.yaml's HttpApi events (right) disagree"
+    );
+}
+
 #[tokio::test]
 async fn every_documented_route_is_served_and_nothing_else_on_its_paths() {
     let doc = document();

@@ -196,6 +196,140 @@ async fn each_order_runs_the_whole_loop_and_each_effect_happens_once() {
     s.runtime.shutdown().await.expect("shutdown");
 }
 
+/// The last step of the lifecycle: once the fulfilment consumer has taken the order, the
+/// warehouse reports the shipment over HTTP; a retried report changes nothing, another
+/// shipment and a late cancel are refused, and bad input changes nothing.
+#[tokio::test]
+async fn an_order_in_fulfilment_ships_once_and_nothing_else_ships() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "corr-ship").await;
+    let ship_path = format!("/orders/{id}/ship");
+    let parcel = serde_json::json!({"carrier": "UPS", "tracking_number": "1Z999AA10123456784"});
+    let in_fulfilment = eventually(&mut c, &format!("/orders/{id}"), |r| {
+        json(r)["status"] == "FULFILMENT_REQUESTED"
+    })
+    .await;
+    assert_eq!(json(&in_fulfilment)["status"], "FULFILMENT_REQUESTED");
+    let version = json(&in_fulfilment)["version"].as_u64().expect("version");
+    let events_before = s.runtime.stores.events.load(&id).await.expect("load").len();
+
+    // Bad input: named, nothing appended.
+    for (body, field) in [
+        (serde_json::json!({"carrier": "UPS"}), "tracking_number"),
+        (
+            serde_json::json!({"carrier": " ", "tracking_number": "1Z"}),
+            "carrier",
+        ),
+        (
+            serde_json::json!({"carrier": "UPS", "tracking_number": "1Z", "eta": "soon"}),
+            "eta",
+        ),
+    ] {
+        let bad = post(&mut c, &ship_path, &[], &body).await;
+        assert_eq!(bad.status, 422, "{}", String::from_utf8_lossy(&bad.body));
+        assert_eq!(
+            header(&bad, "content-type"),
+            Some("application/problem+json")
+        );
+        assert!(
+            json(&bad)["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .any(|e| e["field"] == field),
+            "{}",
+            String::from_utf8_lossy(&bad.body)
+        );
+    }
+    let stale = post(&mut c, &ship_path, &[("if-match", "1")], &parcel).await;
+    assert_eq!(
+        stale.status,
+        412,
+        "{}",
+        String::from_utf8_lossy(&stale.body)
+    );
+    assert_eq!(
+        s.runtime.stores.events.load(&id).await.expect("load").len(),
+        events_before
+    );
+
+    // Shipped: without If-Match (a warehouse rarely knows the version).
+    let shipped = post(
+        &mut c,
+        &ship_path,
+        &[("x-correlation-id", "corr-wh")],
+        &parcel,
+    )
+    .await;
+    assert_eq!(
+        shipped.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&shipped.body)
+    );
+    assert_eq!(json(&shipped)["status"], "SHIPPED");
+    assert_eq!(json(&shipped)["version"], version + 1);
+    // The carrier's callback retried: the same answer, nothing appended.
+    let again = post(&mut c, &ship_path, &[], &parcel).await;
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(json(&again)["version"], version + 1);
+    // Another parcel, or a cancel now, is too late.
+    let other = post(
+        &mut c,
+        &ship_path,
+        &[],
+        &serde_json::json!({"carrier": "DHL", "tracking_number": "00340434"}),
+    )
+    .await;
+    assert_eq!(
+        other.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&other.body)
+    );
+    let cancel = post(
+        &mut c,
+        &format!("/orders/{id}/cancel"),
+        &[("if-match", &(version + 1).to_string())],
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        cancel.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&cancel.body)
+    );
+
+    let events = s.runtime.stores.events.load(&id).await.expect("load");
+    let types = event_types(&events);
+    assert_eq!(count(&types, "OrderShipped"), 1, "{types:?}");
+    assert_eq!(events.len(), events_before + 1);
+    let last = events.last().expect("events");
+    assert_eq!(last.event_type, "OrderShipped");
+    assert_eq!(last.correlation_id, "corr-wh");
+
+    let view = eventually(&mut c, &format!("/orders/{id}"), |r| {
+        json(r)["status"] == "SHIPPED"
+    })
+    .await;
+    let v = json(&view);
+    assert_eq!(v["status"], "SHIPPED");
+    assert_eq!(v["fulfilment"]["carrier"], "UPS");
+    assert_eq!(v["fulfilment"]["tracking_number"], "1Z999AA10123456784");
+    assert!(v["fulfilment"]["shipped_at"].is_string(), "{v}");
+
+    let unknown = post(&mut c, "/orders/no-such-order/ship", &[], &parcel).await;
+    assert_eq!(unknown.status, 404);
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn an_unverified_sender_is_retried_then_caught_and_recorded() {
     let s = serve_workflow(orders_local::workflow::WorkflowOptions {

@@ -215,7 +215,7 @@ pub struct Order {
     pub placed: Option<OrderPlaced>,
     pub confirmed_by: Option<String>,
     pub fulfilment_message: Option<String>,
-    pub shipped: bool,
+    pub shipment: Option<OrderShipped>,
     pub cancelled: bool,
 }
 
@@ -227,7 +227,7 @@ impl Order {
     pub fn status(&self) -> OrderStatus {
         status_of(
             self.cancelled,
-            self.shipped,
+            self.shipment.is_some(),
             self.fulfilment_message.is_some(),
             self.confirmed_by.is_some(),
         )
@@ -263,7 +263,7 @@ pub fn evolve(mut state: Order, event: &OrderEvent) -> Order {
         OrderEvent::Confirmed(c) => state.confirmed_by = Some(c.execution_name.clone()),
         OrderEvent::NotificationFailed(_) => {}
         OrderEvent::FulfilmentRequested(f) => state.fulfilment_message = Some(f.message_id.clone()),
-        OrderEvent::Shipped(_) => state.shipped = true,
+        OrderEvent::Shipped(s) => state.shipment = Some(s.clone()),
     }
     state
 }
@@ -340,17 +340,23 @@ pub fn decide(state: &Order, command: &Command) -> Result<Vec<OrderEvent>, Domai
             tracking_number,
         } => {
             require_placed(state)?;
-            if state.status() != OrderStatus::FulfilmentRequested {
-                return Err(DomainError::NotShippable(state.status()));
-            }
             let mut errors = FieldErrors::default();
             validation::require_text(&mut errors, "carrier", carrier, 100);
             validation::require_text(&mut errors, "tracking_number", tracking_number, 100);
             errors.into_result().map_err(DomainError::Invalid)?;
-            Ok(vec![OrderEvent::Shipped(OrderShipped {
+            let shipment = OrderShipped {
                 carrier: carrier.clone(),
                 tracking_number: tracking_number.clone(),
-            })])
+            };
+            // A carrier's callback is retried: the same shipment again is already in the
+            // log and appends nothing; another one is a conflict.
+            if state.shipment.as_ref() == Some(&shipment) {
+                return Ok(vec![]);
+            }
+            if state.status() != OrderStatus::FulfilmentRequested {
+                return Err(DomainError::NotShippable(state.status()));
+            }
+            Ok(vec![OrderEvent::Shipped(shipment)])
         }
     }
 }

@@ -318,4 +318,32 @@ fn only_an_order_in_fulfilment_ships() {
         decide(&given(&all), &Command::Cancel { reason: None }),
         Err(DomainError::NotCancellable(OrderStatus::Shipped))
     ));
+    // The same shipment reported again appends nothing; another one is refused.
+    assert_eq!(decide(&given(&all), &ship), Ok(vec![]));
+    let other = Command::Ship {
+        carrier: "UPS".into(),
+        tracking_number: "1Z000".into(),
+    };
+    assert_eq!(
+        decide(&given(&all), &other),
+        Err(DomainError::NotShippable(OrderStatus::Shipped))
+    );
+    // A cancelled order never ships, and bad input is named whatever the state.
+    let cancelled = [
+        placed(),
+        OrderEvent::Cancelled(OrderCancelled { reason: None }),
+    ];
+    assert_eq!(
+        decide(&given(&cancelled), &ship),
+        Err(DomainError::NotShippable(OrderStatus::Cancelled))
+    );
+    let blank = Command::Ship {
+        carrier: " ".into(),
+        tracking_number: String::new(),
+    };
+    let Err(DomainError::Invalid(errors)) = decide(&given(&cancelled), &blank) else {
+        panic!("blank fields are invalid");
+    };
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["carrier", "tracking_number"]);
 }

@@ -43,6 +43,7 @@ pub fn router<E: EventStore, R: ReadModels>(api: Arc<Api<E, R>>) -> Router {
         .route("/orders/{id}", get(get_order::<E, R>))
         .route("/orders/{id}/events", get(get_events::<E, R>))
         .route("/orders/{id}/cancel", post(cancel_order::<E, R>))
+        .route("/orders/{id}/ship", post(ship_order::<E, R>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(correlate))
@@ -414,12 +415,117 @@ async fn cancel_order<E: EventStore, R: ReadModels>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let request = CommandRequest {
+        path,
+        method,
+        uri,
+        headers,
+        body,
+    };
+    order_command(&api, "cancel", request, |headers, bytes| {
+        let expected = if_match(headers)?;
+        let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            body::require_json_content_type(headers)?;
+            let b: CancelBody = body::decode(bytes)?;
+            if let Some(r) = &b.reason
+                && r.chars().count() > 500
+            {
+                return Err(Problem::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation",
+                    "The request is not valid",
+                    "reason",
+                    "must be at most 500 characters",
+                ));
+            }
+            b.reason
+        };
+        Ok((Expect::Version(expected), Command::Cancel { reason }))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipBody {
+    carrier: String,
+    tracking_number: String,
+}
+
+/// The warehouse (or the carrier's callback) reports the parcel on its way. `If-Match` is
+/// optional here: the sender rarely knows the version, and the domain's rules (only an
+/// order in fulfilment ships; the same shipment again changes nothing) are checked against
+/// the version the append is conditional on either way.
+async fn ship_order<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = CommandRequest {
+        path,
+        method,
+        uri,
+        headers,
+        body,
+    };
+    order_command(&api, "ship", request, |headers, bytes| {
+        let expect = match headers.get(header::IF_MATCH) {
+            Some(_) => Expect::Version(if_match(headers)?),
+            None => Expect::Latest,
+        };
+        body::require_json_content_type(headers)?;
+        let b: ShipBody = body::decode(bytes)?;
+        let command = Command::Ship {
+            carrier: b.carrier,
+            tracking_number: b.tracking_number,
+        };
+        Ok((expect, command))
+    })
+    .await
+}
+
+/// What a command on an existing order arrives with.
+struct CommandRequest {
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+}
+
+/// What every command on an existing order shares: the order id from the path, a span
+/// with the order and correlation ids, the `Idempotency-Key` (a repeat answers as the
+/// first request did, before anything else is checked); `parse` turns the headers and
+/// body into what the append expects and the command.
+async fn order_command<E: EventStore, R: ReadModels>(
+    api: &Api<E, R>,
+    command_name: &'static str,
+    request: CommandRequest,
+    parse: impl FnOnce(&HeaderMap, &[u8]) -> Result<(Expect, Command), Problem>,
+) -> Response {
+    let CommandRequest {
+        path,
+        method,
+        uri,
+        headers,
+        body,
+    } = request;
     let order_id = match order_id_of(path) {
         Ok(id) => id,
         Err(p) => return p.into_response(),
     };
     let trace = trace_of(&headers, api.commands.ids.as_ref());
-    let span = tracing::info_span!("cancel_order", order_id = %order_id, correlation_id = %trace.correlation_id);
+    let span = tracing::info_span!(
+        "order_command",
+        command = command_name,
+        order_id = %order_id,
+        correlation_id = %trace.correlation_id
+    );
     async move {
         let result: Result<Response, Problem> = async {
             let bytes = read_body(body).await?;
@@ -430,37 +536,9 @@ async fn cancel_order<E: EventStore, R: ReadModels>(
             {
                 return Ok(resp);
             }
-            let expected = if_match(&headers)?;
-            let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                body::require_json_content_type(&headers)?;
-                let b: CancelBody = body::decode(&bytes)?;
-                if let Some(r) = &b.reason
-                    && r.chars().count() > 500
-                {
-                    return Err(Problem::field(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation",
-                        "The request is not valid",
-                        "reason",
-                        "must be at most 500 characters",
-                    ));
-                }
-                b.reason
-            };
+            let (expect, command) = parse(&headers, &bytes)?;
             let key = key.map(|k| (k, hash));
-            let command = Command::Cancel { reason };
-            run_command(
-                &api,
-                &order_id,
-                Expect::Version(expected),
-                command,
-                &trace,
-                key,
-                false,
-            )
-            .await
+            run_command(api, &order_id, expect, command, &trace, key, false).await
         }
         .await;
         result.unwrap_or_else(IntoResponse::into_response)
