@@ -99,14 +99,18 @@ async fn customer_orders_page_newest_first() {
     s.runtime.shutdown().await.expect("shutdown");
 }
 
+/// Places the sample order for `customer`; its id.
+async fn place(c: &mut orders::client::Connection, customer: &str) -> String {
+    let r = post(c, "/orders", &[], &order(customer)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    json(&r)["order_id"].as_str().expect("id").to_string()
+}
+
 #[tokio::test]
 async fn cancel_needs_the_current_version() {
     let s = serve().await;
     let mut c = connect(&s.runtime).await;
-    let id = json(&post(&mut c, "/orders", &[], &order("c-1")).await)["order_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = place(&mut c, "c-1").await;
     let path = format!("/orders/{id}/cancel");
 
     let missing = post(&mut c, &path, &[], &json!({})).await;
@@ -157,10 +161,7 @@ async fn cancel_needs_the_current_version() {
 async fn an_order_not_in_fulfilment_does_not_ship() {
     let s = serve().await;
     let mut c = connect(&s.runtime).await;
-    let id = json(&post(&mut c, "/orders", &[], &order("c-1")).await)["order_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = place(&mut c, "c-1").await;
     let path = format!("/orders/{id}/ship");
     let parcel = json!({"carrier": "UPS", "tracking_number": "1Z"});
     let early = post(&mut c, &path, &[], &parcel).await;

@@ -8,7 +8,7 @@ use crate::problem::Problem;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -409,19 +409,8 @@ fn if_match(headers: &HeaderMap) -> Result<u64, Problem> {
 
 async fn cancel_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: CommandRequest,
 ) -> Response {
-    let request = CommandRequest {
-        path,
-        method,
-        uri,
-        headers,
-        body,
-    };
     order_command(&api, "cancel", request, |headers, bytes| {
         let expected = if_match(headers)?;
         let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -460,19 +449,8 @@ struct ShipBody {
 /// the version the append is conditional on either way.
 async fn ship_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: CommandRequest,
 ) -> Response {
-    let request = CommandRequest {
-        path,
-        method,
-        uri,
-        headers,
-        body,
-    };
     order_command(&api, "ship", request, |headers, bytes| {
         let expect = match headers.get(header::IF_MATCH) {
             Some(_) => Expect::Version(if_match(headers)?),
@@ -489,13 +467,30 @@ async fn ship_order<E: EventStore, R: ReadModels>(
     .await
 }
 
-/// What a command on an existing order arrives with.
+/// What a command on an existing order arrives with. A bad order id is kept as the
+/// rejection, so it is answered as a problem in the command's span.
 struct CommandRequest {
     path: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+}
+
+impl<S: Send + Sync> FromRequest<S> for CommandRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let path = Path::<String>::from_request_parts(&mut parts, state).await;
+        Ok(CommandRequest {
+            path,
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
 }
 
 /// What every command on an existing order shares: the order id from the path, a span
