@@ -332,6 +332,14 @@ fn the_documented_routes_are_the_routers_routes() {
 /// (METHOD, path) of every `HttpApi` event in `template.yaml`: the routes API Gateway sends
 /// to the api function (any other request gets API Gateway's own 404 on AWS).
 fn routes_in_template() -> BTreeSet<(String, String)> {
+    template_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// [`routes_in_template`] with each route's authorizer (`None`: public).
+fn template_routes() -> Vec<(String, String, Option<String>)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
     let text = std::fs::read_to_string(path).expect("template.yaml is readable");
     // serde_norway's own Value: CloudFormation's `!Ref`/`!Sub` tags stay tagged values.
@@ -348,9 +356,41 @@ fn routes_in_template() -> BTreeSet<(String, String)> {
             (
                 p["Method"].as_str().expect("Method").to_uppercase(),
                 p["Path"].as_str().expect("Path").to_string(),
+                p["Auth"]["Authorizer"].as_str().map(str::to_string),
             )
         })
         .collect()
+}
+
+/// Shipping is the warehouse's call: on AWS it is the one route behind IAM, and the policy
+/// the stack hands out for it allows that route only.
+#[test]
+fn only_the_ship_route_is_iam_authorized_on_aws() {
+    let authorized: Vec<(String, String, Option<String>)> = template_routes()
+        .into_iter()
+        .filter(|(_, _, auth)| auth.is_some())
+        .collect();
+    assert_eq!(
+        authorized,
+        [(
+            "POST".to_string(),
+            "/orders/{id}/ship".to_string(),
+            Some("AWS_IAM".to_string())
+        )]
+    );
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .expect("template.yaml");
+    let template: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    assert_eq!(
+        template["Resources"]["HttpApi"]["Properties"]["Auth"]["EnableIamAuthorizer"].as_bool(),
+        Some(true)
+    );
+    let policy = &template["Resources"]["WarehousePolicy"]["Properties"]["PolicyDocument"];
+    let statements = policy["Statement"].as_sequence().expect("statements");
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Action"].as_str(), Some("execute-api:Invoke"));
+    let resource = format!("{:?}", statements[0]["Resource"]);
+    assert!(resource.contains("/*/POST/orders/*/ship"), "{resource}");
 }
 
 #[test]
