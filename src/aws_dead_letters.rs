@@ -54,17 +54,22 @@ struct Aws {
     stack: Option<std::collections::HashMap<String, String>>,
 }
 
+const NO_QUEUE: &str = "--aws needs the projector's dead-letter queue: pass --stack NAME or --queue-url URL (or set PROJECTOR_DLQ_URL)";
+
 impl Aws {
     async fn connect(args: &AwsDeadLetterArgs) -> anyhow::Result<Aws> {
-        let roots = orders_aws::TrustRoots::from_env_or(orders_aws::TrustRoots::Platform)?;
-        let clients = orders_aws::AwsClients::load(roots).await?;
-        let sdk = &clients.sdk;
         let given = |v: &Option<String>| {
             v.as_deref()
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
+        // Said before the SDK looks for credentials and a region.
+        if given(&args.stack).is_none() && given(&args.queue_url).is_none() {
+            anyhow::bail!("{NO_QUEUE}");
+        }
+        let clients = crate::aws_access::clients().await?;
+        let sdk = &clients.sdk;
         let stack = match given(&args.stack) {
             Some(name) => Some(crate::workflow_cmd::executions::stack_outputs(sdk, &name).await?),
             None => None,
@@ -75,9 +80,7 @@ impl Aws {
                 .cloned()
                 .context("the stack has no ProjectorDeadLetterQueueUrl output")?,
             (None, Some(url)) => url,
-            (None, None) => anyhow::bail!(
-                "--aws needs the projector's dead-letter queue: pass --stack NAME or --queue-url URL (or set PROJECTOR_DLQ_URL)"
-            ),
+            (None, None) => anyhow::bail!("{NO_QUEUE}"),
         };
         Ok(Aws {
             sqs: aws_sdk_sqs::Client::new(sdk),

@@ -15,6 +15,7 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod aws_access;
 mod aws_dead_letters;
 mod bench_e2e;
 mod projections_cmd;

@@ -56,17 +56,17 @@ enum DeadLettersCmd {
     /// Parked records, oldest first: id, source, key, when, and why.
     List {
         /// Only those from this source (`stream:projector`, `replay`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "aws")]
         source: Option<String>,
         /// Only those after this id (paging).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with = "aws")]
         after: u64,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, conflicts_with = "aws")]
         limit: usize,
         /// One JSON object per line, the record included.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = ".orders")]
+        #[arg(long, default_value = ".orders", conflicts_with = "aws")]
         data_dir: PathBuf,
         #[command(flatten)]
         aws: crate::aws_dead_letters::AwsDeadLetterArgs,

@@ -409,7 +409,7 @@ async fn replay_aws(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let clients = orders_aws::AwsClients::load(orders_aws::TrustRoots::Platform).await?;
+    let clients = crate::aws_access::clients().await?;
     let progress = Progress::new("replay --aws");
     let summary = replay_to_table(
         &clients.dynamodb,

@@ -375,3 +375,82 @@ fn aws_without_a_state_machine_is_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("`orders` is not a state machine ARN"), "{err}");
 }
+
+/// Without a region, or without credentials, an `--aws` command says what to set in one
+/// line before any call (not the SDK's dispatch failure, nor its chains' warnings).
+#[test]
+fn aws_without_a_region_or_credentials_is_one_line() {
+    let nowhere = tempfile::tempdir().expect("dir");
+    // Empty configuration files: no profile, no region, no credentials.
+    for f in ["config", "credentials"] {
+        std::fs::write(nowhere.path().join(f), "").expect("write");
+    }
+    let run = |region: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
+        cmd.args(args)
+            .env("AWS_CONFIG_FILE", nowhere.path().join("config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                nowhere.path().join("credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("RUST_LOG");
+        for v in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ] {
+            cmd.env_remove(v);
+        }
+        if let Some(r) = region {
+            cmd.env("AWS_REGION", r);
+        }
+        let out = cmd.output().expect("run orders");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let no_credentials = |err: &str| {
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: no AWS credentials ("), "{err}");
+        assert!(err.contains("set AWS_PROFILE"), "{err}");
+    };
+    let queue = [
+        "dead-letters",
+        "list",
+        "--aws",
+        "--queue-url",
+        "https://sqs.example/q",
+    ];
+    let err = run(None, &queue);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: no AWS region: set AWS_REGION"),
+        "{err}"
+    );
+    no_credentials(&run(Some("eu-west-1"), &queue));
+    // A state machine ARN names its region: only the credentials are missing.
+    let arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:orders";
+    no_credentials(&run(
+        None,
+        &["executions", "list", "--aws", "--state-machine-arn", arn],
+    ));
+    // A bad ARN is said first.
+    let err = run(
+        None,
+        &[
+            "executions",
+            "list",
+            "--aws",
+            "--state-machine-arn",
+            "orders",
+        ],
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("`orders` is not a state machine ARN"), "{err}");
+}

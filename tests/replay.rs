@@ -794,6 +794,10 @@ fn usage_mistakes_are_one_line() {
             &["events"][..],
             "the following required arguments were not provided: <ORDER_ID>",
         ),
+        (
+            &["dead-letters", "list", "--aws", "--source", "replay"][..],
+            "the argument '--aws' cannot be used with '--source <SOURCE>'",
+        ),
     ] {
         let out = orders_cli(args);
         fails_with(&out, says);

@@ -36,6 +36,33 @@ pub async fn load_sdk_config(roots: &TrustRoots) -> SdkConfig {
     from_environment_first(loader).await.load().await
 }
 
+/// What a loaded configuration lacks before any call can succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("no AWS region: set AWS_REGION (or AWS_PROFILE, for a profile with a region)")]
+    NoRegion,
+    #[error(
+        "no AWS credentials ({0}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`"
+    )]
+    NoCredentials(String),
+}
+
+/// Checks that `sdk` has a region (unless `region_needed` is false: a state machine ARN
+/// names its own) and that its credentials load, so a command line can say what to set in
+/// one line instead of failing its first call with the SDK's dispatch error.
+pub async fn check_access(sdk: &SdkConfig, region_needed: bool) -> Result<(), AccessError> {
+    if region_needed && sdk.region().is_none() {
+        return Err(AccessError::NoRegion);
+    }
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err(AccessError::NoCredentials("no credentials provider".into()));
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(AccessError::NoCredentials(e.to_string())),
+    }
+}
+
 /// The SDK's default chains take credentials and region from the environment first whenever
 /// it has them (every Lambda function's does), but their load builds every other provider of
 /// the chain as well: an STS client (web identity) and an IMDS client, two more SDK clients at

@@ -180,9 +180,7 @@ impl SfnInspector {
         sdk: &aws_config::SdkConfig,
         state_machine_arn: &str,
     ) -> Result<SfnInspector, InspectError> {
-        let region = region_of_arn(state_machine_arn)
-            .filter(|_| execution_arn(state_machine_arn, "x").is_some())
-            .ok_or_else(|| InspectError::InvalidArn(state_machine_arn.to_string()))?;
+        let region = state_machine_region(state_machine_arn)?;
         let mut conf = aws_sdk_sfn::config::Builder::from(sdk);
         if sdk.region().map(|r| r.as_ref()) != Some(region) {
             conf = conf.region(aws_sdk_sfn::config::Region::new(region.to_string()));
@@ -408,6 +406,13 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
         return None;
     }
     Some(format!("{prefix}:execution:{machine}:{name}"))
+}
+
+/// The region a state machine ARN names, or why it is not one.
+pub fn state_machine_region(state_machine_arn: &str) -> Result<&str, InspectError> {
+    region_of_arn(state_machine_arn)
+        .filter(|_| execution_arn(state_machine_arn, "x").is_some())
+        .ok_or_else(|| InspectError::InvalidArn(state_machine_arn.to_string()))
 }
 
 /// The region of an ARN (`arn:<partition>:<service>:<region>:…`).

@@ -49,7 +49,11 @@ fn filter_from_env(default: LevelFilter) -> Targets {
 
 /// Unparseable directives fall back to the default rather than silencing the program.
 fn filter(directives: Option<&str>, default: LevelFilter) -> Targets {
-    let default = Targets::new().with_default(default);
+    // aws-config warns as it walks its chains (no instance metadata service off EC2, a
+    // provider without credentials); what it could not find is the caller's one-line error.
+    let default = Targets::new()
+        .with_default(default)
+        .with_target("aws_config", LevelFilter::ERROR);
     match directives.map(str::trim) {
         None => default,
         // Lambda has one level more than tracing.
@@ -66,6 +70,15 @@ mod tests {
     use tracing::Level;
 
     const INFO: LevelFilter = LevelFilter::INFO;
+
+    #[test]
+    fn by_default_aws_config_says_only_errors() {
+        let f = filter(None, INFO);
+        assert!(!f.would_enable("aws_config::imds::region", &Level::WARN));
+        assert!(f.would_enable("aws_config::imds::region", &Level::ERROR));
+        assert!(!f.would_enable("aws_config::meta::credentials::chain", &Level::WARN));
+        assert!(f.would_enable("orders_handlers", &Level::INFO));
+    }
 
     #[test]
     fn directives_from_rust_log_or_lambda_levels_and_the_default_otherwise() {
