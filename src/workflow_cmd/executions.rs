@@ -91,17 +91,19 @@ impl Source {
                 "--aws needs the state machine: pass --stack NAME (its StateMachineArn output) or --state-machine-arn ARN (or set STATE_MACHINE_ARN)"
             );
         }
-        let arn = match (stack, arn) {
+        let (sdk, arn) = match (stack, arn) {
             (Some(stack), _) => {
                 let sdk = crate::aws_access::sdk_config(true).await?;
                 let arn = stack_output(&sdk, &stack, "StateMachineArn").await?;
-                return Ok(Source::Aws(SfnInspector::from_sdk_config(&sdk, &arn)?));
+                (sdk, arn)
             }
-            (None, arn) => arn.unwrap_or_default(),
+            (None, arn) => {
+                let arn = arn.unwrap_or_default();
+                // A bad ARN is the user's to fix first; a good one names the region.
+                orders_aws::sfn::state_machine_region(&arn)?;
+                (crate::aws_access::sdk_config(false).await?, arn)
+            }
         };
-        // A bad ARN is the user's to fix first; it also names the region.
-        orders_aws::sfn::state_machine_region(&arn)?;
-        let sdk = crate::aws_access::sdk_config(false).await?;
         Ok(Source::Aws(SfnInspector::from_sdk_config(&sdk, &arn)?))
     }
 
