@@ -5,6 +5,7 @@ pub mod bench;
 pub mod browser_guard;
 pub mod client;
 pub mod console;
+pub mod dir_lock;
 pub mod projections;
 pub mod replay;
 pub mod runtime;

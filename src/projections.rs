@@ -17,6 +17,9 @@ pub struct ProjectionsStatus {
     pub log: LogHead,
     /// A replay holds the data dir's replay lock right now.
     pub replay_running: bool,
+    /// What holds the data dir's serve lock (`orders serve` with its pid and address): the
+    /// live projector runs only there.
+    pub in_use_by: Option<String>,
     pub generations: Vec<GenerationStatus>,
     pub consumers: Vec<Consumer>,
     pub dead_letters: DeadLetterCounts,
@@ -84,7 +87,7 @@ pub enum StatusError {
     Store(#[from] StoreError),
     #[error(transparent)]
     ReadModel(#[from] ReadModelError),
-    #[error("reading the replay lock in {dir}: {source}")]
+    #[error("reading the locks in {dir}: {source}")]
     Lock { dir: String, source: std::io::Error },
 }
 
@@ -104,6 +107,10 @@ pub async fn status(
     // made by other processes.
     let head = events.last_seq().await?;
     let replay_running = ReplayLock::running(data_dir).map_err(|source| StatusError::Lock {
+        dir: data_dir.display().to_string(),
+        source,
+    })?;
+    let in_use_by = crate::runtime::in_use_by(data_dir).map_err(|source| StatusError::Lock {
         dir: data_dir.display().to_string(),
         source,
     })?;
@@ -170,6 +177,7 @@ pub async fn status(
             head_seq: head,
         },
         replay_running,
+        in_use_by,
         generations,
         consumers,
         dead_letters: DeadLetterCounts {

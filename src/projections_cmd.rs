@@ -175,6 +175,10 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
 
 fn print_status(s: &ProjectionsStatus) {
     println!("log: {} events, last seq {}", s.log.events, s.log.head_seq);
+    match &s.in_use_by {
+        Some(holder) => println!("in use by {holder}"),
+        None => println!("no `orders serve` runs on this data dir: the live projector is stopped"),
+    }
     println!();
     println!(
         "{:<13} {:>10}  {:<9} {:>9}  created",

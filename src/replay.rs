@@ -3,6 +3,7 @@
 //! meanwhile, and switch readers in one transaction. Never starts a workflow, publishes,
 //! enqueues or emails: it only reads the log and writes read-model tables.
 
+use crate::dir_lock::DirLock;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, StoreError};
@@ -21,52 +22,23 @@ pub const DEAD_LETTER_SOURCE: &str = "replay";
 /// The file a local replay locks for its whole run.
 const LOCK_FILE: &str = "replay.lock";
 
-/// An advisory lock on `<data dir>/replay.lock`, held by a local replay while it runs: a
-/// second replay, or dropping the generation one is building, is refused meanwhile. The OS
-/// releases it when the process ends, `kill -9` included, so it never needs clearing.
+/// The lock on `<data dir>/replay.lock`, held by a local replay while it runs: a second
+/// replay, or dropping the generation one is building, is refused meanwhile.
 #[derive(Debug)]
 pub struct ReplayLock {
-    _file: std::fs::File,
+    _lock: DirLock,
 }
 
 impl ReplayLock {
-    /// The lock, or `None` when a replay holds it. A status probe holds it for a moment
-    /// only ([`running`](Self::running)), so a busy lock is tried again for a while before
-    /// it counts as a replay's.
+    /// The lock, or `None` when a replay holds it.
     pub fn try_acquire(data_dir: &Path) -> std::io::Result<Option<ReplayLock>> {
-        let file = lock_file(data_dir)?;
-        for _ in 0..PROBE_RETRIES {
-            match file.try_lock() {
-                Ok(()) => return Ok(Some(ReplayLock { _file: file })),
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(e),
-            }
-        }
-        Ok(None)
+        Ok(DirLock::try_acquire(&data_dir.join(LOCK_FILE))?.map(|lock| ReplayLock { _lock: lock }))
     }
 
-    /// Whether a replay holds the lock now (a shared lock taken and let go at once).
+    /// Whether a replay holds the lock now.
     pub fn running(data_dir: &Path) -> std::io::Result<bool> {
-        let file = lock_file(data_dir)?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(false),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
-        }
+        DirLock::held(&data_dir.join(LOCK_FILE))
     }
-}
-
-/// How often a busy lock is tried, 10 ms apart, before it counts as held by a replay.
-const PROBE_RETRIES: u32 = 10;
-
-fn lock_file(data_dir: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(data_dir.join(LOCK_FILE))
 }
 
 #[derive(Debug, Clone)]

@@ -308,6 +308,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.orders > 0, "--orders must be at least 1");
+    // Held for the whole seed: a server started meanwhile is refused too.
+    let _serving = orders::runtime::claim_data_dir(
+        &args.data_dir,
+        "`orders seed`",
+        "stop it before seeding (its live projector would start the workflow of every seeded order)",
+    )?;
     let dir = args.data_dir.clone();
     let stores = tokio::task::spawn_blocking(move || LocalStores::open(&dir))
         .await

@@ -3,6 +3,7 @@
 //! [`Runtime::start_with_workflow`]) the order workflow on the ASL engine with the local
 //! topic, queue, mailbox and the queue poller feeding the fulfilment consumer.
 
+use crate::dir_lock::DirLock;
 use anyhow::Context;
 use aws_lambda_events::event::dynamodb::Event;
 use orders_domain::envelope::EventEnvelope;
@@ -20,7 +21,7 @@ use orders_local::workflow::starter::EngineStarter;
 use orders_local::workflow::{FulfilmentConsumer, LocalWorkflow, WorkflowOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,6 +39,50 @@ pub struct RuntimeConfig {
     /// Host names the server answers to besides IP addresses and `localhost` (see
     /// [`crate::browser_guard`]).
     pub allowed_hosts: Vec<String>,
+}
+
+/// The file a local runtime (`orders serve`) locks for as long as it runs: one data dir
+/// has one live projector, one workflow runtime and one queue poller.
+pub const SERVE_LOCK: &str = "serve.lock";
+
+/// Takes `dir`'s serve lock for `who` (written into it for the messages of others), or
+/// fails naming its holder; `advice` ends that message. Held by `orders serve`, and by
+/// `orders seed`, which must not run beside a live projector.
+pub fn claim_data_dir(dir: &Path, who: &str, advice: &str) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("opening the data directory {}", dir.display()))?;
+    let path = dir.join(SERVE_LOCK);
+    let mut lock = DirLock::try_acquire(&path)
+        .with_context(|| format!("locking {}", path.display()))?
+        .with_context(|| {
+            format!(
+                "{} is in use by {}: {advice}",
+                dir.display(),
+                DirLock::holder(&path).unwrap_or_else(|| "another process".into())
+            )
+        })?;
+    describe(&mut lock, who);
+    Ok(lock)
+}
+
+fn describe(lock: &mut DirLock, who: &str) {
+    // Only for the messages of others: the lock itself is held.
+    if let Err(e) = lock.describe(&format!("{who}, pid {}", std::process::id())) {
+        tracing::warn!(error = %e, "could not note the data dir's user in its lock file");
+    }
+}
+
+/// Who holds `data_dir`'s serve lock now (`orders serve` with its pid and address, or
+/// `orders seed`), or `None` when nothing does.
+pub fn in_use_by(data_dir: &Path) -> std::io::Result<Option<String>> {
+    let path = data_dir.join(SERVE_LOCK);
+    // A probe creates the file: a data dir never served is left as it is.
+    if !path.exists() || !DirLock::held(&path)? {
+        return Ok(None);
+    }
+    Ok(Some(
+        DirLock::holder(&path).unwrap_or_else(|| "starting".into()),
+    ))
 }
 
 /// How long a stop waits for running executions before leaving them to the next start.
@@ -102,6 +147,8 @@ pub struct Runtime {
     server: JoinHandle<std::io::Result<()>>,
     tailer: TailerHandle,
     workflow: Option<(LocalWorkflow, PollerHandle)>,
+    /// Held while this runtime serves its data dir: a second one on it is refused.
+    _lock: DirLock,
 }
 
 impl Runtime {
@@ -124,14 +171,23 @@ impl Runtime {
         workflow: Option<WorkflowOptions>,
     ) -> anyhow::Result<Runtime> {
         let dir = config.data_dir.clone();
-        let stores = tokio::task::spawn_blocking(move || LocalStores::open(&dir))
-            .await
-            .context("opening the data directory")?
-            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let (stores, mut lock) = tokio::task::spawn_blocking(move || {
+            let lock = claim_data_dir(
+                &dir,
+                "`orders serve`",
+                "stop it, or give this one another --data-dir",
+            )?;
+            let stores = LocalStores::open(&dir)
+                .with_context(|| format!("opening the data directory {}", dir.display()))?;
+            anyhow::Ok((stores, lock))
+        })
+        .await
+        .context("opening the data directory")??;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("listening on {}", config.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        describe(&mut lock, &format!("`orders serve` at http://{addr}"));
 
         let commands = Arc::new(Commands::new(
             stores.events.clone(),
@@ -231,6 +287,7 @@ impl Runtime {
             server,
             tailer,
             workflow,
+            _lock: lock,
         })
     }
 

@@ -123,3 +123,56 @@ async fn sigint_stops_cleanly_and_a_restart_serves_the_same_data() {
     second.child.wait().expect("reaped");
     assert_eq!(placed_count(dir.path()).await, 5);
 }
+
+/// The one-line error of a command that failed.
+fn refused(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "refused with a non-zero exit");
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_data_dir_is_served_by_one_server_and_not_seeded_under_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_str().expect("utf-8 path");
+    let mut first = start(dir.path());
+    let ids = place(first.addr, 2).await;
+    let holder = format!(
+        "`orders serve` at http://{}, pid {}",
+        first.addr,
+        first.child.id()
+    );
+
+    // A second server would run a second projector and workflow runtime on the same log.
+    let second = orders_cli(&["serve", "--addr", "127.0.0.1:0", "--data-dir", path]);
+    let line = refused(&second);
+    assert!(line.contains(&format!("is in use by {holder}")), "{line}");
+    assert!(line.contains("another --data-dir"), "{line}");
+
+    // Seeded orders would be projected live, and their workflows started.
+    let seed = orders_cli(&["seed", "--orders", "3", "--data-dir", path]);
+    let line = refused(&seed);
+    assert!(line.contains(&holder), "{line}");
+    assert!(line.contains("stop it before seeding"), "{line}");
+    let status = orders_cli(&["projections", "status", "--data-dir", path]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&format!("in use by {holder}")), "{text}");
+    assert_all_there(first.addr, &ids).await;
+
+    // SIGKILL: the OS lets go of the lock, nothing needs clearing.
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reaped");
+    let status = orders_cli(&["projections", "status", "--data-dir", path]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("no `orders serve` runs"), "{text}");
+    let seed = orders_cli(&["seed", "--orders", "3", "--data-dir", path]);
+    assert!(seed.status.success(), "{seed:?}");
+    let stores = orders_local::store::LocalStores::open(dir.path()).expect("open");
+    assert_eq!(stores.events.count_streams().await.expect("count"), 2 + 3);
+
+    let mut again = start(dir.path());
+    assert_all_there(again.addr, &ids).await;
+    again.child.kill().expect("kill");
+    again.child.wait().expect("reaped");
+}
