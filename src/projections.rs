@@ -20,6 +20,8 @@ pub struct ProjectionsStatus {
     /// What holds the data dir's serve lock (`orders serve` with its pid and address): the
     /// live projector runs only there.
     pub in_use_by: Option<String>,
+    /// An interrupted `orders seed` left history after this log position unprojected.
+    pub unfinished_seed_after: Option<u64>,
     pub generations: Vec<GenerationStatus>,
     pub consumers: Vec<Consumer>,
     pub dead_letters: DeadLetterCounts,
@@ -87,7 +89,7 @@ pub enum StatusError {
     Store(#[from] StoreError),
     #[error(transparent)]
     ReadModel(#[from] ReadModelError),
-    #[error("reading the locks in {dir}: {source}")]
+    #[error("reading the locks and marks in {dir}: {source}")]
     Lock { dir: String, source: std::io::Error },
 }
 
@@ -114,6 +116,11 @@ pub async fn status(
         dir: data_dir.display().to_string(),
         source,
     })?;
+    let unfinished_seed_after =
+        crate::seed::pending(data_dir).map_err(|source| StatusError::Lock {
+            dir: data_dir.display().to_string(),
+            source,
+        })?;
     let mut generations = vec![];
     for g in read_models.generations().await? {
         generations.push(GenerationStatus {
@@ -178,6 +185,7 @@ pub async fn status(
         },
         replay_running,
         in_use_by,
+        unfinished_seed_after,
         generations,
         consumers,
         dead_letters: DeadLetterCounts {

@@ -9,7 +9,7 @@ use orders::client::Connection;
 use orders::projections::{self, ProjectionsStatus};
 use orders_local::store::DeadLetter;
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -107,7 +107,7 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print_status(&status);
+                print_status(&status, &data_dir);
             }
         }
         ProjectionsCmd::Drop {
@@ -173,11 +173,17 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(s: &ProjectionsStatus) {
+fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
     println!("log: {} events, last seq {}", s.log.events, s.log.head_seq);
     match &s.in_use_by {
         Some(holder) => println!("in use by {holder}"),
         None => println!("no `orders serve` runs on this data dir: the live projector is stopped"),
+    }
+    if s.unfinished_seed_after.is_some() {
+        println!(
+            "{}",
+            orders::seed::UNFINISHED_ADVICE.replace("{dir}", &data_dir.display().to_string())
+        );
     }
     println!();
     println!(

@@ -55,8 +55,12 @@ pub struct ReplayArgs {
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
     /// How many orders (about four events each).
-    #[arg(long)]
-    orders: u64,
+    #[arg(long, required_unless_present = "finish")]
+    orders: Option<u64>,
+    /// Finish a seed that was interrupted: build the read models of the history it
+    /// appended and put the live projector after it (appends nothing).
+    #[arg(long, conflicts_with = "orders")]
+    finish: bool,
     #[arg(long, default_value = ".orders")]
     data_dir: PathBuf,
     #[arg(long, default_value_t = 64)]
@@ -307,7 +311,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.orders > 0, "--orders must be at least 1");
+    anyhow::ensure!(args.orders != Some(0), "--orders must be at least 1");
     // Held for the whole seed: a server started meanwhile is refused too.
     let _serving = orders::runtime::claim_data_dir(
         &args.data_dir,
@@ -322,30 +326,31 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     // The read models are built by a replay after the seeding.
     let _lock = replay_lock(&args.data_dir, "seed when it has finished")?;
     let projector = TailerConfig::default().name;
-    let caught_up = stores.read_models.checkpoint(&projector).await? >= stores.events.head_seq();
-    let started = Instant::now();
-    let progress = Arc::new(Progress::new("seed"));
-    let p = progress.clone();
-    let estimate = args.orders * 4;
-    let seeded = orders::seed::seed(
-        stores.events.clone(),
-        Arc::new(UlidIds::new()),
-        SystemClock.now(),
-        args.orders,
-        args.concurrency,
-        move |events| p.events(events, estimate.max(events)),
-    )
-    .await?;
-    progress.finish();
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "seeded {} orders, {} events in {:.2} s ({:.0} events/s)",
-        seeded.orders,
-        seeded.events,
-        secs,
-        seeded.events as f64 / secs.max(0.001)
-    );
-    if !caught_up {
+    let pending = orders::seed::pending(&args.data_dir)
+        .with_context(|| format!("reading {}'s unfinished seed", args.data_dir.display()))?;
+    // Where the seeded history begins for the live projector: after an interrupted seed,
+    // where that one began (it had caught up then); otherwise here, if it has caught up.
+    let after = match pending {
+        Some(after) => Some(after),
+        None => {
+            let head = stores.events.head_seq();
+            (stores.read_models.checkpoint(&projector).await? >= head).then_some(head)
+        }
+    };
+    if let Some(orders) = args.orders {
+        if let (Some(after), None) = (after, pending) {
+            orders::seed::mark_pending(&args.data_dir, after)
+                .with_context(|| format!("marking the seed in {}", args.data_dir.display()))?;
+        }
+        append_seed(&stores, orders, args.concurrency).await?;
+    } else if pending.is_none() {
+        println!(
+            "no unfinished seed in {}: nothing to finish",
+            args.data_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if after.is_none() {
         eprintln!(
             "warning: the live projector had not projected the whole log before the seed, so it was left where it was: `orders serve` will project the seeded orders live and start their workflows"
         );
@@ -373,11 +378,39 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .read_models
         .set_checkpoint(&projector, stores.events.head_seq())
         .await?;
+    orders::seed::clear_pending(&args.data_dir)
+        .with_context(|| format!("clearing the seed mark in {}", args.data_dir.display()))?;
     println!(
         "built the read models ({} orders) in {:.2} s; the live projector starts after the seeded history",
         built.orders_rebuilt, built.seconds
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn append_seed(stores: &LocalStores, orders: u64, concurrency: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let progress = Arc::new(Progress::new("seed"));
+    let p = progress.clone();
+    let estimate = orders * 4;
+    let seeded = orders::seed::seed(
+        stores.events.clone(),
+        Arc::new(UlidIds::new()),
+        SystemClock.now(),
+        orders,
+        concurrency,
+        move |events| p.events(events, estimate.max(events)),
+    )
+    .await?;
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {} orders, {} events in {:.2} s ({:.0} events/s)",
+        seeded.orders,
+        seeded.events,
+        secs,
+        seeded.events as f64 / secs.max(0.001)
+    );
+    Ok(())
 }
 
 /// `orders replay --aws`: the DynamoDB replay into a fresh table (blue/green on AWS means

@@ -72,6 +72,20 @@ fn describe(lock: &mut DirLock, who: &str) {
     }
 }
 
+/// A seed interrupted before it built its read models left history the live projector
+/// must not see: it would start a workflow (and send an email) per seeded order.
+fn refuse_unfinished_seed(dir: &Path) -> anyhow::Result<()> {
+    let pending = crate::seed::pending(dir)
+        .with_context(|| format!("reading {}'s unfinished seed", dir.display()))?;
+    anyhow::ensure!(
+        pending.is_none(),
+        "{}: {}",
+        dir.display(),
+        crate::seed::UNFINISHED_ADVICE.replace("{dir}", &dir.display().to_string())
+    );
+    Ok(())
+}
+
 /// Who holds `data_dir`'s serve lock now (`orders serve` with its pid and address, or
 /// `orders seed`), or `None` when nothing does.
 pub fn in_use_by(data_dir: &Path) -> std::io::Result<Option<String>> {
@@ -177,6 +191,7 @@ impl Runtime {
                 "`orders serve`",
                 "stop it, or give this one another --data-dir",
             )?;
+            refuse_unfinished_seed(&dir)?;
             let stores = LocalStores::open(&dir)
                 .with_context(|| format!("opening the data directory {}", dir.display()))?;
             anyhow::Ok((stores, lock))

@@ -7,8 +7,51 @@ use orders_domain::order::{
 };
 use orders_domain::ports::{AppendRequest, EventStore, IdGenerator, StoreError};
 use orders_domain::{Command, Currency, Money, Order, Timestamp, decide, evolve};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// `<data dir>/seed.pending`, there while an `orders seed` has appended history whose read
+/// models are not built yet. It holds the log position the live projector had reached:
+/// everything after it is seeded history, which the projector must never see live (it
+/// would start a workflow, publish and send an email per seeded order). Written before
+/// the first append and removed once the read models are built and the projector placed
+/// after the history, so an interrupted seed (Ctrl-C, `kill -9`) leaves it behind.
+const PENDING_FILE: &str = "seed.pending";
+
+/// What to do about an unfinished seed (`{dir}` is the data dir).
+pub const UNFINISHED_ADVICE: &str = "an `orders seed` was interrupted before it built the read models of the history it appended (a server would start a workflow for every seeded order); finish it with `orders seed --finish --data-dir {dir}`";
+
+/// The position an unfinished seed started after, if one left its marker in `data_dir`.
+pub fn pending(data_dir: &Path) -> std::io::Result<Option<u64>> {
+    let text = match std::fs::read_to_string(data_dir.join(PENDING_FILE)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    text.trim().parse().map(Some).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", data_dir.join(PENDING_FILE).display()),
+        )
+    })
+}
+
+/// Marks seeded history after `after` as not projected yet (durably, before any append).
+pub fn mark_pending(data_dir: &Path, after: u64) -> std::io::Result<()> {
+    let path = data_dir.join(PENDING_FILE);
+    let mut file = std::fs::File::create(&path)?;
+    std::io::Write::write_all(&mut file, after.to_string().as_bytes())?;
+    file.sync_all()
+}
+
+/// The seeded history is projected: a server may start.
+pub fn clear_pending(data_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(data_dir.join(PENDING_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
 
 const SKUS: [&str; 8] = [
     "BOOK-1", "BOOK-2", "MUG-RED", "MUG-BLUE", "PEN-3", "LAMP-9", "SOCKS-5", "TEA-7",

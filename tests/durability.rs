@@ -15,6 +15,15 @@ struct Server {
     addr: SocketAddr,
 }
 
+/// A test that fails midway leaves no server behind (holding its data dir and the
+/// harness's output pipe open).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(dir: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_orders"))
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
@@ -175,4 +184,82 @@ async fn a_data_dir_is_served_by_one_server_and_not_seeded_under_it() {
     assert_all_there(again.addr, &ids).await;
     again.child.kill().expect("kill");
     again.child.wait().expect("reaped");
+}
+
+#[tokio::test]
+async fn an_interrupted_seed_blocks_the_server_until_it_is_finished_and_starts_no_workflow() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_str().expect("utf-8 path");
+    // Far more than it writes before the kill.
+    let mut seed = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["seed", "--orders", "300000", "--data-dir", path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orders seed starts");
+    // Its progress lines ("seed: N/M events, ...") say when some history is appended (off
+    // a terminal it prints them plainly).
+    // (Read on until the kill: a closed pipe would end the seed before it.)
+    let mut progress = BufReader::new(seed.stderr.take().expect("stderr")).lines();
+    let appended = progress.by_ref().map_while(Result::ok).any(|line| {
+        line.strip_prefix("seed: ")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    });
+    assert!(appended, "the seed reports appended events");
+    seed.kill().expect("kill -9");
+    seed.wait().expect("reaped");
+    drop(progress);
+    let stores = orders_local::store::LocalStores::open(dir.path()).expect("open");
+    let seeded = stores.events.count_streams().await.expect("count");
+    assert!(seeded > 0 && seeded < 300_000, "killed midway: {seeded}");
+
+    // Its history is in the log, its read models are not: a server would project it live.
+    let line = refused(&orders_cli(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        path,
+    ]));
+    assert!(line.contains("`orders seed` was interrupted"), "{line}");
+    assert!(
+        line.contains(&format!("orders seed --finish --data-dir {path}")),
+        "{line}"
+    );
+    let status = orders_cli(&["projections", "status", "--data-dir", path]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("was interrupted"),
+        "{status:?}"
+    );
+
+    let finished = orders_cli(&["seed", "--finish", "--data-dir", path]);
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(
+        String::from_utf8_lossy(&finished.stdout)
+            .contains(&format!("built the read models ({seeded} orders)")),
+        "{finished:?}"
+    );
+    let again = orders_cli(&["seed", "--finish", "--data-dir", path]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to finish"),
+        "{again:?}"
+    );
+
+    // The server starts after the seeded history: the one workflow is the new order's.
+    let mut server = start(dir.path());
+    let new = place(server.addr, 1).await;
+    let mut c = Connection::open(server.addr).await.expect("connect");
+    let confirmed = eventually(&mut c, &format!("/orders/{}", new[0]), |r| {
+        r.status == 200 && json(r)["status"] != "PLACED"
+    })
+    .await;
+    assert_eq!(json(&confirmed)["workflow"]["status"], "SUCCEEDED");
+    let listed = orders_cli(&["executions", "list", "--data-dir", path]);
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with(&new[0]), "{text}");
+    server.child.kill().expect("kill");
+    server.child.wait().expect("reaped");
 }
