@@ -123,6 +123,7 @@ enum BenchCmd {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_a_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
@@ -139,6 +140,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `orders executions list | head`: the reader went away, which is no error of ours. Rust
+/// ignores SIGPIPE, so `println!` panics on the closed pipe (a panic message and a
+/// backtrace); this ends the process quietly instead, with the status a shell gives a
+/// process that SIGPIPE ended (128 + 13), as other command-line tools do. Sockets are not
+/// concerned: their writes return the error to the server's code.
+fn quiet_on_a_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        let printing = message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr");
+        if printing && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 /// An error and its causes on one line, without the causes that only say again what the

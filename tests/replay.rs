@@ -1067,3 +1067,30 @@ async fn a_seeded_history_is_served_without_firing_its_workflows() {
     );
     runtime.shutdown().await.expect("shutdown");
 }
+
+/// `orders ... | head`: the reader is gone before the command prints. The command ends
+/// quietly with the status SIGPIPE gives (141), not with a panic and its backtrace.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // Closed before the command writes: its first line meets a broken pipe.
+    drop(reader);
+    let definition = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/statemachines/order-workflow.asl.json"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["states", "validate", definition])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run orders")
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "nothing on stderr"
+    );
+}
