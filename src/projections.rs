@@ -5,7 +5,7 @@
 use crate::replay::ReplayLock;
 use orders_domain::ports::Clock;
 use orders_domain::ports::{ReadModelError, StoreError};
-use orders_local::store::read_models::replay_checkpoint_targets;
+use orders_local::store::read_models::{FileSpace, replay_checkpoint_targets};
 use orders_local::store::{SqliteEventStore, SqliteReadModels, SystemClock};
 use orders_local::tailer::TailerConfig;
 use serde::Serialize;
@@ -22,6 +22,8 @@ pub struct ProjectionsStatus {
     pub in_use_by: Option<String>,
     /// An interrupted `orders seed` left history after this log position unprojected.
     pub unfinished_seed_after: Option<u64>,
+    /// `read_models.db`'s size, and the part dropped generations left free.
+    pub read_models_file: FileSpace,
     pub generations: Vec<GenerationStatus>,
     pub consumers: Vec<Consumer>,
     pub dead_letters: DeadLetterCounts,
@@ -186,6 +188,7 @@ pub async fn status(
         replay_running,
         in_use_by,
         unfinished_seed_after,
+        read_models_file: read_models.space().await?,
         generations,
         consumers,
         dead_letters: DeadLetterCounts {

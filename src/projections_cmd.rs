@@ -7,7 +7,8 @@ use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::Connection;
 use orders::projections::{self, ProjectionsStatus};
-use orders_local::store::DeadLetter;
+use orders_local::store::read_models::FileSpace;
+use orders_local::store::{DeadLetter, LocalStores};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +41,12 @@ enum ProjectionsCmd {
     },
     /// Drop every retired generation (what `orders replay --drop-old` does after a switch).
     Prune {
+        #[arg(long, default_value = ".orders")]
+        data_dir: PathBuf,
+    },
+    /// Give the space of dropped generations back to the disk (rewrites read_models.db;
+    /// with `orders serve` stopped and no replay running).
+    Compact {
         #[arg(long, default_value = ".orders")]
         data_dir: PathBuf,
     },
@@ -145,6 +152,7 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
                 projection.as_str(),
                 found.status
             );
+            free_space_hint(&stores).await;
         }
         ProjectionsCmd::Prune { data_dir } => {
             let stores = open_existing(&data_dir).await?;
@@ -167,10 +175,67 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
             }
             if dropped == 0 {
                 println!("no retired generation to drop");
+            } else {
+                free_space_hint(&stores).await;
             }
+        }
+        ProjectionsCmd::Compact { data_dir } => {
+            let stores = open_existing(&data_dir).await?;
+            let _serving = orders::runtime::claim_data_dir(
+                &data_dir,
+                "`orders projections compact`",
+                "stop it first (compacting rewrites read_models.db, which its live projector writes)",
+            )?;
+            let _lock = replay_lock(&data_dir, "compact when it has finished")?;
+            let before = stores.read_models.space().await?;
+            if before.free_bytes == 0 {
+                println!(
+                    "read_models.db: {}, nothing free to give back",
+                    megabytes(before.bytes)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let started = std::time::Instant::now();
+            stores
+                .read_models
+                .compact()
+                .await
+                .context("compacting read_models.db")?;
+            let after = stores.read_models.space().await?;
+            println!(
+                "read_models.db: {} -> {} in {:.1} s",
+                megabytes(before.bytes),
+                megabytes(after.bytes),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// What dropping generations freed stays in the file (reused by the next replay): says
+/// how much and how to give it back. Best effort: the drop itself has succeeded.
+pub(crate) async fn free_space_hint(stores: &LocalStores) {
+    if let Ok(space) = stores.read_models.space().await
+        && let Some(line) = free_space_line(space)
+    {
+        println!("{line}");
+    }
+}
+
+fn free_space_line(space: FileSpace) -> Option<String> {
+    // Below a megabyte it is not worth a line.
+    (space.free_bytes >= 1_000_000).then(|| {
+        format!(
+            "read_models.db: {}, {} of it free (reused by the next replay; `orders projections compact`, with `orders serve` stopped, gives it back to the disk)",
+            megabytes(space.bytes),
+            megabytes(space.free_bytes)
+        )
+    })
 }
 
 fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
@@ -178,6 +243,9 @@ fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
     match &s.in_use_by {
         Some(holder) => println!("in use by {holder}"),
         None => println!("no `orders serve` runs on this data dir: the live projector is stopped"),
+    }
+    if let Some(line) = free_space_line(s.read_models_file) {
+        println!("{line}");
     }
     if s.unfinished_seed_after.is_some() {
         println!(

@@ -285,6 +285,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     }
                 );
             }
+            if s.switches.iter().any(|sw| sw.dropped_old) {
+                crate::projections_cmd::free_space_hint(&stores).await;
+            }
             println!(
                 "replayed {} events, rebuilt {} orders in {:.2} s ({:.0} events/s){}",
                 s.events_read,

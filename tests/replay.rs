@@ -1094,3 +1094,65 @@ fn a_closed_output_pipe_ends_the_command_quietly() {
         "nothing on stderr"
     );
 }
+
+/// After `--drop-old` the dropped generation's pages stay in `read_models.db` (SQLite
+/// reuses them); `orders projections compact` gives them back to the disk, only while no
+/// server writes to the file, and every view is still there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_gives_the_dropped_generations_space_back() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path().to_string_lossy().to_string();
+    let seeded = orders_cli(&["seed", "--orders", "3000", "--data-dir", &dir]);
+    assert!(seeded.status.success(), "{seeded:?}");
+    let replayed = orders_cli(&[
+        "replay",
+        "--projection",
+        "all",
+        "--drop-old",
+        "--data-dir",
+        &dir,
+    ]);
+    let said = String::from_utf8_lossy(&replayed.stdout).to_string();
+    assert!(said.contains("of it free"), "{said}");
+    let file = tmp.path().join("read_models.db");
+    let space = |v: &Value| {
+        (
+            v["read_models_file"]["bytes"].as_u64().expect("bytes"),
+            v["read_models_file"]["free_bytes"].as_u64().expect("free"),
+        )
+    };
+    let (bytes, free) = space(&status(&dir));
+    assert!(
+        free > bytes / 4,
+        "a generation's worth free: {free} of {bytes}"
+    );
+
+    // A running server writes to the file: refused, one line, nothing changed.
+    let runtime = start_in(tmp.path()).await;
+    let out = orders_cli(&["projections", "compact", "--data-dir", &dir]);
+    assert!(!out.status.success());
+    let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("is in use by `orders serve`"), "{line}");
+    assert_eq!(space(&status(&dir)), (bytes, free));
+    runtime.shutdown().await.expect("shutdown");
+
+    let out = orders_cli(&["projections", "compact", "--data-dir", &dir]);
+    assert!(out.status.success(), "{out:?}");
+    let (after, free_after) = space(&status(&dir));
+    assert_eq!(free_after, 0);
+    // What was in use, or less: VACUUM also packs half-empty pages.
+    assert!(after <= bytes - free, "{after} of {bytes} bytes, {free} were free");
+    let on_disk = std::fs::metadata(&file).expect("read_models.db").len();
+    assert!(on_disk <= after, "the file shrank: {on_disk} bytes");
+    let generations = status(&dir)["generations"].clone();
+    for g in generations.as_array().expect("generations") {
+        assert_eq!(g["status"], "active", "{generations}");
+        assert_eq!(g["orders"], 3000, "{generations}");
+    }
+    let again = orders_cli(&["projections", "compact", "--data-dir", &dir]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing free"),
+        "{again:?}"
+    );
+}

@@ -30,6 +30,14 @@ use tracing::Instrument;
 
 pub const READ_MODELS_DB: &str = "read_models.db";
 
+/// The size of `read_models.db` ([`SqliteReadModels::space`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FileSpace {
+    pub bytes: u64,
+    /// Pages no table uses, reused by later writes.
+    pub free_bytes: u64,
+}
+
 /// The page cache while a replay writes a whole generation (negative: KiB): room for a
 /// few commits' dirty pages and the customer index's sort. Not the whole generation: every
 /// page the cache keeps is fresh memory, faulted in and zeroed (a 1 GB cache cost 1.2 s of
@@ -453,6 +461,42 @@ impl SqliteReadModels {
             Ok(())
         })
         .await
+    }
+
+    /// How big `read_models.db` is and how much of it is free: the pages of dropped
+    /// generations, which SQLite reuses (the next replay writes into them) but keeps.
+    pub async fn space(&self) -> Result<FileSpace, ReadModelError> {
+        self.read(|conn| {
+            let pragma = |name: &str| -> Result<u64, DbError> {
+                let n: i64 = conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+                to_u64(n, name).map_err(DbError::Corrupt)
+            };
+            let page = pragma("page_size")?;
+            Ok(FileSpace {
+                bytes: pragma("page_count")? * page,
+                free_bytes: pragma("freelist_count")? * page,
+            })
+        })
+        .await
+    }
+
+    /// Gives the free pages back to the disk (`VACUUM`). It rewrites the whole file, so it
+    /// wants the store to itself: no live projector, no replay (the caller holds their
+    /// locks). Readers elsewhere keep reading meanwhile (WAL).
+    pub async fn compact(&self) -> Result<(), ReadModelError> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || {
+            let w = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            // VACUUM builds a copy of the file first: on disk, not in memory as the
+            // writer's other temporary data.
+            w.conn
+                .execute_batch("PRAGMA temp_store = FILE; VACUUM; PRAGMA temp_store = MEMORY;")?;
+            // The new file went through the WAL: fold it in and give the WAL's space back.
+            w.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await?)
     }
 
     /// Orders that have a row in one generation of a projection.
