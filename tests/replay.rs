@@ -1142,7 +1142,10 @@ async fn compact_gives_the_dropped_generations_space_back() {
     let (after, free_after) = space(&status(&dir));
     assert_eq!(free_after, 0);
     // What was in use, or less: VACUUM also packs half-empty pages.
-    assert!(after <= bytes - free, "{after} of {bytes} bytes, {free} were free");
+    assert!(
+        after <= bytes - free,
+        "{after} of {bytes} bytes, {free} were free"
+    );
     let on_disk = std::fs::metadata(&file).expect("read_models.db").len();
     assert!(on_disk <= after, "the file shrank: {on_disk} bytes");
     let generations = status(&dir)["generations"].clone();
