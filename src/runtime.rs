@@ -47,7 +47,7 @@ pub const SERVE_LOCK: &str = "serve.lock";
 
 /// Takes `dir`'s serve lock for `who` (written into it for the messages of others), or
 /// fails naming its holder; `advice` ends that message. Held by `orders serve`, and by
-/// `orders seed`, which must not run beside a live projector.
+/// what must not run beside a live projector: `orders seed`, `orders projections compact`.
 pub fn claim_data_dir(dir: &Path, who: &str, advice: &str) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("opening the data directory {}", dir.display()))?;
