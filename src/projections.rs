@@ -110,19 +110,13 @@ pub async fn status(
     // From the file: the console runs in `orders serve`, whose own head misses appends
     // made by other processes.
     let head = events.last_seq().await?;
-    let replay_running = ReplayLock::running(data_dir).map_err(|source| StatusError::Lock {
+    let files = |source| StatusError::Lock {
         dir: data_dir.display().to_string(),
         source,
-    })?;
-    let in_use_by = crate::runtime::in_use_by(data_dir).map_err(|source| StatusError::Lock {
-        dir: data_dir.display().to_string(),
-        source,
-    })?;
-    let unfinished_seed_after =
-        crate::seed::pending(data_dir).map_err(|source| StatusError::Lock {
-            dir: data_dir.display().to_string(),
-            source,
-        })?;
+    };
+    let replay_running = ReplayLock::running(data_dir).map_err(files)?;
+    let in_use_by = crate::runtime::in_use_by(data_dir).map_err(files)?;
+    let unfinished_seed_after = crate::seed::pending(data_dir).map_err(files)?;
     let mut generations = vec![];
     for g in read_models.generations().await? {
         generations.push(GenerationStatus {

@@ -248,10 +248,7 @@ fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
         println!("{line}");
     }
     if s.unfinished_seed_after.is_some() {
-        println!(
-            "{}",
-            orders::seed::UNFINISHED_ADVICE.replace("{dir}", &data_dir.display().to_string())
-        );
+        println!("{}", orders::seed::unfinished_advice(data_dir));
     }
     println!();
     println!(

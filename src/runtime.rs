@@ -81,7 +81,7 @@ fn refuse_unfinished_seed(dir: &Path) -> anyhow::Result<()> {
         pending.is_none(),
         "{}: {}",
         dir.display(),
-        crate::seed::UNFINISHED_ADVICE.replace("{dir}", &dir.display().to_string())
+        crate::seed::unfinished_advice(dir)
     );
     Ok(())
 }

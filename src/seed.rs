@@ -19,8 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// after the history, so an interrupted seed (Ctrl-C, `kill -9`) leaves it behind.
 const PENDING_FILE: &str = "seed.pending";
 
-/// What to do about an unfinished seed (`{dir}` is the data dir).
-pub const UNFINISHED_ADVICE: &str = "an `orders seed` was interrupted before it built the read models of the history it appended (a server would start a workflow for every seeded order); finish it with `orders seed --finish --data-dir {dir}`";
+/// What an unfinished seed in `data_dir` means, and what to do about it.
+pub fn unfinished_advice(data_dir: &Path) -> String {
+    format!(
+        "an `orders seed` was interrupted before it built the read models of the history it appended (a server would start a workflow for every seeded order); finish it with `orders seed --finish --data-dir {}`",
+        data_dir.display()
+    )
+}
 
 /// The position an unfinished seed started after, if one left its marker in `data_dir`.
 pub fn pending(data_dir: &Path) -> std::io::Result<Option<u64>> {
