@@ -8,6 +8,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 
+/// Where `orders serve` listens unless told otherwise.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:3000";
+
 pub struct Connection {
     host: String,
     sender: SendRequest<Full<Bytes>>,
@@ -41,6 +44,15 @@ impl Connection {
 
     /// A connection to a running `orders serve` at `url` (`http://HOST:PORT`); when
     /// nobody answers there, the error says what to check.
+    /// The URL a command that talks to the server uses: the one given (`--url`,
+    /// `ORDERS_URL`), else the address of the server running on `data_dir`, else the
+    /// default address of `orders serve`.
+    pub fn server_url(given: Option<String>, data_dir: &std::path::Path) -> String {
+        given
+            .or_else(|| crate::runtime::served_url(data_dir))
+            .unwrap_or_else(|| DEFAULT_SERVER_URL.to_string())
+    }
+
     pub async fn to_server(url: &str, needs: &str) -> anyhow::Result<Connection> {
         let addr = parse_base_url(url)?;
         Connection::open(addr).await.map_err(|e| {

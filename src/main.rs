@@ -66,8 +66,11 @@ enum Cmd {
     Executions(workflow_cmd::ExecutionsArgs),
     /// Place an order against a running server (the sample order, or a JSON file).
     Submit {
-        #[arg(long, default_value = "http://127.0.0.1:3000")]
-        url: String,
+        /// The server (default: the one running on --data-dir, else http://127.0.0.1:3000).
+        #[arg(long, env = "ORDERS_URL")]
+        url: Option<String>,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
         /// A JSON order body; `-` reads standard input. Default: the README's sample order.
         file: Option<PathBuf>,
         #[arg(long)]
@@ -196,9 +199,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => bench_e2e::run(args).await,
         Cmd::Submit {
             url,
+            data_dir,
             file,
             idempotency_key,
-        } => submit(&url, file, idempotency_key).await,
+        } => {
+            let url = Connection::server_url(url, &data_dir);
+            submit(&url, file, idempotency_key).await
+        }
         Cmd::Events { order_id, data_dir } => events(&order_id, data_dir).await,
         Cmd::Bench {
             what:

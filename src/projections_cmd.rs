@@ -91,8 +91,11 @@ enum DeadLettersCmd {
         /// With --aws: one message of the on-failure queue.
         #[arg(long, conflicts_with = "all", requires = "aws")]
         message_id: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:3000", env = "ORDERS_URL")]
-        url: String,
+        /// The server (default: the one running on --data-dir, else http://127.0.0.1:3000).
+        #[arg(long, env = "ORDERS_URL")]
+        url: Option<String>,
+        #[arg(long, default_value = ".orders", conflicts_with = "aws")]
+        data_dir: PathBuf,
         #[command(flatten)]
         aws: crate::aws_dead_letters::AwsDeadLetterArgs,
     },
@@ -349,6 +352,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             all,
             message_id,
             url,
+            data_dir,
             aws,
         } => {
             if !aws.aws {
@@ -356,7 +360,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
                     id.is_some() || all,
                     "which dead letter? pass its id (see `orders dead-letters list`) or --all"
                 );
-                return redrive(&url, id, all).await;
+                return redrive(&Connection::server_url(url, &data_dir), id, all).await;
             }
             anyhow::ensure!(
                 id.is_none() && (message_id.is_some() || all),

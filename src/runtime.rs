@@ -86,6 +86,17 @@ fn refuse_unfinished_seed(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a server names itself in its lock file, before its address.
+const SERVER_AT: &str = "`orders serve` at http://";
+
+/// The base URL of the `orders serve` running on `data_dir`, if one does (from its lock
+/// file), for the commands that talk to it.
+pub fn served_url(data_dir: &Path) -> Option<String> {
+    let holder = in_use_by(data_dir).ok()??;
+    let addr = holder.strip_prefix(SERVER_AT)?.split(',').next()?;
+    Some(format!("http://{addr}"))
+}
+
 /// Who holds `data_dir`'s serve lock now (`orders serve` with its pid and address, or
 /// `orders seed`), or `None` when nothing does.
 pub fn in_use_by(data_dir: &Path) -> std::io::Result<Option<String>> {
@@ -202,7 +213,7 @@ impl Runtime {
             .await
             .with_context(|| format!("listening on {}", config.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        describe(&mut lock, &format!("`orders serve` at http://{addr}"));
+        describe(&mut lock, &format!("{SERVER_AT}{addr}"));
 
         let commands = Arc::new(Commands::new(
             stores.events.clone(),

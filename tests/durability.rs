@@ -263,3 +263,38 @@ async fn an_interrupted_seed_blocks_the_server_until_it_is_finished_and_starts_n
     server.child.kill().expect("kill");
     server.child.wait().expect("reaped");
 }
+
+/// `orders submit` and `orders dead-letters redrive` without `--url`: the server running on
+/// the data dir, whatever its port; `--url` still wins.
+#[tokio::test]
+async fn commands_that_talk_to_the_server_find_it_through_the_data_dir() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_str().expect("utf-8 path");
+    let server = start(dir.path());
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_orders"))
+            .args(args)
+            .env_remove("ORDERS_URL")
+            .output()
+            .expect("run orders")
+    };
+    let out = cli(&["submit", "--data-dir", path]);
+    assert!(out.status.success(), "{out:?}");
+    let placed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the reply");
+    let id = placed["order_id"].as_str().expect("order id").to_string();
+    assert_all_there(server.addr, &[id]).await;
+    let out = cli(&["dead-letters", "redrive", "--all", "--data-dir", path]);
+    assert!(out.status.success(), "{out:?}");
+
+    let line = refused(&cli(&[
+        "submit",
+        "--url",
+        "http://127.0.0.1:1",
+        "--data-dir",
+        path,
+    ]));
+    assert!(
+        line.contains("is `orders serve` running at http://127.0.0.1:1?"),
+        "{line}"
+    );
+}
