@@ -92,7 +92,7 @@ enum Cmd {
     /// Write a realistic order history straight into the local event store.
     Seed(replay_cmd::SeedArgs),
     /// Projections: their generations, each consumer's position in the log, interrupted
-    /// replays; drop generations nobody reads.
+    /// replays; drop generations nobody reads and give their space back to the disk.
     Projections(projections_cmd::ProjectionsArgs),
     /// Records the projector or a replay could not process, parked with their reason.
     DeadLetters(projections_cmd::DeadLettersArgs),
