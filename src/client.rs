@@ -42,8 +42,6 @@ impl Connection {
         })
     }
 
-    /// A connection to a running `orders serve` at `url` (`http://HOST:PORT`); when
-    /// nobody answers there, the error says what to check.
     /// The URL a command that talks to the server uses: the one given (`--url`,
     /// `ORDERS_URL`), else the address of the server running on `data_dir`, else the
     /// default address of `orders serve`.
@@ -53,6 +51,8 @@ impl Connection {
             .unwrap_or_else(|| DEFAULT_SERVER_URL.to_string())
     }
 
+    /// A connection to a running `orders serve` at `url` (`http://HOST:PORT`); when
+    /// nobody answers there, the error says what to check.
     pub async fn to_server(url: &str, needs: &str) -> anyhow::Result<Connection> {
         let addr = parse_base_url(url)?;
         Connection::open(addr).await.map_err(|e| {
