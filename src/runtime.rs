@@ -285,6 +285,8 @@ impl Runtime {
                 Some(_) => orders_handlers::links::ConsoleLinks::local(addr),
                 None => orders_handlers::links::ConsoleLinks::Off,
             },
+            // No identity provider here: the local API is open (see `caller`).
+            customers: orders_handlers::caller::CustomerAuth::Open,
         });
         let console = crate::console::Console {
             events: stores.events.clone(),

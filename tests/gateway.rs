@@ -3,6 +3,7 @@
 
 use lambda_runtime::{Context, LambdaEvent};
 use orders_handlers::api::{self, Api};
+use orders_handlers::caller::CustomerAuth;
 use orders_handlers::commands::Commands;
 use orders_handlers::gateway;
 use orders_handlers::links::ConsoleLinks;
@@ -18,11 +19,23 @@ fn event(
     headers: Value,
     body: Option<&str>,
 ) -> LambdaEvent<Box<RawValue>> {
-    let event = json!({
+    event_by(None, method, path, headers, body)
+}
+
+/// An event whose request context holds what an authorizer verified (`None`: no authorizer).
+fn event_by(
+    authorizer: Option<Value>,
+    method: &str,
+    path: &str,
+    headers: Value,
+    body: Option<&str>,
+) -> LambdaEvent<Box<RawValue>> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut event = json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": "123456789012",
@@ -39,8 +52,29 @@ fn event(
         "body": body,
         "isBase64Encoded": false
     });
+    if let Some(a) = authorizer {
+        event["requestContext"]["authorizer"] = a;
+    }
     let raw = RawValue::from_string(event.to_string()).expect("JSON");
     LambdaEvent::new(raw, Context::default())
+}
+
+/// What API Gateway's JWT authorizer passes on for a customer's verified token.
+fn token_of(sub: &str) -> Option<Value> {
+    Some(json!({"jwt": {
+        "claims": {"sub": sub, "iss": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_x",
+                   "token_use": "id"},
+        "scopes": null
+    }}))
+}
+
+/// What API Gateway's IAM authorizer passes on for a SigV4-signed call.
+fn signed() -> Option<Value> {
+    Some(json!({"iam": {
+        "accessKey": "AKIAEXAMPLE", "accountId": "123456789012", "callerId": "AROAEXAMPLE:warehouse",
+        "principalOrgId": null, "userArn": "arn:aws:sts::123456789012:assumed-role/warehouse/w",
+        "userId": "AROAEXAMPLE:warehouse"
+    }}))
 }
 
 fn body(r: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> Value {
@@ -61,6 +95,7 @@ async fn the_api_answers_api_gateway_events() {
         ),
         reads: stores.read_models.clone(),
         links: ConsoleLinks::Off,
+        customers: CustomerAuth::Open,
     }));
 
     let order = orders::sample::order("c-7").to_string();
@@ -96,4 +131,193 @@ async fn the_api_answers_api_gateway_events() {
     let health = call(event("GET", "/health", json!({}), None)).await;
     assert_eq!(health.status_code, 200);
     assert_eq!(body(&health)["status"], "ok");
+}
+
+/// On AWS the api function sees who calls (the template's authorizers): a customer reads,
+/// lists, places and cancels their own orders only, another customer's order is not found,
+/// shipping is the warehouse's (SigV4), and a call without a verified caller is refused.
+#[tokio::test]
+async fn behind_the_authorizers_a_customer_touches_only_their_own_orders() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = LocalStores::open(dir.path()).expect("stores");
+    let router = api::router(Arc::new(Api {
+        commands: Commands::new(
+            stores.events.clone(),
+            Arc::new(SystemClock),
+            Arc::new(UlidIds::new()),
+        ),
+        reads: stores.read_models.clone(),
+        links: ConsoleLinks::Off,
+        customers: CustomerAuth::Claim("sub".into()),
+    }));
+    let call = |event| async {
+        gateway::handle(router.clone(), event)
+            .await
+            .expect("an answer")
+    };
+    let json_headers = || json!({"content-type": "application/json"});
+    let appended = || async { stores.events.read_stream(0, 100).await.expect("log").len() };
+    let project = || async {
+        let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
+        for e in stores.events.read_stream(0, 100).await.expect("log") {
+            let envelope = e.envelope.expect("decodable");
+            projector
+                .process_envelope(&envelope)
+                .await
+                .expect("projected");
+        }
+    };
+
+    let order = orders::sample::order("c-7").to_string();
+    let placed = call(event_by(
+        token_of("c-7"),
+        "POST",
+        "/orders",
+        json_headers(),
+        Some(&order),
+    ))
+    .await;
+    assert_eq!(placed.status_code, 201, "{:?}", placed.body);
+    let id = body(&placed)["order_id"]
+        .as_str()
+        .expect("order_id")
+        .to_string();
+
+    // Another customer's id in the order: forbidden, naming the field; nothing appended.
+    let theirs = call(event_by(
+        token_of("c-8"),
+        "POST",
+        "/orders",
+        json_headers(),
+        Some(&order),
+    ))
+    .await;
+    assert_eq!(theirs.status_code, 403);
+    assert_eq!(theirs.headers["content-type"], "application/problem+json");
+    assert_eq!(body(&theirs)["field"], "customer.id");
+    // No verified caller (a route left without its authorizer): 401, nothing appended.
+    let anonymous = call(event("POST", "/orders", json_headers(), Some(&order))).await;
+    assert_eq!(anonymous.status_code, 401);
+    assert_eq!(
+        anonymous.headers["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(appended().await, 1);
+    project().await;
+
+    // Reading: the owner sees the order, its events and their list; another customer
+    // gets the same 404 as for an order that does not exist, and may not list c-7's.
+    for path in [format!("/orders/{id}"), format!("/orders/{id}/events")] {
+        let mine = call(event_by(token_of("c-7"), "GET", &path, json!({}), None)).await;
+        assert_eq!(mine.status_code, 200, "{path}");
+        let other = call(event_by(token_of("c-8"), "GET", &path, json!({}), None)).await;
+        assert_eq!(other.status_code, 404, "{path}");
+        let missing = call(event_by(
+            token_of("c-8"),
+            "GET",
+            &path.replace(&id, "01NOSUCHORDER"),
+            json!({}),
+            None,
+        ))
+        .await;
+        assert_eq!(body(&other)["title"], body(&missing)["title"], "{path}");
+    }
+    let list = call(event_by(
+        token_of("c-7"),
+        "GET",
+        "/orders?customer_id=c-7",
+        json!({}),
+        None,
+    ))
+    .await;
+    assert_eq!(list.status_code, 200);
+    assert_eq!(body(&list)["items"][0]["order_id"], id.as_str());
+    let snoop = call(event_by(
+        token_of("c-8"),
+        "GET",
+        "/orders?customer_id=c-7",
+        json!({}),
+        None,
+    ))
+    .await;
+    assert_eq!(snoop.status_code, 403);
+    assert_eq!(body(&snoop)["field"], "customer_id");
+
+    // Commands: another customer cannot cancel (not found), nor can a customer ship.
+    let if_match = json!({"if-match": "1"});
+    let cancel = format!("/orders/{id}/cancel");
+    let other = call(event_by(
+        token_of("c-8"),
+        "POST",
+        &cancel,
+        if_match.clone(),
+        None,
+    ))
+    .await;
+    assert_eq!(other.status_code, 404);
+    let ship = format!("/orders/{id}/ship");
+    let parcel = json!({"carrier": "DHL", "tracking_number": "JD0001"}).to_string();
+    let by_customer = call(event_by(
+        token_of("c-7"),
+        "POST",
+        &ship,
+        json_headers(),
+        Some(&parcel),
+    ))
+    .await;
+    assert_eq!(by_customer.status_code, 403);
+    assert_eq!(appended().await, 1, "refused commands append nothing");
+    // The warehouse (SigV4) reaches the domain: the order is not in fulfilment yet.
+    let by_warehouse = call(event_by(
+        signed(),
+        "POST",
+        &ship,
+        json_headers(),
+        Some(&parcel),
+    ))
+    .await;
+    assert_eq!(by_warehouse.status_code, 409, "{:?}", by_warehouse.body);
+    // The owner cancels.
+    let mine = call(event_by(token_of("c-7"), "POST", &cancel, if_match, None)).await;
+    assert_eq!(mine.status_code, 200, "{:?}", mine.body);
+    assert_eq!(body(&mine)["status"], "CANCELLED");
+    assert_eq!(appended().await, 2);
+
+    // An idempotency key answers only the caller that used it.
+    let keyed = json!({"content-type": "application/json", "idempotency-key": "k-1"});
+    let first = call(event_by(
+        token_of("c-7"),
+        "POST",
+        "/orders",
+        keyed.clone(),
+        Some(&order),
+    ))
+    .await;
+    assert_eq!(first.status_code, 201);
+    let again = call(event_by(
+        token_of("c-7"),
+        "POST",
+        "/orders",
+        keyed.clone(),
+        Some(&order),
+    ))
+    .await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = call(event_by(
+        token_of("c-8"),
+        "POST",
+        "/orders",
+        keyed,
+        Some(&order),
+    ))
+    .await;
+    assert_eq!(
+        other.status_code, 422,
+        "another caller's key is not theirs to replay"
+    );
+    assert_eq!(appended().await, 3);
+
+    // /health stays public.
+    let health = call(event("GET", "/health", json!({}), None)).await;
+    assert_eq!(health.status_code, 200);
 }

@@ -362,28 +362,54 @@ fn template_routes() -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
-/// Shipping is the warehouse's call: on AWS it is the one route behind IAM, and the policy
-/// the stack hands out for it allows that route only.
+/// On AWS every route wants a customer's JWT unless it says otherwise: shipping is the
+/// warehouse's call (IAM, and the policy the stack hands out allows that route only), and
+/// /health is public. The api function is told which claim is the customer id, which
+/// turns its ownership checks on (`orders_handlers::caller`).
 #[test]
-fn only_the_ship_route_is_iam_authorized_on_aws() {
-    let authorized: Vec<(String, String, Option<String>)> = template_routes()
+fn customers_need_a_token_on_aws_and_only_the_warehouse_ships() {
+    let mut overridden: Vec<(String, String, Option<String>)> = template_routes()
         .into_iter()
         .filter(|(_, _, auth)| auth.is_some())
         .collect();
+    overridden.sort();
     assert_eq!(
-        authorized,
-        [(
-            "POST".to_string(),
-            "/orders/{id}/ship".to_string(),
-            Some("AWS_IAM".to_string())
-        )]
+        overridden,
+        [
+            (
+                "GET".to_string(),
+                "/health".to_string(),
+                Some("NONE".to_string())
+            ),
+            (
+                "POST".to_string(),
+                "/orders/{id}/ship".to_string(),
+                Some("AWS_IAM".to_string())
+            )
+        ]
     );
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
         .expect("template.yaml");
     let template: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let auth = &template["Resources"]["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(auth["EnableIamAuthorizer"].as_bool(), Some(true));
+    assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("CustomerJwt"));
+    let jwt = &auth["Authorizers"]["CustomerJwt"];
     assert_eq!(
-        template["Resources"]["HttpApi"]["Properties"]["Auth"]["EnableIamAuthorizer"].as_bool(),
-        Some(true)
+        jwt["IdentitySource"].as_str(),
+        Some("$request.header.Authorization")
+    );
+    assert!(!jwt["JwtConfiguration"]["issuer"].is_null(), "{jwt:?}");
+    assert_eq!(
+        jwt["JwtConfiguration"]["audience"]
+            .as_sequence()
+            .map(Vec::len),
+        Some(1)
+    );
+    let env = &template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(
+        !env[orders_handlers::caller::CLAIM_ENV].is_null(),
+        "the api function must know the customer id claim: {env:?}"
     );
     let policy = &template["Resources"]["WarehousePolicy"]["Properties"]["PolicyDocument"];
     let statements = policy["Statement"].as_sequence().expect("statements");

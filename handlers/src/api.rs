@@ -2,6 +2,7 @@
 //! on AWS and over TCP by `orders serve`.
 
 use crate::body;
+use crate::caller::{Caller, CustomerAuth};
 use crate::commands::{CommandError, Commands, Executed, Expect, Idempotency, Trace};
 use crate::links::ConsoleLinks;
 use crate::problem::Problem;
@@ -9,6 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,12 +27,22 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// What the API needs: the command path over the event store, the read models, and
-/// where an order's workflow execution can be seen.
+/// What the API needs: the command path over the event store, the read models, where an
+/// order's workflow execution can be seen, and how it knows its callers.
 pub struct Api<E, R> {
     pub commands: Commands<E>,
     pub reads: R,
     pub links: ConsoleLinks,
+    pub customers: CustomerAuth,
+}
+
+/// A handler that takes a `Caller` refuses requests whose caller is not known (401).
+impl<E: EventStore, R: ReadModels> FromRequestParts<Arc<Api<E, R>>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api<E, R>>) -> Result<Self, Problem> {
+        api.customers.caller(&parts.extensions)
+    }
 }
 
 pub fn router<E: EventStore, R: ReadModels>(api: Arc<Api<E, R>>) -> Router {
@@ -143,13 +155,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     }
 }
 
-/// A digest of what the key stands for: the same key on another request is refused.
-fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
+/// A digest of what the key stands for: the same key on another request, or from another
+/// caller, is refused.
+fn request_hash(method: &Method, path: &str, caller: &Caller, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(method.as_str().as_bytes());
     h.update([0]);
     h.update(path.as_bytes());
     h.update([0]);
+    let who = caller.hash_part();
+    if !who.is_empty() {
+        h.update(who.as_bytes());
+        h.update([0]);
+    }
     h.update(body);
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -342,6 +360,7 @@ async fn run_command<E: EventStore, R: ReadModels>(
 
 async fn place_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -355,13 +374,14 @@ async fn place_order<E: EventStore, R: ReadModels>(
             body::require_json_content_type(&headers)?;
             let bytes = read_body(body).await?;
             let key = idempotency_key(&headers)?;
-            let hash = request_hash(&method, uri.path(), &bytes);
+            let hash = request_hash(&method, uri.path(), &caller, &bytes);
             if let Some(k) = &key
                 && let Some(resp) = replay_if_seen(&api.commands, k, &hash, &trace).await?
             {
                 return Ok(resp);
             }
             let request: PlaceOrderRequest = body::decode(&bytes)?;
+            caller.acts_for(&request.customer.id, "customer.id")?;
             let command = Command::Place {
                 order_id: order_id.clone(),
                 request,
@@ -409,9 +429,10 @@ fn if_match(headers: &HeaderMap) -> Result<u64, Problem> {
 
 async fn cancel_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
     request: CommandRequest,
 ) -> Response {
-    order_command(&api, "cancel", request, |headers, bytes| {
+    order_command(&api, "cancel", caller, request, |headers, bytes| {
         let expected = if_match(headers)?;
         let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
             None
@@ -449,9 +470,13 @@ struct ShipBody {
 /// the version the append is conditional on either way.
 async fn ship_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
     request: CommandRequest,
 ) -> Response {
-    order_command(&api, "ship", request, |headers, bytes| {
+    if let Err(refused) = caller.may_ship() {
+        return refused.into_response();
+    }
+    order_command(&api, "ship", caller, request, |headers, bytes| {
         let expect = match headers.get(header::IF_MATCH) {
             Some(_) => Expect::Version(if_match(headers)?),
             None => Expect::Latest,
@@ -495,11 +520,13 @@ impl<S: Send + Sync> FromRequest<S> for CommandRequest {
 
 /// What every command on an existing order shares: the order id from the path, a span
 /// with the order and correlation ids, the `Idempotency-Key` (a repeat answers as the
-/// first request did, before anything else is checked); `parse` turns the headers and
-/// body into what the append expects and the command.
+/// first request did, before anything else is checked), another customer's order answered
+/// as not found; `parse` turns the headers and body into what the append expects and the
+/// command.
 async fn order_command<E: EventStore, R: ReadModels>(
     api: &Api<E, R>,
     command_name: &'static str,
+    caller: Caller,
     request: CommandRequest,
     parse: impl FnOnce(&HeaderMap, &[u8]) -> Result<(Expect, Command), Problem>,
 ) -> Response {
@@ -525,11 +552,23 @@ async fn order_command<E: EventStore, R: ReadModels>(
         let result: Result<Response, Problem> = async {
             let bytes = read_body(body).await?;
             let key = idempotency_key(&headers)?;
-            let hash = request_hash(&method, uri.path(), &bytes);
+            let hash = request_hash(&method, uri.path(), &caller, &bytes);
             if let Some(k) = &key
                 && let Some(resp) = replay_if_seen(&api.commands, k, &hash, &trace).await?
             {
                 return Ok(resp);
+            }
+            // Only a customer's call costs the extra read (an order's customer never changes,
+            // so checking before the command's own load is safe).
+            if let Caller::Customer(_) = caller {
+                let (state, _) = api
+                    .commands
+                    .load(&order_id)
+                    .await
+                    .map_err(command_problem)?;
+                if !caller.sees(customer_of(&state)) {
+                    return Err(Problem::not_found(&format!("order {order_id} not found")));
+                }
             }
             let (expect, command) = parse(&headers, &bytes)?;
             let key = key.map(|k| (k, hash));
@@ -569,6 +608,7 @@ fn with_etag(value: &impl Serialize, version: u64) -> Response {
 
 async fn get_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let order_id = match order_id_of(path) {
@@ -576,8 +616,10 @@ async fn get_order<E: EventStore, R: ReadModels>(
         Err(p) => return p.into_response(),
     };
     match api.reads.order(&order_id).await {
-        Ok(Some(view)) => with_etag(&rendered(&view, &api.links), view.version),
-        Ok(None) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
+        Ok(Some(view)) if caller.sees(&view.customer.id) => {
+            with_etag(&rendered(&view, &api.links), view.version)
+        }
+        Ok(_) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
         Err(e) => read_problem(e).into_response(),
     }
 }
@@ -599,8 +641,22 @@ fn rendered(
     v
 }
 
+/// The customer an order belongs to ("" before it is placed: nobody's).
+fn customer_of(state: &orders_domain::Order) -> &str {
+    state.placed.as_ref().map_or("", |p| p.customer.id.as_str())
+}
+
+/// The customer of an order from its stored events (its first event places it).
+fn customer_in(events: &[orders_domain::envelope::EventEnvelope]) -> Option<String> {
+    match events.first()?.decode().ok()? {
+        orders_domain::OrderEvent::Placed(p) => Some(p.customer.id),
+        _ => None,
+    }
+}
+
 async fn get_events<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let order_id = match order_id_of(path) {
@@ -608,7 +664,11 @@ async fn get_events<E: EventStore, R: ReadModels>(
         Err(p) => return p.into_response(),
     };
     match api.commands.events.load(&order_id).await {
-        Ok(events) if events.is_empty() => {
+        Ok(events)
+            if events.is_empty()
+                || (caller != Caller::Anyone
+                    && !caller.sees(&customer_in(&events).unwrap_or_default())) =>
+        {
             Problem::not_found(&format!("order {order_id} not found")).into_response()
         }
         Ok(events) => {
@@ -638,6 +698,7 @@ fn query_problem(field: &str, detail: &str) -> Problem {
 
 async fn list_orders<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let result: Result<Response, Problem> = async {
@@ -654,6 +715,7 @@ async fn list_orders<E: EventStore, R: ReadModels>(
             .get("customer_id")
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| query_problem("customer_id", "is required"))?;
+        caller.acts_for(customer_id, "customer_id")?;
         let limit = match params.get("limit") {
             None => DEFAULT_PAGE,
             Some(l) => l

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod body;
+pub mod caller;
 pub mod commands;
 pub mod fulfilment;
 pub mod gateway;

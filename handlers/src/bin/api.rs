@@ -4,6 +4,7 @@
 #![recursion_limit = "256"]
 
 use orders_handlers::api::{self, Api};
+use orders_handlers::caller::CustomerAuth;
 use orders_handlers::commands::Commands;
 use orders_handlers::gateway;
 use orders_handlers::links::ConsoleLinks;
@@ -24,6 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         links: ConsoleLinks::Aws {
             state_machine_arn: orders_aws::WorkflowConfig::from_env()?.state_machine_arn,
         },
+        customers: CustomerAuth::from_env(),
     });
     let router = api::router(api);
     lambda_runtime::run(lambda_runtime::service_fn(move |event| {

@@ -1,0 +1,206 @@
+//! Who calls the API, and which orders that caller may see and change: the one place for
+//! the API's access rules.
+//!
+//! On AWS the HTTP API has verified the caller before the function runs: a customer's JWT
+//! (the `CustomerJwt` authorizer; its claims arrive in the request context) or, for
+//! shipping, a SigV4 signature (the IAM authorizer). The function then lets a customer
+//! touch only the orders whose `customer.id` is the customer id claim of the token.
+//! `orders serve` has no identity provider: its API is open, as a development server is.
+
+use crate::problem::Problem;
+use axum::http::{Extensions, StatusCode};
+use lambda_http::request::RequestContext;
+
+/// The environment variable that turns the checks on (the api function's, from the
+/// template's `CustomerIdClaim`): the claim holding the customer id, such as `sub`.
+pub const CLAIM_ENV: &str = "CUSTOMER_ID_CLAIM";
+
+/// How the API knows its callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerAuth {
+    /// Everyone may do everything (the local server, tests).
+    Open,
+    /// Behind API Gateway's authorizers; the named claim of a customer's token is their id.
+    Claim(String),
+}
+
+impl CustomerAuth {
+    /// From [`CLAIM_ENV`]; unset or empty is [`CustomerAuth::Open`].
+    pub fn from_env() -> Self {
+        match std::env::var(CLAIM_ENV) {
+            Ok(claim) if !claim.trim().is_empty() => CustomerAuth::Claim(claim.trim().to_string()),
+            _ => CustomerAuth::Open,
+        }
+    }
+
+    /// The caller of a request, from what API Gateway's authorizer left in its context;
+    /// refused (401) when checks are on and nothing verified says who it is.
+    pub fn caller(&self, extensions: &Extensions) -> Result<Caller, Problem> {
+        let CustomerAuth::Claim(claim) = self else {
+            return Ok(Caller::Anyone);
+        };
+        let authorizer = extensions
+            .get::<RequestContext>()
+            .and_then(|context| match context {
+                RequestContext::ApiGatewayV2(c) => c.authorizer.as_ref(),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            });
+        if let Some(jwt) = authorizer.and_then(|a| a.jwt.as_ref()) {
+            return match jwt.claims.get(claim).map(|c| c.trim()) {
+                Some(id) if !id.is_empty() => Ok(Caller::Customer(id.to_string())),
+                _ => Err(unauthorized(&format!("the token has no `{claim}` claim"))),
+            };
+        }
+        if authorizer.is_some_and(|a| a.iam.is_some()) {
+            return Ok(Caller::Warehouse);
+        }
+        Err(unauthorized("the request carries no verified token"))
+    }
+}
+
+/// One request's caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No checks: the API is open.
+    Anyone,
+    /// A signed-in customer, by customer id.
+    Customer(String),
+    /// A SigV4-signed principal: the warehouse, which reports shipments.
+    Warehouse,
+}
+
+impl Caller {
+    /// Whether the caller may see and act on the orders of `customer_id` (others' orders
+    /// are answered as not found: their ids are nobody else's business).
+    pub fn sees(&self, customer_id: &str) -> bool {
+        match self {
+            Caller::Anyone => true,
+            Caller::Customer(me) => me == customer_id,
+            Caller::Warehouse => false,
+        }
+    }
+
+    /// [`Caller::sees`] for a customer id the request names (in `field`): another
+    /// customer's is forbidden.
+    pub fn acts_for(&self, customer_id: &str, field: &str) -> Result<(), Problem> {
+        if self.sees(customer_id) {
+            return Ok(());
+        }
+        Err(Problem::field(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            field,
+            match self {
+                Caller::Customer(_) => "is not the customer you are signed in as",
+                _ => "only a signed-in customer may name a customer",
+            },
+        ))
+    }
+
+    /// Shipping is the warehouse's call, never a customer's.
+    pub fn may_ship(&self) -> Result<(), Problem> {
+        match self {
+            Caller::Anyone | Caller::Warehouse => Ok(()),
+            Caller::Customer(_) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "only the warehouse reports shipments",
+            )),
+        }
+    }
+
+    /// What an idempotency key's request hash includes about the caller, so that one
+    /// customer's key never answers another's request. Empty when the API is open (as
+    /// keys stored before the checks existed were hashed).
+    pub fn hash_part(&self) -> String {
+        match self {
+            Caller::Anyone => String::new(),
+            Caller::Customer(id) => format!("customer:{id}"),
+            Caller::Warehouse => "warehouse".into(),
+        }
+    }
+}
+
+fn unauthorized(why: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Not signed in",
+        format!("{why}: send a customer's token as `Authorization: Bearer <JWT>`"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::apigw::{
+        ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+        ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequestContext,
+    };
+
+    fn with(authorizer: Option<ApiGatewayRequestAuthorizer>) -> Extensions {
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.authorizer = authorizer;
+        let mut e = Extensions::new();
+        e.insert(RequestContext::ApiGatewayV2(context));
+        e
+    }
+
+    fn jwt(claims: &[(&str, &str)]) -> Extensions {
+        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+        jwt.claims = claims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut a = ApiGatewayRequestAuthorizer::default();
+        a.jwt = Some(jwt);
+        with(Some(a))
+    }
+
+    #[test]
+    fn callers_come_from_the_authorizer_context_only_when_checks_are_on() {
+        let claim = CustomerAuth::Claim("sub".into());
+        let token = jwt(&[("sub", "c-7"), ("email", "ada@example.com")]);
+        assert_eq!(claim.caller(&token), Ok(Caller::Customer("c-7".into())));
+        assert_eq!(CustomerAuth::Open.caller(&token), Ok(Caller::Anyone));
+        let no_claim = CustomerAuth::Claim("custom:customer_id".into())
+            .caller(&token)
+            .expect_err("no such claim");
+        assert_eq!(no_claim.status, 401);
+        assert!(
+            no_claim.detail.contains("`custom:customer_id`"),
+            "{no_claim:?}"
+        );
+        for nothing in [Extensions::new(), with(None), jwt(&[("sub", " ")])] {
+            assert_eq!(claim.caller(&nothing).map_err(|p| p.status), Err(401));
+        }
+        let mut iam = ApiGatewayRequestAuthorizer::default();
+        iam.iam = Some(ApiGatewayRequestAuthorizerIamDescription::default());
+        assert_eq!(claim.caller(&with(Some(iam))), Ok(Caller::Warehouse));
+    }
+
+    #[test]
+    fn a_customer_sees_only_their_own_orders_and_never_ships() {
+        let me = Caller::Customer("c-7".into());
+        assert!(me.sees("c-7"));
+        assert!(!me.sees("c-8"));
+        let refused = me.acts_for("c-8", "customer.id").expect_err("forbidden");
+        assert_eq!(refused.status, 403);
+        assert_eq!(refused.field.as_deref(), Some("customer.id"));
+        assert_eq!(me.may_ship().map_err(|p| p.status), Err(403));
+        assert_eq!(Caller::Warehouse.may_ship(), Ok(()));
+        assert!(!Caller::Warehouse.sees("c-7"));
+        assert!(Caller::Anyone.sees("c-8"));
+        assert_eq!(
+            Caller::Warehouse
+                .acts_for("c-7", "customer_id")
+                .map_err(|p| p.status),
+            Err(403)
+        );
+        assert_ne!(me.hash_part(), Caller::Customer("c-8".into()).hash_part());
+        assert_eq!(Caller::Anyone.hash_part(), "");
+    }
+}
