@@ -381,7 +381,7 @@ async fn place_order<E: EventStore, R: ReadModels>(
                 return Ok(resp);
             }
             let request: PlaceOrderRequest = body::decode(&bytes)?;
-            caller.acts_for(&request.customer.id, "customer.id")?;
+            caller.may_order_as(&request.customer)?;
             let command = Command::Place {
                 order_id: order_id.clone(),
                 request,

@@ -47,10 +47,16 @@ impl CustomerAuth {
                 _ => None,
             });
         if let Some(jwt) = authorizer.and_then(|a| a.jwt.as_ref()) {
-            return match jwt.claims.get(claim).map(|c| c.trim()) {
-                Some(id) if !id.is_empty() => Ok(Caller::Customer(id.to_string())),
-                _ => Err(unauthorized(&format!("the token has no `{claim}` claim"))),
+            let id = match jwt.claims.get(claim).map(|c| c.trim()) {
+                Some(id) if !id.is_empty() => id.to_string(),
+                _ => return Err(unauthorized(&format!("the token has no `{claim}` claim"))),
             };
+            let verified_email = jwt
+                .claims
+                .get("email")
+                .filter(|_| jwt.claims.get("email_verified").map(String::as_str) == Some("true"))
+                .map(|e| e.trim().to_string());
+            return Ok(Caller::Customer(SignedIn { id, verified_email }));
         }
         if authorizer.is_some_and(|a| a.iam.is_some()) {
             return Ok(Caller::Warehouse);
@@ -59,13 +65,22 @@ impl CustomerAuth {
     }
 }
 
+/// A customer as their verified token describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub id: String,
+    /// The token's `email` when it also says `email_verified`: the address the customer
+    /// proved is theirs.
+    pub verified_email: Option<String>,
+}
+
 /// One request's caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No checks: the API is open.
     Anyone,
-    /// A signed-in customer, by customer id.
-    Customer(String),
+    /// A signed-in customer.
+    Customer(SignedIn),
     /// A SigV4-signed principal: the warehouse, which reports shipments.
     Warehouse,
 }
@@ -76,7 +91,7 @@ impl Caller {
     pub fn sees(&self, customer_id: &str) -> bool {
         match self {
             Caller::Anyone => true,
-            Caller::Customer(me) => me == customer_id,
+            Caller::Customer(me) => me.id == customer_id,
             Caller::Warehouse => false,
         }
     }
@@ -99,6 +114,26 @@ impl Caller {
         ))
     }
 
+    /// Whether the caller may place an order for `customer`: their own id, and their own
+    /// address when the token proves one (the confirmation email goes there, so a customer
+    /// cannot make the shop mail strangers).
+    pub fn may_order_as(&self, customer: &orders_domain::order::Customer) -> Result<(), Problem> {
+        self.acts_for(&customer.id, "customer.id")?;
+        match self {
+            Caller::Customer(SignedIn {
+                verified_email: Some(mine),
+                ..
+            }) if !mine.eq_ignore_ascii_case(customer.email.trim()) => Err(Problem::field(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "customer.email",
+                "is not the verified e-mail address you are signed in with",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Shipping is the warehouse's call, never a customer's.
     pub fn may_ship(&self) -> Result<(), Problem> {
         match self {
@@ -118,7 +153,7 @@ impl Caller {
     pub fn hash_part(&self) -> String {
         match self {
             Caller::Anyone => String::new(),
-            Caller::Customer(id) => format!("customer:{id}"),
+            Caller::Customer(me) => format!("customer:{}", me.id),
             Caller::Warehouse => "warehouse".into(),
         }
     }
@@ -160,11 +195,60 @@ mod tests {
         with(Some(a))
     }
 
+    fn customer(id: &str, email: Option<&str>) -> Caller {
+        Caller::Customer(SignedIn {
+            id: id.into(),
+            verified_email: email.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn an_order_goes_to_the_verified_address_of_the_signed_in_customer() {
+        let order_for = |id: &str, email: &str| orders_domain::order::Customer {
+            id: id.into(),
+            email: email.into(),
+            name: "Ada".into(),
+        };
+        let ada = customer("c-7", Some("Ada@Example.com"));
+        assert_eq!(
+            ada.may_order_as(&order_for("c-7", "ada@example.com")),
+            Ok(())
+        );
+        let stranger = ada
+            .may_order_as(&order_for("c-7", "someone@example.org"))
+            .expect_err("another address");
+        assert_eq!(stranger.status, 403);
+        assert_eq!(stranger.field.as_deref(), Some("customer.email"));
+        let theirs = ada
+            .may_order_as(&order_for("c-8", "ada@example.com"))
+            .expect_err("another customer");
+        assert_eq!(theirs.field.as_deref(), Some("customer.id"));
+        // Without a verified address in the token, the address is the customer's call.
+        let unverified = customer("c-7", None);
+        assert_eq!(
+            unverified.may_order_as(&order_for("c-7", "someone@example.org")),
+            Ok(())
+        );
+        assert_eq!(
+            Caller::Anyone.may_order_as(&order_for("c-8", "x@example.org")),
+            Ok(())
+        );
+    }
+
     #[test]
     fn callers_come_from_the_authorizer_context_only_when_checks_are_on() {
         let claim = CustomerAuth::Claim("sub".into());
         let token = jwt(&[("sub", "c-7"), ("email", "ada@example.com")]);
-        assert_eq!(claim.caller(&token), Ok(Caller::Customer("c-7".into())));
+        assert_eq!(claim.caller(&token), Ok(customer("c-7", None)));
+        let verified = jwt(&[
+            ("sub", "c-7"),
+            ("email", "ada@example.com"),
+            ("email_verified", "true"),
+        ]);
+        assert_eq!(
+            claim.caller(&verified),
+            Ok(customer("c-7", Some("ada@example.com")))
+        );
         assert_eq!(CustomerAuth::Open.caller(&token), Ok(Caller::Anyone));
         let no_claim = CustomerAuth::Claim("custom:customer_id".into())
             .caller(&token)
@@ -184,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_customer_sees_only_their_own_orders_and_never_ships() {
-        let me = Caller::Customer("c-7".into());
+        let me = customer("c-7", None);
         assert!(me.sees("c-7"));
         assert!(!me.sees("c-8"));
         let refused = me.acts_for("c-8", "customer.id").expect_err("forbidden");
@@ -200,7 +284,7 @@ mod tests {
                 .map_err(|p| p.status),
             Err(403)
         );
-        assert_ne!(me.hash_part(), Caller::Customer("c-8".into()).hash_part());
+        assert_ne!(me.hash_part(), customer("c-8", None).hash_part());
         assert_eq!(Caller::Anyone.hash_part(), "");
     }
 }
