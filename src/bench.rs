@@ -62,6 +62,7 @@ pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         data_dir: dir.clone(),
         observer: Some(observer),
         allowed_hosts: vec![],
+        allowed_origins: vec![],
     })
     .await?;
     let addr = runtime.addr;

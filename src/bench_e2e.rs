@@ -126,6 +126,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             data_dir: dir.clone(),
             observer: Some(observer),
             allowed_hosts: vec![],
+            allowed_origins: vec![],
         },
         WorkflowOptions {
             mail_files: args.mail_files,

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use orders::bench::{self, BenchOptions};
+use orders::browser_guard;
 use orders::client::Connection;
 use orders::runtime::{Runtime, RuntimeConfig};
 use std::net::SocketAddr;
@@ -53,6 +54,16 @@ enum Cmd {
             value_delimiter = ','
         )]
         allowed_hosts: Vec<String>,
+        /// The origin of a web front-end that calls the API from the browser, such as
+        /// http://localhost:5173 (repeatable): answered with CORS headers, and trusted by
+        /// the cross-site request check. Pages of other origins stay refused.
+        #[arg(
+            long = "allow-origin",
+            env = "ORDERS_ALLOWED_ORIGINS",
+            value_delimiter = ',',
+            value_parser = browser_guard::parse_origin
+        )]
+        allowed_origins: Vec<String>,
         #[command(flatten)]
         workflow: workflow_cmd::WorkflowArgs,
     },
@@ -188,8 +199,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             data_dir,
             allowed_hosts,
+            allowed_origins,
             workflow,
-        } => serve(addr, data_dir, allowed_hosts, workflow.options()?).await,
+        } => {
+            let config = RuntimeConfig {
+                addr,
+                data_dir,
+                observer: None,
+                allowed_hosts,
+                allowed_origins,
+            };
+            serve(config, workflow.options()?).await
+        }
         Cmd::Mail(args) => workflow_cmd::mail(args).await,
         Cmd::Queue(args) => workflow_cmd::queue(args).await,
         Cmd::Topic(args) => workflow_cmd::topic(args).await,
@@ -258,17 +279,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(
-    addr: SocketAddr,
-    data_dir: PathBuf,
-    allowed_hosts: Vec<String>,
+    config: RuntimeConfig,
     workflow: Option<orders_local::workflow::WorkflowOptions>,
 ) -> anyhow::Result<ExitCode> {
-    let config = RuntimeConfig {
-        addr,
-        data_dir: data_dir.clone(),
-        observer: None,
-        allowed_hosts,
-    };
+    let data_dir = config.data_dir.clone();
     let runtime = match workflow {
         Some(options) => Runtime::start_with_workflow(config, options).await?,
         None => Runtime::start(config).await?,

@@ -39,6 +39,8 @@ pub struct RuntimeConfig {
     /// Host names the server answers to besides IP addresses and `localhost` (see
     /// [`crate::browser_guard`]).
     pub allowed_hosts: Vec<String>,
+    /// Origins whose web pages may call the server (CORS, and trusted by the CSRF check).
+    pub allowed_origins: Vec<String>,
 }
 
 /// The file a local runtime (`orders serve`) locks for as long as it runs: one data dir
@@ -299,7 +301,8 @@ impl Runtime {
         let router = crate::browser_guard::guard(
             api::router(api).merge(crate::console::router(console)),
             &config.allowed_hosts,
-        );
+            &config.allowed_origins,
+        )?;
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

@@ -9,6 +9,8 @@
 //!
 //! `tests/browser/guard.mjs` plays a page on another site against the local server: a
 //! forged console form and a DNS-rebound host name are refused, the console still works.
+//! `tests/browser/front.mjs` plays the shop's own front-end (an origin given with
+//! `--allow-origin`): its fetches get through CORS, another origin's do not.
 
 mod common;
 
@@ -150,5 +152,43 @@ async fn a_page_on_another_site_cannot_redrive_or_read_the_local_server() {
             .await
             .expect("script task");
     assert!(ok, "tests/browser/guard.mjs failed:\n{output}");
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shops_own_front_end_calls_the_api_from_the_browser() {
+    let (modules, chromium) = match prerequisites() {
+        Ok(p) => p,
+        Err(msg) => panic!("the browser test cannot run: {msg}"),
+    };
+    // The front-end's port must be known before the server starts (its origin is allowed).
+    let front_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let front = format!("http://localhost:{front_port}");
+    let s = serve_workflow_for(workflow_options(), &[], &[&front]).await;
+
+    let args = [
+        format!("http://{}", s.runtime.addr),
+        front_port.to_string(),
+        order("c-front").to_string(),
+    ];
+    let (ok, output) =
+        tokio::task::spawn_blocking(move || run_script(&modules, &chromium, "front.mjs", &args))
+            .await
+            .expect("script task");
+    assert!(ok, "tests/browser/front.mjs failed:\n{output}");
+    let stores = orders_local::store::LocalStores::open(s.dir.path()).expect("stores");
+    let log = stores.events.read_stream(0, 100).await.expect("log");
+    let placed = log
+        .iter()
+        .filter(|e| {
+            e.envelope
+                .as_ref()
+                .is_ok_and(|e| e.event_type == "OrderPlaced")
+        })
+        .count();
+    assert_eq!(placed, 1, "only the allowed origin's order is placed");
     s.runtime.shutdown().await.expect("shutdown");
 }

@@ -630,3 +630,75 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
     assert!(!in_dlq());
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+/// A shop's front-end in development (another origin) calls the API from the browser when
+/// the server is started with `--allow-origin`: its preflight is answered, its commands
+/// pass the cross-site check, and it may read the headers of the API's contract. Any other
+/// origin is still refused.
+#[tokio::test]
+async fn an_allowed_front_end_origin_calls_the_api_from_the_browser() {
+    let front = "http://localhost:5173";
+    let s = serve_workflow_for(workflow_options(), &[], &[front]).await;
+    let mut c = connect(&s.runtime).await;
+
+    let preflight = async |c: &mut Connection, origin: &str| {
+        c.send(
+            http::Method::OPTIONS,
+            "/orders",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "content-type,idempotency-key",
+                ),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            None,
+        )
+        .await
+        .expect("preflight")
+    };
+    let ok = preflight(&mut c, front).await;
+    assert!(ok.status < 300, "{}: {}", ok.status, text(&ok));
+    assert_eq!(header(&ok, "access-control-allow-origin"), Some(front));
+    let methods = header(&ok, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = header(&ok, "access-control-allow-headers").unwrap_or_default();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+    let refused = preflight(&mut c, "http://evil.example").await;
+    assert_eq!(header(&refused, "access-control-allow-origin"), None);
+
+    // The front-end's POST, as a browser sends it.
+    let from_front = [("origin", front), ("sec-fetch-site", "same-site")];
+    let placed = post(&mut c, "/orders", &from_front, &order("c-front")).await;
+    assert_eq!(placed.status, 201, "{}", text(&placed));
+    assert_eq!(header(&placed, "access-control-allow-origin"), Some(front));
+    let exposed = header(&placed, "access-control-expose-headers").unwrap_or_default();
+    assert!(exposed.contains("location"), "{exposed}");
+    let id = json(&placed)["order_id"].as_str().expect("id").to_string();
+    let read = c
+        .send(
+            http::Method::GET,
+            &format!("/orders/{id}/events"),
+            &from_front,
+            None,
+        )
+        .await
+        .expect("get");
+    assert_eq!(read.status, 200);
+    assert_eq!(header(&read, "access-control-allow-origin"), Some(front));
+
+    // Another origin: refused, nothing placed.
+    let forged = [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ];
+    let r = post(&mut c, "/orders", &forged, &order("c-forged")).await;
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let stores = orders_local::store::LocalStores::open(s.dir.path()).expect("stores");
+    let log = stores.events.read_stream(0, 100).await.expect("log");
+    assert_eq!(log.len(), 1, "only the front-end's order was appended");
+    s.runtime.shutdown().await.expect("shutdown");
+}

@@ -597,3 +597,36 @@ async fn the_documented_example_order_is_placed_and_every_answer_matches_the_doc
     }
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+/// The browser front-end gets the same CORS answers on AWS (the template's
+/// `CorsConfiguration`, when `AllowedOrigin` is given) as from `orders serve --allow-origin`.
+#[test]
+fn cors_on_aws_allows_what_the_local_server_allows() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .expect("template.yaml");
+    let template: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let cors = &template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    let serde_norway::Value::Tagged(tagged) = cors else {
+        panic!("CorsConfiguration should be `!If [HasAllowedOrigin, …]`: {cors:?}");
+    };
+    assert_eq!(tagged.tag, "If");
+    let branches = tagged.value.as_sequence().expect("!If's list");
+    assert_eq!(branches[0].as_str(), Some("HasAllowedOrigin"));
+    let names = |v: &serde_norway::Value| -> Vec<String> {
+        v.as_sequence()
+            .expect("a list of headers")
+            .iter()
+            .map(|h| h.as_str().expect("a header name").to_ascii_lowercase())
+            .collect()
+    };
+    let local = |hs: &[&str]| hs.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&branches[1]["AllowHeaders"]),
+        local(&orders::browser_guard::CORS_REQUEST_HEADERS)
+    );
+    assert_eq!(
+        names(&branches[1]["ExposeHeaders"]),
+        local(&orders::browser_guard::CORS_RESPONSE_HEADERS)
+    );
+    assert_eq!(names(&branches[1]["AllowMethods"]), ["get", "post"]);
+}

@@ -18,6 +18,7 @@ async fn start(dir: &std::path::Path) -> Runtime {
             data_dir: dir.to_path_buf(),
             observer: None,
             allowed_hosts: vec![],
+            allowed_origins: vec![],
         },
         workflow_options(),
     )

@@ -1036,6 +1036,7 @@ async fn a_seeded_history_is_served_without_firing_its_workflows() {
             data_dir: tmp.path().to_path_buf(),
             observer: None,
             allowed_hosts: vec![],
+            allowed_origins: vec![],
         },
         workflow_options(),
     )

@@ -24,6 +24,7 @@ pub async fn start_in(path: &std::path::Path) -> Runtime {
         data_dir: path.to_path_buf(),
         observer: None,
         allowed_hosts: vec![],
+        allowed_origins: vec![],
     })
     .await
     .expect("runtime starts")
@@ -94,6 +95,15 @@ pub async fn serve_workflow_allowing(
     options: orders_local::workflow::WorkflowOptions,
     hosts: &[&str],
 ) -> Served {
+    serve_workflow_for(options, hosts, &[]).await
+}
+
+/// [`serve_workflow_allowing`], and calls from web pages of these origins (`--allow-origin`).
+pub async fn serve_workflow_for(
+    options: orders_local::workflow::WorkflowOptions,
+    hosts: &[&str],
+    origins: &[&str],
+) -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = Runtime::start_with_workflow(
         RuntimeConfig {
@@ -101,6 +111,7 @@ pub async fn serve_workflow_allowing(
             data_dir: dir.path().to_path_buf(),
             observer: None,
             allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
         },
         options,
     )
