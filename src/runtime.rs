@@ -237,6 +237,7 @@ impl Runtime {
                 if resumed > 0 {
                     tracing::info!(resumed, "resumed running executions");
                 }
+                wf.start_sweeper();
                 let poller = wf.spawn_poller(FulfilmentConsumer {
                     commands: commands.clone(),
                 });

@@ -30,6 +30,11 @@ pub struct WorkflowArgs {
     /// Receives before a failing queue message moves to the dead-letter queue.
     #[arg(long, env = "ORDERS_QUEUE_MAX_RECEIVE_COUNT", default_value_t = 3)]
     pub queue_max_receive_count: u32,
+    /// Days closed executions, emails, topic messages and consumed queue messages are
+    /// kept (Step Functions keeps executions 90 days). Queue messages are kept as the
+    /// template's queues keep them: 4 days, 14 in the dead-letter queue.
+    #[arg(long, env = "ORDERS_RETENTION_DAYS", default_value_t = 90.0)]
+    pub retention_days: f64,
     /// Run without the workflow (the projector only logs the starts).
     #[arg(long)]
     pub no_workflow: bool,
@@ -54,6 +59,10 @@ impl WorkflowArgs {
             (1..=1000).contains(&self.queue_max_receive_count),
             "--queue-max-receive-count must be between 1 and 1000"
         );
+        anyhow::ensure!(
+            self.retention_days.is_finite() && (0.001..=36_500.0).contains(&self.retention_days),
+            "--retention-days must be between 0.001 and 36500"
+        );
         let delays = std::env::var(resources::DELAY_ENV)
             .map(|s| resources::parse_delays(&s))
             .unwrap_or_default();
@@ -63,6 +72,10 @@ impl WorkflowArgs {
             visibility_timeout: Duration::from_secs_f64(self.queue_visibility_timeout),
             max_receive_count: self.queue_max_receive_count,
             delays,
+            retention: orders_local::workflow::retention::Retention {
+                executions: Duration::from_secs_f64(self.retention_days * 86_400.0),
+                ..Default::default()
+            },
             ..WorkflowOptions::default()
         }))
     }

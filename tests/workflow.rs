@@ -719,3 +719,141 @@ fn the_end_to_end_benchmark_counts_every_effect_and_the_cpu_per_order() {
     let cpu = report["cpu_ms_per_order"].as_f64().expect("cpu");
     assert!(cpu > 0.0 && cpu.is_finite(), "{report}");
 }
+
+/// What AWS would have dropped by now is gone locally too, and nothing else: a closed
+/// execution with its history and task effects, its email (and `.eml` copy), its topic
+/// message and its consumed queue message after the execution retention, a dead letter
+/// after the dead-letter queue's; a running execution stays whatever its age.
+#[tokio::test]
+async fn what_is_past_its_retention_is_removed_and_running_executions_stay() {
+    use orders_local::workflow::retention::Retention;
+    let keep = Duration::from_millis(1_500);
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        retention: Retention {
+            executions: keep,
+            queue: Duration::from_secs(600),
+            dead_letter_queue: keep,
+            every: Duration::from_millis(100),
+        },
+        max_receive_count: 1,
+        // The recorder, the workflow's last task, holds the second order's execution
+        // open for longer than the retention.
+        delays: vec![("lambda:invoke".into(), 4_000)],
+        ..workflow_options()
+    })
+    .await;
+    let db = s.runtime.workflow().expect("workflow").db.clone();
+    let mut c = connect(&s.runtime).await;
+    let first = place(&mut c, "retention-1").await;
+    let arn_of = |id: &str| {
+        db.find_execution(id)
+            .expect("read")
+            .map(|e| e.execution_arn)
+    };
+    let first_arn = until("the first execution", Duration::from_secs(10), || {
+        arn_of(&first)
+    })
+    .await;
+    let history_rows = |arn: &str| {
+        let arn = arn.to_string();
+        db.read(move |c| {
+            let rows: i64 = c.query_row(
+                "SELECT count(*) FROM history_events h JOIN executions e ON e.rowid = h.execution \
+                 WHERE e.arn = ?1",
+                [&arn],
+                |r| r.get(0),
+            )?;
+            let effects: i64 = c.query_row(
+                "SELECT count(*) FROM effects WHERE invocation_key LIKE ?1 || '/%'",
+                [&arn],
+                |r| r.get(0),
+            )?;
+            Ok((rows, effects))
+        })
+        .expect("read")
+    };
+    // All its effects exist before anything expires.
+    until("the first order's effects", Duration::from_secs(10), || {
+        let e = effects(&db, &first);
+        (e.sns == 1 && e.mail == 1 && e.sqs_consumed == 1).then_some(())
+    })
+    .await;
+    let (rows, task_effects) = history_rows(&first_arn);
+    assert!(
+        rows > 0 && task_effects > 0,
+        "{rows} history rows, {task_effects} effects"
+    );
+    let mail_dir = s.dir.path().join("mail");
+    let eml_count = || std::fs::read_dir(&mail_dir).map(|d| d.count()).unwrap_or(0);
+    assert!(eml_count() >= 1);
+    let poison = dead_poison(&db).await;
+
+    // After the retention: the first order's traces are gone, the dead letter too.
+    until(
+        "the first execution removed",
+        Duration::from_secs(15),
+        || arn_of(&first).is_none().then_some(()),
+    )
+    .await;
+    until("the dead letter removed", Duration::from_secs(10), || {
+        (!in_queue(&db, "orders-fulfilment-dlq", &poison)).then_some(())
+    })
+    .await;
+    let gone = until(
+        "the first order's messages removed",
+        Duration::from_secs(10),
+        || {
+            let e = effects(&db, &first);
+            (e.sns == 0 && e.mail == 0 && e.sqs == 0).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(gone.sqs_consumed, 0);
+    assert_eq!(
+        history_rows(&first_arn),
+        (0, 0),
+        "history and task effects removed"
+    );
+
+    // A second order: its email is sent at once and expires while the recorder still
+    // holds the execution open. Once the email is gone, a sweep has run past the
+    // execution's own retention, and the running execution must still be there.
+    let second = place(&mut c, "retention-2").await;
+    until("the second order's email", Duration::from_secs(10), || {
+        (effects(&db, &second).mail == 1).then_some(())
+    })
+    .await;
+    until(
+        "the second order's email removed",
+        Duration::from_secs(10),
+        || (effects(&db, &second).mail == 0 && eml_count() == 0).then_some(()),
+    )
+    .await;
+    let second_exec = db.find_execution(&second).expect("read").expect("kept");
+    assert_eq!(
+        second_exec.status,
+        asl::ExecutionStatus::Running,
+        "a running execution is never removed"
+    );
+
+    // The running one finishes normally, and its order is confirmed: removal touched
+    // nothing it needed.
+    until(
+        "the second execution to succeed",
+        Duration::from_secs(15),
+        || {
+            db.find_execution(&second)
+                .expect("read")
+                .filter(|e| e.status == asl::ExecutionStatus::Succeeded)
+        },
+    )
+    .await;
+    // The event log is never swept.
+    let log = s.runtime.stores.events.load(&first).await.expect("log");
+    assert!(
+        log.len() >= 2,
+        "the first order's events stay: {}",
+        log.len()
+    );
+    s.runtime.shutdown().await.expect("shutdown");
+}

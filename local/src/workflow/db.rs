@@ -70,6 +70,8 @@ enum Msg {
         id: i64,
         text: String,
     },
+    /// Executions removed (by the retention sweep): their cached rowids must go.
+    Forget(Vec<String>),
     Stop,
 }
 
@@ -240,9 +242,13 @@ impl WorkflowDb {
     }
 
     fn submit(&self, job: Job) -> Result<(), DbError> {
+        self.submit_msg(Msg::Job(job))
+    }
+
+    fn submit_msg(&self, msg: Msg) -> Result<(), DbError> {
         let guard = self.writer.tx.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
-            Some(tx) => tx.send(Msg::Job(job)).map_err(|_| DbError::Closed),
+            Some(tx) => tx.send(msg).map_err(|_| DbError::Closed),
             None => Err(DbError::Closed),
         }
     }
@@ -281,6 +287,15 @@ impl WorkflowDb {
                 (false, None)
             }
         }))
+    }
+
+    /// Drops the writer's cached rowids of removed executions (an ARN used again gets a
+    /// new row).
+    pub fn forget_executions(&self, arns: Vec<String>) {
+        if !arns.is_empty() {
+            // A closed database has nothing cached to forget.
+            let _ = self.submit_msg(Msg::Forget(arns));
+        }
     }
 
     /// Waits until everything queued before this call is committed.
@@ -464,6 +479,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
                     Msg::History { arn, id, text } => {
                         if let Err(e) = insert_history(&tx, &mut keys, &arn, id, &text) {
                             tracing::error!(error = %e, execution_arn = %arn, id, "history write failed");
+                        }
+                    }
+                    Msg::Forget(arns) => {
+                        for arn in arns {
+                            keys.0.remove(&arn);
                         }
                     }
                     Msg::Stop => {}

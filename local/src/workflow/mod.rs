@@ -6,6 +6,7 @@ pub mod db;
 mod history_rows;
 pub mod poller;
 pub mod resources;
+pub mod retention;
 pub mod services;
 pub mod starter;
 
@@ -45,6 +46,8 @@ pub struct WorkflowOptions {
     /// Write a `mail/<message-id>.eml` copy of each email (the database holds it anyway;
     /// a file per email costs inode churn at benchmark rates).
     pub mail_files: bool,
+    /// How long executions, messages and emails are kept (as on AWS).
+    pub retention: retention::Retention,
 }
 
 impl Default for WorkflowOptions {
@@ -61,6 +64,7 @@ impl Default for WorkflowOptions {
             poll_interval: Duration::from_millis(500),
             delays: Vec::new(),
             mail_files: true,
+            retention: retention::Retention::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct LocalWorkflow {
     pub options: WorkflowOptions,
     wake: Arc<Notify>,
     in_flight: Arc<AtomicUsize>,
+    mail_dir: Option<PathBuf>,
+    sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The substitutions SAM's DefinitionSubstitutions fill on AWS.
@@ -144,7 +150,7 @@ impl LocalWorkflow {
         let services = Services {
             db: db.clone(),
             names: options.names.clone(),
-            mail_dir,
+            mail_dir: mail_dir.clone(),
             functions,
             delays: options.delays.clone(),
             queue_notify: wake.clone(),
@@ -175,7 +181,47 @@ impl LocalWorkflow {
             options,
             wake,
             in_flight: Arc::default(),
+            mail_dir,
+            sweeper: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Starts removing what is past its retention: now, then every `retention.every`.
+    pub fn start_sweeper(&self) {
+        let (db, names, retention) = (
+            self.db.clone(),
+            self.options.names.clone(),
+            self.options.retention,
+        );
+        let mail_dir = self.mail_dir.clone();
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(retention.every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let now = asl::clock::system_now_millis();
+                match retention::sweep(&db, &names, &retention, mail_dir.as_ref(), now).await {
+                    Ok(swept) if swept.is_empty() => {}
+                    Ok(swept) => tracing::info!(
+                        executions = swept.executions,
+                        queue_messages = swept.queue_messages,
+                        emails = swept.emails,
+                        topic_messages = swept.topic_messages,
+                        "removed what was past its retention"
+                    ),
+                    Err(db::DbError::Closed) => return,
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+            }
+        });
+        let old = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 
     pub fn starter(&self) -> starter::EngineStarter {
@@ -226,6 +272,15 @@ impl LocalWorkflow {
     /// Waits (at most `grace`) for running executions, then commits and closes the
     /// database. Executions still running are resumed by the next start.
     pub async fn shutdown(self, grace: Duration) {
+        let sweeper = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = sweeper {
+            // A sweep's batches are transactions: stopping between them loses nothing.
+            task.abort();
+        }
         let deadline = Instant::now() + grace;
         while self.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
