@@ -561,12 +561,13 @@ async fn order_command<E: EventStore, R: ReadModels>(
             // Only a customer's call costs the extra read (an order's customer never changes,
             // so checking before the command's own load is safe).
             if let Caller::Customer(_) = caller {
-                let (state, _) = api
+                let events = api
                     .commands
+                    .events
                     .load(&order_id)
                     .await
-                    .map_err(command_problem)?;
-                if !caller.sees(customer_of(&state)) {
+                    .map_err(|e| command_problem(CommandError::Store(e)))?;
+                if !caller.sees(&customer_in(&events).unwrap_or_default()) {
                     return Err(Problem::not_found(&format!("order {order_id} not found")));
                 }
             }
@@ -641,12 +642,8 @@ fn rendered(
     v
 }
 
-/// The customer an order belongs to ("" before it is placed: nobody's).
-fn customer_of(state: &orders_domain::Order) -> &str {
-    state.placed.as_ref().map_or("", |p| p.customer.id.as_str())
-}
-
-/// The customer of an order from its stored events (its first event places it).
+/// The customer of an order from its stored events (its first event places it); `None`
+/// for an order that does not exist, which is nobody's.
 fn customer_in(events: &[orders_domain::envelope::EventEnvelope]) -> Option<String> {
     match events.first()?.decode().ok()? {
         orders_domain::OrderEvent::Placed(p) => Some(p.customer.id),
