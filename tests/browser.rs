@@ -179,8 +179,13 @@ async fn the_shops_own_front_end_calls_the_api_from_the_browser() {
             .await
             .expect("script task");
     assert!(ok, "tests/browser/front.mjs failed:\n{output}");
-    let stores = orders_local::store::LocalStores::open(s.dir.path()).expect("stores");
-    let log = stores.events.read_stream(0, 100).await.expect("log");
+    let log = s
+        .runtime
+        .stores
+        .events
+        .read_stream(0, 100)
+        .await
+        .expect("log");
     let placed = log
         .iter()
         .filter(|e| {
