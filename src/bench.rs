@@ -63,6 +63,7 @@ pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         observer: Some(observer),
         allowed_hosts: vec![],
         allowed_origins: vec![],
+        auth: false,
     })
     .await?;
     let addr = runtime.addr;

@@ -127,6 +127,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             observer: Some(observer),
             allowed_hosts: vec![],
             allowed_origins: vec![],
+            auth: false,
         },
         WorkflowOptions {
             mail_files: args.mail_files,

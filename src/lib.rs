@@ -6,6 +6,7 @@ pub mod browser_guard;
 pub mod client;
 pub mod console;
 pub mod dir_lock;
+pub mod local_auth;
 pub mod projections;
 pub mod replay;
 pub mod runtime;

@@ -64,8 +64,35 @@ enum Cmd {
             value_parser = browser_guard::parse_origin
         )]
         allowed_origins: Vec<String>,
+        /// Play the deployed stack's authorizers: the order routes want a token from
+        /// `orders token` (`Authorization: Bearer …`), and a customer touches only their
+        /// own orders, as on AWS.
+        #[arg(long, env = "ORDERS_AUTH")]
+        auth: bool,
         #[command(flatten)]
         workflow: workflow_cmd::WorkflowArgs,
+    },
+    /// A token for a server started with --auth: a customer's, or the warehouse's (which
+    /// stands in for the SigV4 signature the ship route wants on AWS).
+    Token {
+        /// The customer id the token is for (its `sub`).
+        #[arg(
+            long,
+            required_unless_present = "warehouse",
+            conflicts_with = "warehouse"
+        )]
+        customer: Option<String>,
+        /// The customer's verified e-mail address (their orders must use it).
+        #[arg(long, requires = "customer")]
+        email: Option<String>,
+        /// The warehouse's token instead.
+        #[arg(long)]
+        warehouse: bool,
+        /// Hours the token is valid.
+        #[arg(long, default_value_t = 12)]
+        hours: u64,
+        #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR")]
+        data_dir: PathBuf,
     },
     /// The local mailbox (emails the workflow sent through SES).
     Mail(workflow_cmd::MailArgs),
@@ -86,6 +113,9 @@ enum Cmd {
         file: Option<PathBuf>,
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Sent as `Authorization: Bearer …` (a server started with --auth wants one).
+        #[arg(long, env = "ORDERS_TOKEN")]
+        token: Option<String>,
     },
     /// Print one order's events from the local event store.
     Events {
@@ -200,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             allowed_hosts,
             allowed_origins,
+            auth,
             workflow,
         } => {
             let config = RuntimeConfig {
@@ -208,6 +239,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 observer: None,
                 allowed_hosts,
                 allowed_origins,
+                auth,
             };
             serve(config, workflow.options()?).await
         }
@@ -223,9 +255,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             file,
             idempotency_key,
+            token,
         } => {
             let url = Connection::server_url(url, &data_dir);
-            submit(&url, file, idempotency_key).await
+            submit(&url, file, idempotency_key, token).await
+        }
+        Cmd::Token {
+            customer,
+            email,
+            warehouse,
+            hours,
+            data_dir,
+        } => {
+            use orders::local_auth::{Holder, Key};
+            let holder = match (customer, warehouse) {
+                (Some(id), false) => {
+                    anyhow::ensure!(!id.trim().is_empty(), "--customer must not be empty");
+                    Holder::Customer { id, email }
+                }
+                _ => Holder::Warehouse,
+            };
+            anyhow::ensure!(
+                (1..=24 * 366).contains(&hours),
+                "--hours must be between 1 and 8784"
+            );
+            let key = Key::load_or_create(&data_dir)?;
+            println!("{}", key.mint(&holder, Duration::from_secs(hours * 3600))?);
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Events { order_id, data_dir } => events(&order_id, data_dir).await,
         Cmd::Bench {
@@ -371,7 +427,12 @@ async fn shutdown_signal() {
     }
 }
 
-async fn submit(url: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow::Result<ExitCode> {
+async fn submit(
+    url: &str,
+    file: Option<PathBuf>,
+    key: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let body = match file {
         None => serde_json::to_vec(&orders::sample::order("c-42"))?,
         Some(p) if p.as_os_str() == "-" => {
@@ -382,10 +443,13 @@ async fn submit(url: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow
         Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
     };
     let mut conn = Connection::to_server(url, "orders are placed through it").await?;
+    let token_sent = token.is_some();
+    let bearer = token.map(|t| format!("Bearer {}", t.trim()));
     let headers: Vec<(&str, &str)> = key
         .as_deref()
         .map(|k| ("idempotency-key", k))
         .into_iter()
+        .chain(bearer.as_deref().map(|b| ("authorization", b)))
         .collect();
     let reply = conn
         .send(http::Method::POST, "/orders", &headers, Some(body.into()))
@@ -394,7 +458,12 @@ async fn submit(url: &str, file: Option<PathBuf>, key: Option<String>) -> anyhow
     Ok(if (200..300).contains(&reply.status) {
         ExitCode::SUCCESS
     } else {
-        eprintln!("error: the server answered {}", reply.status);
+        let hint = match (reply.status, token_sent) {
+            (401, false) => " (it wants a token: --token from `orders token`)",
+            (401, true) => " (the token is not this server's, or has expired)",
+            _ => "",
+        };
+        eprintln!("error: the server answered {}{hint}", reply.status);
         ExitCode::FAILURE
     })
 }

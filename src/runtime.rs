@@ -41,6 +41,9 @@ pub struct RuntimeConfig {
     pub allowed_hosts: Vec<String>,
     /// Origins whose web pages may call the server (CORS, and trusted by the CSRF check).
     pub allowed_origins: Vec<String>,
+    /// Play the deployed stack's authorizers (`--auth`, see [`crate::local_auth`]): the
+    /// order routes want a token from `orders token`, and the API's access rules apply.
+    pub auth: bool,
 }
 
 /// The file a local runtime (`orders serve`) locks for as long as it runs: one data dir
@@ -217,6 +220,13 @@ impl Runtime {
         let addr = listener.local_addr().context("reading the bound address")?;
         describe(&mut lock, &format!("{SERVER_AT}{addr}"));
 
+        let auth_key = match config.auth {
+            true => Some(Arc::new(
+                crate::local_auth::Key::load_or_create(&config.data_dir)
+                    .context("the local authorizer's key")?,
+            )),
+            false => None,
+        };
         let commands = Arc::new(Commands::new(
             stores.events.clone(),
             Arc::new(SystemClock),
@@ -288,8 +298,11 @@ impl Runtime {
                 Some(_) => orders_handlers::links::ConsoleLinks::local(addr),
                 None => orders_handlers::links::ConsoleLinks::Off,
             },
-            // No identity provider here: the local API is open (see `caller`).
-            customers: orders_handlers::caller::CustomerAuth::Open,
+            // Without --auth the local API is open.
+            customers: match &auth_key {
+                Some(_) => orders_handlers::caller::CustomerAuth::Claim("sub".into()),
+                None => orders_handlers::caller::CustomerAuth::Open,
+            },
         });
         let console = crate::console::Console {
             events: stores.events.clone(),
@@ -299,8 +312,12 @@ impl Runtime {
                 .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
             redrive: redriver,
         };
+        let api_router = match auth_key {
+            Some(key) => crate::local_auth::guard(api::router(api), key),
+            None => api::router(api),
+        };
         let router = crate::browser_guard::guard(
-            api::router(api).merge(crate::console::router(console)),
+            api_router.merge(crate::console::router(console)),
             &config.allowed_hosts,
             &config.allowed_origins,
         )?;

@@ -19,6 +19,7 @@ async fn start(dir: &std::path::Path) -> Runtime {
             observer: None,
             allowed_hosts: vec![],
             allowed_origins: vec![],
+            auth: false,
         },
         workflow_options(),
     )

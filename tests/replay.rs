@@ -1037,6 +1037,7 @@ async fn a_seeded_history_is_served_without_firing_its_workflows() {
             observer: None,
             allowed_hosts: vec![],
             allowed_origins: vec![],
+            auth: false,
         },
         workflow_options(),
     )

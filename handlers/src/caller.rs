@@ -5,9 +5,14 @@
 //! (the `CustomerJwt` authorizer; its claims arrive in the request context) or, for
 //! shipping, a SigV4 signature (the IAM authorizer). The function then lets a customer
 //! touch only the orders whose `customer.id` is the customer id claim of the token.
-//! `orders serve` has no identity provider: its API is open, as a development server is.
+//! `orders serve` is open, as a development server is, unless started with `--auth`: then
+//! its stand-in authorizer leaves the same request context (`verified_token`, `signed_call`).
 
 use crate::problem::Problem;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequestContext,
+};
 use axum::http::{Extensions, StatusCode};
 use lambda_http::request::RequestContext;
 
@@ -159,6 +164,29 @@ impl Caller {
     }
 }
 
+/// What API Gateway's JWT authorizer leaves in a request's context for a verified token
+/// (its claims as strings): the local stand-in (`orders serve --auth`) leaves the same.
+pub fn verified_token(claims: std::collections::HashMap<String, String>) -> RequestContext {
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims = claims;
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.authorizer = Some(authorizer);
+    RequestContext::ApiGatewayV2(context)
+}
+
+/// What API Gateway's IAM authorizer leaves for a SigV4-signed call by `principal`.
+pub fn signed_call(principal: &str) -> RequestContext {
+    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+    iam.user_arn = Some(principal.to_string());
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.iam = Some(iam);
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.authorizer = Some(authorizer);
+    RequestContext::ApiGatewayV2(context)
+}
+
 fn unauthorized(why: &str) -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
@@ -171,10 +199,6 @@ fn unauthorized(why: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lambda_events::apigw::{
-        ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
-        ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequestContext,
-    };
 
     fn with(authorizer: Option<ApiGatewayRequestAuthorizer>) -> Extensions {
         let mut context = ApiGatewayV2httpRequestContext::default();

@@ -25,6 +25,7 @@ pub async fn start_in(path: &std::path::Path) -> Runtime {
         observer: None,
         allowed_hosts: vec![],
         allowed_origins: vec![],
+        auth: false,
     })
     .await
     .expect("runtime starts")
@@ -112,6 +113,7 @@ pub async fn serve_workflow_for(
             observer: None,
             allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
             allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            auth: false,
         },
         options,
     )

@@ -1,0 +1,246 @@
+//! `orders serve --auth`: the local stand-in for the deployed stack's API Gateway
+//! authorizers, so that the API's access rules (`orders_handlers::caller`) can be tried
+//! before deploying. Tokens are HS256 JWTs signed with a key kept in the data dir
+//! (`auth.key`, made on first use) and minted by `orders token`. A customer's token says
+//! who they are in `sub` (and, with `--email`, a verified address, as Cognito's ID tokens
+//! do); a warehouse token stands in for the SigV4 signature that the ship route wants on
+//! AWS. What the API sees is what API Gateway would hand it: the claims (as strings) or the
+//! signing principal in the request context.
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const KEY_FILE: &str = "auth.key";
+const ISSUER: &str = "orders-serve";
+const AUDIENCE: &str = "orders-api";
+/// The claim that makes a token the warehouse's.
+const ROLE_CLAIM: &str = "orders:role";
+const WAREHOUSE: &str = "warehouse";
+/// The principal a warehouse token stands for (what `userArn` would hold on AWS).
+const WAREHOUSE_PRINCIPAL: &str = "arn:aws:iam::123456789012:role/orders-warehouse";
+
+/// Who a token is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    Customer { id: String, email: Option<String> },
+    Warehouse,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: String,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+    #[serde(rename = "orders:role", skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+}
+
+/// The data dir's signing key.
+pub struct Key(Vec<u8>);
+
+impl Key {
+    /// Reads `<data_dir>/auth.key`, or makes one (readable by its owner only).
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Key> {
+        let path = data_dir.join(KEY_FILE);
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(mut file) => {
+                file.write_all(hex.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            // Made before (or by a concurrent first use): read it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let text = text.trim();
+        anyhow::ensure!(
+            text.len() >= 32,
+            "{} holds no signing key: remove it to make a new one",
+            path.display()
+        );
+        Ok(Key(text.as_bytes().to_vec()))
+    }
+
+    /// A token for `holder`, valid for `ttl`.
+    pub fn mint(&self, holder: &Holder, ttl: Duration) -> anyhow::Result<String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_secs();
+        let (sub, email, role) = match holder {
+            Holder::Customer { id, email } => (id.clone(), email.clone(), None),
+            Holder::Warehouse => (WAREHOUSE.to_string(), None, Some(WAREHOUSE.to_string())),
+        };
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub,
+            iat: now,
+            exp: now.saturating_add(ttl.as_secs()),
+            email_verified: email.as_ref().map(|_| true),
+            email,
+            role,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.0),
+        )
+        .context("signing the token")
+    }
+
+    /// The verified claims of a token, or why it is refused.
+    fn verify(&self, token: &str) -> Result<Map<String, Value>, String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // One process's clock signs and checks: no skew to forgive.
+        validation.leeway = 0;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Map<String, Value>>(
+            token,
+            &DecodingKey::from_secret(&self.0),
+            &validation,
+        )
+        .map(|data| data.claims)
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Puts the authorizers in front of the API's order routes (`/health` stays public, as
+/// on AWS). A request without a valid token gets API Gateway's own answer: 401
+/// `{"message":"Unauthorized"}`.
+pub fn guard(api: Router, key: Arc<Key>) -> Router {
+    api.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let key = key.clone();
+            async move { authorize(&key, req, next).await }
+        },
+    ))
+}
+
+async fn authorize(key: &Key, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path != "/orders" && !path.starts_with("/orders/") {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let verified = match token {
+        None => Err("no bearer token".to_string()),
+        Some(t) => key.verify(t),
+    };
+    match verified {
+        Ok(claims) => {
+            let context = if claims.get(ROLE_CLAIM).and_then(Value::as_str) == Some(WAREHOUSE) {
+                orders_handlers::caller::signed_call(WAREHOUSE_PRINCIPAL)
+            } else {
+                orders_handlers::caller::verified_token(as_strings(claims))
+            };
+            req.extensions_mut().insert(context);
+            next.run(req).await
+        }
+        Err(why) => {
+            tracing::debug!(reason = %why, "request refused by the local authorizer");
+            let mut resp = (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"message":"Unauthorized"}"#,
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
+}
+
+/// Claims as API Gateway passes them on: strings (`true` for a boolean true, numbers as
+/// written).
+fn as_strings(claims: Map<String, Value>) -> HashMap<String, String> {
+    claims
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, s)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_token_verifies_with_its_key_only_and_not_once_expired() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = Key::load_or_create(dir.path()).expect("key");
+        let again = Key::load_or_create(dir.path()).expect("the same key");
+        let ada = Holder::Customer {
+            id: "c-7".into(),
+            email: Some("ada@example.com".into()),
+        };
+        let token = key.mint(&ada, Duration::from_secs(60)).expect("token");
+        let claims = again.verify(&token).expect("verifies");
+        assert_eq!(claims["sub"], "c-7");
+        let strings = as_strings(claims);
+        assert_eq!(strings["email_verified"], "true");
+        assert_eq!(strings["email"], "ada@example.com");
+
+        let other = tempfile::tempdir().expect("temp dir");
+        let stranger = Key::load_or_create(other.path()).expect("another key");
+        assert!(stranger.verify(&token).is_err(), "another data dir's key");
+        let expired = key.mint(&ada, Duration::ZERO).expect("token");
+        std::thread::sleep(Duration::from_millis(1_100));
+        assert!(key.verify(&expired).is_err(), "an expired token");
+        assert!(key.verify("not.a.token").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "the key is its owner's only: {mode:o}");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `orders serve --auth`: the deployed stack's authorizers played locally, with tokens from
+//! `orders token`, so that the API's access rules can be tried before deploying.
+
+mod common;
+
+use common::*;
+use orders::client::Connection;
+use orders::runtime::{Runtime, RuntimeConfig};
+use serde_json::json;
+
+fn token(dir: &std::path::Path, args: &[&str]) -> String {
+    let dir = dir.display().to_string();
+    let mut all = vec!["token", "--data-dir", &dir];
+    all.extend_from_slice(args);
+    let out = orders_cli(&all);
+    assert!(
+        out.status.success(),
+        "orders token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string()
+}
+
+async fn send(
+    c: &mut Connection,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> orders::client::Reply {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json"), ("if-match", "1")];
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b.as_str()));
+    }
+    c.send(method, path, &headers, body.map(|b| b.to_string().into()))
+        .await
+        .expect("request")
+}
+
+/// `orders` talking to the server: off the test's threads, which serve it.
+async fn cli_against_server(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        orders_cli(&args)
+    })
+    .await
+    .expect("cli task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::start(RuntimeConfig {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        observer: None,
+        allowed_hosts: vec![],
+        allowed_origins: vec![],
+        auth: true,
+    })
+    .await
+    .expect("runtime starts");
+    let mut c = connect(&runtime).await;
+    let ada = token(
+        dir.path(),
+        &["--customer", "c-7", "--email", "ada@example.com"],
+    );
+    let grace = token(dir.path(), &["--customer", "c-8"]);
+    let warehouse = token(dir.path(), &["--warehouse"]);
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let forged = token(other_dir.path(), &["--customer", "c-7"]);
+
+    // No token, or one this server did not sign: API Gateway's own 401, nothing placed.
+    for t in [None, Some(forged.as_str()), Some("garbage")] {
+        let r = send(&mut c, http::Method::POST, "/orders", t, Some(order("c-7"))).await;
+        assert_eq!(r.status, 401, "{t:?}");
+        assert_eq!(json(&r), json!({"message": "Unauthorized"}));
+        assert_eq!(header(&r, "www-authenticate"), Some("Bearer"));
+    }
+
+    // The owner places and reads; their verified address is the order's.
+    let placed = send(
+        &mut c,
+        http::Method::POST,
+        "/orders",
+        Some(&ada),
+        Some(order("c-7")),
+    )
+    .await;
+    assert_eq!(
+        placed.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&placed.body)
+    );
+    let id = json(&placed)["order_id"].as_str().expect("id").to_string();
+    let mut elsewhere = order("c-7");
+    elsewhere["customer"]["email"] = json!("someone@example.org");
+    let r = send(
+        &mut c,
+        http::Method::POST,
+        "/orders",
+        Some(&ada),
+        Some(elsewhere),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(json(&r)["field"], "customer.email");
+    runtime.wait_projected().await;
+    let events = format!("/orders/{id}/events");
+    let mine = send(&mut c, http::Method::GET, &events, Some(&ada), None).await;
+    assert_eq!(mine.status, 200);
+
+    // Another customer: the order does not exist for them, the list is not theirs.
+    for path in [format!("/orders/{id}"), events.clone()] {
+        let r = send(&mut c, http::Method::GET, &path, Some(&grace), None).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+    let r = send(
+        &mut c,
+        http::Method::GET,
+        "/orders?customer_id=c-7",
+        Some(&grace),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let cancel = format!("/orders/{id}/cancel");
+    let r = send(&mut c, http::Method::POST, &cancel, Some(&grace), None).await;
+    assert_eq!(r.status, 404);
+
+    // Shipping: the warehouse's token reaches the domain (the order is not in fulfilment
+    // yet), a customer's is refused.
+    let ship = format!("/orders/{id}/ship");
+    let parcel = json!({"carrier": "DHL", "tracking_number": "JD0001"});
+    let r = send(
+        &mut c,
+        http::Method::POST,
+        &ship,
+        Some(&ada),
+        Some(parcel.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = send(
+        &mut c,
+        http::Method::POST,
+        &ship,
+        Some(&warehouse),
+        Some(parcel),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+
+    // The owner cancels.
+    let r = send(&mut c, http::Method::POST, &cancel, Some(&ada), None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // /health and the console are not behind the authorizer.
+    assert_eq!(get(&mut c, "/health").await.status, 200);
+    assert_eq!(get(&mut c, "/console/orders").await.status, 200);
+
+    // `orders submit --token` places an order through it.
+    let url = format!("http://{}", runtime.addr);
+    let out = cli_against_server(&["submit", "--url", &url, "--token", &grace]).await;
+    assert!(
+        !out.status.success(),
+        "the sample order is c-42's, not c-8's"
+    );
+    let out = cli_against_server(&["submit", "--url", &url]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") && err.contains("orders token"), "{err}");
+    let c42 = token(dir.path(), &["--customer", "c-42"]);
+    let out = cli_against_server(&["submit", "--url", &url, "--token", &c42]).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    runtime.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn a_token_is_for_a_customer_or_the_warehouse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().display().to_string();
+    for bad in [
+        vec!["token", "--data-dir", &d],
+        vec![
+            "token",
+            "--data-dir",
+            &d,
+            "--customer",
+            "c-7",
+            "--warehouse",
+        ],
+        vec!["token", "--data-dir", &d, "--customer", " "],
+        vec![
+            "token",
+            "--data-dir",
+            &d,
+            "--customer",
+            "c-7",
+            "--hours",
+            "0",
+        ],
+    ] {
+        let out = orders_cli(&bad);
+        assert!(!out.status.success(), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{bad:?}: {err}");
+        assert!(out.stdout.is_empty(), "{bad:?} printed a token");
+    }
+}
