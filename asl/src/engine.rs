@@ -3,9 +3,12 @@
 
 use crate::clock::Clock;
 use crate::definition::Definition;
-use crate::error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
+use crate::error::{
+    ExecutionAlreadyExists, Failure, RedriveError, StoreError, TaskTokenError, ValidationError,
+};
 use crate::executor::{Exec, Recorder};
 use crate::history::HistoryEvent;
+use crate::redrive;
 use crate::resource::ResourceRegistry;
 use crate::store::{ExecutionRecord, ExecutionStatus, ExecutionStore, ListFilter};
 use crate::timestamp;
@@ -327,12 +330,59 @@ impl Engine {
         }
         let def = Definition::parse(&rec.definition)
             .map_err(|e| StoreError(format!("stored definition no longer parses: {e:?}")))?;
-        let replay = self.inner.store.history(execution_arn)?;
+        let history = self.inner.store.history(execution_arn)?;
         let input = rec.input.clone();
-        let r = self.launch(rec, Arc::new(def), replay, None, input);
+        let r = self.launch(rec, Arc::new(def), history, None, input);
         let h = r.handle.clone();
         running.insert(execution_arn.to_string(), r);
         Ok(Some(h))
+    }
+
+    /// Redrives a FAILED, TIMED_OUT or ABORTED execution (AWS `RedriveExecution`): records
+    /// `ExecutionRedriven`, marks it RUNNING, and runs it on from the state it did not
+    /// finish; the states before it are replayed from the history, not run again. See
+    /// [`crate::redrive`] for what is refused.
+    pub fn redrive_execution(&self, execution_arn: &str) -> Result<ExecutionHandle, RedriveError> {
+        let mut running = lock(&self.inner.running);
+        let not = |why: String| RedriveError::NotRedrivable(why);
+        if running.contains_key(execution_arn) {
+            return Err(not("it is RUNNING".into()));
+        }
+        let Some(mut rec) = self.inner.store.get_execution(execution_arn)? else {
+            return Err(RedriveError::DoesNotExist(execution_arn.to_string()));
+        };
+        match rec.status {
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted => {}
+            other => return Err(not(format!("it is {}", other.as_str()))),
+        }
+        let def = Definition::parse(&rec.definition)
+            .map_err(|e| StoreError(format!("stored definition no longer parses: {e:?}")))?;
+        let mut history = self.inner.store.history(execution_arn)?;
+        let replay = redrive::replay(&def, history.clone());
+        if let Some(why) = redrive::refusal(&def, &replay.events) {
+            return Err(not(why));
+        }
+        let now = self.inner.clock.now_millis();
+        let event = redrive::redriven_event(
+            replay.next_id - 1,
+            replay.redrives + 1,
+            timestamp::format_millis(now),
+        );
+        self.inner
+            .store
+            .append_event(execution_arn, event.clone())?;
+        history.push(event);
+        rec.status = ExecutionStatus::Running;
+        rec.stop_date = None;
+        rec.output = None;
+        rec.error = None;
+        rec.cause = None;
+        self.inner.store.put_execution(&rec)?;
+        let input = rec.input.clone();
+        let r = self.launch(rec, Arc::new(def), history, None, input);
+        let h = r.handle.clone();
+        running.insert(execution_arn.to_string(), r);
+        Ok(h)
     }
 
     /// Resumes every RUNNING execution in the store.
@@ -354,10 +404,11 @@ impl Engine {
         &self,
         record: ExecutionRecord,
         def: Arc<Definition>,
-        replay: Vec<HistoryEvent>,
+        history: Vec<HistoryEvent>,
         store_err: Option<StoreError>,
         input: Value,
     ) -> Running {
+        let replay = redrive::replay(&def, history);
         let exec = Arc::new(Exec {
             inner: self.inner.clone(),
             arn: record.execution_arn.clone(),
@@ -366,7 +417,8 @@ impl Engine {
             sm_name: record.state_machine_name.clone(),
             input: record.input.clone(),
             start_str: timestamp::format_millis(record.start_date),
-            rec: Mutex::new(Recorder::new(replay, store_err)),
+            redrive_count: replay.redrives,
+            rec: Mutex::new(Recorder::new(replay.events, replay.next_id, store_err)),
             stop: Mutex::new(None),
         });
         let engine = self.clone();

@@ -76,6 +76,20 @@ pub enum TaskTokenError {
     TaskTimedOut(String),
 }
 
+/// Returned by `redrive_execution` (AWS `RedriveExecution`'s errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedriveError {
+    /// No such execution.
+    #[error("Execution Does Not Exist: '{0}'")]
+    DoesNotExist(String),
+    /// It is running or succeeded, or ended where it cannot be redriven: the reason.
+    #[error("Execution Not Redrivable: {0}")]
+    NotRedrivable(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Errors an `ExecutionStore` may report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("execution store: {0}")]

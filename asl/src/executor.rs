@@ -39,7 +39,12 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn new(replay: Vec<HistoryEvent>, store_err: Option<StoreError>) -> Recorder {
+    /// `next_id`: the id of the first new event (past every recorded one, replayed or not).
+    pub(crate) fn new(
+        replay: Vec<HistoryEvent>,
+        next_id: u64,
+        store_err: Option<StoreError>,
+    ) -> Recorder {
         let mut replay_index: HashMap<(u64, String), Vec<usize>> = HashMap::new();
         for (i, e) in replay.iter().enumerate() {
             replay_index
@@ -49,7 +54,7 @@ impl Recorder {
         }
         Recorder {
             count: 0,
-            next_id: replay.iter().map(|e| e.id).max().unwrap_or(0) + 1,
+            next_id,
             last_id: 0,
             ts_cache: (i64::MIN, String::new()),
             consumed: vec![false; replay.len()],
@@ -112,6 +117,8 @@ pub(crate) struct Exec {
     pub(crate) sm_name: String,
     pub(crate) input: Value,
     pub(crate) start_str: String,
+    /// `$$.Execution.RedriveCount`.
+    pub(crate) redrive_count: u64,
     pub(crate) rec: Mutex<Recorder>,
     /// Error and cause given to `stop_execution`.
     pub(crate) stop: Mutex<Option<(Option<String>, Option<String>)>>,
@@ -231,7 +238,7 @@ impl Exec {
                 "StartTime": self.start_str,
                 "Name": self.name,
                 "RoleArn": self.inner.config.role_arn,
-                "RedriveCount": 0,
+                "RedriveCount": self.redrive_count,
             },
             "StateMachine": {"Id": self.sm_arn, "Name": self.sm_name},
             "State": {"Name": v.state, "EnteredTime": timestamp::format_millis(v.entered_ms)},

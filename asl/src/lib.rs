@@ -52,6 +52,7 @@ pub mod intrinsics;
 mod map;
 pub mod path;
 pub mod payload;
+mod redrive;
 pub mod resource;
 pub mod retry;
 pub mod store;
@@ -67,7 +68,9 @@ pub use engine::{
     Engine, EngineBuilder, EngineConfig, ExecutionHandle, ExecutionOutcome, ExecutionType, Spawner,
     StateMachine,
 };
-pub use error::{ExecutionAlreadyExists, Failure, StoreError, TaskTokenError, ValidationError};
+pub use error::{
+    ExecutionAlreadyExists, Failure, RedriveError, StoreError, TaskTokenError, ValidationError,
+};
 pub use history::HistoryEvent;
 pub use resource::{ResourceRegistry, TaskContext, TaskFuture, TaskResource};
 pub use store::{ExecutionRecord, ExecutionStatus, ExecutionStore, InMemoryStore, ListFilter};

@@ -1,8 +1,8 @@
 //! Engine behaviour: named executions, resources, task tokens, retries, resume.
 
 use asl::{
-    Engine, ExecutionStatus, ExecutionStore, Failure, InMemoryStore, ResourceRegistry, TaskContext,
-    TaskFuture,
+    Engine, ExecutionStatus, ExecutionStore, Failure, InMemoryStore, RedriveError,
+    ResourceRegistry, TaskContext, TaskFuture,
 };
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -544,4 +544,159 @@ fn map_tolerated_failures() {
         out.error.as_deref(),
         Some("States.ExceedToleratedFailureThreshold")
     );
+}
+
+/// AWS `RedriveExecution`: a failed execution goes on from the state that failed. The
+/// states before it are not run again, the failed one runs afresh (new invocation, retries
+/// from zero) and sees `$$.Execution.RedriveCount`; the history keeps both attempts around
+/// `ExecutionRedriven`; a restart in the middle of the redrive finishes it.
+#[test]
+fn redrive_goes_on_from_the_state_that_failed() {
+    let store: Arc<InMemoryStore> = Arc::new(InMemoryStore::new());
+    let def = r#"{"StartAt":"Greet","States":{
+        "Greet":{"Type":"Pass","Assign":{"greeting":"hi"},"Next":"T1"},
+        "T1":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","ResultPath":"$.one","Next":"T2"},
+        "T2":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage",
+          "Parameters":{"v.$":"$.one","greeting.$":"$greeting","count.$":"$$.Execution.RedriveCount"},
+          "Retry":[{"ErrorEquals":["Flaky"],"IntervalSeconds":1,"MaxAttempts":1}],
+          "ResultPath":"$.two","End":true}}}"#;
+    // T2: 0 fails, 1 never answers (a crash), 2 answers.
+    let mode = Arc::new(AtomicU32::new(0));
+    let sns_calls = Arc::new(AtomicU32::new(0));
+    let sqs_keys = Arc::new(Mutex::new(Vec::new()));
+    let registry = || {
+        let mut reg = ResourceRegistry::new();
+        let c = sns_calls.clone();
+        reg.register(
+            "arn:aws:states:::sns:publish",
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                c.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Ok(json!("sns")) })
+            }),
+        );
+        let (m, keys) = (mode.clone(), sqs_keys.clone());
+        reg.register(
+            "arn:aws:states:::sqs:sendMessage",
+            Arc::new(move |p: Value, c: TaskContext| -> TaskFuture {
+                keys.lock().unwrap().push(c.invocation_key.clone());
+                match m.load(Ordering::SeqCst) {
+                    0 => Box::pin(async { Err(Failure::new("Flaky", "the queue is down")) }),
+                    1 => Box::pin(futures_util::future::pending()),
+                    _ => Box::pin(async move { Ok(p) }),
+                }
+            }),
+        );
+        reg
+    };
+    let e1 = Engine::builder()
+        .store(store.clone())
+        .resources(registry())
+        .build();
+    let sm = e1.state_machine("m", def).unwrap();
+    let h = e1.start_execution(&sm, "e", json!({})).unwrap();
+    let failed = h.poll_now().unwrap();
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    assert_eq!(sqs_keys.lock().unwrap().len(), 2, "one try and one retry");
+    let arn = h.execution_arn.clone();
+    assert!(matches!(
+        e1.redrive_execution("arn:aws:states:us-east-1:123456789012:execution:m:nope"),
+        Err(RedriveError::DoesNotExist(_))
+    ));
+
+    // Redriven while T2 still cannot answer; the process "crashes".
+    mode.store(1, Ordering::SeqCst);
+    let h = e1.redrive_execution(&arn).unwrap();
+    assert!(h.poll_now().is_none());
+    let running = store.get_execution(&arn).unwrap().unwrap();
+    assert_eq!(running.status, ExecutionStatus::Running);
+    assert_eq!((running.error, running.stop_date), (None, None));
+    assert!(matches!(
+        e1.redrive_execution(&arn),
+        Err(RedriveError::NotRedrivable(why)) if why.contains("RUNNING")
+    ));
+    drop(h);
+    drop(e1);
+
+    // The next process resumes the redrive and finishes it.
+    mode.store(2, Ordering::SeqCst);
+    let e2 = Engine::builder()
+        .store(store.clone())
+        .resources(registry())
+        .build();
+    let handles = e2.resume_all().unwrap();
+    assert_eq!(handles.len(), 1);
+    let out = handles[0].poll_now().unwrap();
+    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
+    assert_eq!(
+        out.output,
+        Some(json!({"one": "sns", "two": {"v": "sns", "greeting": "hi", "count": 1}}))
+    );
+    assert_eq!(sns_calls.load(Ordering::SeqCst), 1, "T1 ran once");
+    let keys = sqs_keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 4);
+    assert_ne!(keys[2], keys[1], "the redriven attempt is a new invocation");
+    assert_eq!(keys[3], keys[2], "the resumed one is the same invocation");
+
+    let hist = store.history(&arn).unwrap();
+    let ids: Vec<u64> = hist.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=hist.len() as u64).collect::<Vec<_>>());
+    let types: Vec<&str> = hist.iter().map(|e| e.event_type.as_str()).collect();
+    let failed_at = types.iter().position(|t| *t == "ExecutionFailed").unwrap();
+    assert_eq!(types[failed_at + 1], "ExecutionRedriven");
+    assert_eq!(
+        types.iter().filter(|t| **t == "ExecutionRedriven").count(),
+        1
+    );
+    assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
+    let redriven = &hist[failed_at + 1];
+    assert_eq!(redriven.previous_event_id, hist[failed_at].id);
+    assert_eq!(
+        redriven.to_value()["executionRedrivenEventDetails"],
+        json!({"redriveCount": 1})
+    );
+    let t2_entered = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t == "TaskStateEntered")
+        .count();
+    assert_eq!(t2_entered, 3, "T1 once, T2 before and after the redrive");
+    assert!(matches!(
+        e2.redrive_execution(&arn),
+        Err(RedriveError::NotRedrivable(why)) if why.contains("SUCCEEDED")
+    ));
+}
+
+/// Redriving a failure inside a Parallel state would run its succeeded branches again:
+/// refused, and nothing is recorded.
+#[test]
+fn redrive_inside_a_parallel_is_refused() {
+    let mut reg = ResourceRegistry::new();
+    reg.register(
+        "arn:aws:states:::sns:publish",
+        Arc::new(|_p: Value, _c: TaskContext| -> TaskFuture {
+            Box::pin(async { Err(Failure::new("Broken", "always")) })
+        }),
+    );
+    let engine = Engine::builder().resources(reg).build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[
+              {"StartAt":"A","States":{"A":{"Type":"Pass","End":true}}},
+              {"StartAt":"B","States":{"B":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}}]}}}"#,
+        )
+        .unwrap();
+    let h = engine.start_execution(&sm, "e", json!({})).unwrap();
+    assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
+    let before = engine.history(&h.execution_arn).unwrap().len();
+    match engine.redrive_execution(&h.execution_arn) {
+        Err(RedriveError::NotRedrivable(why)) => assert!(why.contains("Parallel"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(engine.history(&h.execution_arn).unwrap().len(), before);
+    let rec = engine
+        .describe_execution(&h.execution_arn)
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Failed);
 }

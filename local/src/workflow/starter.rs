@@ -3,7 +3,7 @@
 //! taken, the stored input is the same, so the start counts as done.
 
 use super::db::WorkflowDb;
-use asl::{Engine, ExecutionAlreadyExists, StateMachine};
+use asl::{Engine, ExecutionAlreadyExists, RedriveError, StateMachine};
 use orders_domain::ports::{StartOutcome, WorkflowError, WorkflowStarter};
 use orders_domain::workflow::{WorkflowInput, execution_name};
 use std::sync::Arc;
@@ -27,6 +27,31 @@ impl EngineStarter {
             in_flight.fetch_sub(1, Ordering::SeqCst);
             tracing::info!(execution_arn = %outcome.execution_arn, status = outcome.status.as_str(), "execution ended");
         });
+    }
+}
+
+impl EngineStarter {
+    /// Redrives a FAILED, TIMED_OUT or ABORTED execution (by order id, execution name or
+    /// ARN) on this process's engine, as `RedriveExecution` does on AWS: it goes on from
+    /// the state that did not finish. Returns its ARN once the redrive is durable.
+    pub async fn redrive(&self, name_or_arn: &str) -> Result<String, RedriveError> {
+        let db = self.db.clone();
+        let key = name_or_arn.to_string();
+        let found = tokio::task::spawn_blocking(move || db.find_execution(&key))
+            .await
+            .map_err(|e| asl::StoreError(format!("finding the execution: {e}")))?
+            .map_err(|e| asl::StoreError(e.to_string()))?;
+        let Some(record) = found else {
+            return Err(RedriveError::DoesNotExist(name_or_arn.to_string()));
+        };
+        let handle = self.engine.redrive_execution(&record.execution_arn)?;
+        self.track(handle);
+        self.db
+            .flush()
+            .await
+            .map_err(|e| asl::StoreError(e.to_string()))?;
+        tracing::info!(execution_arn = %record.execution_arn, "execution redriven");
+        Ok(record.execution_arn)
     }
 }
 
