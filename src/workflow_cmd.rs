@@ -203,6 +203,14 @@ pub enum ExecutionsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Redrive a FAILED, TIMED_OUT or ABORTED execution (RedriveExecution): it goes on
+    /// from the state that did not finish, on the running `orders serve`.
+    Redrive {
+        name: String,
+        /// The server (default: the one serving the data dir).
+        #[arg(long, env = "ORDERS_URL")]
+        url: Option<String>,
+    },
 }
 
 async fn open(dir: &Path) -> anyhow::Result<WorkflowDb> {
@@ -404,6 +412,14 @@ pub async fn topic(args: TopicArgs) -> anyhow::Result<ExitCode> {
 
 /// `orders executions …`: from the local data dir, or from Step Functions with `--aws`.
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
+    if let ExecutionsCmd::Redrive { name, url } = &args.command {
+        anyhow::ensure!(
+            !args.aws.aws,
+            "on AWS, redrive from the Step Functions console or with `aws stepfunctions redrive-execution --execution-arn ARN`"
+        );
+        let url = orders::client::Connection::server_url(url.clone(), &args.dir.data_dir);
+        return executions::redrive(&url, name).await;
+    }
     if args.aws.aws {
         let source = executions::Source::aws(&args.aws).await?;
         return executions::run(&source, args.command).await;

@@ -179,21 +179,11 @@ async fn the_shops_own_front_end_calls_the_api_from_the_browser() {
             .await
             .expect("script task");
     assert!(ok, "tests/browser/front.mjs failed:\n{output}");
-    let log = s
-        .runtime
-        .stores
-        .events
-        .read_stream(0, 100)
-        .await
-        .expect("log");
-    let placed = log
-        .iter()
-        .filter(|e| {
-            e.envelope
-                .as_ref()
-                .is_ok_and(|e| e.event_type == "OrderPlaced")
-        })
-        .count();
-    assert_eq!(placed, 1, "only the allowed origin's order is placed");
+    let orders = orders_in_log(&s.runtime).await;
+    assert_eq!(
+        orders.len(),
+        1,
+        "only the allowed origin's order is placed: {orders:?}"
+    );
     s.runtime.shutdown().await.expect("shutdown");
 }

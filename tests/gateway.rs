@@ -77,14 +77,8 @@ fn signed() -> Option<Value> {
     }}))
 }
 
-fn body(r: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> Value {
-    let wire = serde_json::to_value(r).expect("serializable");
-    assert_eq!(wire["isBase64Encoded"], false, "{wire}");
-    serde_json::from_str(wire["body"].as_str().expect("a text body")).expect("a JSON body")
-}
-
-#[tokio::test]
-async fn the_api_answers_api_gateway_events() {
+/// The api function's router over a fresh store, as its Lambda binary builds it.
+fn api_function(customers: CustomerAuth) -> (tempfile::TempDir, LocalStores, axum::Router) {
     let dir = tempfile::tempdir().expect("temp dir");
     let stores = LocalStores::open(dir.path()).expect("stores");
     let router = api::router(Arc::new(Api {
@@ -95,8 +89,20 @@ async fn the_api_answers_api_gateway_events() {
         ),
         reads: stores.read_models.clone(),
         links: ConsoleLinks::Off,
-        customers: CustomerAuth::Open,
+        customers,
     }));
+    (dir, stores, router)
+}
+
+fn body(r: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> Value {
+    let wire = serde_json::to_value(r).expect("serializable");
+    assert_eq!(wire["isBase64Encoded"], false, "{wire}");
+    serde_json::from_str(wire["body"].as_str().expect("a text body")).expect("a JSON body")
+}
+
+#[tokio::test]
+async fn the_api_answers_api_gateway_events() {
+    let (_dir, stores, router) = api_function(CustomerAuth::Open);
 
     let order = orders::sample::order("c-7").to_string();
     let headers = json!({"content-type": "application/json", "x-correlation-id": "corr-gw"});
@@ -138,18 +144,7 @@ async fn the_api_answers_api_gateway_events() {
 /// shipping is the warehouse's (SigV4), and a call without a verified caller is refused.
 #[tokio::test]
 async fn behind_the_authorizers_a_customer_touches_only_their_own_orders() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let stores = LocalStores::open(dir.path()).expect("stores");
-    let router = api::router(Arc::new(Api {
-        commands: Commands::new(
-            stores.events.clone(),
-            Arc::new(SystemClock),
-            Arc::new(UlidIds::new()),
-        ),
-        reads: stores.read_models.clone(),
-        links: ConsoleLinks::Off,
-        customers: CustomerAuth::Claim("sub".into()),
-    }));
+    let (_dir, stores, router) = api_function(CustomerAuth::Claim("sub".into()));
     let call = |event| async {
         gateway::handle(router.clone(), event)
             .await

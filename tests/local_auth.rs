@@ -191,27 +191,15 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
 fn a_token_is_for_a_customer_or_the_warehouse() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().display().to_string();
-    for bad in [
-        vec!["token", "--data-dir", &d],
-        vec![
-            "token",
-            "--data-dir",
-            &d,
-            "--customer",
-            "c-7",
-            "--warehouse",
-        ],
-        vec!["token", "--data-dir", &d, "--customer", " "],
-        vec![
-            "token",
-            "--data-dir",
-            &d,
-            "--customer",
-            "c-7",
-            "--hours",
-            "0",
-        ],
-    ] {
+    let wrong: [&[&str]; 4] = [
+        &[],
+        &["--customer", "c-7", "--warehouse"],
+        &["--customer", " "],
+        &["--customer", "c-7", "--hours", "0"],
+    ];
+    for extra in wrong {
+        let mut bad = vec!["token", "--data-dir", &d];
+        bad.extend_from_slice(extra);
         let out = orders_cli(&bad);
         assert!(!out.status.success(), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -857,3 +857,162 @@ async fn what_is_past_its_retention_is_removed_and_running_executions_stay() {
     );
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+/// An execution whose outcome cannot be recorded fails after the recorder's retries (here:
+/// its order's OrderPlaced was missing from the log). Once the cause is mended (the event
+/// restored), `orders executions redrive` sends it on from "Record outcome": the order is
+/// confirmed, and the notification and the email are not sent again. The fulfilment
+/// message that failed meanwhile is redriven from its dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_nothing_twice() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let template_id = place(&mut c, "corr-template").await;
+    let db = open_db(s.dir.path());
+    let done = until("the template's execution", Duration::from_secs(20), || {
+        db.find_execution(&template_id)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+    })
+    .await;
+
+    // The lost order's execution, started while its OrderPlaced is not in the log.
+    let lost = "01LOSTORDER000000000000001";
+    let input: Value =
+        serde_json::from_str(&done.input.to_string().replace(&template_id, lost)).expect("input");
+    let wf = s.runtime.workflow().expect("workflow");
+    wf.engine
+        .start_execution(&wf.state_machine, lost, input)
+        .expect("started");
+    // The recorder's retries: 2 s, 4 s, 8 s.
+    let failed = until("the execution to fail", Duration::from_secs(40), || {
+        db.find_execution(lost)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Failed)
+    })
+    .await;
+    assert_eq!(failed.error.as_deref(), Some("RecorderError"), "{failed:?}");
+    let page = get(&mut c, &format!("/console/executions/{lost}")).await;
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("class=\"redrive\""),
+        "the failed execution's page offers Redrive"
+    );
+    let before = effects(&db, lost);
+    assert_eq!((before.sns, before.mail), (1, 1), "{before:?}");
+
+    // Mended: the order's OrderPlaced is restored (its workflow exists already: the
+    // projector's start counts as done), then the execution is redriven.
+    let template = s
+        .runtime
+        .stores
+        .events
+        .load(&template_id)
+        .await
+        .expect("load")
+        .remove(0);
+    let text = serde_json::to_string(&template)
+        .expect("json")
+        .replace(&template_id, lost)
+        .replace(&template.event_id, &format!("{lost}-placed"));
+    let placed: orders_domain::EventEnvelope = serde_json::from_str(&text).expect("envelope");
+    s.runtime
+        .stores
+        .events
+        .append(orders_domain::ports::AppendRequest {
+            aggregate_id: lost.into(),
+            expected_version: 0,
+            events: vec![placed],
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+    let dir = s.dir.path().display().to_string();
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            orders_cli(&args)
+        })
+    };
+    let redrive = |name: &str| {
+        cli(vec![
+            "executions".into(),
+            "redrive".into(),
+            name.into(),
+            "--data-dir".into(),
+            dir.clone(),
+        ])
+    };
+    let out = redrive(lost).await.expect("cli");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&failed.execution_arn), "{said}");
+    let succeeded = until("the redriven execution", Duration::from_secs(20), || {
+        db.find_execution(lost)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+    })
+    .await;
+    assert_eq!(
+        (succeeded.error, succeeded.stop_date.is_some()),
+        (None, true)
+    );
+    let history = db.history_of(&failed.execution_arn).expect("history");
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(count_str(&types, "ExecutionRedriven"), 1, "{types:?}");
+    assert_eq!(
+        count_str(&types, "ExecutionStarted"),
+        1,
+        "the same execution"
+    );
+    assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
+
+    // The fulfilment message failed meanwhile (no order yet): back from its DLQ.
+    let out = cli(vec![
+        "queue".into(),
+        "redrive".into(),
+        "--data-dir".into(),
+        dir.clone(),
+    ])
+    .await
+    .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view = eventually(&mut c, &format!("/orders/{lost}"), |r| {
+        r.status == 200 && json(r)["status"] == "FULFILMENT_REQUESTED"
+    })
+    .await;
+    assert!(json(&view)["confirmed_at"].is_string());
+    let events = s.runtime.stores.events.load(lost).await.expect("events");
+    let types = event_types(&events);
+    assert_eq!(count(&types, "OrderConfirmed"), 1, "{types:?}");
+    let after = effects(&db, lost);
+    assert_eq!(
+        (after.sns, after.sqs, after.mail),
+        (1, 1, 1),
+        "nothing sent twice: {after:?}"
+    );
+
+    // What cannot be redriven: a succeeded execution, one that does not exist. One line each.
+    for (name, why) in [
+        (template_id.as_str(), "Not Redrivable: it is SUCCEEDED"),
+        ("no-such-order", "Does Not Exist"),
+    ] {
+        let out = redrive(name).await.expect("cli");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}");
+        assert!(err.contains(why), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+fn count_str(types: &[&str], t: &str) -> usize {
+    types.iter().filter(|x| **x == t).count()
+}

@@ -86,13 +86,11 @@ impl Recorder {
 
 /// What tells apart sibling events with the same predecessor and type.
 fn discriminator(d: &EventDetails) -> Option<String> {
+    if let Some(name) = d.entered_state() {
+        return Some(name.to_string());
+    }
     match d {
-        EventDetails::StateEntered { name, .. } => Some(name.clone()),
         EventDetails::MapIteration { index, .. } => Some(index.to_string()),
-        EventDetails::Other { key, value } if key == "stateEnteredEventDetails" => value
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_string),
         EventDetails::Other { key, value } if key.starts_with("mapIteration") => {
             value.get("index").map(|i| i.to_string())
         }

@@ -71,6 +71,17 @@ impl From<Option<(String, Value)>> for EventDetails {
 }
 
 impl EventDetails {
+    /// The state a `…StateEntered` event entered, as built here or read back from a store.
+    pub fn entered_state(&self) -> Option<&str> {
+        match self {
+            EventDetails::StateEntered { name, .. } => Some(name),
+            EventDetails::Other { key, value } if key == "stateEnteredEventDetails" => {
+                value.get("name").and_then(Value::as_str)
+            }
+            _ => None,
+        }
+    }
+
     /// The AWS key and the details object.
     pub fn to_pair(&self) -> Option<(String, Value)> {
         match self {

@@ -52,16 +52,12 @@ pub(crate) fn replay(def: &Definition, history: Vec<HistoryEvent>) -> Replay {
 fn unfinished<'a>(def: &Definition, events: &'a [HistoryEvent]) -> Option<(usize, &'a str)> {
     // Top-level states run one after another, and names are unique across the machine:
     // the last top-level state entered is the one that did not finish.
-    events
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, e)| match &e.details {
-            EventDetails::StateEntered { name, .. } if def.state(name).is_some() => {
-                Some((i, name.as_str()))
-            }
-            _ => None,
-        })
+    events.iter().enumerate().rev().find_map(|(i, e)| {
+        e.details
+            .entered_state()
+            .filter(|name| def.state(name).is_some())
+            .map(|name| (i, name))
+    })
 }
 
 /// Why the execution with this (replayed) history cannot be redriven here, if it cannot.

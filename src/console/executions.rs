@@ -4,15 +4,17 @@
 //! input, output and error, and the history table.
 
 use super::graph;
-use super::orders::{bad_request, known_params, pretty, seg};
+use super::orders::{bad_request, execution_link, known_params, pretty, seg};
 use super::trace::{self, StateRun, Status};
 use super::{Console, State, failure, not_found, page, workflow_off};
-use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent};
+use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent, RedriveError};
 use axum::Router;
 use axum::extract::{Path, Query};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use maud::{Markup, PreEscaped, html};
+use orders_handlers::problem::Problem;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -32,6 +34,60 @@ pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route("/console/executions", get(list))
         .route("/console/executions/{id}", get(detail))
+        .route("/console/executions/{id}/redrive", post(redrive))
+}
+
+/// What AWS lets a redrive start from.
+fn redrivable(s: ExecutionStatus) -> bool {
+    matches!(
+        s,
+        ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted
+    )
+}
+
+/// The detail page's Redrive button; `orders executions redrive` asks for JSON
+/// (`{"executionArn": …}`, or a problem document saying why not).
+async fn redrive(
+    axum::extract::State(console): State,
+    headers: HeaderMap,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let id = match id {
+        Ok(Path(id)) if !id.is_empty() && id.len() <= MAX_ID => id,
+        _ => return not_found(ACTIVE, "That is not an execution name or ARN."),
+    };
+    let Some(wf) = &console.workflow else {
+        return workflow_off(ACTIVE);
+    };
+    let err = match wf.starter.redrive(&id).await {
+        Ok(arn) if wants_json => {
+            return axum::Json(serde_json::json!({ "executionArn": arn })).into_response();
+        }
+        Ok(_) => return Redirect::to(&execution_link(&id)).into_response(),
+        Err(e) => e,
+    };
+    let (status, slug, title) = match &err {
+        RedriveError::DoesNotExist(_) => (
+            StatusCode::NOT_FOUND,
+            "execution-does-not-exist",
+            "Execution does not exist",
+        ),
+        RedriveError::NotRedrivable(_) => (
+            StatusCode::CONFLICT,
+            "execution-not-redrivable",
+            "Execution not redrivable",
+        ),
+        RedriveError::Store(_) => return failure(ACTIVE, err),
+    };
+    if wants_json {
+        return Problem::new(status, slug, title, err.to_string()).into_response();
+    }
+    let body = html! { h1 { (title) } p.muted { (err.to_string()) } p { a href=(execution_link(&id)) { "← The execution" } } };
+    (status, page(title, ACTIVE, body)).into_response()
 }
 
 fn parse_status(s: &str) -> Option<ExecutionStatus> {
@@ -297,6 +353,12 @@ fn detail_body(
     html! {
         h1 { "Execution " code { (rec.name) } " " span class={ "status badge " (rec.status.as_str()) } { (status_label(rec.status)) } }
         p { a href=(ACTIVE) { "← All executions" } }
+        @if redrivable(rec.status) {
+            // AWS's Redrive: on from the state that did not finish.
+            form.redrive method="post" action={ (execution_link(&rec.name)) "/redrive" } {
+                button type="submit" title="Go on from the state that did not finish; what succeeded before it is not run again" { "Redrive" }
+            }
+        }
         div.card {
             dl.facts {
                 dt { "Execution ARN" } dd { code { (rec.execution_arn) } }
@@ -307,6 +369,7 @@ fn detail_body(
                 dt { "Duration" } dd { (duration(rec.stop_date.unwrap_or(now) - rec.start_date)) }
                 @if let Some(e) = &rec.error { dt { "Error" } dd { code.error { (e) } } }
                 @if let Some(c) = &rec.cause { dt { "Cause" } dd { pre.cause { (c) } } }
+                dt { "Redrive count" } dd.redrives { (history.iter().filter(|e| e.event_type == "ExecutionRedriven").count()) }
             }
             div.io {
                 details open {

@@ -56,6 +56,8 @@ pub struct ConsoleWorkflow {
     /// The definition as the engine runs it (substitutions applied), for the graph.
     pub definition: Arc<serde_json::Value>,
     pub state_machine_arn: String,
+    /// Redrives executions on the server's own engine.
+    pub starter: orders_local::workflow::starter::EngineStarter,
 }
 
 impl ConsoleWorkflow {
@@ -68,6 +70,7 @@ impl ConsoleWorkflow {
                     .unwrap_or(serde_json::Value::Null),
             ),
             state_machine_arn: wf.state_machine.arn.clone(),
+            starter: wf.starter(),
         }
     }
 }

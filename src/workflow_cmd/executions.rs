@@ -237,6 +237,43 @@ pub async fn run(source: &Source, command: ExecutionsCmd) -> anyhow::Result<Exit
             let history = source.history(arn).await?;
             render::history(&history, json)?;
         }
+        // Handled before a source is opened: the server's engine runs it.
+        ExecutionsCmd::Redrive { .. } => {
+            anyhow::bail!("redrive is asked of the running server")
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the server at `url` to redrive the execution `name` (the console's Redrive).
+pub async fn redrive(url: &str, name: &str) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !name.trim().is_empty(),
+        "the execution name must not be empty"
+    );
+    let mut conn =
+        orders::client::Connection::to_server(url, "its engine runs the redrive").await?;
+    let path = format!(
+        "/console/executions/{}/redrive",
+        orders_handlers::links::encode_segment(name)
+    );
+    let reply = conn
+        .send(
+            http::Method::POST,
+            &path,
+            &[("accept", "application/json")],
+            None,
+        )
+        .await?;
+    let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    if (200..300).contains(&reply.status) {
+        let arn = body["executionArn"].as_str().unwrap_or(name);
+        println!("redriven: {arn} (`orders executions show {name}` follows it)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why = body["detail"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("the server answered {}", reply.status));
+    anyhow::bail!("{why}")
 }

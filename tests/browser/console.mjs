@@ -5,21 +5,14 @@
 // Run by tests/browser.rs after it placed the order and its execution succeeded; NODE_PATH
 // points at .tools/node/node_modules (scripts/tools installs playwright-core, and Debian's
 // chromium at /usr/bin/chromium). Exits non-zero with one line saying what did not hold.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-
-// NODE_PATH applies to require(), not to ES imports: resolve playwright-core through it.
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
+import { check, inChromium } from './chromium.mjs';
 
 const [base, orderId, shots] = process.argv.slice(2);
 if (!base || !orderId || !shots) {
   console.error('usage: console.mjs <base-url> <order-id> <screenshot-dir>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 // The three Parallel branches' tasks, the Parallel itself, and the recorder after it.
 const RAN = ['Notify customer and request fulfilment', 'Prepare order summary',
@@ -28,21 +21,7 @@ const RAN = ['Notify customer and request fulfilment', 'Prepare order summary',
 // Catch handlers: nothing failed, so they were never entered.
 const SKIPPED = ['Order notification failed', 'Fulfilment request failed', 'Confirmation email failed'];
 
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-const profile = mkdtempSync(join(tmpdir(), 'console-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1400, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-  });
-  const page = context.pages()[0] || await context.newPage();
+await inChromium('console', { viewport: { width: 1400, height: 900 } }, async (page) => {
   const problems = [];
   page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
   // Failed loads are reported by URL below (the browser's own /favicon.ico probe aside).
@@ -107,11 +86,5 @@ try {
   await page.screenshot({ path: join(shots, 'detail.png'), fullPage: true });
 
   check(problems.length === 0, problems.join('; '));
-  console.log(`console.mjs: ok (${types.length} history events, screenshots in ${shots})`);
-} catch (e) {
-  console.error(`console.mjs: FAILED: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  if (context) await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  return `${types.length} history events, screenshots in ${shots}`;
+});

@@ -11,24 +11,13 @@
 // 2. the same fetch from a page of another origin fails in the browser (no CORS answer)
 //    and places nothing.
 // Exits non-zero with one line saying what did not hold.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
+import { check, inChromium } from './chromium.mjs';
 
 const [base, frontPort, order] = process.argv.slice(2);
 if (!base || !frontPort || !order) {
   console.error('usage: front.mjs <base-url> <front-port> <order-json>');
   process.exit(2);
-}
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-
-function check(cond, what) {
-  if (!cond) throw new Error(what);
 }
 
 // Both sites serve the same blank page; the scripts run in it with page.evaluate.
@@ -63,17 +52,11 @@ async function placeAndRead([base, order, key]) {
   }
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'front-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-      '--host-resolver-rules=MAP evil.example 127.0.0.1'],
-  });
-  const page = context.pages()[0] || await context.newPage();
+const browser = {
+  hostRules: 'MAP evil.example 127.0.0.1',
+  cleanup: () => { front.close(); other.close(); },
+};
+await inChromium('front', browser, async (page) => {
   const preflights = [];
   page.on('request', (r) => { if (r.method() === 'OPTIONS') preflights.push(r.url()); });
 
@@ -91,13 +74,5 @@ try {
   await page.goto(`http://evil.example:${other.address().port}/`);
   const theirs = await page.evaluate(placeAndRead, [base, order, 'evil-1']);
   check(!!theirs.error, `a page of another origin placed order ${theirs.orderId}`);
-  console.log(`front.mjs: ok (allowed origin placed ${mine.orderId} after ${preflights.length} preflight(s); another origin was refused)`);
-} catch (e) {
-  console.error(`front.mjs: FAILED: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  if (context) await context.close();
-  front.close();
-  other.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  return `allowed origin placed ${mine.orderId} after ${preflights.length} preflight(s); another origin was refused`;
+});

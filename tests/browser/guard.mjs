@@ -12,26 +12,15 @@
 //    without the order;
 // 3. the console's own redrive button still works.
 // Exits non-zero with one line saying what did not hold.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
+import { check, inChromium } from './chromium.mjs';
 
 const [base, orderId, poison] = process.argv.slice(2);
 if (!base || !orderId || !poison) {
   console.error('usage: guard.mjs <base-url> <order-id> <dead-letter-message-id>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const port = new URL(base).port;
-
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
 
 // The attacker's site: a form that posts itself to the console as soon as it loads.
 const attacker = createServer((req, res) => {
@@ -43,18 +32,8 @@ const attacker = createServer((req, res) => {
 await new Promise((ok) => attacker.listen(0, '127.0.0.1', ok));
 const evil = `http://evil.example:${attacker.address().port}`;
 
-const profile = mkdtempSync(join(tmpdir(), 'guard-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-      '--host-resolver-rules=MAP evil.example 127.0.0.1'],
-  });
-  const page = context.pages()[0] || await context.newPage();
-
+const browser = { hostRules: 'MAP evil.example 127.0.0.1', cleanup: () => attacker.close() };
+await inChromium('guard', browser, async (page) => {
   // 1. The forged form post.
   const forged = page.waitForResponse((r) => r.url() === `${base}/console/queues/redrive`);
   await page.goto(`${evil}/`);
@@ -82,12 +61,5 @@ try {
   // The poller may already have failed it back into the DLQ: the server's count says.
   const notice = await page.locator('main').innerText();
   check(notice.includes('Moved 1 message(s)'), 'the console\'s own redrive did not move the message');
-  console.log('guard.mjs: ok (forged post and rebound host refused; the console redrove)');
-} catch (e) {
-  console.error(`guard.mjs: FAILED: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  if (context) await context.close();
-  attacker.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  return 'forged post and rebound host refused; the console redrove';
+});

@@ -186,6 +186,13 @@ pub async fn dead_poison(db: &orders_local::workflow::db::WorkflowDb) -> String 
 }
 
 /// Runs the `orders` binary with `args`.
+/// The ids of the orders in the server's log (whatever else the workflow has appended to
+/// them by now).
+pub async fn orders_in_log(s: &Runtime) -> std::collections::BTreeSet<String> {
+    let log = s.stores.events.read_stream(0, 1_000).await.expect("log");
+    log.into_iter().map(|r| r.aggregate_id).collect()
+}
+
 pub fn orders_cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
         .args(args)
