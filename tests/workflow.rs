@@ -869,6 +869,7 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
     let mut c = connect(&s.runtime).await;
     let template_id = place(&mut c, "corr-template").await;
     let db = open_db(s.dir.path());
+    let dir = s.dir.path().display().to_string();
     let done = until("the template's execution", Duration::from_secs(20), || {
         db.find_execution(&template_id)
             .expect("read")
@@ -896,6 +897,21 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
     assert!(
         String::from_utf8_lossy(&page.body).contains("class=\"redrive\""),
         "the failed execution's page offers Redrive"
+    );
+    let described = |name: &str| {
+        let out = orders_cli(&["executions", "show", name, "--json", "--data-dir", &dir]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("DescribeExecution JSON")
+    };
+    let d = described(lost);
+    assert_eq!(
+        (&d["redriveStatus"], &d["redriveCount"]),
+        (&Value::from("REDRIVABLE"), &Value::from(0)),
+        "{d}"
     );
     let before = effects(&db, lost);
     assert_eq!((before.sns, before.mail), (1, 1), "{before:?}");
@@ -926,7 +942,6 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
         })
         .await
         .expect("append");
-    let dir = s.dir.path().display().to_string();
     let cli = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -969,6 +984,17 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
         "the same execution"
     );
     assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
+    let d = described(lost);
+    assert_eq!(d["redriveCount"], 1, "{d}");
+    assert!(d["redriveDate"].is_string(), "{d}");
+    assert_eq!(d["redriveStatus"], "NOT_REDRIVABLE", "{d}");
+    assert!(
+        d["redriveStatusReason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SUCCEEDED"),
+        "{d}"
+    );
 
     // The fulfilment message failed meanwhile (no order yet): back from its DLQ.
     let out = cli(vec![

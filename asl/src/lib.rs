@@ -52,7 +52,7 @@ pub mod intrinsics;
 mod map;
 pub mod path;
 pub mod payload;
-mod redrive;
+pub mod redrive;
 pub mod resource;
 pub mod retry;
 pub mod store;

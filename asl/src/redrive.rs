@@ -11,9 +11,32 @@
 
 use crate::definition::{Definition, StateKind};
 use crate::history::{EventDetails, HistoryEvent};
+use crate::store::{ExecutionRecord, ExecutionStatus};
 use serde_json::json;
 
-pub(crate) const REDRIVEN: &str = "ExecutionRedriven";
+/// The history event a redrive records.
+pub const REDRIVEN: &str = "ExecutionRedriven";
+
+/// Why the execution cannot be redriven, if it cannot (AWS's `redriveStatusReason` of a
+/// `NOT_REDRIVABLE` execution): only a FAILED, TIMED_OUT or ABORTED one can, and not when
+/// it ended inside a Parallel or Map state.
+pub fn not_redrivable(record: &ExecutionRecord, history: &[HistoryEvent]) -> Option<String> {
+    match record.status {
+        ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted => {}
+        other => return Some(format!("it is {}", other.as_str())),
+    }
+    let Ok(def) = Definition::parse(&record.definition) else {
+        return Some("its stored definition no longer parses".into());
+    };
+    refusal(&def, &replay(&def, history.to_vec()).events)
+}
+
+/// How often the execution was redriven, and the timestamp of the last redrive.
+pub fn redrives(history: &[HistoryEvent]) -> (usize, Option<&str>) {
+    let mut redriven = history.iter().filter(|e| e.event_type == REDRIVEN);
+    let count = redriven.clone().count();
+    (count, redriven.next_back().map(|e| e.timestamp.as_str()))
+}
 
 /// A history as the engine replays it.
 pub(crate) struct Replay {
@@ -60,11 +83,11 @@ fn unfinished<'a>(def: &Definition, events: &'a [HistoryEvent]) -> Option<(usize
     })
 }
 
-/// Why the execution with this (replayed) history cannot be redriven here, if it cannot.
-/// A failure inside a Parallel or Map state would run all its branches or iterations
+/// Why an execution that ended with this (replayed) history cannot be redriven here. A
+/// failure inside a Parallel or Map state would run all its branches or iterations
 /// again, re-firing the side effects of those that succeeded (AWS redrives only the
 /// unsuccessful ones): refused rather than done wrong.
-pub(crate) fn refusal(def: &Definition, replayed: &[HistoryEvent]) -> Option<String> {
+fn refusal(def: &Definition, replayed: &[HistoryEvent]) -> Option<String> {
     let (_, name) = unfinished(def, replayed)?;
     let kind = match def.state(name).map(|s| &s.kind) {
         Some(StateKind::Parallel { .. }) => "Parallel",

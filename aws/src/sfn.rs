@@ -147,6 +147,15 @@ pub struct ExecutionDescription {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// Redrives so far (0 when the service does not say).
+    pub redrive_count: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive_date: Option<Timestamp>,
+    /// `REDRIVABLE`, `NOT_REDRIVABLE`, `REDRIVABLE_BY_MAP_RUN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive_status_reason: Option<String>,
 }
 
 /// Every status ListExecutions filters on.
@@ -277,6 +286,10 @@ impl SfnInspector {
             output: out.output().map(str::to_string),
             error: out.error().map(str::to_string),
             cause: out.cause().map(str::to_string),
+            redrive_count: out.redrive_count().unwrap_or(0),
+            redrive_date: out.redrive_date().map(timestamp).transpose()?,
+            redrive_status: out.redrive_status().map(|s| s.as_str().to_string()),
+            redrive_status_reason: out.redrive_status_reason().map(str::to_string),
         })
     }
 

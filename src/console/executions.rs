@@ -37,14 +37,6 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route("/console/executions/{id}/redrive", post(redrive))
 }
 
-/// What AWS lets a redrive start from.
-fn redrivable(s: ExecutionStatus) -> bool {
-    matches!(
-        s,
-        ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted
-    )
-}
-
 /// The detail page's Redrive button; `orders executions redrive` asks for JSON
 /// (`{"executionArn": …}`, or a problem document saying why not).
 async fn redrive(
@@ -353,7 +345,7 @@ fn detail_body(
     html! {
         h1 { "Execution " code { (rec.name) } " " span class={ "status badge " (rec.status.as_str()) } { (status_label(rec.status)) } }
         p { a href=(ACTIVE) { "← All executions" } }
-        @if redrivable(rec.status) {
+        @if asl::redrive::not_redrivable(rec, history).is_none() {
             // AWS's Redrive: on from the state that did not finish.
             form.redrive method="post" action={ (execution_link(&rec.name)) "/redrive" } {
                 button type="submit" title="Go on from the state that did not finish; what succeeded before it is not run again" { "Redrive" }
@@ -369,7 +361,7 @@ fn detail_body(
                 dt { "Duration" } dd { (duration(rec.stop_date.unwrap_or(now) - rec.start_date)) }
                 @if let Some(e) = &rec.error { dt { "Error" } dd { code.error { (e) } } }
                 @if let Some(c) = &rec.cause { dt { "Cause" } dd { pre.cause { (c) } } }
-                dt { "Redrive count" } dd.redrives { (history.iter().filter(|e| e.event_type == "ExecutionRedriven").count()) }
+                dt { "Redrive count" } dd.redrives { (asl::redrive::redrives(history).0) }
             }
             div.io {
                 details open {

@@ -133,7 +133,11 @@ impl Source {
     /// DescribeExecution of an execution given by name (the order id) or ARN.
     async fn describe(&self, name: &str) -> anyhow::Result<Value> {
         match self {
-            Source::Local(db) => Ok(describe(&find(db, name)?)),
+            Source::Local(db) => {
+                let record = find(db, name)?;
+                let history = db.history_of(&record.execution_arn)?;
+                Ok(describe(&record, &history))
+            }
             Source::Aws(sfn) => {
                 let arn = self.arn_of(sfn, name);
                 let d = sfn
@@ -188,9 +192,22 @@ fn summary(r: &ExecutionRecord) -> Value {
     v
 }
 
-/// DescribeExecution's shape (input and output as JSON strings, as AWS returns them).
-fn describe(r: &ExecutionRecord) -> Value {
+/// DescribeExecution's shape (input and output as JSON strings, as AWS returns them),
+/// with its redrive fields.
+fn describe(r: &ExecutionRecord, history: &[HistoryEvent]) -> Value {
     let mut v = summary(r);
+    let (redrives, last) = asl::redrive::redrives(history);
+    v["redriveCount"] = json!(redrives);
+    if let Some(at) = last {
+        v["redriveDate"] = json!(at);
+    }
+    match asl::redrive::not_redrivable(r, history) {
+        None => v["redriveStatus"] = json!("REDRIVABLE"),
+        Some(why) => {
+            v["redriveStatus"] = json!("NOT_REDRIVABLE");
+            v["redriveStatusReason"] = json!(format!("The execution cannot be redriven: {why}"));
+        }
+    }
     v["input"] = json!(r.input.to_string());
     if let Some(o) = &r.output {
         v["output"] = json!(o.to_string());

@@ -68,6 +68,12 @@ pub fn show(description: &Value, history: &[Value], json: bool) -> anyhow::Resul
     let d = description;
     println!("execution  {}", text(d, "executionArn"));
     println!("status     {}", text(d, "status"));
+    if let Some(n) = d["redriveCount"].as_u64().filter(|n| *n > 0) {
+        println!("redriven   {n} time(s), last {}", text(d, "redriveDate"));
+    }
+    if d["redriveStatus"] == "REDRIVABLE" {
+        println!("redrive    `orders executions redrive {}`", text(d, "name"));
+    }
     println!("started    {}", text(d, "startDate"));
     if let Some(stop) = d.get("stopDate").and_then(Value::as_str) {
         match took(d) {
