@@ -211,6 +211,19 @@ pub enum ExecutionsCmd {
         #[arg(long, env = "ORDERS_URL")]
         url: Option<String>,
     },
+    /// Stop a RUNNING execution (StopExecution): it ends ABORTED, and can be redriven.
+    Stop {
+        name: String,
+        /// The error it ends with.
+        #[arg(long)]
+        error: Option<String>,
+        /// The cause it ends with.
+        #[arg(long)]
+        cause: Option<String>,
+        /// The server (default: the one serving the data dir).
+        #[arg(long, env = "ORDERS_URL")]
+        url: Option<String>,
+    },
 }
 
 async fn open(dir: &Path) -> anyhow::Result<WorkflowDb> {
@@ -412,13 +425,30 @@ pub async fn topic(args: TopicArgs) -> anyhow::Result<ExitCode> {
 
 /// `orders executions …`: from the local data dir, or from Step Functions with `--aws`.
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
-    if let ExecutionsCmd::Redrive { name, url } = &args.command {
+    // Asked of the running server: its engine runs the execution.
+    let asked = match &args.command {
+        ExecutionsCmd::Redrive { name, url } => Some((name, url, "redrive", Vec::new())),
+        ExecutionsCmd::Stop {
+            name,
+            error,
+            cause,
+            url,
+        } => {
+            let form = [("error", error), ("cause", cause)]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.clone()?)))
+                .collect();
+            Some((name, url, "stop", form))
+        }
+        _ => None,
+    };
+    if let Some((name, url, action, form)) = asked {
         anyhow::ensure!(
             !args.aws.aws,
-            "on AWS, redrive from the Step Functions console or with `aws stepfunctions redrive-execution --execution-arn ARN`"
+            "on AWS, {action} from the Step Functions console or with `aws stepfunctions {action}-execution --execution-arn ARN`"
         );
         let url = orders::client::Connection::server_url(url.clone(), &args.dir.data_dir);
-        return executions::redrive(&url, name).await;
+        return executions::ask_server(&url, name, action, &form).await;
     }
     if args.aws.aws {
         let source = executions::Source::aws(&args.aws).await?;

@@ -1042,3 +1042,98 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
 fn count_str(types: &[&str], t: &str) -> usize {
     types.iter().filter(|x| **x == t).count()
 }
+
+/// `orders executions stop` ends a running execution ABORTED with the given error and
+/// cause (StopExecution), here while its recorder waits between retries; it can then be
+/// redriven, and stopping it again is refused with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_stopped_from_the_cli_ends_aborted() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let template_id = place(&mut c, "corr-template").await;
+    let db = open_db(s.dir.path());
+    let done = until("the template's execution", Duration::from_secs(20), || {
+        db.find_execution(&template_id)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+    })
+    .await;
+    // An execution whose recorder fails (its order is not in the log) and retries.
+    let stuck = "01STUCKORDER00000000000001";
+    let input: Value =
+        serde_json::from_str(&done.input.to_string().replace(&template_id, stuck)).expect("input");
+    let wf = s.runtime.workflow().expect("workflow");
+    let arn = wf
+        .engine
+        .start_execution(&wf.state_machine, stuck, input)
+        .expect("started")
+        .execution_arn;
+    until(
+        "the recorder's first failure",
+        Duration::from_secs(20),
+        || {
+            let history = db.history_of(&arn).expect("history");
+            history
+                .iter()
+                .any(|e| e.event_type == "TaskFailed")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let page = get(&mut c, &format!("/console/executions/{stuck}")).await;
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("class=\"stop\""),
+        "a running execution can be stopped from its page"
+    );
+    let dir = s.dir.path().display().to_string();
+    let stop = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["executions", "stop", "--data-dir"];
+            all.extend(args.iter().map(String::as_str));
+            orders_cli(&all)
+        })
+    };
+    let out = stop(vec![
+        dir.clone(),
+        stuck.into(),
+        "--error".into(),
+        "Operator.Stop".into(),
+        "--cause".into(),
+        "the order is being restored".into(),
+    ])
+    .await
+    .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&arn));
+    let aborted = db.find_execution(stuck).expect("read").expect("record");
+    assert_eq!(aborted.status, asl::ExecutionStatus::Aborted);
+    assert_eq!(aborted.error.as_deref(), Some("Operator.Stop"));
+    assert_eq!(
+        aborted.cause.as_deref(),
+        Some("the order is being restored")
+    );
+    let history = db.history_of(&arn).expect("history");
+    assert_eq!(
+        history.last().map(|e| e.event_type.as_str()),
+        Some("ExecutionAborted")
+    );
+    let page = get(&mut c, &format!("/console/executions/{stuck}")).await;
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains("class=\"redrive\""),
+        "an aborted execution can be redriven"
+    );
+    assert!(!html.contains("class=\"stop\""), "and not stopped again");
+
+    let out = stop(vec![dir, stuck.into()]).await.expect("cli");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Not Running: it is ABORTED"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    s.runtime.shutdown().await.expect("shutdown");
+}

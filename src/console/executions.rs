@@ -4,17 +4,20 @@
 //! input, output and error, and the history table.
 
 use super::graph;
+use super::messages::parse_form;
 use super::orders::{bad_request, execution_link, known_params, pretty, seg};
 use super::trace::{self, StateRun, Status};
 use super::{Console, State, failure, not_found, page, workflow_off};
 use asl::{ExecutionRecord, ExecutionStatus, HistoryEvent, RedriveError};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, PreEscaped, html};
 use orders_handlers::problem::Problem;
+use orders_local::workflow::starter::StopError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -35,7 +38,20 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route("/console/executions", get(list))
         .route("/console/executions/{id}", get(detail))
         .route("/console/executions/{id}/redrive", post(redrive))
+        .route("/console/executions/{id}/stop", post(stop))
 }
+
+/// What the detail page's buttons ask of the server's engine.
+enum Action {
+    Redrive,
+    Stop {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+}
+
+/// Why an action was refused: status, problem slug and title, detail.
+type Refusal = (StatusCode, &'static str, &'static str, String);
 
 /// The detail page's Redrive button; `orders executions redrive` asks for JSON
 /// (`{"executionArn": …}`, or a problem document saying why not).
@@ -43,6 +59,44 @@ async fn redrive(
     axum::extract::State(console): State,
     headers: HeaderMap,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    act(console, &headers, id, Action::Redrive).await
+}
+
+/// The detail page's Stop button (a form with optional `error` and `cause`); `orders
+/// executions stop` sends the same form and asks for JSON.
+async fn stop(
+    axum::extract::State(console): State,
+    headers: HeaderMap,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Response {
+    let Some(mut form) = parse_form(&body) else {
+        return bad_request(ACTIVE, "error", "is not a valid form field");
+    };
+    if let Some(k) = form
+        .keys()
+        .find(|k| !["error", "cause"].contains(&k.as_str()))
+    {
+        return bad_request(ACTIVE, k, "is not a field of the stop form (error, cause)");
+    }
+    let mut field = |k: &str| form.remove(k).filter(|v| !v.trim().is_empty());
+    let (error, cause) = (field("error"), field("cause"));
+    // StopExecution's limits.
+    if error.as_ref().is_some_and(|e| e.chars().count() > 256) {
+        return bad_request(ACTIVE, "error", "is longer than 256 characters");
+    }
+    if cause.as_ref().is_some_and(|c| c.chars().count() > 32_768) {
+        return bad_request(ACTIVE, "cause", "is longer than 32768 characters");
+    }
+    act(console, &headers, id, Action::Stop { error, cause }).await
+}
+
+async fn act(
+    console: Arc<Console>,
+    headers: &HeaderMap,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    action: Action,
 ) -> Response {
     let wants_json = headers
         .get(header::ACCEPT)
@@ -55,31 +109,51 @@ async fn redrive(
     let Some(wf) = &console.workflow else {
         return workflow_off(ACTIVE);
     };
-    let err = match wf.starter.redrive(&id).await {
-        Ok(arn) if wants_json => {
-            return axum::Json(serde_json::json!({ "executionArn": arn })).into_response();
-        }
-        Ok(_) => return Redirect::to(&execution_link(&id)).into_response(),
-        Err(e) => e,
-    };
-    let (status, slug, title) = match &err {
-        RedriveError::DoesNotExist(_) => (
+    let not_found = |e: &dyn std::fmt::Display| -> Refusal {
+        (
             StatusCode::NOT_FOUND,
             "execution-does-not-exist",
             "Execution does not exist",
-        ),
-        RedriveError::NotRedrivable(_) => (
-            StatusCode::CONFLICT,
-            "execution-not-redrivable",
-            "Execution not redrivable",
-        ),
-        RedriveError::Store(_) => return failure(ACTIVE, err),
+            e.to_string(),
+        )
     };
-    if wants_json {
-        return Problem::new(status, slug, title, err.to_string()).into_response();
+    let done: Result<String, Refusal> = match action {
+        Action::Redrive => match wf.starter.redrive(&id).await {
+            Ok(arn) => Ok(arn),
+            Err(e @ RedriveError::DoesNotExist(_)) => Err(not_found(&e)),
+            Err(e @ RedriveError::NotRedrivable(_)) => Err((
+                StatusCode::CONFLICT,
+                "execution-not-redrivable",
+                "Execution not redrivable",
+                e.to_string(),
+            )),
+            Err(e @ RedriveError::Store(_)) => return failure(ACTIVE, e),
+        },
+        Action::Stop { error, cause } => match wf.starter.stop(&id, error, cause).await {
+            Ok(arn) => Ok(arn),
+            Err(e @ StopError::DoesNotExist(_)) => Err(not_found(&e)),
+            Err(e @ StopError::NotRunning(_)) => Err((
+                StatusCode::CONFLICT,
+                "execution-not-running",
+                "Execution not running",
+                e.to_string(),
+            )),
+            Err(e @ StopError::Store(_)) => return failure(ACTIVE, e),
+        },
+    };
+    match done {
+        Ok(arn) if wants_json => {
+            axum::Json(serde_json::json!({ "executionArn": arn })).into_response()
+        }
+        Ok(_) => Redirect::to(&execution_link(&id)).into_response(),
+        Err((status, slug, title, detail)) if wants_json => {
+            Problem::new(status, slug, title, detail).into_response()
+        }
+        Err((status, _, title, detail)) => {
+            let body = html! { h1 { (title) } p.muted { (detail) } p { a href=(execution_link(&id)) { "← The execution" } } };
+            (status, page(title, ACTIVE, body)).into_response()
+        }
     }
-    let body = html! { h1 { (title) } p.muted { (err.to_string()) } p { a href=(execution_link(&id)) { "← The execution" } } };
-    (status, page(title, ACTIVE, body)).into_response()
 }
 
 fn parse_status(s: &str) -> Option<ExecutionStatus> {
@@ -345,6 +419,11 @@ fn detail_body(
     html! {
         h1 { "Execution " code { (rec.name) } " " span class={ "status badge " (rec.status.as_str()) } { (status_label(rec.status)) } }
         p { a href=(ACTIVE) { "← All executions" } }
+        @if rec.status == ExecutionStatus::Running {
+            form.stop method="post" action={ (execution_link(&rec.name)) "/stop" } {
+                button type="submit" title="StopExecution: it ends ABORTED (and can be redriven)" { "Stop" }
+            }
+        }
         @if asl::redrive::not_redrivable(rec, history).is_none() {
             // AWS's Redrive: on from the state that did not finish.
             form.redrive method="post" action={ (execution_link(&rec.name)) "/redrive" } {

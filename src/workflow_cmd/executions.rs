@@ -255,40 +255,58 @@ pub async fn run(source: &Source, command: ExecutionsCmd) -> anyhow::Result<Exit
             render::history(&history, json)?;
         }
         // Handled before a source is opened: the server's engine runs it.
-        ExecutionsCmd::Redrive { .. } => {
-            anyhow::bail!("redrive is asked of the running server")
+        ExecutionsCmd::Redrive { .. } | ExecutionsCmd::Stop { .. } => {
+            anyhow::bail!("this is asked of the running server")
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks the server at `url` to redrive the execution `name` (the console's Redrive).
-pub async fn redrive(url: &str, name: &str) -> anyhow::Result<ExitCode> {
+/// Asks the server at `url` to `redrive` or `stop` the execution `name` (the console's
+/// buttons), with the form fields `form`.
+pub async fn ask_server(
+    url: &str,
+    name: &str,
+    action: &str,
+    form: &[(&str, String)],
+) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !name.trim().is_empty(),
         "the execution name must not be empty"
     );
     let mut conn =
-        orders::client::Connection::to_server(url, "its engine runs the redrive").await?;
+        orders::client::Connection::to_server(url, "its engine runs the executions").await?;
     let path = format!(
-        "/console/executions/{}/redrive",
+        "/console/executions/{}/{action}",
         orders_handlers::links::encode_segment(name)
     );
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", orders_handlers::links::encode_segment(v)))
+        .collect();
     let reply = conn
         .send(
             http::Method::POST,
             &path,
-            &[("accept", "application/json")],
-            None,
+            &[
+                ("accept", "application/json"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.join("&").into()),
         )
         .await?;
-    let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     if (200..300).contains(&reply.status) {
-        let arn = body["executionArn"].as_str().unwrap_or(name);
-        println!("redriven: {arn} (`orders executions show {name}` follows it)");
+        let arn = answer["executionArn"].as_str().unwrap_or(name);
+        let done = if action == "stop" {
+            "stopped"
+        } else {
+            "redriven"
+        };
+        println!("{done}: {arn} (`orders executions show {name}` follows it)");
         return Ok(ExitCode::SUCCESS);
     }
-    let why = body["detail"]
+    let why = answer["detail"]
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| format!("the server answered {}", reply.status));

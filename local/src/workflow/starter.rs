@@ -30,18 +30,61 @@ impl EngineStarter {
     }
 }
 
+/// Why an execution was not stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("Execution Does Not Exist: '{0}'")]
+    DoesNotExist(String),
+    #[error("Execution Not Running: it is {0}")]
+    NotRunning(&'static str),
+    #[error(transparent)]
+    Store(#[from] asl::StoreError),
+}
+
 impl EngineStarter {
+    /// The stored record of an execution given by order id, execution name or ARN.
+    async fn find(
+        &self,
+        name_or_arn: &str,
+    ) -> Result<Option<asl::ExecutionRecord>, asl::StoreError> {
+        let db = self.db.clone();
+        let key = name_or_arn.to_string();
+        tokio::task::spawn_blocking(move || db.find_execution(&key))
+            .await
+            .map_err(|e| asl::StoreError(format!("finding the execution: {e}")))?
+            .map_err(|e| asl::StoreError(e.to_string()))
+    }
+
+    /// Stops a running execution (StopExecution): it ends ABORTED with `error` and `cause`,
+    /// and a task it was running is not waited for. Returns its ARN once that is durable.
+    pub async fn stop(
+        &self,
+        name_or_arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<String, StopError> {
+        let Some(record) = self.find(name_or_arn).await? else {
+            return Err(StopError::DoesNotExist(name_or_arn.to_string()));
+        };
+        if !self
+            .engine
+            .stop_execution(&record.execution_arn, error, cause)
+        {
+            return Err(StopError::NotRunning(record.status.as_str()));
+        }
+        self.db
+            .flush()
+            .await
+            .map_err(|e| asl::StoreError(e.to_string()))?;
+        tracing::info!(execution_arn = %record.execution_arn, "execution stopped");
+        Ok(record.execution_arn)
+    }
+
     /// Redrives a FAILED, TIMED_OUT or ABORTED execution (by order id, execution name or
     /// ARN) on this process's engine, as `RedriveExecution` does on AWS: it goes on from
     /// the state that did not finish. Returns its ARN once the redrive is durable.
     pub async fn redrive(&self, name_or_arn: &str) -> Result<String, RedriveError> {
-        let db = self.db.clone();
-        let key = name_or_arn.to_string();
-        let found = tokio::task::spawn_blocking(move || db.find_execution(&key))
-            .await
-            .map_err(|e| asl::StoreError(format!("finding the execution: {e}")))?
-            .map_err(|e| asl::StoreError(e.to_string()))?;
-        let Some(record) = found else {
+        let Some(record) = self.find(name_or_arn).await? else {
             return Err(RedriveError::DoesNotExist(name_or_arn.to_string()));
         };
         let handle = self.engine.redrive_execution(&record.execution_arn)?;
