@@ -226,24 +226,19 @@ async fn behind_the_authorizers_a_customer_touches_only_their_own_orders() {
         .await;
         assert_eq!(body(&other)["title"], body(&missing)["title"], "{path}");
     }
-    let list = call(event_by(
-        token_of("c-7"),
-        "GET",
-        "/orders?customer_id=c-7",
-        json!({}),
-        None,
-    ))
-    .await;
+    let list_of_c7_as = |who: &str| {
+        call(event_by(
+            token_of(who),
+            "GET",
+            "/orders?customer_id=c-7",
+            json!({}),
+            None,
+        ))
+    };
+    let list = list_of_c7_as("c-7").await;
     assert_eq!(list.status_code, 200);
     assert_eq!(body(&list)["items"][0]["order_id"], id.as_str());
-    let snoop = call(event_by(
-        token_of("c-8"),
-        "GET",
-        "/orders?customer_id=c-7",
-        json!({}),
-        None,
-    ))
-    .await;
+    let snoop = list_of_c7_as("c-8").await;
     assert_eq!(snoop.status_code, 403);
     assert_eq!(body(&snoop)["field"], "customer_id");
 
@@ -289,32 +284,20 @@ async fn behind_the_authorizers_a_customer_touches_only_their_own_orders() {
 
     // An idempotency key answers only the caller that used it.
     let keyed = json!({"content-type": "application/json", "idempotency-key": "k-1"});
-    let first = call(event_by(
-        token_of("c-7"),
-        "POST",
-        "/orders",
-        keyed.clone(),
-        Some(&order),
-    ))
-    .await;
+    let place_keyed_as = |who: &str| {
+        call(event_by(
+            token_of(who),
+            "POST",
+            "/orders",
+            keyed.clone(),
+            Some(&order),
+        ))
+    };
+    let first = place_keyed_as("c-7").await;
     assert_eq!(first.status_code, 201);
-    let again = call(event_by(
-        token_of("c-7"),
-        "POST",
-        "/orders",
-        keyed.clone(),
-        Some(&order),
-    ))
-    .await;
+    let again = place_keyed_as("c-7").await;
     assert_eq!(again.headers["idempotent-replayed"], "true");
-    let other = call(event_by(
-        token_of("c-8"),
-        "POST",
-        "/orders",
-        keyed,
-        Some(&order),
-    ))
-    .await;
+    let other = place_keyed_as("c-8").await;
     assert_eq!(
         other.status_code, 422,
         "another caller's key is not theirs to replay"

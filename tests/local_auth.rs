@@ -41,17 +41,6 @@ async fn send(
         .expect("request")
 }
 
-/// `orders` talking to the server: off the test's threads, which serve it.
-async fn cli_against_server(args: &[&str]) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        orders_cli(&args)
-    })
-    .await
-    .expect("cli task")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -167,17 +156,17 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
 
     // `orders submit --token` places an order through it.
     let url = format!("http://{}", runtime.addr);
-    let out = cli_against_server(&["submit", "--url", &url, "--token", &grace]).await;
+    let out = orders_cli_off_thread(&["submit", "--url", &url, "--token", &grace]).await;
     assert!(
         !out.status.success(),
         "the sample order is c-42's, not c-8's"
     );
-    let out = cli_against_server(&["submit", "--url", &url]).await;
+    let out = orders_cli_off_thread(&["submit", "--url", &url]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("401") && err.contains("orders token"), "{err}");
     let c42 = token(dir.path(), &["--customer", "c-42"]);
-    let out = cli_against_server(&["submit", "--url", &url, "--token", &c42]).await;
+    let out = orders_cli_off_thread(&["submit", "--url", &url, "--token", &c42]).await;
     assert!(
         out.status.success(),
         "{}{}",

@@ -867,24 +867,11 @@ async fn what_is_past_its_retention_is_removed_and_running_executions_stay() {
 async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_nothing_twice() {
     let s = serve_workflow(workflow_options()).await;
     let mut c = connect(&s.runtime).await;
-    let template_id = place(&mut c, "corr-template").await;
     let db = open_db(s.dir.path());
     let dir = s.dir.path().display().to_string();
-    let done = until("the template's execution", Duration::from_secs(20), || {
-        db.find_execution(&template_id)
-            .expect("read")
-            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
-    })
-    .await;
-
     // The lost order's execution, started while its OrderPlaced is not in the log.
     let lost = "01LOSTORDER000000000000001";
-    let input: Value =
-        serde_json::from_str(&done.input.to_string().replace(&template_id, lost)).expect("input");
-    let wf = s.runtime.workflow().expect("workflow");
-    wf.engine
-        .start_execution(&wf.state_machine, lost, input)
-        .expect("started");
+    let (template_id, _) = start_without_its_order(&s, &mut c, &db, lost).await;
     // The recorder's retries: 2 s, 4 s, 8 s.
     let failed = until("the execution to fail", Duration::from_secs(40), || {
         db.find_execution(lost)
@@ -942,22 +929,10 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
         })
         .await
         .expect("append");
-    let cli = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            orders_cli(&args)
-        })
+    let redrive = async |name: &str| {
+        orders_cli_off_thread(&["executions", "redrive", name, "--data-dir", &dir]).await
     };
-    let redrive = |name: &str| {
-        cli(vec![
-            "executions".into(),
-            "redrive".into(),
-            name.into(),
-            "--data-dir".into(),
-            dir.clone(),
-        ])
-    };
-    let out = redrive(lost).await.expect("cli");
+    let out = redrive(lost).await;
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -997,14 +972,7 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
     );
 
     // The fulfilment message failed meanwhile (no order yet): back from its DLQ.
-    let out = cli(vec![
-        "queue".into(),
-        "redrive".into(),
-        "--data-dir".into(),
-        dir.clone(),
-    ])
-    .await
-    .expect("cli");
+    let out = orders_cli_off_thread(&["queue", "redrive", "--data-dir", &dir]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -1030,7 +998,7 @@ async fn a_failed_execution_redriven_from_the_cli_records_its_outcome_and_sends_
         (template_id.as_str(), "Not Redrivable: it is SUCCEEDED"),
         ("no-such-order", "Does Not Exist"),
     ] {
-        let out = redrive(name).await.expect("cli");
+        let out = redrive(name).await;
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}");
         assert!(err.contains(why), "{name}: {err}");
@@ -1050,24 +1018,9 @@ fn count_str(types: &[&str], t: &str) -> usize {
 async fn a_running_execution_stopped_from_the_cli_ends_aborted() {
     let s = serve_workflow(workflow_options()).await;
     let mut c = connect(&s.runtime).await;
-    let template_id = place(&mut c, "corr-template").await;
     let db = open_db(s.dir.path());
-    let done = until("the template's execution", Duration::from_secs(20), || {
-        db.find_execution(&template_id)
-            .expect("read")
-            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
-    })
-    .await;
-    // An execution whose recorder fails (its order is not in the log) and retries.
     let stuck = "01STUCKORDER00000000000001";
-    let input: Value =
-        serde_json::from_str(&done.input.to_string().replace(&template_id, stuck)).expect("input");
-    let wf = s.runtime.workflow().expect("workflow");
-    let arn = wf
-        .engine
-        .start_execution(&wf.state_machine, stuck, input)
-        .expect("started")
-        .execution_arn;
+    let (_, arn) = start_without_its_order(&s, &mut c, &db, stuck).await;
     until(
         "the recorder's first failure",
         Duration::from_secs(20),
@@ -1087,23 +1040,18 @@ async fn a_running_execution_stopped_from_the_cli_ends_aborted() {
         "a running execution can be stopped from its page"
     );
     let dir = s.dir.path().display().to_string();
-    let stop = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            let mut all = vec!["executions", "stop", "--data-dir"];
-            all.extend(args.iter().map(String::as_str));
-            orders_cli(&all)
-        })
+    let stop = async |more: &[&str]| {
+        let mut args = vec!["executions", "stop", stuck, "--data-dir", &dir];
+        args.extend_from_slice(more);
+        orders_cli_off_thread(&args).await
     };
-    let out = stop(vec![
-        dir.clone(),
-        stuck.into(),
-        "--error".into(),
-        "Operator.Stop".into(),
-        "--cause".into(),
-        "the order is being restored".into(),
+    let out = stop(&[
+        "--error",
+        "Operator.Stop",
+        "--cause",
+        "the order is being restored",
     ])
-    .await
-    .expect("cli");
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -1130,10 +1078,38 @@ async fn a_running_execution_stopped_from_the_cli_ends_aborted() {
     );
     assert!(!html.contains("class=\"stop\""), "and not stopped again");
 
-    let out = stop(vec![dir, stuck.into()]).await.expect("cli");
+    let out = stop(&[]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("Not Running: it is ABORTED"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     s.runtime.shutdown().await.expect("shutdown");
+}
+
+/// Places an order, waits for its execution, and starts by hand an execution for order
+/// `missing` with the same input but with no OrderPlaced of `missing` in the log: its
+/// recorder fails ("order not found") and retries. Returns the placed order's id and the
+/// execution's ARN.
+async fn start_without_its_order(
+    s: &Served,
+    c: &mut Connection,
+    db: &WorkflowDb,
+    missing: &str,
+) -> (String, String) {
+    let template_id = place(c, "corr-template").await;
+    let done = until("the template's execution", Duration::from_secs(20), || {
+        db.find_execution(&template_id)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+    })
+    .await;
+    let input: Value = serde_json::from_str(&done.input.to_string().replace(&template_id, missing))
+        .expect("input");
+    let wf = s.runtime.workflow().expect("workflow");
+    let arn = wf
+        .engine
+        .start_execution(&wf.state_machine, missing, input)
+        .expect("started")
+        .execution_arn;
+    (template_id, arn)
 }

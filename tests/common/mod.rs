@@ -199,3 +199,14 @@ pub fn orders_cli(args: &[&str]) -> std::process::Output {
         .output()
         .expect("run orders")
 }
+
+/// `orders` run off the test's threads, which may be serving the server it talks to.
+pub async fn orders_cli_off_thread(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        orders_cli(&args)
+    })
+    .await
+    .expect("cli task")
+}
