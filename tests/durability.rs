@@ -251,11 +251,12 @@ async fn an_interrupted_seed_blocks_the_server_until_it_is_finished_and_starts_n
     let mut server = start(dir.path());
     let new = place(server.addr, 1).await;
     let mut c = Connection::open(server.addr).await.expect("connect");
+    // The order is confirmed a moment before its execution records its own end.
     let confirmed = eventually(&mut c, &format!("/orders/{}", new[0]), |r| {
-        r.status == 200 && json(r)["status"] != "PLACED"
+        r.status == 200 && json(r)["workflow"]["status"] == "SUCCEEDED"
     })
     .await;
-    assert_eq!(json(&confirmed)["workflow"]["status"], "SUCCEEDED");
+    assert_ne!(json(&confirmed)["status"], "PLACED");
     let listed = orders_cli(&["executions", "list", "--data-dir", path]);
     let text = String::from_utf8_lossy(&listed.stdout).to_string();
     assert_eq!(text.lines().count(), 1, "{text}");
