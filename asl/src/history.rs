@@ -82,6 +82,17 @@ impl EventDetails {
         }
     }
 
+    /// The state a `…StateExited` event left, as built here or read back from a store.
+    pub fn exited_state(&self) -> Option<&str> {
+        match self {
+            EventDetails::StateExited { name, .. } => Some(name),
+            EventDetails::Other { key, value } if key == "stateExitedEventDetails" => {
+                value.get("name").and_then(Value::as_str)
+            }
+            _ => None,
+        }
+    }
+
     /// The AWS key and the details object.
     pub fn to_pair(&self) -> Option<(String, Value)> {
         match self {

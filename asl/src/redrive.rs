@@ -56,7 +56,7 @@ pub(crate) fn replay(def: &Definition, history: Vec<HistoryEvent>) -> Replay {
     for e in history {
         if e.event_type == REDRIVEN {
             redrives += 1;
-            let from = unfinished(def, &events).map_or(events.len(), |(i, _)| i);
+            let from = restart(def, &events).0;
             events.truncate(from);
         } else {
             events.push(e);
@@ -69,26 +69,54 @@ pub(crate) fn replay(def: &Definition, history: Vec<HistoryEvent>) -> Replay {
     }
 }
 
-/// The top-level state the execution was in when it ended: the index of its
-/// `…StateEntered` event and its name. `None` when no state was entered (the input was
-/// refused): a redrive then starts over from the first state.
-fn unfinished<'a>(def: &Definition, events: &'a [HistoryEvent]) -> Option<(usize, &'a str)> {
+/// Where a redrive goes on, given the events of the attempt that ended: the index from
+/// which they are not replayed, and the top-level state that did not finish (`None` when
+/// the attempt ended between two states, or before the first).
+fn restart<'a>(def: &Definition, events: &'a [HistoryEvent]) -> (usize, Option<&'a str>) {
     // Top-level states run one after another, and names are unique across the machine:
-    // the last top-level state entered is the one that did not finish.
-    events.iter().enumerate().rev().find_map(|(i, e)| {
+    // the last top-level state entered is the one the attempt ended in, unless it exited.
+    let entered = events.iter().enumerate().rev().find_map(|(i, e)| {
         e.details
             .entered_state()
             .filter(|name| def.state(name).is_some())
             .map(|name| (i, name))
-    })
+    });
+    let ending = |from: usize| {
+        events[from..]
+            .iter()
+            .position(|e| ENDINGS.contains(&e.event_type.as_str()))
+            .map_or(events.len(), |i| from + i)
+    };
+    match entered {
+        // It exited: the attempt ended before the next state; only its ending is dropped.
+        Some((i, name))
+            if events[i..]
+                .iter()
+                .any(|e| e.details.exited_state() == Some(name)) =>
+        {
+            (ending(i), None)
+        }
+        Some((i, name)) => (i, Some(name)),
+        // No state entered (the input was refused): it starts over.
+        None => {
+            let started = events
+                .iter()
+                .position(|e| e.event_type == "ExecutionStarted")
+                .map_or(0, |i| i + 1);
+            (ending(started), None)
+        }
+    }
 }
+
+/// The events that end an attempt.
+const ENDINGS: [&str; 3] = ["ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"];
 
 /// Why an execution that ended with this (replayed) history cannot be redriven here. A
 /// failure inside a Parallel or Map state would run all its branches or iterations
 /// again, re-firing the side effects of those that succeeded (AWS redrives only the
 /// unsuccessful ones): refused rather than done wrong.
 fn refusal(def: &Definition, replayed: &[HistoryEvent]) -> Option<String> {
-    let (_, name) = unfinished(def, replayed)?;
+    let name = restart(def, replayed).1?;
     let kind = match def.state(name).map(|s| &s.kind) {
         Some(StateKind::Parallel { .. }) => "Parallel",
         Some(StateKind::Map(_)) => "Map",
@@ -110,5 +138,81 @@ pub(crate) fn redriven_event(last: u64, redrive_count: u64, timestamp: String) -
             key: "executionRedrivenEventDetails".into(),
             value: json!({ "redriveCount": redrive_count }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> Definition {
+        Definition::parse(
+            r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},"B":{"Type":"Pass","End":true}}}"#,
+        )
+        .expect("definition")
+    }
+
+    fn event(id: u64, prev: u64, ty: &str, details: EventDetails) -> HistoryEvent {
+        HistoryEvent {
+            id,
+            previous_event_id: prev,
+            timestamp: "2026-11-28T10:00:00.000Z".into(),
+            event_type: ty.into(),
+            details,
+        }
+    }
+
+    fn entered(id: u64, prev: u64, name: &str) -> HistoryEvent {
+        let details = EventDetails::StateEntered {
+            name: name.into(),
+            input: "{}".into(),
+        };
+        event(id, prev, "PassStateEntered", details)
+    }
+
+    fn exited(id: u64, prev: u64, name: &str) -> HistoryEvent {
+        // As a store gives it back: the generic form.
+        let details = EventDetails::Other {
+            key: "stateExitedEventDetails".into(),
+            value: json!({"name": name, "output": "{}"}),
+        };
+        event(id, prev, "PassStateExited", details)
+    }
+
+    #[test]
+    fn a_redrive_goes_on_from_where_the_attempt_ended() {
+        let started = event(1, 0, "ExecutionStarted", EventDetails::None);
+        let aborted = |id| event(id, 0, "ExecutionAborted", EventDetails::None);
+        let def = def();
+
+        // Inside B: B runs again.
+        let inside = [
+            started.clone(),
+            entered(2, 0, "A"),
+            exited(3, 2, "A"),
+            entered(4, 3, "B"),
+            aborted(5),
+        ];
+        assert_eq!(restart(&def, &inside), (3, Some("B")));
+        // Between A and B: nothing runs again, B runs for the first time.
+        let between = [
+            started.clone(),
+            entered(2, 0, "A"),
+            exited(3, 2, "A"),
+            aborted(4),
+        ];
+        assert_eq!(restart(&def, &between), (3, None));
+        // Before any state: it starts over.
+        let before = [started.clone(), aborted(2)];
+        assert_eq!(restart(&def, &before), (1, None));
+
+        // A redriven history replays the first attempt up to B, then the second attempt.
+        let mut history = inside.to_vec();
+        history.push(redriven_event(5, 1, "2026-11-28T10:00:01.000Z".into()));
+        history.push(entered(7, 3, "B"));
+        let replay = replay(&def, history);
+        let ids: Vec<u64> = replay.events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3, 7]);
+        assert_eq!((replay.next_id, replay.redrives), (8, 1));
     }
 }
