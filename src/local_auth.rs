@@ -62,15 +62,15 @@ impl Key {
         let path = data_dir.join(KEY_FILE);
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(&path) {
             Ok(mut file) => {
+                let mut secret = [0u8; 32];
+                getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
                 file.write_all(hex.as_bytes())
                     .and_then(|()| file.sync_all())
                     .with_context(|| format!("writing {}", path.display()))?;

@@ -351,13 +351,13 @@ impl Engine {
         let Some(mut rec) = self.inner.store.get_execution(execution_arn)? else {
             return Err(RedriveError::DoesNotExist(execution_arn.to_string()));
         };
-        let mut history = self.inner.store.history(execution_arn)?;
-        if let Some(why) = redrive::not_redrivable(&rec, &history) {
-            return Err(not(why));
-        }
         let def = Definition::parse(&rec.definition)
             .map_err(|e| StoreError(format!("stored definition no longer parses: {e:?}")))?;
+        let mut history = self.inner.store.history(execution_arn)?;
         let replay = redrive::replay(&def, history.clone());
+        if let Some(why) = redrive::refusal(rec.status, &def, &replay.events) {
+            return Err(not(why));
+        }
         let now = self.inner.clock.now_millis();
         let event = redrive::redriven_event(
             replay.next_id - 1,

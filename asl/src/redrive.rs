@@ -21,14 +21,10 @@ pub const REDRIVEN: &str = "ExecutionRedriven";
 /// `NOT_REDRIVABLE` execution): only a FAILED, TIMED_OUT or ABORTED one can, and not when
 /// it ended inside a Parallel or Map state.
 pub fn not_redrivable(record: &ExecutionRecord, history: &[HistoryEvent]) -> Option<String> {
-    match record.status {
-        ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted => {}
-        other => return Some(format!("it is {}", other.as_str())),
-    }
     let Ok(def) = Definition::parse(&record.definition) else {
         return Some("its stored definition no longer parses".into());
     };
-    refusal(&def, &replay(&def, history.to_vec()).events)
+    refusal(record.status, &def, &replay(&def, history.to_vec()).events)
 }
 
 /// How often the execution was redriven, and the timestamp of the last redrive.
@@ -111,11 +107,19 @@ fn restart<'a>(def: &Definition, events: &'a [HistoryEvent]) -> (usize, Option<&
 /// The events that end an attempt.
 const ENDINGS: [&str; 3] = ["ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"];
 
-/// Why an execution that ended with this (replayed) history cannot be redriven here. A
-/// failure inside a Parallel or Map state would run all its branches or iterations
-/// again, re-firing the side effects of those that succeeded (AWS redrives only the
-/// unsuccessful ones): refused rather than done wrong.
-fn refusal(def: &Definition, replayed: &[HistoryEvent]) -> Option<String> {
+/// Why an execution in `status` whose replayed history is `replayed` cannot be redriven
+/// here, if it cannot. A failure inside a Parallel or Map state would run all its branches
+/// or iterations again, re-firing the side effects of those that succeeded (AWS redrives
+/// only the unsuccessful ones): refused rather than done wrong.
+pub(crate) fn refusal(
+    status: ExecutionStatus,
+    def: &Definition,
+    replayed: &[HistoryEvent],
+) -> Option<String> {
+    match status {
+        ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted => {}
+        other => return Some(format!("it is {}", other.as_str())),
+    }
     let name = restart(def, replayed).1?;
     let kind = match def.state(name).map(|s| &s.kind) {
         Some(StateKind::Parallel { .. }) => "Parallel",

@@ -56,7 +56,7 @@ pub struct ConsoleWorkflow {
     /// The definition as the engine runs it (substitutions applied), for the graph.
     pub definition: Arc<serde_json::Value>,
     pub state_machine_arn: String,
-    /// Redrives executions on the server's own engine.
+    /// Stops and redrives executions on the server's own engine.
     pub starter: orders_local::workflow::starter::EngineStarter,
 }
 
