@@ -209,14 +209,13 @@ mod tests {
     }
 
     fn jwt(claims: &[(&str, &str)]) -> Extensions {
-        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
-        jwt.claims = claims
+        let claims = claims
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut a = ApiGatewayRequestAuthorizer::default();
-        a.jwt = Some(jwt);
-        with(Some(a))
+        let mut e = Extensions::new();
+        e.insert(verified_token(claims));
+        e
     }
 
     fn customer(id: &str, email: Option<&str>) -> Caller {
