@@ -71,9 +71,7 @@ async fn stop(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = parse_form(&body) else {
-        return bad_request(ACTIVE, "error", "is not a valid form field");
-    };
+    let mut form = parse_form(&body);
     if let Some(k) = form
         .keys()
         .find(|k| !["error", "cause"].contains(&k.as_str()))

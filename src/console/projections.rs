@@ -118,13 +118,7 @@ async fn redrive(
             (false, _) => bad_request(ACTIVE, field, &detail),
         }
     };
-    let Some(form) = super::messages::parse_form(&body) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "id",
-            "is not a valid form field".into(),
-        );
-    };
+    let form = super::messages::parse_form(&body);
     if let Some(k) = form.keys().find(|k| !["id", "all"].contains(&k.as_str())) {
         return refuse(
             StatusCode::BAD_REQUEST,
