@@ -204,14 +204,16 @@ pub enum ExecutionsCmd {
         json: bool,
     },
     /// Redrive a FAILED, TIMED_OUT or ABORTED execution (RedriveExecution): it goes on
-    /// from the state that did not finish, on the running `orders serve`.
+    /// from the state that did not finish, on the running `orders serve` (or, with
+    /// `--aws`, on Step Functions).
     Redrive {
         name: String,
-        /// The server (default: the one serving the data dir).
+        /// The server (default: the one serving the data dir); unused with --aws.
         #[arg(long, env = "ORDERS_URL")]
         url: Option<String>,
     },
-    /// Stop a RUNNING execution (StopExecution): it ends ABORTED, and can be redriven.
+    /// Stop a RUNNING execution (StopExecution): it ends ABORTED, and can be redriven
+    /// (on the running `orders serve`, or with `--aws` on Step Functions).
     Stop {
         name: String,
         /// The error it ends with.
@@ -220,7 +222,7 @@ pub enum ExecutionsCmd {
         /// The cause it ends with.
         #[arg(long)]
         cause: Option<String>,
-        /// The server (default: the one serving the data dir).
+        /// The server (default: the one serving the data dir); unused with --aws.
         #[arg(long, env = "ORDERS_URL")]
         url: Option<String>,
     },
@@ -425,28 +427,26 @@ pub async fn topic(args: TopicArgs) -> anyhow::Result<ExitCode> {
 
 /// `orders executions …`: from the local data dir, or from Step Functions with `--aws`.
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
-    // Asked of the running server: its engine runs the execution.
+    // Asked of the running server (its engine runs the execution), or of Step Functions.
     let asked = match &args.command {
-        ExecutionsCmd::Redrive { name, url } => Some((name, url, "redrive", Vec::new())),
+        ExecutionsCmd::Redrive { name, url } => Some((name, url, "redrive", None, None)),
         ExecutionsCmd::Stop {
             name,
             error,
             cause,
             url,
-        } => {
-            let form = [("error", error), ("cause", cause)]
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.clone()?)))
-                .collect();
-            Some((name, url, "stop", form))
-        }
+        } => Some((name, url, "stop", error.clone(), cause.clone())),
         _ => None,
     };
-    if let Some((name, url, action, form)) = asked {
-        anyhow::ensure!(
-            !args.aws.aws,
-            "on AWS, {action} from the Step Functions console or with `aws stepfunctions {action}-execution --execution-arn ARN`"
-        );
+    if let Some((name, url, action, error, cause)) = asked {
+        if args.aws.aws {
+            let source = executions::Source::aws(&args.aws).await?;
+            return executions::act_on_aws(&source, name, action, error, cause).await;
+        }
+        let form: Vec<(&str, String)> = [("error", error), ("cause", cause)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
         let url = orders::client::Connection::server_url(url.clone(), &args.dir.data_dir);
         return executions::ask_server(&url, name, action, &form).await;
     }

@@ -462,3 +462,111 @@ fn aws_without_a_region_or_credentials_is_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("`orders` is not a state machine ARN"), "{err}");
 }
+
+/// A state machine of one state on moto.
+async fn machine_of(clients: &orders_aws::AwsClients, state: Value) -> String {
+    let definition = serde_json::json!({ "StartAt": "Only", "States": { "Only": state } });
+    clients
+        .sfn()
+        .create_state_machine()
+        .name(unique("orders-act"))
+        .definition(definition.to_string())
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/orders-workflow",
+            moto::ACCOUNT
+        ))
+        .send()
+        .await
+        .expect("create the state machine on moto")
+        .state_machine_arn()
+        .to_string()
+}
+
+/// `executions stop|redrive --aws`: StopExecution on Step Functions, the same one-line
+/// refusals as locally for a status that rules the action out, and the standard "not found".
+/// (moto has no RedriveExecution: a redrive that reaches the service is tested on the local
+/// engine, in tests/workflow.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_are_stopped_on_aws_and_refusals_are_one_line() {
+    let clients = aws_support::clients().await;
+    let waits = machine_of(
+        &clients,
+        serde_json::json!({ "Type": "Wait", "Seconds": 600, "End": true }),
+    )
+    .await;
+    let name = unique("01JSTOP");
+    clients
+        .sfn()
+        .start_execution()
+        .state_machine_arn(&waits)
+        .name(&name)
+        .input("{}")
+        .send()
+        .await
+        .expect("StartExecution on moto");
+    let aws = Where::Aws(&waits);
+    assert_eq!(json(&["show", &name, "--json"], &aws)["status"], "RUNNING");
+
+    let out = ok(
+        &["stop", &name, "--error", "Halted", "--cause", "by the test"],
+        &aws,
+    );
+    let arn = format!(
+        "{}:{name}",
+        waits.replacen(":stateMachine:", ":execution:", 1)
+    );
+    assert!(
+        out.starts_with(&format!(
+            "stopped: {arn} (`orders executions show {name} --aws` follows it)\n"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("console: https://"), "{out}");
+    let shown = json(&["show", &name, "--json"], &aws);
+    assert_eq!(shown["status"], "ABORTED", "{shown}");
+    assert!(shown["stopDate"].is_string(), "{shown}");
+
+    // Stopped already: refused before any call, in the local engine's words.
+    assert_eq!(
+        fails(&["stop", &name], &aws),
+        (1, "error: Execution Not Running: it is ABORTED".to_string())
+    );
+    for cmd in ["stop", "redrive"] {
+        assert_eq!(
+            fails(&[cmd, "no-such-order"], &aws),
+            (1, "error: no execution named no-such-order".to_string())
+        );
+    }
+
+    // A succeeded execution is not redrivable; a running one neither.
+    let passes = machine_of(&clients, serde_json::json!({ "Type": "Pass", "End": true })).await;
+    let done = unique("01JDONE");
+    let input = order_workflow::input(&done);
+    let (run, _) = workflow::run_on_moto(&clients, &passes, &done, &input).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(
+        fails(&["redrive", &done], &Where::Aws(&passes)),
+        (
+            1,
+            "error: Execution Not Redrivable: it is SUCCEEDED".to_string()
+        )
+    );
+    let running = unique("01JRUN");
+    clients
+        .sfn()
+        .start_execution()
+        .state_machine_arn(&waits)
+        .name(&running)
+        .send()
+        .await
+        .expect("StartExecution on moto");
+    assert_eq!(
+        fails(&["redrive", &running], &aws),
+        (
+            1,
+            "error: Execution Not Redrivable: it is RUNNING".to_string()
+        )
+    );
+    // Nothing left waiting on the shared moto.
+    ok(&["stop", &running], &aws);
+}

@@ -8,7 +8,9 @@ use aws_sdk_sfn::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sfn::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
 use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
+use aws_sdk_sfn::operation::redrive_execution::RedriveExecutionError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_sdk_sfn::operation::stop_execution::StopExecutionError;
 use aws_sdk_sfn::primitives::DateTime;
 use aws_sdk_sfn::types::ExecutionStatus;
 use orders_domain::ports::{StartOutcome, WorkflowError, WorkflowStarter};
@@ -113,6 +115,10 @@ pub enum InspectError {
         "`{0}` is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"
     )]
     InvalidArn(String),
+    /// Step Functions refused a stop or a redrive; its own words (`Execution Not
+    /// Redrivable: …`).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// One row of ListExecutions, in its AWS JSON field names; dates as RFC 3339 UTC.
@@ -293,6 +299,61 @@ impl SfnInspector {
         })
     }
 
+    /// StopExecution: a running execution ends `ABORTED` with `error` and `cause`; returns
+    /// its stop date.
+    pub async fn stop_execution(
+        &self,
+        execution_arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<Timestamp, InspectError> {
+        let out = self
+            .client
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .set_error(error)
+            .set_cause(cause)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(StopExecutionError::ExecutionDoesNotExist(_)) => {
+                    InspectError::NotFound(execution_arn.to_string())
+                }
+                Some(StopExecutionError::ValidationException(v)) => {
+                    InspectError::Refused(refusal("Validation", v.message()))
+                }
+                _ => InspectError::Unavailable(describe(&e)),
+            })?;
+        timestamp(out.stop_date())
+    }
+
+    /// RedriveExecution: a failed, timed-out or aborted execution goes on from the state
+    /// that did not finish (the service decides whether it may); returns the redrive date.
+    pub async fn redrive_execution(&self, execution_arn: &str) -> Result<Timestamp, InspectError> {
+        let out = self
+            .client
+            .redrive_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(RedriveExecutionError::ExecutionDoesNotExist(_)) => {
+                    InspectError::NotFound(execution_arn.to_string())
+                }
+                Some(RedriveExecutionError::ExecutionNotRedrivable(v)) => {
+                    InspectError::Refused(refusal("Execution Not Redrivable", v.message()))
+                }
+                Some(RedriveExecutionError::ExecutionLimitExceeded(v)) => {
+                    InspectError::Refused(refusal("Execution Limit Exceeded", v.message()))
+                }
+                Some(RedriveExecutionError::ValidationException(v)) => {
+                    InspectError::Refused(refusal("Validation", v.message()))
+                }
+                _ => InspectError::Unavailable(describe(&e)),
+            })?;
+        timestamp(out.redrive_date())
+    }
+
     /// Every history event (all pages, oldest first), each as AWS's JSON renders it:
     /// `{"id", "previousEventId", "timestamp", "type", "<x>EventDetails": {…}}`, with the
     /// timestamp as RFC 3339 UTC with milliseconds (the local engine's rendering).
@@ -404,6 +465,14 @@ fn normalise_timestamp(v: &Value) -> Result<String, InspectError> {
         other => return Err(InspectError::Corrupt(format!("timestamp {other}"))),
     };
     Ok(Timestamp(millis).to_string())
+}
+
+/// `Title: the service's message` (its error code's words when it sent no message).
+fn refusal(title: &str, message: Option<&str>) -> String {
+    match message.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(m) => format!("{title}: {m}"),
+        None => title.to_string(),
+    }
 }
 
 fn timestamp(dt: &DateTime) -> Result<Timestamp, InspectError> {

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 /// `--aws` and the state machine it reads.
 #[derive(Debug, clap::Args)]
 pub struct AwsArgs {
-    /// Read the executions from AWS Step Functions (standard credential chain) instead of
-    /// the local data dir.
+    /// Read (or stop, or redrive) the executions on AWS Step Functions (standard
+    /// credential chain) instead of the local data dir.
     #[arg(long, global = true)]
     pub aws: bool,
     /// The state machine for --aws (the stack's `StateMachineArn` output).
@@ -297,13 +297,12 @@ pub async fn ask_server(
         .await?;
     let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     if (200..300).contains(&reply.status) {
-        let arn = answer["executionArn"].as_str().unwrap_or(name);
-        let done = if action == "stop" {
-            "stopped"
-        } else {
-            "redriven"
-        };
-        println!("{done}: {arn} (`orders executions show {name}` follows it)");
+        done(
+            action,
+            answer["executionArn"].as_str().unwrap_or(name),
+            name,
+            "",
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let why = answer["detail"]
@@ -311,4 +310,68 @@ pub async fn ask_server(
         .map(str::to_string)
         .unwrap_or_else(|| format!("the server answered {}", reply.status));
     anyhow::bail!("{why}")
+}
+
+/// The line a stop or a redrive ends with.
+fn done(action: &str, arn: &str, name: &str, flags: &str) {
+    let done = if action == "stop" {
+        "stopped"
+    } else {
+        "redriven"
+    };
+    println!("{done}: {arn} (`orders executions show {name}{flags}` follows it)");
+}
+
+/// `stop` or `redrive` on Step Functions (`--aws`). A status that rules it out is refused
+/// up front in the local engine's words; otherwise the service decides (a redrive's
+/// other rules: its age, its count, the redrive status).
+pub async fn act_on_aws(
+    source: &Source,
+    name: &str,
+    action: &str,
+    error: Option<String>,
+    cause: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let Source::Aws(sfn) = source else {
+        anyhow::bail!("{action} --aws needs Step Functions");
+    };
+    anyhow::ensure!(
+        !name.trim().is_empty(),
+        "the execution name must not be empty"
+    );
+    let arn = source.arn_of(sfn, name);
+    let d = sfn
+        .describe_execution(&arn)
+        .await
+        .map_err(|e| aws_error(name, e))?;
+    let status = d.status.as_str();
+    if action == "stop" {
+        anyhow::ensure!(
+            matches!(status, "RUNNING" | "PENDING_REDRIVE"),
+            "Execution Not Running: it is {status}"
+        );
+        sfn.stop_execution(&arn, error, cause)
+            .await
+            .map_err(|e| aws_error(name, e))?;
+    } else {
+        anyhow::ensure!(
+            !matches!(status, "RUNNING" | "SUCCEEDED" | "PENDING_REDRIVE"),
+            "Execution Not Redrivable: it is {status}"
+        );
+        if d.redrive_status.as_deref() == Some("NOT_REDRIVABLE") {
+            let why = d
+                .redrive_status_reason
+                .as_deref()
+                .unwrap_or("the service says so");
+            anyhow::bail!("Execution Not Redrivable: {why}");
+        }
+        sfn.redrive_execution(&arn)
+            .await
+            .map_err(|e| aws_error(name, e))?;
+    }
+    done(action, &arn, name, " --aws");
+    if let Some(url) = orders_aws::sfn::console_url_for(&arn) {
+        println!("console: {url}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
