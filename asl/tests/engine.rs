@@ -5,7 +5,7 @@ use asl::{
     ResourceRegistry, TaskContext, TaskFuture,
 };
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 const TASK: &str = r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sns:publish",
@@ -666,37 +666,149 @@ fn redrive_goes_on_from_the_state_that_failed() {
     ));
 }
 
-/// Redriving a failure inside a Parallel state would run its succeeded branches again:
-/// refused, and nothing is recorded.
+/// A redrive inside a Parallel state runs again only the branches that failed or were
+/// cut short (as AWS does); the branch that succeeded is replayed, its task not invoked
+/// again. Both for a branch that failed and for an execution stopped mid-Parallel.
 #[test]
-fn redrive_inside_a_parallel_is_refused() {
+fn redrive_inside_a_parallel_reruns_only_the_unfinished_branches() {
+    // sqs: 0 fails, 1 never answers, 2 answers.
+    let mode = Arc::new(AtomicU32::new(0));
+    let (sns_calls, sqs_calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let mut reg = ResourceRegistry::new();
+    let c = sns_calls.clone();
     reg.register(
         "arn:aws:states:::sns:publish",
-        Arc::new(|_p: Value, _c: TaskContext| -> TaskFuture {
-            Box::pin(async { Err(Failure::new("Broken", "always")) })
+        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+            c.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(json!("sent")) })
+        }),
+    );
+    let (m, c) = (mode.clone(), sqs_calls.clone());
+    reg.register(
+        "arn:aws:states:::sqs:sendMessage",
+        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+            c.fetch_add(1, Ordering::SeqCst);
+            match m.load(Ordering::SeqCst) {
+                0 => Box::pin(async { Err(Failure::new("Broken", "the queue is down")) }),
+                1 => Box::pin(futures_util::future::pending()),
+                _ => Box::pin(async { Ok(json!("queued")) }),
+            }
         }),
     );
     let engine = Engine::builder().resources(reg).build();
     let sm = engine
         .state_machine(
             "m",
-            r#"{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[
-              {"StartAt":"A","States":{"A":{"Type":"Pass","End":true}}},
-              {"StartAt":"B","States":{"B":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}}]}}}"#,
+            r#"{"StartAt":"P","States":{"P":{"Type":"Parallel","Next":"Done","Branches":[
+              {"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}},
+              {"StartAt":"B","States":{"B":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage","End":true}}}]},
+              "Done":{"Type":"Pass","End":true}}}"#,
         )
         .unwrap();
-    let h = engine.start_execution(&sm, "e", json!({})).unwrap();
+    let counts = || {
+        (
+            sns_calls.load(Ordering::SeqCst),
+            sqs_calls.load(Ordering::SeqCst),
+        )
+    };
+
+    // B fails: the execution fails; redriven, B runs again and A does not.
+    let h = engine.start_execution(&sm, "failed", json!({})).unwrap();
     assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
-    let before = engine.history(&h.execution_arn).unwrap().len();
-    match engine.redrive_execution(&h.execution_arn) {
-        Err(RedriveError::NotRedrivable(why)) => assert!(why.contains("Parallel"), "{why}"),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(engine.history(&h.execution_arn).unwrap().len(), before);
-    let rec = engine
-        .describe_execution(&h.execution_arn)
+    assert_eq!(counts(), (1, 1));
+    mode.store(2, Ordering::SeqCst);
+    let out = engine
+        .redrive_execution(&h.execution_arn)
         .unwrap()
+        .poll_now()
         .unwrap();
-    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
+    assert_eq!(out.output, Some(json!(["sent", "queued"])));
+    assert_eq!(counts(), (1, 2), "A once, B twice");
+    let types: Vec<String> = engine
+        .history(&h.execution_arn)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!(count("ParallelStateEntered"), 1, "{types:?}");
+    assert_eq!(count("ParallelStateFailed"), 1);
+    assert_eq!(count("ParallelStateSucceeded"), 1);
+    assert_eq!(count("TaskSucceeded"), 2, "A before, B after the redrive");
+
+    // Stopped while B waits: ABORTED; redriven, B runs again and A does not.
+    mode.store(1, Ordering::SeqCst);
+    let h = engine.start_execution(&sm, "stopped", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    assert_eq!(counts(), (2, 3));
+    assert!(engine.stop_execution(&h.execution_arn, None, None));
+    assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Aborted);
+    mode.store(2, Ordering::SeqCst);
+    let out = engine
+        .redrive_execution(&h.execution_arn)
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
+    assert_eq!(out.output, Some(json!(["sent", "queued"])));
+    assert_eq!(counts(), (2, 4), "A once, B twice");
+}
+
+/// Inside an inline Map, a redrive runs again only the iterations that failed.
+#[test]
+fn redrive_inside_a_map_reruns_only_the_failed_iterations() {
+    let broken = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = ResourceRegistry::new();
+    let (b, c) = (broken.clone(), calls.clone());
+    reg.register(
+        "arn:aws:states:::sns:publish",
+        Arc::new(move |p: Value, _c: TaskContext| -> TaskFuture {
+            c.lock().unwrap().push(p.clone());
+            if p == json!(2) && b.load(Ordering::SeqCst) {
+                Box::pin(async { Err(Failure::new("Broken", "item 2")) })
+            } else {
+                Box::pin(async move { Ok(p) })
+            }
+        }),
+    );
+    let engine = Engine::builder().resources(reg).build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"Each","States":{"Each":{"Type":"Map","End":true,"ItemsPath":"$.items",
+              "ItemProcessor":{"StartAt":"Send","States":{
+                "Send":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","InputPath":"$","End":true}}}}}}"#,
+        )
+        .unwrap();
+    let h = engine
+        .start_execution(&sm, "e", json!({"items": [1, 2, 3]}))
+        .unwrap();
+    assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
+    broken.store(false, Ordering::SeqCst);
+    let before = calls.lock().unwrap().len();
+    let out = engine
+        .redrive_execution(&h.execution_arn)
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
+    assert_eq!(out.output, Some(json!([1, 2, 3])));
+    let again: Vec<Value> = calls.lock().unwrap()[before..].to_vec();
+    // The first attempt: 1 succeeded, 2 failed, and 3 was cut short before its task (the
+    // tasks answer at once, so one poll decides). The redrive: 2 again, 3 for the first
+    // time, 1 replayed.
+    assert_eq!(calls.lock().unwrap()[..before], [json!(1), json!(2)]);
+    assert_eq!(again, [json!(2), json!(3)]);
+    let succeeded = engine
+        .history(&h.execution_arn)
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "MapIterationSucceeded")
+        .count();
+    assert_eq!(
+        succeeded, 3,
+        "each iteration succeeded once, over both attempts"
+    );
 }
