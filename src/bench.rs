@@ -64,6 +64,7 @@ pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         allowed_hosts: vec![],
         allowed_origins: vec![],
         auth: false,
+        throttle: false,
     })
     .await?;
     let addr = runtime.addr;

@@ -128,6 +128,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             allowed_hosts: vec![],
             allowed_origins: vec![],
             auth: false,
+            throttle: false,
         },
         WorkflowOptions {
             mail_files: args.mail_files,

@@ -12,3 +12,4 @@ pub mod replay;
 pub mod runtime;
 pub mod sample;
 pub mod seed;
+pub mod throttle;

@@ -69,6 +69,10 @@ enum Cmd {
         /// own orders, as on AWS.
         #[arg(long, env = "ORDERS_AUTH")]
         auth: bool,
+        /// Play the deployed stage's throttling: each API route takes 100 requests/s with
+        /// bursts of 200 (template.yaml's DefaultRouteSettings), and answers 429 beyond.
+        #[arg(long, env = "ORDERS_THROTTLE")]
+        throttle: bool,
         #[command(flatten)]
         workflow: workflow_cmd::WorkflowArgs,
     },
@@ -231,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allowed_hosts,
             allowed_origins,
             auth,
+            throttle,
             workflow,
         } => {
             let config = RuntimeConfig {
@@ -240,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allowed_hosts,
                 allowed_origins,
                 auth,
+                throttle,
             };
             serve(config, workflow.options()?).await
         }

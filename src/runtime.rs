@@ -44,6 +44,9 @@ pub struct RuntimeConfig {
     /// Play the deployed stack's authorizers (`--auth`, see [`crate::local_auth`]): the
     /// order routes want a token from `orders token`, and the API's access rules apply.
     pub auth: bool,
+    /// Play the deployed stage's request throttling (`--throttle`, see
+    /// [`crate::throttle`]): 429 once a route's bucket is empty.
+    pub throttle: bool,
 }
 
 /// The file a local runtime (`orders serve`) locks for as long as it runs: one data dir
@@ -312,10 +315,13 @@ impl Runtime {
                 .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
             redrive: redriver,
         };
-        let api_router = match auth_key {
+        let mut api_router = match auth_key {
             Some(key) => crate::local_auth::guard(api::router(api), key),
             None => api::router(api),
         };
+        if config.throttle {
+            api_router = crate::throttle::guard(api_router);
+        }
         let router = crate::browser_guard::guard(
             api_router.merge(crate::console::router(console)),
             &config.allowed_hosts,

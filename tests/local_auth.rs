@@ -51,6 +51,7 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
         allowed_hosts: vec![],
         allowed_origins: vec![],
         auth: true,
+        throttle: false,
     })
     .await
     .expect("runtime starts");

@@ -630,3 +630,22 @@ fn cors_on_aws_allows_what_the_local_server_allows() {
     );
     assert_eq!(names(&branches[1]["AllowMethods"]), ["get", "post"]);
 }
+
+/// `orders serve --throttle` plays the stage's throttling with the template's figures.
+#[test]
+fn the_local_throttle_is_the_stages() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .expect("template.yaml");
+    let template: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let settings = &template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(
+        settings["ThrottlingRateLimit"].as_u64(),
+        Some(u64::from(orders::throttle::RATE_PER_SECOND)),
+        "{settings:?}"
+    );
+    assert_eq!(
+        settings["ThrottlingBurstLimit"].as_u64(),
+        Some(u64::from(orders::throttle::BURST)),
+        "{settings:?}"
+    );
+}

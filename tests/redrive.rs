@@ -20,6 +20,7 @@ async fn start(dir: &std::path::Path) -> Runtime {
             allowed_hosts: vec![],
             allowed_origins: vec![],
             auth: false,
+            throttle: false,
         },
         workflow_options(),
     )

@@ -1038,6 +1038,7 @@ async fn a_seeded_history_is_served_without_firing_its_workflows() {
             allowed_hosts: vec![],
             allowed_origins: vec![],
             auth: false,
+            throttle: false,
         },
         workflow_options(),
     )

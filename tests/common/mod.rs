@@ -19,16 +19,20 @@ pub async fn serve() -> Served {
 }
 
 pub async fn start_in(path: &std::path::Path) -> Runtime {
-    Runtime::start(RuntimeConfig {
+    Runtime::start(config(path)).await.expect("runtime starts")
+}
+
+/// `orders serve`'s defaults on an ephemeral port, on `path`.
+pub fn config(path: &std::path::Path) -> RuntimeConfig {
+    RuntimeConfig {
         addr: "127.0.0.1:0".parse().expect("addr"),
         data_dir: path.to_path_buf(),
         observer: None,
         allowed_hosts: vec![],
         allowed_origins: vec![],
         auth: false,
-    })
-    .await
-    .expect("runtime starts")
+        throttle: false,
+    }
 }
 
 pub async fn connect(s: &Runtime) -> Connection {
@@ -114,6 +118,7 @@ pub async fn serve_workflow_for(
             allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
             allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
             auth: false,
+            throttle: false,
         },
         options,
     )
