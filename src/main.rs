@@ -20,6 +20,7 @@ mod aws_access;
 mod aws_dead_letters;
 mod bench_e2e;
 mod projections_cmd;
+mod replay_aws;
 mod replay_cmd;
 mod states_cmd;
 mod workflow_cmd;

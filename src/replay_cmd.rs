@@ -36,10 +36,23 @@ pub struct ReplayArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 5_000)]
     chunk: usize,
-    /// Replay on AWS: scan the DynamoDB event table (EVENTS_TABLE) into a fresh read-model
-    /// table next to READ_MODELS_TABLE (standard credential chain, AWS_ENDPOINT_URL honoured).
+    /// Replay on AWS: scan the DynamoDB event table into a fresh read-model table next to
+    /// the one readers use, catch it up, and with --stack switch readers to it (standard
+    /// credential chain, AWS_ENDPOINT_URL honoured).
     #[arg(long)]
     aws: bool,
+    /// With --aws: the stack (the name given to `sam deploy`) whose tables to replay and
+    /// whose readers to switch; without it, EVENTS_TABLE and READ_MODELS_TABLE name the
+    /// tables and readers are not switched.
+    #[arg(long, env = "ORDERS_STACK", requires = "aws")]
+    stack: Option<String>,
+    /// With --aws --stack: rebuild and catch up, but leave readers where they are.
+    #[arg(long, requires = "aws")]
+    no_switch: bool,
+    /// With --aws: only bring TABLE up to date with the event table (after switching
+    /// readers to it by hand).
+    #[arg(long, value_name = "TABLE", requires = "aws", conflicts_with_all = ["resume", "target_table", "drop_old"])]
+    catch_up: Option<String>,
     /// Parallel Scan segments (with --aws).
     #[arg(long, default_value_t = 4, requires = "aws")]
     segments: u32,
@@ -110,7 +123,7 @@ pub(crate) async fn open_existing(data_dir: &Path) -> anyhow::Result<LocalStores
 /// A progress bar on a terminal; a plain line every couple of seconds otherwise. Counts
 /// one thing at a time (events; on AWS events scanned, then orders written): a new unit
 /// starts the rate and the ETA over from where it stands.
-struct Progress {
+pub(crate) struct Progress {
     what: String,
     bar: Option<ProgressBar>,
     state: std::sync::Mutex<Phase>,
@@ -144,7 +157,7 @@ fn bar_style(unit: &str) -> ProgressStyle {
 }
 
 impl Progress {
-    fn new(what: &str) -> Self {
+    pub(crate) fn new(what: &str) -> Self {
         const FIRST: &str = "events";
         let bar = std::io::stderr().is_terminal().then(|| {
             // Hidden until the first count (an empty bar would show as full).
@@ -160,7 +173,7 @@ impl Progress {
         }
     }
 
-    fn update(&self, unit: &'static str, done: u64, total: u64) {
+    pub(crate) fn update(&self, unit: &'static str, done: u64, total: u64) {
         let mut phase = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let new_unit = phase.unit != unit;
         if new_unit {
@@ -197,11 +210,11 @@ impl Progress {
     }
 
     /// Events read of `total`.
-    fn events(&self, done: u64, total: u64) {
+    pub(crate) fn events(&self, done: u64, total: u64) {
         self.update("events", done, total);
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
@@ -416,65 +429,32 @@ async fn append_seed(stores: &LocalStores, orders: u64, concurrency: usize) -> a
     Ok(())
 }
 
-/// `orders replay --aws`: the DynamoDB replay into a fresh table (blue/green on AWS means
-/// pointing READ_MODELS_TABLE at it; the summary says how).
+/// `orders replay --aws` (see [`crate::replay_aws`]).
 async fn replay_aws(
     args: ReplayArgs,
     projections: Vec<ProjectionName>,
 ) -> anyhow::Result<ExitCode> {
-    use orders_aws::replay::{AwsReplayOptions, ReplayPhase, replay_to_table};
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .with_context(|| format!("{name} is not set (the DynamoDB table to replay with --aws)"))
-    };
-    let events_table = var("EVENTS_TABLE")?;
-    let source_table = var("READ_MODELS_TABLE")?;
-    let opts = AwsReplayOptions {
+    let options = orders_aws::replay::AwsReplayOptions {
         segments: args.segments,
         rate_limit: args.rate_limit,
         skip_undecodable: args.skip_undecodable,
-        projections,
+        projections: projections.clone(),
         target_table: args.target_table.clone(),
         reuse_target: args.resume,
         ..Default::default()
     };
-    if args.dry_run {
-        println!("dry run: nothing will be changed");
-        println!(
-            "  scan {events_table} in {} segments, fold every order, write {} with BatchWriteItem",
-            opts.segments,
-            opts.target_table
-                .clone()
-                .unwrap_or_else(|| format!("a new table next to {source_table}"))
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let clients = crate::aws_access::clients().await?;
-    let progress = Progress::new("replay --aws");
-    let summary = replay_to_table(
-        &clients.dynamodb,
-        &events_table,
-        &source_table,
-        &opts,
-        |p| match p.phase {
-            ReplayPhase::Scanning => progress.events(
-                p.events_read,
-                p.events_estimate
-                    .unwrap_or(p.events_read)
-                    .max(p.events_read),
-            ),
-            ReplayPhase::Writing => progress.update(
-                "orders written",
-                p.orders_written,
-                p.orders_total.unwrap_or(p.orders_written),
-            ),
-        },
-    )
-    .await;
-    progress.finish();
-    let summary = summary?;
-    println!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    let stack = args
+        .stack
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    crate::replay_aws::run(crate::replay_aws::AwsReplay {
+        projections,
+        stack,
+        switch: !args.no_switch,
+        drop_old: args.drop_old,
+        dry_run: args.dry_run,
+        catch_up_only: args.catch_up,
+        options,
+    })
+    .await
 }

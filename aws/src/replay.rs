@@ -35,8 +35,8 @@
 //! that is how `--resume` works on AWS. The live table is never written.
 //!
 //! **Switching readers** is a deployment parameter, not something this function does:
-//! point `READ_MODELS_TABLE` of the api and projector functions at the new table and
-//! redeploy. Events appended while the replay ran may or may not have been read (a Scan is
+//! the stack's `ActiveReadModelsTable` points `READ_MODELS_TABLE` of the api and projector
+//! functions at the new table (`orders replay --aws --stack` updates it). Events appended while the replay ran may or may not have been read (a Scan is
 //! not a snapshot); every order in the new table is consistent with itself (its view,
 //! tracker and its share of the counters reflect the same versions), so the live
 //! projector's version-guarded `apply` can bring it up to date without double counting:
@@ -207,7 +207,8 @@ pub enum ReplayError {
     Schema(#[from] SchemaError),
 }
 
-/// What a replay did. Its `Display` is the closing summary, including how to switch.
+/// What a replay did. Its `Display` is the closing summary; [`ReplaySummary::switch_hint`]
+/// says how to switch readers when the caller does not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplaySummary {
     pub events_table: String,
@@ -237,13 +238,14 @@ impl ReplaySummary {
         }
     }
 
-    /// The switch is a deployment parameter: this says which.
+    /// The switch is the stack's `ActiveReadModelsTable` parameter: this says how to set
+    /// it by hand.
     pub fn switch_hint(&self) -> String {
         format!(
-            "readers still use {}; to switch, deploy the api and projector functions with \
-             READ_MODELS_TABLE={} (run catch_up before and after the switch); the old table \
-             stays until you delete it",
-            self.source_table, self.target_table
+            "readers still use {}; `orders replay --aws --stack NAME` switches them itself, or \
+             deploy the stack with --parameter-overrides ActiveReadModelsTable={} and then run \
+             `orders replay --aws --catch-up {}` for what the old table got meanwhile",
+            self.source_table, self.target_table, self.target_table
         )
     }
 }
@@ -270,7 +272,7 @@ impl fmt::Display for ReplaySummary {
         for p in &self.parked {
             writeln!(f, "parked {}: {}", p.key, p.reason)?;
         }
-        write!(f, "{}", self.switch_hint())
+        Ok(())
     }
 }
 

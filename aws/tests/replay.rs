@@ -280,9 +280,10 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     assert_eq!(summary.items_written, 100 + summary.daily_sales_rows);
     assert!(
         summary
-            .to_string()
-            .contains(&format!("READ_MODELS_TABLE={}", summary.target_table))
+            .switch_hint()
+            .contains(&format!("ActiveReadModelsTable={}", summary.target_table))
     );
+    assert!(summary.to_string().contains(&summary.target_table));
 
     let seen = seen.into_inner().unwrap();
     let last = seen.last().copied().unwrap();

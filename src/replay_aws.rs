@@ -1,0 +1,331 @@
+//! `orders replay --aws`: blue/green on DynamoDB. The event table is scanned into a fresh
+//! read-model table, which is then caught up with what was appended meanwhile. With
+//! `--stack`, readers are switched to it: the stack's `ActiveReadModelsTable` parameter
+//! (template unchanged, every other parameter kept) points the api and projector
+//! functions at the new table, and a second catch-up covers what the old table got
+//! between the first one and the switch. The old table stays until `--drop-old`, which
+//! drops it only if a replay made it (the stack's own table is CloudFormation's).
+
+use crate::replay_cmd::Progress;
+use anyhow::Context;
+use aws_sdk_cloudformation::error::DisplayErrorContext;
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use orders_aws::replay::{
+    AwsReplayOptions, CatchUpSummary, ReplayPhase, ReplayProgress, catch_up, replay_to_table,
+};
+use orders_aws::{AwsClients, DynamoReadModels, Endpoints};
+use orders_domain::projection::ProjectionName;
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// The template parameter that names the table readers use.
+pub const ACTIVE_TABLE_PARAMETER: &str = "ActiveReadModelsTable";
+
+/// How long a switch may take before the command gives up waiting (CloudFormation goes on).
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What `orders replay --aws` was asked.
+pub struct AwsReplay {
+    pub projections: Vec<ProjectionName>,
+    pub stack: Option<String>,
+    pub switch: bool,
+    pub drop_old: bool,
+    pub dry_run: bool,
+    /// Only bring this table up to date (after a switch by hand).
+    pub catch_up_only: Option<String>,
+    pub options: AwsReplayOptions,
+}
+
+/// Where the tables are: the stack's outputs, or the functions' own variables.
+struct Tables {
+    events: String,
+    /// The one readers use now.
+    active: String,
+}
+
+pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
+    let sdk = crate::aws_access::sdk_config(true).await?;
+    let tables = match &req.stack {
+        Some(stack) => {
+            let outputs = crate::workflow_cmd::executions::stack_outputs(&sdk, stack).await?;
+            let output = |key: &str| {
+                outputs
+                    .get(key)
+                    .cloned()
+                    .with_context(|| format!("stack {stack} has no {key} output"))
+            };
+            Tables {
+                events: output("EventsTableName")?,
+                active: output("ReadModelsTableName")?,
+            }
+        }
+        None => {
+            let var = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .with_context(|| {
+                        format!("{name} is not set (the DynamoDB table to replay with --aws; or pass --stack NAME)")
+                    })
+            };
+            Tables {
+                events: var("EVENTS_TABLE")?,
+                active: var("READ_MODELS_TABLE")?,
+            }
+        }
+    };
+    let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
+    if let Some(table) = &req.catch_up_only {
+        if req.dry_run {
+            println!("dry run: nothing will be changed");
+            println!(
+                "  scan {} and apply to {table} the events it has not applied",
+                tables.events
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let caught = bring_up_to_date(&clients, &tables.events, table, &req).await?;
+        println!(
+            "caught up {table}: {} events read, {} applied, in {:.1} s",
+            caught.events_read,
+            caught.events_applied,
+            caught.elapsed.as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let switching = req.switch && req.stack.is_some();
+    if req.dry_run {
+        println!("dry run: nothing will be changed");
+        println!(
+            "  scan {} in {} segments, fold every order, write {} with BatchWriteItem, then catch it up",
+            tables.events,
+            req.options.segments,
+            req.options
+                .target_table
+                .clone()
+                .unwrap_or_else(|| format!("a new table next to {}", tables.active))
+        );
+        match (&req.stack, switching) {
+            (Some(stack), true) => println!(
+                "  switch readers: update stack {stack}'s {ACTIVE_TABLE_PARAMETER} (its template and other parameters kept), then catch up once more{}",
+                if req.drop_old {
+                    "; then drop the old table if a replay made it"
+                } else {
+                    ""
+                }
+            ),
+            _ => println!("  leave readers on {}", tables.active),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // A stack that cannot be switched is refused before anything is built.
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let params = match req.stack.as_deref().filter(|_| switching) {
+        Some(stack) => Some(stack_parameters(&cfn, stack).await?),
+        None => None,
+    };
+
+    let progress = Progress::new("replay --aws");
+    let built = replay_to_table(
+        &clients.dynamodb,
+        &tables.events,
+        &tables.active,
+        &req.options,
+        |p| show(&progress, p),
+    )
+    .await;
+    progress.finish();
+    let built = built?;
+    print!("{built}");
+    let target = built.target_table.clone();
+    let caught = bring_up_to_date(&clients, &tables.events, &target, &req).await?;
+    println!(
+        "caught up {target}: {} events appended meanwhile applied",
+        caught.events_applied
+    );
+    let (Some(stack), Some(params)) = (req.stack.as_deref(), params) else {
+        println!("{}", built.switch_hint());
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    switch_readers(&cfn, stack, &params, &target).await?;
+    let caught = bring_up_to_date(&clients, &tables.events, &target, &req).await?;
+    println!(
+        "switched readers from {} to {target} (stack {stack}); caught up {} more events",
+        tables.active, caught.events_applied
+    );
+    if req.drop_old {
+        match params.active {
+            // A table a replay made, and readers have left it.
+            Some(old) if old != target => {
+                clients
+                    .dynamodb
+                    .delete_table()
+                    .table_name(&old)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("dropping {old}: {}", DisplayErrorContext(e)))?;
+                println!("dropped {old}");
+            }
+            _ => println!(
+                "{} stays: it is the stack's own table (CloudFormation's to delete)",
+                tables.active
+            ),
+        }
+    } else {
+        println!(
+            "{} stays until you drop it (`--drop-old` on the next replay)",
+            tables.active
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(progress: &Progress, p: ReplayProgress) {
+    match p.phase {
+        ReplayPhase::Scanning => progress.events(
+            p.events_read,
+            p.events_estimate
+                .unwrap_or(p.events_read)
+                .max(p.events_read),
+        ),
+        ReplayPhase::Writing => progress.update(
+            "orders written",
+            p.orders_written,
+            p.orders_total.unwrap_or(p.orders_written),
+        ),
+    }
+}
+
+async fn bring_up_to_date(
+    clients: &AwsClients,
+    events: &str,
+    table: &str,
+    req: &AwsReplay,
+) -> anyhow::Result<CatchUpSummary> {
+    let target =
+        DynamoReadModels::new(clients.dynamodb.clone(), table).with_projections(&req.projections);
+    let progress = Progress::new("catch-up");
+    let caught = catch_up(&clients.dynamodb, events, &target, &req.options, |p| {
+        show(&progress, p)
+    })
+    .await;
+    progress.finish();
+    let caught = caught.with_context(|| format!("catching up {table}"))?;
+    for p in &caught.parked {
+        println!("parked {}: {}", p.key, p.reason);
+    }
+    Ok(caught)
+}
+
+/// The stack's parameters, checked for [`ACTIVE_TABLE_PARAMETER`] before anything is built.
+struct StackParameters {
+    values: HashMap<String, String>,
+    /// The table readers use unless it is the stack's own (`None`).
+    active: Option<String>,
+}
+
+async fn stack_parameters(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> anyhow::Result<StackParameters> {
+    let values: HashMap<String, String> = describe(cfn, stack)
+        .await?
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let active = values.get(ACTIVE_TABLE_PARAMETER).with_context(|| {
+        format!(
+            "stack {stack} has no {ACTIVE_TABLE_PARAMETER} parameter, so its readers cannot be switched: deploy the current template.yaml first, or pass --no-switch"
+        )
+    })?;
+    let active = Some(active.clone()).filter(|a| !a.is_empty());
+    Ok(StackParameters { values, active })
+}
+
+/// Points the stack's readers at `table`: UpdateStack with the previous template, every
+/// parameter as it was but [`ACTIVE_TABLE_PARAMETER`]; waits for the update.
+async fn switch_readers(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    params: &StackParameters,
+    table: &str,
+) -> anyhow::Result<()> {
+    let mut keep: Vec<Parameter> = params
+        .values
+        .keys()
+        .filter(|k| k.as_str() != ACTIVE_TABLE_PARAMETER)
+        .map(|k| {
+            Parameter::builder()
+                .parameter_key(k)
+                .use_previous_value(true)
+                .build()
+        })
+        .collect();
+    keep.push(
+        Parameter::builder()
+            .parameter_key(ACTIVE_TABLE_PARAMETER)
+            .parameter_value(table)
+            .build(),
+    );
+    cfn.update_stack()
+        .stack_name(stack)
+        .use_previous_template(true)
+        .set_parameters(Some(keep))
+        // The template's IAM roles, and the SAM transform it is deployed through.
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityAutoExpand)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "switching readers (UpdateStack {stack}): {}; readers still use the old table",
+                DisplayErrorContext(e)
+            )
+        })?;
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let s = describe(cfn, stack).await?;
+        match s.stack_status() {
+            Some(StackStatus::UpdateComplete) => return Ok(()),
+            Some(status) if status.as_str().ends_with("_IN_PROGRESS") => {}
+            other => anyhow::bail!(
+                "switching readers: stack {stack} is {} ({}); readers still use the old table",
+                other.map_or("in an unknown state", |s| s.as_str()),
+                s.stack_status_reason().unwrap_or("no reason given")
+            ),
+        }
+        anyhow::ensure!(
+            started.elapsed() < SWITCH_TIMEOUT,
+            "switching readers: stack {stack} is still updating after {} minutes; when it is done, run `orders replay --aws --catch-up {table}`",
+            SWITCH_TIMEOUT.as_secs() / 60
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn describe(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> anyhow::Result<aws_sdk_cloudformation::types::Stack> {
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading stack {stack}: {}", DisplayErrorContext(e)))?;
+    out.stacks()
+        .first()
+        .cloned()
+        .with_context(|| format!("no stack named {stack}"))
+}

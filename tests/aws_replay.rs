@@ -1,0 +1,281 @@
+//! `orders replay --aws --stack NAME`, blue/green on DynamoDB Local and moto's
+//! CloudFormation: the log is rebuilt into a fresh table, caught up, and readers are
+//! switched to it through the stack's `ActiveReadModelsTable` parameter (its template and
+//! other parameters kept); the next replay goes on from that table and `--drop-old` drops
+//! the one a replay made, never the stack's own. Runs the real `orders` binary inside
+//! `scripts/with-emulators`.
+
+mod aws_support;
+
+use aws_sdk_cloudformation::types::Parameter;
+use aws_support::unique;
+use orders_aws::{DynamoEventStore, DynamoReadModels, schema};
+use orders_domain::envelope::{EventEnvelope, EventMeta};
+use orders_domain::money::{Currency, Money};
+use orders_domain::order::{OrderCancelled, OrderEvent, OrderStatus};
+use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
+use orders_domain::time::Timestamp;
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+fn orders(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(args)
+        .env_remove("ORDERS_STACK")
+        .env_remove("EVENTS_TABLE")
+        .env_remove("READ_MODELS_TABLE")
+        .output()
+        .expect("run orders")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = orders(args);
+    assert!(
+        out.status.success(),
+        "orders {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+async fn append(store: &DynamoEventStore, id: &str, current: u64, event: OrderEvent) {
+    let meta = EventMeta {
+        occurred_at: Timestamp(1_795_706_525_123 + current as i64 * 1000),
+        correlation_id: unique("corr"),
+        causation_id: unique("cause"),
+    };
+    let envelopes = EventEnvelope::wrap(id, current, &[event], &meta, || unique("evt"));
+    store
+        .append(AppendRequest {
+            aggregate_id: id.into(),
+            expected_version: current,
+            events: envelopes,
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("EUR").expect("EUR"))
+}
+
+/// A stack like the deployed one, as far as the replay sees it: its table outputs (the
+/// read models' through `!If` on `ActiveReadModelsTable`) and another parameter that the
+/// switch must keep.
+fn template(events: &str, own_views: &str) -> String {
+    serde_json::json!({
+        "Parameters": {
+            "ActiveReadModelsTable": {"Type": "String", "Default": ""},
+            "LogLevel": {"Type": "String", "Default": "info"}
+        },
+        "Conditions": {
+            "RebuiltReadModels": {"Fn::Not": [{"Fn::Equals": [{"Ref": "ActiveReadModelsTable"}, ""]}]}
+        },
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "EventsTableName": {"Value": events},
+            "ReadModelsTableName": {"Value": {"Fn::If": ["RebuiltReadModels", {"Ref": "ActiveReadModelsTable"}, own_views]}}
+        }
+    })
+    .to_string()
+}
+
+async fn stack_state(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> (HashMap<String, String>, HashMap<String, String>) {
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .expect("DescribeStacks");
+    let s = out.stacks().first().expect("the stack").clone();
+    let params = s
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_key().unwrap_or_default().to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let outputs = s
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap_or_default().to_string(),
+                o.output_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    (params, outputs)
+}
+
+async fn table_exists(clients: &orders_aws::AwsClients, table: &str) -> bool {
+    clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() {
+    let clients = aws_support::clients().await;
+    let db = clients.dynamodb.clone();
+    let (events, idem, views) = (unique("events"), unique("idem"), unique("views"));
+    schema::create_events_table(&db, &events)
+        .await
+        .expect("events table");
+    schema::create_idempotency_table(&db, &idem)
+        .await
+        .expect("idempotency table");
+    schema::create_read_models_table(&db, &views)
+        .await
+        .expect("read-model table");
+    let store = DynamoEventStore::new(db.clone(), &events, &idem);
+    let ids: Vec<String> = (0..5).map(|_| unique("order")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let event = orders_domain::sample::placed(id, "c-replay", eur(100 * (i as i64 + 1)));
+        append(&store, id, 0, event).await;
+    }
+
+    // The production configuration load (endpoints from AWS_ENDPOINT_URL_*).
+    let sdk = orders_aws::clients::load_sdk_config(&orders_aws::TrustRoots::Platform).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let stack = unique("orders-stack");
+    cfn.create_stack()
+        .stack_name(&stack)
+        .template_body(template(&events, &views))
+        .parameters(
+            Parameter::builder()
+                .parameter_key("LogLevel")
+                .parameter_value("debug")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateStack on moto");
+
+    // What it would do.
+    let plan = ok(&[
+        "replay",
+        "--aws",
+        "--stack",
+        &stack,
+        "--projection",
+        "all",
+        "--dry-run",
+    ]);
+    assert!(plan.contains("switch readers"), "{plan}");
+    assert!(!table_exists(&clients, &format!("{views}-g1")).await);
+
+    // The first replay: into <views>-g1, readers switched, the stack's own table kept.
+    let first = format!("{views}-g1");
+    let out = ok(&[
+        "replay",
+        "--aws",
+        "--stack",
+        &stack,
+        "--projection",
+        "all",
+        "--drop-old",
+    ]);
+    assert!(
+        out.contains(&format!("switched readers from {views} to {first}")),
+        "{out}"
+    );
+    assert!(out.contains("it is the stack's own table"), "{out}");
+    let (params, outputs) = stack_state(&cfn, &stack).await;
+    assert_eq!(params["ActiveReadModelsTable"], first);
+    assert_eq!(params["LogLevel"], "debug", "the other parameters are kept");
+    assert_eq!(outputs["ReadModelsTableName"], first);
+    assert!(table_exists(&clients, &views).await);
+    let rebuilt = DynamoReadModels::new(db.clone(), &first);
+    for id in &ids {
+        let view = rebuilt.order(id).await.expect("read").expect("rebuilt");
+        assert_eq!(view.status, OrderStatus::Placed);
+    }
+
+    // An event appended after it, then the next replay: from <views>-g1 into -g2, which
+    // has the event; -g1, a replay's table that readers left, is dropped.
+    append(
+        &store,
+        &ids[0],
+        1,
+        OrderEvent::Cancelled(OrderCancelled { reason: None }),
+    )
+    .await;
+    let second = format!("{views}-g2");
+    let out = ok(&[
+        "replay",
+        "--aws",
+        "--stack",
+        &stack,
+        "--projection",
+        "all",
+        "--drop-old",
+    ]);
+    assert!(
+        out.contains(&format!("switched readers from {first} to {second}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("dropped {first}")), "{out}");
+    assert!(!table_exists(&clients, &first).await);
+    let (params, _) = stack_state(&cfn, &stack).await;
+    assert_eq!(params["ActiveReadModelsTable"], second);
+    let rebuilt = DynamoReadModels::new(db.clone(), &second);
+    let view = rebuilt.order(&ids[0]).await.expect("read").expect("view");
+    assert_eq!(view.status, OrderStatus::Cancelled);
+
+    // After a switch by hand, --catch-up applies what the new table has not seen.
+    append(
+        &store,
+        &ids[1],
+        1,
+        OrderEvent::Cancelled(OrderCancelled { reason: None }),
+    )
+    .await;
+    let out = ok(&[
+        "replay",
+        "--aws",
+        "--stack",
+        &stack,
+        "--projection",
+        "all",
+        "--catch-up",
+        &second,
+    ]);
+    assert!(out.contains("1 applied"), "{out}");
+    let view = rebuilt.order(&ids[1]).await.expect("read").expect("view");
+    assert_eq!(view.status, OrderStatus::Cancelled);
+
+    // A stack deployed from a template without the parameter: refused in one line before
+    // anything is built.
+    let old = unique("orders-stack");
+    let bare = serde_json::json!({
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"EventsTableName": {"Value": events}, "ReadModelsTableName": {"Value": second}}
+    });
+    cfn.create_stack()
+        .stack_name(&old)
+        .template_body(bare.to_string())
+        .send()
+        .await
+        .expect("CreateStack on moto");
+    let out = orders(&["replay", "--aws", "--stack", &old, "--projection", "all"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("has no ActiveReadModelsTable parameter"),
+        "{err}"
+    );
+    assert!(!table_exists(&clients, &format!("{views}-g3")).await);
+}
