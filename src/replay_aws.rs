@@ -11,7 +11,8 @@ use anyhow::Context;
 use aws_sdk_cloudformation::error::DisplayErrorContext;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use orders_aws::replay::{
-    AwsReplayOptions, CatchUpSummary, ReplayPhase, ReplayProgress, catch_up, replay_to_table,
+    AppliedVersions, AwsReplayOptions, CatchUpSummary, ReplayPhase, ReplayProgress, catch_up,
+    replay_to_table,
 };
 use orders_aws::{AwsClients, DynamoReadModels, Endpoints};
 use orders_domain::projection::ProjectionName;
@@ -85,7 +86,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        let caught = bring_up_to_date(&clients, &tables.events, table, &req).await?;
+        let caught = bring_up_to_date(&clients, &tables.events, table, &req, None).await?;
         println!(
             "caught up {table}: {} events read, {} applied, in {:.1} s",
             caught.events_read,
@@ -137,10 +138,12 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     )
     .await;
     progress.finish();
-    let built = built?;
+    let mut built = built?;
     print!("{built}");
     let target = built.target_table.clone();
-    let caught = bring_up_to_date(&clients, &tables.events, &target, &req).await?;
+    let mut known = std::mem::take(&mut built.applied);
+    let caught =
+        bring_up_to_date(&clients, &tables.events, &target, &req, Some(&mut known)).await?;
     println!(
         "caught up {target}: {} events appended meanwhile applied",
         caught.events_applied
@@ -151,7 +154,8 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     };
 
     switch_readers(&cfn, stack, &params, &target).await?;
-    let caught = bring_up_to_date(&clients, &tables.events, &target, &req).await?;
+    let caught =
+        bring_up_to_date(&clients, &tables.events, &target, &req, Some(&mut known)).await?;
     println!(
         "switched readers from {} to {target} (stack {stack}); caught up {} more events",
         tables.active, caught.events_applied
@@ -199,18 +203,26 @@ fn show(progress: &Progress, p: ReplayProgress) {
     }
 }
 
+/// Catches `table` up; `known` (what it holds of each order, when this process wrote it)
+/// spares reading back the orders that did not change.
 async fn bring_up_to_date(
     clients: &AwsClients,
     events: &str,
     table: &str,
     req: &AwsReplay,
+    known: Option<&mut AppliedVersions>,
 ) -> anyhow::Result<CatchUpSummary> {
     let target =
         DynamoReadModels::new(clients.dynamodb.clone(), table).with_projections(&req.projections);
     let progress = Progress::new("catch-up");
-    let caught = catch_up(&clients.dynamodb, events, &target, &req.options, |p| {
-        show(&progress, p)
-    })
+    let caught = catch_up(
+        &clients.dynamodb,
+        events,
+        &target,
+        &req.options,
+        known,
+        |p| show(&progress, p),
+    )
     .await;
     progress.finish();
     let caught = caught.with_context(|| format!("catching up {table}"))?;

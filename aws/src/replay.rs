@@ -207,6 +207,42 @@ pub enum ReplayError {
     Schema(#[from] SchemaError),
 }
 
+/// Per order, the version up to which a rebuilt table holds it (what [`replay_to_table`]
+/// wrote, then what [`catch_up`] applied): lets a catch-up skip the orders that did not
+/// change instead of reading each one back.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AppliedVersions(HashMap<String, u64>);
+
+impl AppliedVersions {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, order_id: &str) -> Option<u64> {
+        self.0.get(order_id).copied()
+    }
+}
+
+impl fmt::Debug for AppliedVersions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AppliedVersions({} orders)", self.0.len())
+    }
+}
+
+/// The version an order's state holds for the selected projections (the lower of the two
+/// when both are rebuilt: events above it are still to apply to one of them).
+fn held(state: &OrderState, orders: bool, daily_sales: bool) -> u64 {
+    match (orders, daily_sales) {
+        (true, true) => state.view_version.min(state.tracker_version),
+        (true, false) => state.view_version,
+        _ => state.tracker_version,
+    }
+}
+
 /// What a replay did. Its `Display` is the closing summary; [`ReplaySummary::switch_hint`]
 /// says how to switch readers when the caller does not.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,6 +262,8 @@ pub struct ReplaySummary {
     pub items_written: u64,
     pub parked: Vec<ParkedEvent>,
     pub elapsed: Duration,
+    /// What the target holds of each order it was written: hand it to [`catch_up`].
+    pub applied: AppliedVersions,
 }
 
 impl ReplaySummary {
@@ -410,6 +448,12 @@ async fn replay_inner(
     let orders_total = states.len() as u64;
     let daily_sales_rows = sales.len() as u64;
 
+    let applied = AppliedVersions(
+        states
+            .iter()
+            .map(|(id, state)| (id.clone(), held(state, orders, daily_sales)))
+            .collect(),
+    );
     // The items, in order-sized units so progress can count orders.
     let mut units: Vec<Vec<Item>> = Vec::with_capacity(states.len() + sales.len());
     for (order_id, state) in &states {
@@ -461,6 +505,7 @@ async fn replay_inner(
         items_written,
         parked,
         elapsed: started.elapsed(),
+        applied,
     };
     tracing::info!(
         target = %summary.target_table,
@@ -1033,9 +1078,10 @@ pub struct CatchUpSummary {
 
 /// Brings a rebuilt table up to date with events appended since its replay read them,
 /// through the live projector's own version-guarded `apply` (so nothing counts twice):
-/// scans the events table again, loads each order's state in `target` once and applies
-/// only the events above it. Costs a full Scan plus one Query per order; writes only what
-/// is new. Run it before switching readers and once more after (module docs). `target`
+/// scans the events table again, loads the state in `target` of each order with newer
+/// events and applies only the events above it. Costs a full Scan plus one Query per
+/// order — or, given what the target holds (`known`, from [`ReplaySummary::applied`] and
+/// kept up to date here), one Query per order that changed; writes only what is new. Run it before switching readers and once more after (module docs). `target`
 /// must select the projections the replay rebuilt; of `opts` only `segments` and
 /// `skip_undecodable` matter. Progress: `orders_written` counts orders checked,
 /// `items_written` the events applied.
@@ -1044,6 +1090,7 @@ pub async fn catch_up(
     events_table: &str,
     target: &DynamoReadModels,
     opts: &AwsReplayOptions,
+    mut known: Option<&mut AppliedVersions>,
     progress: impl Fn(ReplayProgress) + Send + Sync,
 ) -> Result<CatchUpSummary, ReplayError> {
     validate(opts)?;
@@ -1060,19 +1107,38 @@ pub async fn catch_up(
         let orders_total = scan.by_order.len() as u64;
         let mut applied = 0u64;
         for (done, (order_id, mut events)) in scan.by_order.into_iter().enumerate() {
+            let report = |applied| {
+                progress(ReplayProgress {
+                    phase: ReplayPhase::Writing,
+                    events_read: scan.events_read,
+                    events_estimate: scan.estimate,
+                    orders_written: done as u64 + 1,
+                    orders_total: Some(orders_total),
+                    items_written: applied,
+                })
+            };
+            let newest = events.iter().map(|(e, _)| e.version).max().unwrap_or(0);
+            let unchanged = known
+                .as_deref()
+                .and_then(|k| k.get(&order_id))
+                .is_some_and(|v| v >= newest);
+            if unchanged {
+                report(applied);
+                continue;
+            }
             events.sort_unstable_by_key(|(e, _)| e.version);
             let state = target
                 .load_state(&order_id)
                 .await
                 .map_err(|e| write_err(target.table(), e))?;
-            let have = match (orders, daily_sales) {
-                (true, true) => state.view_version.min(state.tracker_version),
-                (true, false) => state.view_version,
-                _ => state.tracker_version,
-            };
-            for (envelope, event) in events.iter().filter(|(e, _)| e.version > have) {
+            let from = held(&state, orders, daily_sales);
+            let mut have = from;
+            for (envelope, event) in events.iter().filter(|(e, _)| e.version > from) {
                 match target.apply(envelope, event).await {
-                    Ok(_) => applied += 1,
+                    Ok(_) => {
+                        applied += 1;
+                        have = envelope.version;
+                    }
                     Err(e @ (ReadModelError::Gap { .. } | ReadModelError::Projection(_)))
                         if opts.skip_undecodable =>
                     {
@@ -1091,14 +1157,10 @@ pub async fn catch_up(
                     }
                 }
             }
-            progress(ReplayProgress {
-                phase: ReplayPhase::Writing,
-                events_read: scan.events_read,
-                events_estimate: scan.estimate,
-                orders_written: done as u64 + 1,
-                orders_total: Some(orders_total),
-                items_written: applied,
-            });
+            if let Some(k) = known.as_deref_mut() {
+                k.0.insert(order_id, have);
+            }
+            report(applied);
         }
         Ok(CatchUpSummary {
             events_read: scan.events_read,

@@ -130,13 +130,17 @@ impl Source {
         }
     }
 
-    /// DescribeExecution of an execution given by name (the order id) or ARN.
-    async fn describe(&self, name: &str) -> anyhow::Result<Value> {
+    /// DescribeExecution of an execution given by name (the order id) or ARN, and its
+    /// GetExecutionHistory events, oldest first (a local history is read once for both).
+    async fn describe(&self, name: &str) -> anyhow::Result<(Value, Vec<Value>)> {
         match self {
             Source::Local(db) => {
                 let record = find(db, name)?;
                 let history = db.history_of(&record.execution_arn)?;
-                Ok(describe(&record, &history))
+                Ok((
+                    describe(&record, &history),
+                    history.iter().map(HistoryEvent::to_value).collect(),
+                ))
             }
             Source::Aws(sfn) => {
                 let arn = self.arn_of(sfn, name);
@@ -144,7 +148,11 @@ impl Source {
                     .describe_execution(&arn)
                     .await
                     .map_err(|e| aws_error(name, e))?;
-                Ok(serde_json::to_value(d)?)
+                let history = sfn
+                    .history(&d.execution_arn)
+                    .await
+                    .map_err(|e| aws_error(name, e))?;
+                Ok((serde_json::to_value(d)?, history))
             }
         }
     }
@@ -153,21 +161,6 @@ impl Source {
         match name.starts_with("arn:") {
             true => name.to_string(),
             false => sfn.execution_arn(name).unwrap_or_else(|| name.to_string()),
-        }
-    }
-
-    /// GetExecutionHistory events, oldest first.
-    async fn history(&self, execution_arn: &str) -> anyhow::Result<Vec<Value>> {
-        match self {
-            Source::Local(db) => Ok(db
-                .history_of(execution_arn)?
-                .iter()
-                .map(HistoryEvent::to_value)
-                .collect()),
-            Source::Aws(sfn) => sfn
-                .history(execution_arn)
-                .await
-                .map_err(|e| aws_error(execution_arn, e)),
         }
     }
 }
@@ -243,15 +236,11 @@ pub async fn run(source: &Source, command: ExecutionsCmd) -> anyhow::Result<Exit
             render::list(&items, json)?;
         }
         ExecutionsCmd::Show { name, json } => {
-            let description = source.describe(&name).await?;
-            let arn = description["executionArn"].as_str().unwrap_or(&name);
-            let history = source.history(arn).await?;
+            let (description, history) = source.describe(&name).await?;
             render::show(&description, &history, json)?;
         }
         ExecutionsCmd::History { name, json } => {
-            let description = source.describe(&name).await?;
-            let arn = description["executionArn"].as_str().unwrap_or(&name);
-            let history = source.history(arn).await?;
+            let (_, history) = source.describe(&name).await?;
             render::history(&history, json)?;
         }
         // Handled before a source is opened: the server's engine runs it.
