@@ -1086,6 +1086,78 @@ async fn a_running_execution_stopped_from_the_cli_ends_aborted() {
     s.runtime.shutdown().await.expect("shutdown");
 }
 
+/// Stopped while the confirmation email is being sent (the notification and the
+/// fulfilment message are out), then redriven: inside the Parallel only the email branch
+/// runs again, as on AWS, so each effect exists once and the order is confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_stopped_mid_fan_out_redrives_only_the_unfinished_branch() {
+    let s = serve_workflow(orders_local::workflow::WorkflowOptions {
+        delays: vec![("sendEmail".into(), 4_000)],
+        ..workflow_options()
+    })
+    .await;
+    let mut c = connect(&s.runtime).await;
+    let db = open_db(s.dir.path());
+    let dir = s.dir.path().display().to_string();
+    let id = place(&mut c, "corr-mid-fan-out").await;
+    let arn = until("the execution", Duration::from_secs(10), || {
+        db.find_execution(&id).expect("read")
+    })
+    .await
+    .execution_arn;
+    let succeeded = |types: &[&str]| count_str(types, "TaskSucceeded");
+    until(
+        "the notification and the fulfilment message",
+        Duration::from_secs(10),
+        || {
+            let history = db.history_of(&arn).expect("history");
+            let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+            (succeeded(&types) == 2).then_some(())
+        },
+    )
+    .await;
+    let out = orders_cli_off_thread(&["executions", "stop", &id, "--data-dir", &dir]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = db.find_execution(&id).expect("read").expect("record");
+    assert_eq!(stopped.status, asl::ExecutionStatus::Aborted);
+    let before = effects(&db, &id);
+    assert_eq!(
+        (before.sns, before.sqs, before.mail),
+        (1, 1, 0),
+        "{before:?}"
+    );
+
+    let out = orders_cli_off_thread(&["executions", "redrive", &id, "--data-dir", &dir]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until("the redriven execution", Duration::from_secs(20), || {
+        db.find_execution(&id)
+            .expect("read")
+            .filter(|r| r.status == asl::ExecutionStatus::Succeeded)
+    })
+    .await;
+    let after = effects(&db, &id);
+    assert_eq!((after.sns, after.sqs, after.mail), (1, 1, 1), "{after:?}");
+    let history = db.history_of(&arn).expect("history");
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    // SNS and SQS before the stop; the email and the recorder after the redrive.
+    assert_eq!(succeeded(&types), 4, "{types:?}");
+    assert_eq!(count_str(&types, "ParallelStateEntered"), 1, "{types:?}");
+    let view = eventually(&mut c, &format!("/orders/{id}"), |r| {
+        json(r)["confirmed_at"].is_string()
+    })
+    .await;
+    assert!(json(&view)["confirmed_at"].is_string(), "{}", json(&view));
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
 /// Places an order, waits for its execution, and starts by hand an execution for order
 /// `missing` with the same input but with no OrderPlaced of `missing` in the log: its
 /// recorder fails ("order not found") and retries. Returns the placed order's id and the
