@@ -8,15 +8,17 @@
 mod aws_support;
 
 use aws_sdk_cloudformation::types::Parameter;
+use aws_support::events::append;
 use aws_support::unique;
 use orders_aws::{DynamoEventStore, DynamoReadModels, schema};
-use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::money::{Currency, Money};
 use orders_domain::order::{OrderCancelled, OrderEvent, OrderStatus};
-use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
-use orders_domain::time::Timestamp;
+use orders_domain::ports::ReadModels;
 use std::collections::HashMap;
 use std::process::{Command, Output};
+
+/// 2026-11-26T15:22:05.123Z
+const T0: i64 = 1_795_706_525_123;
 
 fn orders(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orders"))
@@ -38,22 +40,19 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-async fn append(store: &DynamoEventStore, id: &str, current: u64, event: OrderEvent) {
-    let meta = EventMeta {
-        occurred_at: Timestamp(1_795_706_525_123 + current as i64 * 1000),
-        correlation_id: unique("corr"),
-        causation_id: unique("cause"),
-    };
-    let envelopes = EventEnvelope::wrap(id, current, &[event], &meta, || unique("evt"));
-    store
-        .append(AppendRequest {
-            aggregate_id: id.into(),
-            expected_version: current,
-            events: envelopes,
-            idempotency: None,
-        })
-        .await
-        .expect("append");
+/// `replay --aws --stack STACK --projection all` with `more`.
+fn replay_args<'a>(stack: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["replay", "--aws", "--stack", stack, "--projection", "all"];
+    args.extend_from_slice(more);
+    args
+}
+
+fn replay(stack: &str, more: &[&str]) -> Output {
+    orders(&replay_args(stack, more))
+}
+
+fn replay_ok(stack: &str, more: &[&str]) -> String {
+    ok(&replay_args(stack, more))
 }
 
 fn eur(amount: i64) -> Money {
@@ -143,8 +142,12 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     let ids: Vec<String> = (0..5).map(|_| unique("order")).collect();
     for (i, id) in ids.iter().enumerate() {
         let event = orders_domain::sample::placed(id, "c-replay", eur(100 * (i as i64 + 1)));
-        append(&store, id, 0, event).await;
+        append(&store, id, 0, &[event], T0).await;
     }
+    let cancel = async |id: &str| {
+        let event = OrderEvent::Cancelled(OrderCancelled { reason: None });
+        append(&store, id, 1, &[event], T0 + 1000).await
+    };
 
     // The production configuration load (endpoints from AWS_ENDPOINT_URL_*).
     let sdk = orders_aws::clients::load_sdk_config(&orders_aws::TrustRoots::Platform).await;
@@ -164,29 +167,13 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         .expect("CreateStack on moto");
 
     // What it would do.
-    let plan = ok(&[
-        "replay",
-        "--aws",
-        "--stack",
-        &stack,
-        "--projection",
-        "all",
-        "--dry-run",
-    ]);
+    let plan = replay_ok(&stack, &["--dry-run"]);
     assert!(plan.contains("switch readers"), "{plan}");
     assert!(!table_exists(&clients, &format!("{views}-g1")).await);
 
     // The first replay: into <views>-g1, readers switched, the stack's own table kept.
     let first = format!("{views}-g1");
-    let out = ok(&[
-        "replay",
-        "--aws",
-        "--stack",
-        &stack,
-        "--projection",
-        "all",
-        "--drop-old",
-    ]);
+    let out = replay_ok(&stack, &["--drop-old"]);
     assert!(
         out.contains(&format!("switched readers from {views} to {first}")),
         "{out}"
@@ -205,23 +192,9 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
 
     // An event appended after it, then the next replay: from <views>-g1 into -g2, which
     // has the event; -g1, a replay's table that readers left, is dropped.
-    append(
-        &store,
-        &ids[0],
-        1,
-        OrderEvent::Cancelled(OrderCancelled { reason: None }),
-    )
-    .await;
+    cancel(&ids[0]).await;
     let second = format!("{views}-g2");
-    let out = ok(&[
-        "replay",
-        "--aws",
-        "--stack",
-        &stack,
-        "--projection",
-        "all",
-        "--drop-old",
-    ]);
+    let out = replay_ok(&stack, &["--drop-old"]);
     assert!(
         out.contains(&format!("switched readers from {first} to {second}")),
         "{out}"
@@ -235,23 +208,8 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     assert_eq!(view.status, OrderStatus::Cancelled);
 
     // After a switch by hand, --catch-up applies what the new table has not seen.
-    append(
-        &store,
-        &ids[1],
-        1,
-        OrderEvent::Cancelled(OrderCancelled { reason: None }),
-    )
-    .await;
-    let out = ok(&[
-        "replay",
-        "--aws",
-        "--stack",
-        &stack,
-        "--projection",
-        "all",
-        "--catch-up",
-        &second,
-    ]);
+    cancel(&ids[1]).await;
+    let out = replay_ok(&stack, &["--catch-up", &second]);
     assert!(out.contains("1 applied"), "{out}");
     let view = rebuilt.order(&ids[1]).await.expect("read").expect("view");
     assert_eq!(view.status, OrderStatus::Cancelled);
@@ -269,7 +227,7 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         .send()
         .await
         .expect("CreateStack on moto");
-    let out = orders(&["replay", "--aws", "--stack", &old, "--projection", "all"]);
+    let out = replay(&old, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -3,15 +3,17 @@
 
 mod support;
 
+use support::events::append;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orders_aws::replay::{
     AwsReplayOptions, EventKey, ReplayError, ReplayPhase, ReplayProgress, catch_up, replay_to_table,
 };
 use orders_aws::{DynamoEventStore, DynamoReadModels, codec, schema};
-use orders_domain::envelope::{EventEnvelope, EventMeta};
+use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
-use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
+use orders_domain::ports::{EventStore, ReadModels};
 use orders_domain::projection::ProjectionName;
 use orders_domain::time::Timestamp;
 use serde_json::{Value, json};
@@ -103,32 +105,6 @@ fn shipped() -> OrderEvent {
         "OrderShipped",
         json!({"carrier": "UPS", "tracking_number": "1Z999"}),
     )
-}
-
-/// Appends one decision at `at`; returns the new version.
-async fn append(
-    store: &DynamoEventStore,
-    id: &str,
-    current: u64,
-    events: &[OrderEvent],
-    at: i64,
-) -> u64 {
-    let meta = EventMeta {
-        occurred_at: Timestamp(at),
-        correlation_id: support::unique("corr"),
-        causation_id: support::unique("cause"),
-    };
-    let envelopes = EventEnvelope::wrap(id, current, events, &meta, || support::unique("evt"));
-    store
-        .append(AppendRequest {
-            aggregate_id: id.into(),
-            expected_version: current,
-            events: envelopes,
-            idempotency: None,
-        })
-        .await
-        .unwrap();
-    current + events.len() as u64
 }
 
 /// `orders` orders with mixed lifecycles over several days, currencies and customers.

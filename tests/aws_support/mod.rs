@@ -6,6 +6,8 @@
 
 #[path = "../../aws/tests/support/emulators.rs"]
 pub mod emulators;
+#[path = "../../aws/tests/support/events.rs"]
+pub mod events;
 #[path = "../../aws/tests/support/moto.rs"]
 pub mod moto;
 #[path = "../../aws/tests/support/order_workflow.rs"]

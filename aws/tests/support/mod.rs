@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod emulators;
+pub mod events;
 pub mod moto;
 pub mod order_workflow;
 pub mod streams;
