@@ -8,7 +8,8 @@ use support::events::append;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orders_aws::replay::{
-    AwsReplayOptions, EventKey, ReplayError, ReplayPhase, ReplayProgress, catch_up, replay_to_table,
+    AppliedVersions, AwsReplayOptions, EventKey, ReplayError, ReplayPhase, ReplayProgress,
+    catch_up, replay_to_table,
 };
 use orders_aws::{DynamoEventStore, DynamoReadModels, codec, schema};
 use orders_domain::envelope::EventEnvelope;
@@ -344,16 +345,12 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     let mut known = resumed.applied.clone();
     assert_eq!(known.len(), ids.len());
     assert_eq!(known.get(late), Some(v));
-    let caught = catch_up(
-        &t.client,
-        &t.events,
-        &green,
-        &opts,
-        Some(&mut known),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let catch = async |known: Option<&mut AppliedVersions>| {
+        catch_up(&t.client, &t.events, &green, &opts, known, |_| {})
+            .await
+            .unwrap()
+    };
+    let caught = catch(Some(&mut known)).await;
     assert_eq!(caught.events_applied, 2);
     assert_eq!(caught.events_read, total + 2);
     assert_eq!((known.get(late), known.get(&fresh)), (Some(v + 1), Some(1)));
@@ -361,23 +358,12 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     all.push(fresh.clone());
     assert_same_read_models(&live, &green, &all, &customers).await;
     // A second catch-up, reading every order back, finds nothing new.
-    let caught = catch_up(&t.client, &t.events, &green, &opts, None, |_| {})
-        .await
-        .unwrap();
+    let caught = catch(None).await;
     assert_eq!(caught.events_applied, 0);
     // The map kept up to date by the first catch-up serves the next one.
     let v = t.store.load(&fresh).await.unwrap().len() as u64;
     append(&t.store, &fresh, v, &[cancelled()], T0 + 42 * HOUR).await;
-    let caught = catch_up(
-        &t.client,
-        &t.events,
-        &green,
-        &opts,
-        Some(&mut known),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let caught = catch(Some(&mut known)).await;
     assert_eq!(caught.events_applied, 1, "the fresh order's cancellation");
     assert_eq!(known.get(&fresh), Some(v + 1));
 }
