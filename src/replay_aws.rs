@@ -96,6 +96,12 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let switching = req.switch && req.stack.is_some();
+    // A stack that cannot be switched is refused before anything is built (or planned).
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let params = match req.stack.as_deref().filter(|_| switching) {
+        Some(stack) => Some(stack_parameters(&cfn, stack).await?),
+        None => None,
+    };
     if req.dry_run {
         println!("dry run: nothing will be changed");
         println!(
@@ -120,13 +126,6 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-
-    // A stack that cannot be switched is refused before anything is built.
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-    let params = match req.stack.as_deref().filter(|_| switching) {
-        Some(stack) => Some(stack_parameters(&cfn, stack).await?),
-        None => None,
-    };
 
     let progress = Progress::new("replay --aws");
     let built = replay_to_table(
@@ -153,7 +152,13 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
 
-    switch_readers(&cfn, stack, &params, &target).await?;
+    switch_readers(&cfn, stack, &params, &target)
+        .await
+        .with_context(|| {
+            format!(
+                "{target} is rebuilt and caught up but not switched to (switch by hand, or drop it)"
+            )
+        })?;
     let caught =
         bring_up_to_date(&clients, &tables.events, &target, &req, Some(&mut known)).await?;
     println!(
