@@ -805,3 +805,89 @@ fn redrive_inside_a_map_reruns_only_the_failed_iterations() {
         "each iteration succeeded once, over both attempts"
     );
 }
+
+/// A Parallel joins after the last event of the branch that finished last. Resumed after a
+/// restart, its branches replay in another order: the join must still match the history,
+/// or the state after the Parallel would be entered again and its task invoked anew.
+#[test]
+fn a_resume_after_a_parallel_whose_branches_finished_out_of_order_matches_its_history() {
+    let store: Arc<InMemoryStore> = Arc::new(InMemoryStore::new());
+    let gate = Arc::new(AtomicBool::new(false));
+    let after_keys = Arc::new(Mutex::new(Vec::new()));
+    let registry = || {
+        let mut reg = ResourceRegistry::new();
+        let g = gate.clone();
+        // A answers only once the gate opens: it finishes after B.
+        reg.register(
+            "arn:aws:states:::sns:publish",
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                let g = g.clone();
+                Box::pin(async move {
+                    futures_util::future::poll_fn(|cx| {
+                        if g.load(Ordering::SeqCst) {
+                            std::task::Poll::Ready(())
+                        } else {
+                            cx.waker().wake_by_ref();
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                    Ok(json!("a"))
+                })
+            }),
+        );
+        reg.register(
+            "arn:aws:states:::sqs:sendMessage",
+            Arc::new(|_p: Value, _c: TaskContext| -> TaskFuture {
+                Box::pin(async { Ok(json!("b")) })
+            }),
+        );
+        // The state after the Parallel never answers: the process "crashes" there.
+        let keys = after_keys.clone();
+        reg.register(
+            "arn:aws:states:::lambda:invoke",
+            Arc::new(move |_p: Value, c: TaskContext| -> TaskFuture {
+                keys.lock().unwrap().push(c.invocation_key.clone());
+                Box::pin(futures_util::future::pending())
+            }),
+        );
+        reg
+    };
+    let def = r#"{"StartAt":"P","States":{"P":{"Type":"Parallel","Next":"After","Branches":[
+      {"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}},
+      {"StartAt":"B","States":{"B":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage","End":true}}}]},
+      "After":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","End":true}}}"#;
+    let e1 = Engine::builder()
+        .store(store.clone())
+        .resources(registry())
+        .build();
+    let sm = e1.state_machine("m", def).unwrap();
+    let h = e1.start_execution(&sm, "e", json!({})).unwrap();
+    assert!(h.poll_now().is_none());
+    gate.store(true, Ordering::SeqCst);
+    assert!(h.poll_now().is_none());
+    let arn = h.execution_arn.clone();
+    let before = store.history(&arn).unwrap();
+    drop(h);
+    drop(e1);
+
+    let e2 = Engine::builder()
+        .store(store.clone())
+        .resources(registry())
+        .build();
+    let handles = e2.resume_all().unwrap();
+    assert!(handles[0].poll_now().is_none());
+    let after = store.history(&arn).unwrap();
+    let show = |h: &[asl::HistoryEvent]| -> Vec<String> {
+        h.iter()
+            .map(|e| format!("{} {} {}", e.id, e.previous_event_id, e.event_type))
+            .collect()
+    };
+    assert_eq!(show(&after), show(&before), "nothing recorded twice");
+    let keys = after_keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys[1], keys[0],
+        "the same invocation of the state after the Parallel"
+    );
+}
