@@ -34,8 +34,6 @@ pub(crate) struct Recorder {
     /// branches and iterations that interleaved differently still find their events.
     pub(crate) replay: Vec<HistoryEvent>,
     pub(crate) replay_index: HashMap<(u64, String), Vec<usize>>,
-    /// Each recorded event's predecessor, by id (for [`Exec::recorded_join`]).
-    pub(crate) replay_prev: HashMap<u64, u64>,
     pub(crate) consumed: Vec<bool>,
     pub(crate) store_err: Option<StoreError>,
 }
@@ -48,13 +46,11 @@ impl Recorder {
         store_err: Option<StoreError>,
     ) -> Recorder {
         let mut replay_index: HashMap<(u64, String), Vec<usize>> = HashMap::new();
-        let mut replay_prev = HashMap::with_capacity(replay.len());
         for (i, e) in replay.iter().enumerate() {
             replay_index
                 .entry((e.previous_event_id, e.event_type.clone()))
                 .or_default()
                 .push(i);
-            replay_prev.insert(e.id, e.previous_event_id);
         }
         Recorder {
             count: 0,
@@ -64,7 +60,6 @@ impl Recorder {
             consumed: vec![false; replay.len()],
             replay,
             replay_index,
-            replay_prev,
             store_err,
         }
     }
@@ -211,33 +206,6 @@ impl Exec {
     /// Id of the last event emitted (by any thread).
     pub(crate) fn last_id(&self) -> u64 {
         lock(&self.rec).last_id
-    }
-
-    /// The predecessor a recorded `ty` event (a Parallel's `ParallelStateSucceeded`) had
-    /// when the branches started at `start` joined. A Parallel joins after the last event
-    /// of whichever branch finished last, as AWS records it; a replay runs the branches in
-    /// another order, so without this the join (and every state after it) would not match
-    /// the history and would run again.
-    pub(crate) fn recorded_join(&self, start: u64, ty: &str) -> Option<u64> {
-        let r = lock(&self.rec);
-        let below_start = |mut at: u64| {
-            // Bounded: a malformed history with a cycle cannot hang the walk.
-            for _ in 0..=r.replay.len() {
-                if at == start {
-                    return true;
-                }
-                match r.replay_prev.get(&at) {
-                    Some(&p) if p < at => at = p,
-                    _ => return false,
-                }
-            }
-            false
-        };
-        r.replay
-            .iter()
-            .zip(&r.consumed)
-            .find(|(e, used)| !**used && e.event_type == ty && below_start(e.previous_event_id))
-            .map(|(e, _)| e.previous_event_id)
     }
 
     /// Events emitted so far by this run.
@@ -1106,18 +1074,25 @@ impl Exec {
                             in_parallel: true,
                             silent: false,
                         };
-                        self.run_machine(b, input, bvars, &mut bth)
-                            .await
-                            .map_err(|f| (f, bth.prev))
+                        match self.run_machine(b, input, bvars, &mut bth).await {
+                            Ok(out) => Ok((out, bth.prev)),
+                            Err(f) => Err((f, bth.prev)),
+                        }
                     }
                 });
                 match futures_util::future::try_join_all(futs).await {
                     Ok(results) => {
-                        th.prev = self
-                            .recorded_join(start, "ParallelStateSucceeded")
-                            .unwrap_or_else(|| self.last_id());
+                        // The join follows the last event of the branch that finished last
+                        // (AWS's previousEventId). Taken from the branches' own last
+                        // events, not from whatever the execution recorded last: a nested
+                        // Parallel must not join under a sibling branch's events, and a
+                        // replay (which runs the branches in another order) must find
+                        // the same join.
+                        th.prev = results.iter().map(|(_, last)| *last).max().unwrap_or(start);
                         self.emit_raw(th, "ParallelStateSucceeded", None, false);
-                        Ok(Value::Array(results))
+                        Ok(Value::Array(
+                            results.into_iter().map(|(out, _)| out).collect(),
+                        ))
                     }
                     Err((f, last)) => {
                         // ParallelStateFailed comes only once retries are exhausted.
