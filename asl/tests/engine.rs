@@ -891,3 +891,70 @@ fn a_resume_after_a_parallel_whose_branches_finished_out_of_order_matches_its_hi
         "the same invocation of the state after the Parallel"
     );
 }
+
+/// A redrive of an outer Parallel whose first branch holds another Parallel: that branch
+/// finished (the inner branches, their join and the state after it) and is replayed;
+/// the outer branch that failed runs again.
+#[test]
+fn redrive_inside_a_nested_parallel_reruns_only_what_did_not_finish() {
+    let broken = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut reg = ResourceRegistry::new();
+    for (arn, name) in [
+        ("arn:aws:states:::sns:publish", "x"),
+        ("arn:aws:states:::sqs:sendMessage", "y"),
+        ("arn:aws:states:::lambda:invoke", "after"),
+    ] {
+        let c = calls.clone();
+        reg.register(
+            arn,
+            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+                c.lock().unwrap().push(name.to_string());
+                Box::pin(async move { Ok(json!(name)) })
+            }),
+        );
+    }
+    let (b, c) = (broken.clone(), calls.clone());
+    reg.register(
+        "arn:aws:states:::events:putEvents",
+        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+            c.lock().unwrap().push("z".into());
+            if b.load(Ordering::SeqCst) {
+                Box::pin(async { Err(Failure::new("Broken", "the bus is down")) })
+            } else {
+                Box::pin(async { Ok(json!("z")) })
+            }
+        }),
+    );
+    let engine = Engine::builder().resources(reg).build();
+    let sm = engine
+        .state_machine(
+            "m",
+            r#"{"StartAt":"Outer","States":{"Outer":{"Type":"Parallel","End":true,"Branches":[
+              {"StartAt":"Inner","States":{
+                "Inner":{"Type":"Parallel","Next":"After","Branches":[
+                  {"StartAt":"X","States":{"X":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}},
+                  {"StartAt":"Y","States":{"Y":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage","End":true}}}]},
+                "After":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","End":true}}},
+              {"StartAt":"Z","States":{"Z":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents","End":true}}}]}}}"#,
+        )
+        .unwrap();
+    let h = engine.start_execution(&sm, "e", json!({})).unwrap();
+    assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
+    let first = calls.lock().unwrap().clone();
+    broken.store(false, Ordering::SeqCst);
+    let out = engine
+        .redrive_execution(&h.execution_arn)
+        .unwrap()
+        .poll_now()
+        .unwrap();
+    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
+    assert_eq!(out.output, Some(json!(["after", "z"])));
+    let all = calls.lock().unwrap().clone();
+    let count = |name: &str| all.iter().filter(|c| *c == name).count();
+    // Whatever of the outer first branch finished before Z failed is not run again.
+    for name in ["x", "y", "after"] {
+        assert_eq!(count(name), 1, "{name}: first {first:?}, all {all:?}");
+    }
+    assert_eq!(count("z"), 2, "Z failed, then ran again: {all:?}");
+}
