@@ -165,6 +165,11 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
         "switched readers from {} to {target} (stack {stack}); caught up {} more events",
         tables.active, caught.events_applied
     );
+    // `sam deploy --guided` writes every parameter into samconfig.toml: the next deploy
+    // would switch readers back.
+    println!(
+        "if samconfig.toml's parameter_overrides sets {ACTIVE_TABLE_PARAMETER}, set it to {target} (or delete it there) before the next `sam deploy`"
+    );
     if req.drop_old {
         match params.active {
             // A table a replay made, and readers have left it.

@@ -179,6 +179,10 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         "{out}"
     );
     assert!(out.contains("it is the stack's own table"), "{out}");
+    assert!(
+        out.contains(&format!("set it to {first}")),
+        "says what samconfig.toml must say: {out}"
+    );
     let (params, outputs) = stack_state(&cfn, &stack).await;
     assert_eq!(params["ActiveReadModelsTable"], first);
     assert_eq!(params["LogLevel"], "debug", "the other parameters are kept");
