@@ -892,11 +892,10 @@ fn a_resume_after_a_parallel_whose_branches_finished_out_of_order_matches_its_hi
     );
 }
 
-/// A redrive of an outer Parallel whose first branch holds another Parallel: that branch
-/// finished (the inner branches, their join and the state after it) and is replayed;
-/// the outer branch that failed runs again.
-#[test]
-fn redrive_inside_a_nested_parallel_reruns_only_what_did_not_finish() {
+/// Outer Parallel [Inner Parallel [X, Y] then After, Z]: runs it with the task named
+/// `failing` failing, then redrives it with that task mended. Returns the tasks called in
+/// the first attempt and in both; the redrive must succeed with both branches' results.
+fn nested_parallel_redriven(failing: &str) -> (Vec<String>, Vec<String>) {
     let broken = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut reg = ResourceRegistry::new();
@@ -904,28 +903,22 @@ fn redrive_inside_a_nested_parallel_reruns_only_what_did_not_finish() {
         ("arn:aws:states:::sns:publish", "x"),
         ("arn:aws:states:::sqs:sendMessage", "y"),
         ("arn:aws:states:::lambda:invoke", "after"),
+        ("arn:aws:states:::events:putEvents", "z"),
     ] {
-        let c = calls.clone();
+        let (c, b) = (calls.clone(), broken.clone());
+        let fails = name == failing;
         reg.register(
             arn,
             Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
                 c.lock().unwrap().push(name.to_string());
-                Box::pin(async move { Ok(json!(name)) })
+                if fails && b.load(Ordering::SeqCst) {
+                    Box::pin(async { Err(Failure::new("Broken", "the service is down")) })
+                } else {
+                    Box::pin(async move { Ok(json!(name)) })
+                }
             }),
         );
     }
-    let (b, c) = (broken.clone(), calls.clone());
-    reg.register(
-        "arn:aws:states:::events:putEvents",
-        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-            c.lock().unwrap().push("z".into());
-            if b.load(Ordering::SeqCst) {
-                Box::pin(async { Err(Failure::new("Broken", "the bus is down")) })
-            } else {
-                Box::pin(async { Ok(json!("z")) })
-            }
-        }),
-    );
     let engine = Engine::builder().resources(reg).build();
     let sm = engine
         .state_machine(
@@ -951,76 +944,38 @@ fn redrive_inside_a_nested_parallel_reruns_only_what_did_not_finish() {
     assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
     assert_eq!(out.output, Some(json!(["after", "z"])));
     let all = calls.lock().unwrap().clone();
-    let count = |name: &str| all.iter().filter(|c| *c == name).count();
+    (first, all)
+}
+
+fn count_of(calls: &[String], name: &str) -> usize {
+    calls.iter().filter(|c| *c == name).count()
+}
+
+/// A redrive of an outer Parallel whose first branch holds another Parallel: that branch
+/// finished (the inner branches, their join and the state after it) and is replayed;
+/// the outer branch that failed runs again.
+#[test]
+fn redrive_inside_a_nested_parallel_reruns_only_what_did_not_finish() {
+    let (first, all) = nested_parallel_redriven("z");
     // Whatever of the outer first branch finished before Z failed is not run again.
     for name in ["x", "y", "after"] {
-        assert_eq!(count(name), 1, "{name}: first {first:?}, all {all:?}");
+        assert_eq!(
+            count_of(&all, name),
+            1,
+            "{name}: first {first:?}, all {all:?}"
+        );
     }
-    assert_eq!(count("z"), 2, "Z failed, then ran again: {all:?}");
+    assert_eq!(count_of(&all, "z"), 2, "Z failed, then ran again: {all:?}");
 }
 
 /// A failure inside the inner one of two nested Parallels: the redrive runs again only the
 /// inner branch that failed (not its finished sibling), then what had not run yet.
 #[test]
 fn redrive_of_a_failure_inside_a_nested_parallel() {
-    let broken = Arc::new(AtomicBool::new(true));
-    let calls = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut reg = ResourceRegistry::new();
-    for (arn, name) in [
-        ("arn:aws:states:::sns:publish", "x"),
-        ("arn:aws:states:::lambda:invoke", "after"),
-        ("arn:aws:states:::events:putEvents", "z"),
-    ] {
-        let c = calls.clone();
-        reg.register(
-            arn,
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-                c.lock().unwrap().push(name.to_string());
-                Box::pin(async move { Ok(json!(name)) })
-            }),
-        );
-    }
-    let (b, c) = (broken.clone(), calls.clone());
-    reg.register(
-        "arn:aws:states:::sqs:sendMessage",
-        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-            c.lock().unwrap().push("y".into());
-            if b.load(Ordering::SeqCst) {
-                Box::pin(async { Err(Failure::new("Broken", "the queue is down")) })
-            } else {
-                Box::pin(async { Ok(json!("y")) })
-            }
-        }),
-    );
-    let engine = Engine::builder().resources(reg).build();
-    let sm = engine
-        .state_machine(
-            "m",
-            r#"{"StartAt":"Outer","States":{"Outer":{"Type":"Parallel","End":true,"Branches":[
-              {"StartAt":"Inner","States":{
-                "Inner":{"Type":"Parallel","Next":"After","ResultPath":null,"Branches":[
-                  {"StartAt":"X","States":{"X":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}},
-                  {"StartAt":"Y","States":{"Y":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage","End":true}}}]},
-                "After":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","End":true}}},
-              {"StartAt":"Z","States":{"Z":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents","End":true}}}]}}}"#,
-        )
-        .unwrap();
-    let h = engine.start_execution(&sm, "e", json!({})).unwrap();
-    assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
-    let first = calls.lock().unwrap().clone();
+    let (first, all) = nested_parallel_redriven("y");
     assert_eq!(first[..2], ["x".to_string(), "y".to_string()], "{first:?}");
-    broken.store(false, Ordering::SeqCst);
-    let out = engine
-        .redrive_execution(&h.execution_arn)
-        .unwrap()
-        .poll_now()
-        .unwrap();
-    assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
-    assert_eq!(out.output, Some(json!(["after", "z"])));
-    let all = calls.lock().unwrap().clone();
-    let count = |name: &str| all.iter().filter(|c| *c == name).count();
-    assert_eq!(count("x"), 1, "X finished: replayed, {all:?}");
-    assert_eq!(count("y"), 2, "Y failed, then ran again: {all:?}");
-    assert_eq!(count("after"), 1, "{all:?}");
-    assert_eq!(count("z"), 1, "{all:?}");
+    assert_eq!(count_of(&all, "x"), 1, "X finished: replayed, {all:?}");
+    assert_eq!(count_of(&all, "y"), 2, "Y failed, then ran again: {all:?}");
+    assert_eq!(count_of(&all, "after"), 1, "{all:?}");
+    assert_eq!(count_of(&all, "z"), 1, "{all:?}");
 }
