@@ -116,29 +116,12 @@ async fn main() -> Result<(), Error> {
     let started = Instant::now();
     let written = std::sync::Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
+    // Batches are made as they are sent, so the seed holds little and the process's peak
+    // memory (printed at the end) is the replay's.
     let mut batch = Vec::with_capacity(25);
-    let mut pending: Vec<Vec<_>> = Vec::new();
-    for i in 0..orders {
-        for e in history(i)? {
-            let item = codec::envelope_to_item(&e)?;
-            batch.push(
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(
-                        aws_sdk_dynamodb::types::PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()?,
-                    )
-                    .build(),
-            );
-            if batch.len() == 25 {
-                pending.push(std::mem::take(&mut batch));
-            }
-        }
-    }
-    if !batch.is_empty() {
-        pending.push(batch);
-    }
-    for chunk in pending {
+    let send = async |chunk: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+                      tasks: &mut tokio::task::JoinSet<Result<(), Error>>|
+           -> Result<(), Error> {
         while tasks.len() >= 8 {
             if let Some(r) = tasks.join_next().await {
                 r??;
@@ -162,6 +145,31 @@ async fn main() -> Result<(), Error> {
             }
             Ok::<_, Error>(())
         });
+        Ok(())
+    };
+    for i in 0..orders {
+        for e in history(i)? {
+            let item = codec::envelope_to_item(&e)?;
+            batch.push(
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(
+                        aws_sdk_dynamodb::types::PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()?,
+                    )
+                    .build(),
+            );
+            if batch.len() == 25 {
+                send(
+                    std::mem::replace(&mut batch, Vec::with_capacity(25)),
+                    &mut tasks,
+                )
+                .await?;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        send(batch, &mut tasks).await?;
     }
     while let Some(r) = tasks.join_next().await {
         r??;
@@ -201,5 +209,19 @@ async fn main() -> Result<(), Error> {
         summary.events_per_sec(),
         segments
     );
+    // Linux's high-water mark of resident memory: the replay's peak, as the seed streams.
+    if let Some(peak) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+    {
+        println!(
+            "peak memory of the process: {}",
+            peak.trim_start_matches("VmHWM:").trim()
+        );
+    }
     Ok(())
 }

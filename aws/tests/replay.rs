@@ -366,6 +366,17 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     let caught = catch(Some(&mut known)).await;
     assert_eq!(caught.events_applied, 1, "the fresh order's cancellation");
     assert_eq!(known.get(&fresh), Some(v + 1));
+    // Without the map, each order is read back, and what changed is applied.
+    let v = t.store.load(late).await.unwrap().len() as u64;
+    append(&t.store, late, v, &[shipped()], T0 + 43 * HOUR).await;
+    for id in [late, &fresh] {
+        for e in t.store.load(id).await.unwrap() {
+            live.apply(&e, &e.decode().unwrap()).await.unwrap();
+        }
+    }
+    let caught = catch(None).await;
+    assert_eq!(caught.events_applied, 1, "the late order's shipment");
+    assert_same_read_models(&live, &green, &all, &customers).await;
 }
 
 /// A raw item the domain cannot decode: `OrderTeleported` at version 2 of one order, with
@@ -451,7 +462,7 @@ async fn an_undecodable_event_stops_the_replay_or_is_parked() {
         live.table(),
         &AwsReplayOptions {
             skip_undecodable: true,
-            ..opts
+            ..opts.clone()
         },
         |_| {},
     )
@@ -477,6 +488,41 @@ async fn an_undecodable_event_stops_the_replay_or_is_parked() {
     assert_same_read_models(&live, &green, &ids, &customers).await;
     let view = green.order(&bad).await.unwrap().unwrap();
     assert_eq!(view.version, 1);
+
+    // A catch-up parks the same two events, applies nothing, and stops without parking.
+    for known in [None, Some(summary.applied.clone())] {
+        let mut known = known;
+        let caught = catch_up(
+            &t.client,
+            &t.events,
+            &green,
+            &AwsReplayOptions {
+                skip_undecodable: true,
+                ..opts.clone()
+            },
+            known.as_mut(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(caught.events_applied, 0);
+        let parked: Vec<(u64, &str)> = caught
+            .parked
+            .iter()
+            .map(|p| (p.key.version, p.reason.as_str()))
+            .collect();
+        assert_eq!(parked.len(), 2, "{parked:?}");
+        assert_eq!(caught.parked[0].key, want_key);
+        assert!(parked[0].1.contains("OrderTeleported"), "{parked:?}");
+        assert_eq!(parked[1].0, 3, "{parked:?}");
+    }
+    let err = catch_up(&t.client, &t.events, &green, &opts, None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ReplayError::Undecodable { key, .. } if key == &want_key),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
