@@ -181,6 +181,7 @@ async fn main() -> Result<(), Error> {
         seeded as f64 / secs
     );
 
+    println!("memory after the seed: {}", memory());
     let opts = AwsReplayOptions {
         segments,
         ..Default::default()
@@ -209,19 +210,19 @@ async fn main() -> Result<(), Error> {
         summary.events_per_sec(),
         segments
     );
-    // Linux's high-water mark of resident memory: the replay's peak, as the seed streams.
-    if let Some(peak) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-    {
-        println!(
-            "peak memory of the process: {}",
-            peak.trim_start_matches("VmHWM:").trim()
-        );
-    }
+    println!("memory after the replay: {}", memory());
     Ok(())
+}
+
+/// Linux's resident memory now and its high-water mark so far. The seed streams its
+/// batches, so what the replay adds shows against the figures printed after the seed.
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or("?".to_string(), |v| v.trim().to_string())
+    };
+    format!("resident {}, peak {}", field("VmRSS:"), field("VmHWM:"))
 }

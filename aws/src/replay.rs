@@ -3,8 +3,9 @@
 //! ```text
 //! events table ──parallel Scan (N segments, ConsistentRead, paginated)──▶ decode (the codec)
 //!     ──▶ fold per order as events arrive, in version order (OrderState::fold: the live
-//!         path's fold) ──▶ final items, made as they are written
-//!     ──BatchWriteItem (25/call, token bucket, backoff + jitter)──▶ target table
+//!         path's fold) ──▶ an order's final items once its segment moves on
+//!     ──BatchWriteItem (25/call, token bucket, backoff + jitter, while the scan goes on)──▶
+//!     target table; then the late events' orders again, then the day counters
 //! ```
 //!
 //! The call the CLI makes:
@@ -22,8 +23,9 @@
 //!
 //! **What it touches.** DynamoDB reads of the events table (`Scan`, `DescribeTable`) and
 //! writes to the target table (`CreateTable`, `DescribeTable`, `DeleteTable` of a table it
-//! created when it fails before writing, `Scan` of one item to see
-//! that an existing target is empty, `BatchWriteItem`). It never starts a workflow, publishes,
+//! created when the scan or the fold fails, `Scan` of one item to see that an existing
+//! target is empty, `Query` of an order it wrote before all its events came,
+//! `BatchWriteItem`). It never starts a workflow, publishes,
 //! enqueues or emails: the crate's Step Functions client is not even in reach.
 //!
 //! **The target (blue/green).** By default a fresh table named after the live one with the
@@ -51,29 +53,36 @@
 //! event), next to each order's tracker and view, so a rebuild is exact and idempotent.
 //!
 //! **Undecodable events** (an item the codec refuses, or an unknown event type / schema
-//! version) stop the replay with their key and reason, before anything is written (a target
-//! table this call created is deleted again); with
+//! version) stop the replay with their key and reason (a target table this call created is
+//! deleted again; a target it was given keeps the orders written so far, each whole, for a
+//! re-run with [`AwsReplayOptions::reuse_target`]); with
 //! [`AwsReplayOptions::skip_undecodable`] they are *parked* instead — returned in
 //! [`ReplaySummary::parked`] with key and reason — and the rest is rebuilt. An order's
 //! events after a parked one cannot be folded (the version guard sees a gap, as the live
 //! projector would): its read model stops at the version before, and those later events are
 //! parked too, each with the reason.
 //!
-//! **Memory.** Events are folded as the scan delivers them (`replay/fold.rs`): the replay
-//! holds one `OrderState` per order (its view, tracker and versions), the day counters, and
-//! only those events that arrive before one they follow. A Scan returns an order's events
-//! together and in version order in practice (an item collection is stored sorted by its
-//! sort key), but DynamoDB does not promise it, so an early event waits for its turn rather
-//! than being folded out of order. The items are built while they are written, not all at
-//! once. Measured with `aws/examples/replay_bench` (100,000 events, 20,000 orders), the
-//! process's peak resident memory fell from 305 MB to 89 MB when the fold stopped holding
-//! every event. For logs whose *orders* outgrow memory, replay in order instead: a GSI
-//! whose partition key spreads orders into K buckets (e.g. `replay_bucket` = hash(order id)
-//! mod K) and whose sort key is `aggregate_id#version` (zero-padded) lets each bucket be
-//! Queried in order and written order by order.
+//! **Memory, and writing while scanning.** Events are folded as the scan delivers them
+//! (`replay/fold.rs`), and an order is written as soon as its segment of the Scan moves on
+//! to another order: a Scan returns an order's events together and in version order in
+//! practice (an item collection is stored sorted by its sort key, and a segment covers
+//! whole collections). So the scan and the writes overlap, and the replay holds the orders
+//! in flight, the day counters, and each written order's id and version (what a catch-up
+//! needs), not the log nor every order's state; at most 1,024 orders wait for the writer.
+//! DynamoDB does not promise that order, so nothing relies on it: an event that arrives
+//! before one it follows waits for it, and an event of an order already written is kept
+//! aside and folded, once the scan and its writes are done, on what the target holds of
+//! that order (then the order is written again); the day counters are written last. Peak
+//! resident memory of `aws/examples/replay_bench` (DynamoDB Local, 4 segments, 5 events per
+//! order): holding every event until the scan ended, 305 MB for 100,000 events; one state
+//! per order, 89 MB for 100,000 and 257 MB for 500,000 events; writing while scanning, 103
+//! to 107 MB and 128 MB. What remains is the pages and batches in flight, plus about 280
+//! bytes per order. For logs far larger still, an ordered replay through a GSI (partition
+//! key hash(order id) mod K, sort key `aggregate_id#version`) would need no per-order
+//! memory at all; it is not built.
 //!
-//! **Catch-up** keeps even less: the newest version of each order from its Scan, then, per
-//! order the target does not hold up to that version, a Query of the events after the one
+//! **Catch-up** keeps the newest version of each order from its Scan, then, for each
+//! order the target does not hold up to that version, Queries the events after the one
 //! it holds.
 //!
 //! **Costs.** The Scan reads the whole table once with strongly consistent reads (1 RCU per
@@ -103,7 +112,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 mod fold;
-use fold::{FoldOptions, Rebuild};
+use fold::{Done, FoldOptions, Rebuild};
 
 /// DynamoDB's limit on the requests of one `BatchWriteItem`.
 pub const MAX_BATCH_WRITE: usize = 25;
@@ -403,79 +412,114 @@ async fn replay_inner(
     let (target, created_target) = resolve_target(client, events_table, source_table, opts).await?;
     tracing::info!(target = %target, created = created_target, "replay target ready");
 
-    let mut rebuild = Rebuild::new(FoldOptions {
-        orders,
-        daily_sales,
-        skip_undecodable: opts.skip_undecodable,
-    });
-    let scanned = scan_events(client, events_table, opts, progress, |envelope, event| {
-        rebuild.add(envelope, event)
-    })
-    .await;
-    let (scan, rebuilt) = match scanned.and_then(|scan| Ok((scan, rebuild.finish()?))) {
-        Ok(done) => done,
-        Err(e) => {
+    // Orders are written while the scan goes on, as the fold hands them over; the writer's
+    // counts feed the progress reports of both.
+    let mut rebuild = Rebuild::new(
+        FoldOptions {
+            orders,
+            daily_sales,
+            skip_undecodable: opts.skip_undecodable,
+        },
+        opts.segments as usize,
+    );
+    let counts = WriteCounts::default();
+    let scan_progress = |p: ReplayProgress| {
+        counts.events_read.store(p.events_read, Ordering::Relaxed);
+        progress(ReplayProgress {
+            orders_written: counts.orders.load(Ordering::Relaxed),
+            items_written: counts.items.load(Ordering::Relaxed),
+            ..p
+        })
+    };
+    let estimate = AtomicU64::new(u64::MAX);
+    let on_batch = |orders_written: u64, items_written: u64| {
+        let orders_written =
+            counts.orders.fetch_add(orders_written, Ordering::Relaxed) + orders_written;
+        let items_written =
+            counts.items.fetch_add(items_written, Ordering::Relaxed) + items_written;
+        // While the scan runs, its own reports carry these counts.
+        let total = counts.total.load(Ordering::Relaxed);
+        if total != u64::MAX {
+            progress(ReplayProgress {
+                phase: ReplayPhase::Writing,
+                events_read: counts.events_read.load(Ordering::Relaxed),
+                events_estimate: Some(estimate.load(Ordering::Relaxed)).filter(|e| *e != u64::MAX),
+                orders_written,
+                orders_total: Some(total),
+                items_written,
+            })
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Unit>(UNITS_IN_FLIGHT);
+    let scanning = async {
+        let tx = tx; // dropped when the scan ends, which ends the writer
+        let scan = scan_events(
+            client,
+            events_table,
+            opts,
+            &scan_progress,
+            async |segment, events| {
+                let mut done = Vec::new();
+                for (envelope, event) in events {
+                    rebuild.add(segment as usize, envelope, event, &mut done)?;
+                }
+                counts
+                    .handed
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
+                send_units(&tx, &target, done).await
+            },
+        )
+        .await?;
+        let rest = rebuild.finish_scan()?;
+        if let Some(e) = scan.estimate {
+            estimate.store(e, Ordering::Relaxed);
+        }
+        counts.total.store(
+            counts.handed.load(Ordering::Relaxed) + rest.len() as u64,
+            Ordering::Relaxed,
+        );
+        send_units(&tx, &target, rest).await?;
+        Ok::<_, ReplayError>(scan)
+    };
+    let bucket = opts.rate_limit.map(|r| Arc::new(TokenBucket::new(r)));
+    let writing = write_units(client, &target, rx, opts, bucket.as_ref(), &on_batch);
+    let (scanned, written) = tokio::join!(scanning, writing);
+    let scan = match (scanned, written) {
+        // A failed write stops the scan (its sends fail): the write's error is the cause.
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => {
             discard_target(client, &target, created_target).await;
             return Err(e);
         }
+        (Ok(scan), Ok(_)) => scan,
     };
+
+    // Events of orders already written when they came: folded on what the target holds.
+    let mut tail = match fold_late_orders(client, &target, &opts.projections, &mut rebuild).await {
+        Ok(tail) => tail,
+        Err(e @ ReplayError::Fold { .. }) => {
+            discard_target(client, &target, created_target).await;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let rebuilt = rebuild.into_result();
+    // The day counters last, with their final values.
+    tail.extend(rebuilt.sales.values().map(|row| Unit {
+        items: vec![read_models::sales_item(row)],
+        order: false,
+    }));
+    write_all(client, &target, tail, opts, bucket.as_ref(), &on_batch).await?;
+
     let events_read = scan.events_read;
     let mut parked = scan.parked;
     parked.extend(rebuilt.parked);
     parked.sort_by(|a, b| a.key.cmp(&b.key));
-    let (states, sales, events_folded) = (rebuilt.states, rebuilt.sales, rebuilt.events_folded);
-    let orders_total = states.len() as u64;
-    let daily_sales_rows = sales.len() as u64;
-
-    let applied = AppliedVersions(
-        states
-            .iter()
-            .map(|(id, state)| (id.clone(), held(state, orders, daily_sales)))
-            .collect(),
-    );
-    // The items, in order-sized units so progress can count orders, made as they are
-    // written (an item is several times the size of its state).
-    let order_units = states.len();
-    let target_name = target.clone();
-    let units = states
-        .into_iter()
-        .map(move |(order_id, state)| {
-            let mut unit = Vec::with_capacity(2);
-            if let Some(view) = &state.view {
-                unit.push(read_models::view_item(view).map_err(|e| write_err(&target_name, e))?);
-            }
-            if let Some(tracker) = &state.tracker {
-                unit.push(
-                    read_models::tracker_item(&order_id, tracker)
-                        .map_err(|e| write_err(&target_name, e))?,
-                );
-            }
-            Ok(unit)
-        })
-        .chain(
-            sales
-                .into_values()
-                .map(|row| Ok(vec![read_models::sales_item(&row)])),
-        );
-
-    let items_written = write_units(
-        client,
-        &target,
-        units,
-        order_units,
-        opts,
-        |orders_written, items_written| {
-            progress(ReplayProgress {
-                phase: ReplayPhase::Writing,
-                events_read,
-                events_estimate: scan.estimate,
-                orders_written,
-                orders_total: Some(orders_total),
-                items_written,
-            })
-        },
-    )
-    .await?;
+    let orders_total = rebuilt.applied.len() as u64;
+    let daily_sales_rows = rebuilt.sales.len() as u64;
+    let items_written = counts.items.load(Ordering::Relaxed);
+    let events_folded = rebuilt.events_folded;
+    let applied = AppliedVersions(rebuilt.applied);
 
     let summary = ReplaySummary {
         events_table: events_table.to_string(),
@@ -502,6 +546,122 @@ async fn replay_inner(
         "replay done"
     );
     Ok(summary)
+}
+
+/// Units a scan may have queued for the writer: a bound on what waits in memory.
+const UNITS_IN_FLIGHT: usize = 1_024;
+
+/// What the writer wrote so far, and what the progress reports need of the scan.
+struct WriteCounts {
+    /// Orders handed to the writer.
+    handed: AtomicU64,
+    orders: AtomicU64,
+    items: AtomicU64,
+    events_read: AtomicU64,
+    /// The orders to write, once the scan is over (`u64::MAX` before).
+    total: AtomicU64,
+}
+
+impl Default for WriteCounts {
+    fn default() -> Self {
+        WriteCounts {
+            handed: AtomicU64::new(0),
+            orders: AtomicU64::new(0),
+            items: AtomicU64::new(0),
+            events_read: AtomicU64::new(0),
+            total: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+/// Items written together: an order's (counted as one order once written), or a row.
+struct Unit {
+    items: Vec<Item>,
+    order: bool,
+}
+
+/// An order's items: its view and its tracker, as far as the projections hold them.
+fn order_items(table: &str, done: &Done) -> Result<Vec<Item>, ReplayError> {
+    let mut items = Vec::with_capacity(2);
+    if let Some(view) = &done.state.view {
+        items.push(read_models::view_item(view).map_err(|e| write_err(table, e))?);
+    }
+    if let Some(tracker) = &done.state.tracker {
+        items.push(
+            read_models::tracker_item(&done.order_id, tracker).map_err(|e| write_err(table, e))?,
+        );
+    }
+    Ok(items)
+}
+
+/// Folds the late events ([`Rebuild::take_late`]) on what `target` holds of their orders
+/// (written earlier in this replay): each order's units, to write again.
+async fn fold_late_orders(
+    client: &Client,
+    target: &str,
+    projections: &[ProjectionName],
+    rebuild: &mut Rebuild,
+) -> Result<Vec<Unit>, ReplayError> {
+    let late = rebuild.take_late();
+    if !late.is_empty() {
+        tracing::info!(
+            orders = late.len(),
+            "folding events that came after their order was written"
+        );
+    }
+    let reads = DynamoReadModels::new(client.clone(), target).with_projections(projections);
+    let mut units = Vec::with_capacity(late.len());
+    for (order_id, events) in late {
+        let written = reads
+            .load_state(&order_id)
+            .await
+            .map_err(|e| write_err(target, e))?;
+        let done = rebuild.fold_late(order_id, written, events)?;
+        units.push(Unit {
+            items: order_items(target, &done)?,
+            order: false,
+        });
+    }
+    Ok(units)
+}
+
+/// Writes `units` (all in memory already) through [`write_units`].
+async fn write_all(
+    client: &Client,
+    table: &str,
+    units: Vec<Unit>,
+    opts: &AwsReplayOptions,
+    bucket: Option<&Arc<TokenBucket>>,
+    on_batch: &impl Fn(u64, u64),
+) -> Result<(), ReplayError> {
+    let (tx, rx) = mpsc::channel::<Unit>(units.len().max(1));
+    for unit in units {
+        // Room for every unit: the channel was made to hold them all.
+        let _ = tx.try_send(unit);
+    }
+    drop(tx);
+    write_units(client, table, rx, opts, bucket, on_batch).await
+}
+
+/// Queues the orders the fold handed over for the writer.
+async fn send_units(
+    tx: &mpsc::Sender<Unit>,
+    table: &str,
+    done: Vec<Done>,
+) -> Result<(), ReplayError> {
+    for d in done {
+        let unit = Unit {
+            items: order_items(table, &d)?,
+            order: true,
+        };
+        if tx.send(unit).await.is_err() {
+            return Err(ReplayError::Write {
+                table: table.to_string(),
+                reason: "the writer stopped".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn write_err(table: &str, e: ReadModelError) -> ReplayError {
@@ -631,17 +791,19 @@ enum Scanned {
     Bad(ParkedEvent),
 }
 
-/// One message from a segment task: a decoded page, or the segment's failure.
-type PageMsg = Result<Vec<Scanned>, ReplayError>;
+/// One message from a segment task: a decoded page with its segment, or the segment's
+/// failure.
+type PageMsg = Result<(u32, Vec<Scanned>), ReplayError>;
 
 /// Reads the whole events table with a parallel Scan, decoding in the segment tasks, and
-/// hands each decoded event to `on_event` as it comes (in no promised order).
+/// hands each page's decoded events to `on_page` with their segment, as they come (in no
+/// promised order); undecodable ones are parked or stop the scan.
 async fn scan_events(
     client: &Client,
     table: &str,
     opts: &AwsReplayOptions,
     progress: &(impl Fn(ReplayProgress) + Send + Sync),
-    mut on_event: impl FnMut(EventEnvelope, OrderEvent) -> Result<(), ReplayError>,
+    mut on_page: impl AsyncFnMut(u32, Vec<(EventEnvelope, OrderEvent)>) -> Result<(), ReplayError>,
 ) -> Result<ScanResult, ReplayError> {
     let estimate = client
         .describe_table()
@@ -676,13 +838,12 @@ async fn scan_events(
     };
     // Dropping `tasks` on an early return aborts the other segments.
     while let Some(msg) = rx.recv().await {
-        for scanned in msg? {
+        let (segment, page) = msg?;
+        let mut events = Vec::with_capacity(page.len());
+        for scanned in page {
             result.events_read += 1;
             match scanned {
-                Scanned::Event(decoded) => {
-                    let (envelope, event) = *decoded;
-                    on_event(envelope, event)?;
-                }
+                Scanned::Event(decoded) => events.push(*decoded),
                 Scanned::Bad(p) if opts.skip_undecodable => {
                     tracing::warn!(key = %p.key, reason = %p.reason, "undecodable event parked");
                     result.parked.push(p);
@@ -695,6 +856,7 @@ async fn scan_events(
                 }
             }
         }
+        on_page(segment, events).await?;
         progress(ReplayProgress {
             phase: ReplayPhase::Scanning,
             events_read: result.events_read,
@@ -767,7 +929,7 @@ async fn scan_segment(
             .into_iter()
             .map(decode_item)
             .collect();
-        if tx.send(Ok(decoded)).await.is_err() {
+        if tx.send(Ok((segment, decoded))).await.is_err() {
             return; // the replay stopped
         }
         match next {
@@ -845,49 +1007,51 @@ async fn events_after(
 
 // ---- the writes -----------------------------------------------------------------------
 
-/// Writes the units (an order's items, or one counter row) in batches of 25, with up to
-/// `write_concurrency` calls in flight; `on_batch(orders_written, items_written)`.
+/// Writes the units that come through `units` in batches of 25 (fewer under a rate
+/// limit), with up to `write_concurrency` calls in flight, until the channel closes;
+/// `on_batch(orders, items)` after each written batch, with what it carried.
 async fn write_units(
     client: &Client,
     table: &str,
-    units: impl Iterator<Item = Result<Vec<Item>, ReplayError>>,
-    order_units: usize,
+    mut units: mpsc::Receiver<Unit>,
     opts: &AwsReplayOptions,
-    on_batch: impl Fn(u64, u64),
-) -> Result<u64, ReplayError> {
-    let bucket = opts.rate_limit.map(|r| Arc::new(TokenBucket::new(r)));
+    bucket: Option<&Arc<TokenBucket>>,
+    on_batch: &impl Fn(u64, u64),
+) -> Result<(), ReplayError> {
     let batch_size = opts
         .rate_limit
         .map_or(MAX_BATCH_WRITE, |r| (r as usize).clamp(1, MAX_BATCH_WRITE));
     let mut tasks: JoinSet<Result<(u64, u64), ReplayError>> = JoinSet::new();
-    let (mut orders_written, mut items_written) = (0u64, 0u64);
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(batch_size);
     let mut batch_orders = 0u64;
 
-    let finish_one = |joined: Option<Result<Result<(u64, u64), ReplayError>, _>>,
-                      orders_written: &mut u64,
-                      items_written: &mut u64|
-     -> Result<(), ReplayError> {
-        match joined {
-            Some(Ok(Ok((orders, items)))) => {
-                *orders_written += orders;
-                *items_written += items;
-                on_batch(*orders_written, *items_written);
-                Ok(())
+    let finish_one =
+        |joined: Option<Result<Result<(u64, u64), ReplayError>, _>>| -> Result<(), ReplayError> {
+            match joined {
+                Some(Ok(Ok((orders, items)))) => {
+                    on_batch(orders, items);
+                    Ok(())
+                }
+                Some(Ok(Err(e))) => Err(e),
+                Some(Err(e)) => Err(ReplayError::Write {
+                    table: table.to_string(),
+                    reason: format!("a write task failed: {e}"),
+                }),
+                None => Ok(()),
             }
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(e)) => Err(ReplayError::Write {
-                table: table.to_string(),
-                reason: format!("a write task failed: {e}"),
-            }),
-            None => Ok(()),
-        }
+        };
+    let spawn = |tasks: &mut JoinSet<_>, full: Vec<WriteRequest>, orders: u64| {
+        let (client, table, bucket) = (client.clone(), table.to_string(), bucket.cloned());
+        tasks.spawn(async move {
+            let n = full.len() as u64;
+            write_batch(&client, &table, full, bucket.as_deref()).await?;
+            Ok((orders, n))
+        });
     };
 
-    for (i, unit) in units.enumerate() {
-        let unit = unit?;
-        let last = unit.len().saturating_sub(1);
-        for (j, item) in unit.into_iter().enumerate() {
+    while let Some(unit) = units.recv().await {
+        let last = unit.items.len().saturating_sub(1);
+        for (j, item) in unit.items.into_iter().enumerate() {
             let request =
                 WriteRequest::builder()
                     .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(
@@ -899,44 +1063,25 @@ async fn write_units(
                     .build();
             batch.push(request);
             // An order counts as written with the batch that carries its last item.
-            if j == last && i < order_units {
+            if j == last && unit.order {
                 batch_orders += 1;
             }
             if batch.len() == batch_size {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                 while tasks.len() >= opts.write_concurrency {
-                    finish_one(
-                        tasks.join_next().await,
-                        &mut orders_written,
-                        &mut items_written,
-                    )?;
+                    finish_one(tasks.join_next().await)?;
                 }
-                let (client, table, bucket) = (client.clone(), table.to_string(), bucket.clone());
-                let orders = std::mem::take(&mut batch_orders);
-                tasks.spawn(async move {
-                    let n = full.len() as u64;
-                    write_batch(&client, &table, full, bucket.as_deref()).await?;
-                    Ok((orders, n))
-                });
+                spawn(&mut tasks, full, std::mem::take(&mut batch_orders));
             }
         }
     }
     if !batch.is_empty() {
-        let (client, table, bucket) = (client.clone(), table.to_string(), bucket.clone());
-        tasks.spawn(async move {
-            let n = batch.len() as u64;
-            write_batch(&client, &table, batch, bucket.as_deref()).await?;
-            Ok((batch_orders, n))
-        });
+        spawn(&mut tasks, batch, batch_orders);
     }
     while !tasks.is_empty() {
-        finish_one(
-            tasks.join_next().await,
-            &mut orders_written,
-            &mut items_written,
-        )?;
+        finish_one(tasks.join_next().await)?;
     }
-    Ok(items_written)
+    Ok(())
 }
 
 /// One `BatchWriteItem`, resending `UnprocessedItems` and retrying throttling with
@@ -1119,9 +1264,11 @@ pub async fn catch_up(
         // The scan keeps only each order's newest version; the events to apply are read
         // per changed order, after the version the target holds.
         let mut newest: HashMap<String, u64> = HashMap::new();
-        let scan = scan_events(client, events_table, opts, &progress, |envelope, _| {
-            let v = newest.entry(envelope.aggregate_id).or_default();
-            *v = (*v).max(envelope.version);
+        let scan = scan_events(client, events_table, opts, &progress, async |_, events| {
+            for (envelope, _) in events {
+                let v = newest.entry(envelope.aggregate_id).or_default();
+                *v = (*v).max(envelope.version);
+            }
             Ok(())
         })
         .await?;
@@ -1305,6 +1452,82 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// DynamoDB Local (inside `scripts/with-emulators`): an order written before its last
+    /// event came is read back, folded on and written again whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_order_written_before_its_last_event_came_is_written_again_whole() {
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+            .expect("DYNAMODB_ENDPOINT: run this test inside scripts/with-emulators");
+        let clients = crate::AwsClients::load_with(
+            &crate::Endpoints {
+                dynamodb: Some(endpoint),
+                sfn: None,
+            },
+            crate::TrustRoots::Platform,
+        )
+        .await
+        .unwrap();
+        let client = clients.dynamodb;
+        let table = format!(
+            "late-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        schema::create_read_models_table(&client, &table)
+            .await
+            .unwrap();
+        let opts = AwsReplayOptions::default();
+        let all = [ProjectionName::Orders, ProjectionName::DailySales];
+
+        // One segment: o-0's cancellation (log[1]) comes after o-1 (log[2]).
+        let log = fold::tests::log();
+        let mut rebuild = Rebuild::new(fold::tests::ALL, 1);
+        let mut done = Vec::new();
+        for i in [0, 2, 1, 3, 4] {
+            let (envelope, event) = log[i].clone();
+            rebuild.add(0, envelope, event, &mut done).unwrap();
+        }
+        done.extend(rebuild.finish_scan().unwrap());
+        let units = done
+            .iter()
+            .map(|d| Unit {
+                items: order_items(&table, d).unwrap(),
+                order: true,
+            })
+            .collect();
+        write_all(&client, &table, units, &opts, None, &|_, _| {})
+            .await
+            .unwrap();
+        let reads = DynamoReadModels::new(client.clone(), &table);
+        let before = reads.order("o-0").await.unwrap().unwrap();
+        assert_eq!(before.version, 1, "written when o-1 began");
+
+        let tail = fold_late_orders(&client, &table, &all, &mut rebuild)
+            .await
+            .unwrap();
+        assert_eq!(tail.len(), 1);
+        write_all(&client, &table, tail, &opts, None, &|_, _| {})
+            .await
+            .unwrap();
+        let after = reads.order("o-0").await.unwrap().unwrap();
+        assert_eq!(after.version, 2);
+        assert_eq!(after.status, orders_domain::order::OrderStatus::Cancelled);
+        let state = reads.load_state("o-0").await.unwrap();
+        assert_eq!((state.view_version, state.tracker_version), (2, 2));
+        let rebuilt = rebuild.into_result();
+        assert_eq!(rebuilt.applied["o-0"], 2);
+        assert_eq!(rebuilt.events_folded, 5);
+        client
+            .delete_table()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap();
     }
 
     #[test]
