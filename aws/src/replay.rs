@@ -615,7 +615,7 @@ async fn fold_late_orders(
         let written = reads
             .load_state(&order_id)
             .await
-            .map_err(|e| write_err(target, e))?;
+            .map_err(|e| read_err(target, &order_id, e))?;
         let done = rebuild.fold_late(order_id, written, events)?;
         units.push(Unit {
             items: order_items(target, &done)?,
@@ -662,6 +662,14 @@ async fn send_units(
         }
     }
     Ok(())
+}
+
+fn read_err(table: &str, order_id: &str, e: ReadModelError) -> ReplayError {
+    ReplayError::Read {
+        table: table.to_string(),
+        order_id: order_id.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 fn write_err(table: &str, e: ReadModelError) -> ReplayError {
@@ -1302,7 +1310,7 @@ pub async fn catch_up(
             let state = target
                 .load_state(&order_id)
                 .await
-                .map_err(|e| write_err(target.table(), e))?;
+                .map_err(|e| read_err(target.table(), &order_id, e))?;
             let from = held(&state, orders, daily_sales);
             let mut have = from;
             if newest > from {
