@@ -156,39 +156,23 @@ impl DynamoEventStore {
     }
 
     async fn load_inner(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        let mut events = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.events_table)
-                .key_condition_expression("#agg = :id")
-                .expression_attribute_names("#agg", KEY_AGGREGATE)
-                .expression_attribute_values(":id", s(aggregate_id))
-                .consistent_read(true)
-                .scan_index_forward(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(dynamo::describe(&e)))?;
-            for item in page.items.unwrap_or_default() {
-                let envelope = codec::envelope_from_item(item)
-                    .map_err(|e| StoreError::Corrupt(format!("order {aggregate_id}: {e}")))?;
-                let expected = events.len() as u64 + 1;
-                if envelope.version != expected {
-                    return Err(StoreError::Corrupt(format!(
-                        "order {aggregate_id}: found version {} where {expected} was expected",
-                        envelope.version
-                    )));
-                }
-                events.push(envelope);
+        let items = events_after(&self.client, &self.events_table, aggregate_id, 0)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            let envelope = codec::envelope_from_item(item)
+                .map_err(|e| StoreError::Corrupt(format!("order {aggregate_id}: {e}")))?;
+            let expected = events.len() as u64 + 1;
+            if envelope.version != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "order {aggregate_id}: found version {} where {expected} was expected",
+                    envelope.version
+                )));
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(events),
-            }
+            events.push(envelope);
         }
+        Ok(events)
     }
 
     async fn idempotency_inner(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -204,6 +188,39 @@ impl DynamoEventStore {
         out.item
             .map(|item| idempotency_from_item(&item))
             .transpose()
+    }
+}
+
+/// The stored items of order `aggregate_id` with a version above `after` (0: all of
+/// them), in version order: a consistent, paginated Query. Errs with what the service said.
+pub(crate) async fn events_after(
+    client: &Client,
+    table: &str,
+    aggregate_id: &str,
+    after: u64,
+) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+    let mut items = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#agg = :id AND #ver > :after")
+            .expression_attribute_names("#agg", KEY_AGGREGATE)
+            .expression_attribute_names("#ver", KEY_VERSION)
+            .expression_attribute_values(":id", s(aggregate_id))
+            .expression_attribute_values(":after", n(after))
+            .consistent_read(true)
+            .scan_index_forward(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| dynamo::describe(&e))?;
+        items.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(items),
+        }
     }
 }
 

@@ -431,7 +431,6 @@ async fn replay_inner(
             ..p
         })
     };
-    let estimate = AtomicU64::new(u64::MAX);
     let on_batch = |orders_written: u64, items_written: u64| {
         let orders_written =
             counts.orders.fetch_add(orders_written, Ordering::Relaxed) + orders_written;
@@ -443,7 +442,8 @@ async fn replay_inner(
             progress(ReplayProgress {
                 phase: ReplayPhase::Writing,
                 events_read: counts.events_read.load(Ordering::Relaxed),
-                events_estimate: Some(estimate.load(Ordering::Relaxed)).filter(|e| *e != u64::MAX),
+                events_estimate: Some(counts.estimate.load(Ordering::Relaxed))
+                    .filter(|e| *e != u64::MAX),
                 orders_written,
                 orders_total: Some(total),
                 items_written,
@@ -472,7 +472,7 @@ async fn replay_inner(
         .await?;
         let rest = rebuild.finish_scan()?;
         if let Some(e) = scan.estimate {
-            estimate.store(e, Ordering::Relaxed);
+            counts.estimate.store(e, Ordering::Relaxed);
         }
         counts.total.store(
             counts.handed.load(Ordering::Relaxed) + rest.len() as u64,
@@ -558,6 +558,8 @@ struct WriteCounts {
     orders: AtomicU64,
     items: AtomicU64,
     events_read: AtomicU64,
+    /// The events table's item count, once the scan is over (`u64::MAX`: unknown).
+    estimate: AtomicU64,
     /// The orders to write, once the scan is over (`u64::MAX` before).
     total: AtomicU64,
 }
@@ -569,6 +571,7 @@ impl Default for WriteCounts {
             orders: AtomicU64::new(0),
             items: AtomicU64::new(0),
             events_read: AtomicU64::new(0),
+            estimate: AtomicU64::new(u64::MAX),
             total: AtomicU64::new(u64::MAX),
         }
     }
@@ -978,39 +981,21 @@ fn decode_item(item: Item) -> Scanned {
     }
 }
 
-/// One order's events above `after`, in version order (a consistent, paginated Query).
+/// One order's events above `after`, decoded (or not) as the scan decodes them.
 async fn events_after(
     client: &Client,
     table: &str,
     order_id: &str,
     after: u64,
 ) -> Result<Vec<Scanned>, ReplayError> {
-    let mut out = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let page = client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#agg = :id AND #ver > :after")
-            .expression_attribute_names("#agg", KEY_AGGREGATE)
-            .expression_attribute_names("#ver", KEY_VERSION)
-            .expression_attribute_values(":id", crate::dynamo::s(order_id))
-            .expression_attribute_values(":after", crate::dynamo::n(after))
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| ReplayError::Read {
-                table: table.to_string(),
-                order_id: order_id.to_string(),
-                reason: describe(&e),
-            })?;
-        out.extend(page.items.unwrap_or_default().into_iter().map(decode_item));
-        match page.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return Ok(out),
-        }
-    }
+    let items = crate::event_store::events_after(client, table, order_id, after)
+        .await
+        .map_err(|reason| ReplayError::Read {
+            table: table.to_string(),
+            order_id: order_id.to_string(),
+            reason,
+        })?;
+    Ok(items.into_iter().map(decode_item).collect())
 }
 
 // ---- the writes -----------------------------------------------------------------------
@@ -1318,39 +1303,42 @@ pub async fn catch_up(
                 // parked too, each with the reason (as the replay does).
                 let mut stopped: Option<u64> = None;
                 for scanned in events_after(client, events_table, &order_id, from).await? {
+                    if let Some(at) = stopped {
+                        let (key, event_type) = match &scanned {
+                            Scanned::Bad(p) => (p.key.clone(), p.event_type.clone()),
+                            Scanned::Event(d) => {
+                                (key_of_envelope(&d.0), Some(d.0.event_type.clone()))
+                            }
+                        };
+                        // An undecodable one was parked by the scan already, with its reason.
+                        if !parked.iter().any(|q| q.key == key) {
+                            parked.push(ParkedEvent {
+                                key,
+                                event_type,
+                                reason: format!(
+                                    "not applied: follows version {at} of this order, parked"
+                                ),
+                            });
+                        }
+                        continue;
+                    }
                     let (envelope, event) = match scanned {
+                        Scanned::Event(decoded) => *decoded,
                         Scanned::Bad(p) if !opts.skip_undecodable => {
                             return Err(ReplayError::Undecodable {
                                 key: p.key,
                                 reason: p.reason,
                             });
                         }
-                        Scanned::Bad(mut p) => {
-                            if let Some(at) = stopped {
-                                p.reason = format!(
-                                    "not applied: follows version {at} of this order, parked"
-                                );
-                            } else {
-                                stopped = Some(p.key.version);
-                            }
+                        Scanned::Bad(p) => {
+                            stopped = Some(p.key.version);
                             // The scan parked it already, unless it came after the scan.
                             if !parked.iter().any(|q| q.key == p.key) {
                                 parked.push(p);
                             }
                             continue;
                         }
-                        Scanned::Event(decoded) => *decoded,
                     };
-                    if let Some(at) = stopped {
-                        parked.push(ParkedEvent {
-                            key: key_of_envelope(&envelope),
-                            event_type: Some(envelope.event_type.clone()),
-                            reason: format!(
-                                "not applied: follows version {at} of this order, parked"
-                            ),
-                        });
-                        continue;
-                    }
                     match target.apply(&envelope, &event).await {
                         Ok(_) => {
                             applied += 1;

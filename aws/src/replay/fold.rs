@@ -171,7 +171,6 @@ impl Rebuild {
                 done.push(Done { order_id, state });
             }
         }
-        self.current.iter_mut().for_each(|c| *c = None);
         Ok(done)
     }
 
