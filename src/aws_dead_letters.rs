@@ -28,15 +28,17 @@ pub struct AwsDeadLetterArgs {
     /// CloudFormation stack's outputs (the name given to `sam deploy`).
     #[arg(long, env = "ORDERS_STACK", value_name = "NAME")]
     pub stack: Option<String>,
+    /// For --aws: messages received (and hidden from others) at once. `list` shows at most
+    /// this many; `redrive` works through a longer queue in rounds of this many.
+    #[arg(long, value_name = "N", default_value_t = 1_000, requires = "aws",
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub hold: u16,
 }
 
-/// Messages looked at in one run at most: a queue longer than this is a bigger problem
-/// than one command should page through.
-const MAX_MESSAGES: usize = 1_000;
 /// How long received messages stay hidden while this command works through them (long
-/// enough for a thousand batches, so no receipt handle expires before its delete); they are
-/// made visible again before it ends (the ones it redrove are deleted), or after this if it
-/// is killed.
+/// enough for a round of a thousand batches, so no receipt handle expires before its
+/// delete); they are made visible again before it ends (the ones it redrove are deleted),
+/// or after this if it is killed.
 const HOLD_SECONDS: i32 = 300;
 
 struct Letter {
@@ -91,16 +93,20 @@ impl Aws {
         })
     }
 
-    /// Every message of the queue (up to [`MAX_MESSAGES`]), held invisible until released.
-    async fn receive_all(&self) -> anyhow::Result<Vec<Letter>> {
-        let mut seen = HashSet::new();
+    /// Up to `limit` messages not `seen` before, held invisible until released; `true`
+    /// with them when the queue may hold more.
+    async fn receive_round(
+        &self,
+        seen: &mut HashSet<String>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<Letter>, bool)> {
         let mut out = Vec::new();
-        while out.len() < MAX_MESSAGES {
+        while out.len() < limit {
             let page = self
                 .sqs
                 .receive_message()
                 .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
+                .max_number_of_messages((limit - out.len()).min(10) as i32)
                 .visibility_timeout(HOLD_SECONDS)
                 .wait_time_seconds(1)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
@@ -135,10 +141,10 @@ impl Aws {
                 });
             }
             if new == 0 {
-                break;
+                return Ok((out, false));
             }
         }
-        Ok(out)
+        Ok((out, true))
     }
 
     /// Makes held messages visible again at once (best effort: they reappear anyway).
@@ -209,7 +215,9 @@ fn record_summary(r: &aws_lambda_events::event::dynamodb::EventRecord) -> Value 
 
 pub async fn list(args: &AwsDeadLetterArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let aws = Aws::connect(args).await?;
-    let letters = aws.receive_all().await?;
+    let (letters, more) = aws
+        .receive_round(&mut HashSet::new(), usize::from(args.hold))
+        .await?;
     let mut shown = Vec::new();
     for l in &letters {
         let mut v = json!({ "message_id": l.message_id, "sent_at": l.sent_at });
@@ -242,6 +250,13 @@ pub async fn list(args: &AwsDeadLetterArgs, as_json: bool) -> anyhow::Result<Exi
         for v in &shown {
             print_letter(v);
         }
+    }
+    if more {
+        // Not on stdout: `--json` keeps one object per line there.
+        eprintln!(
+            "the first {} shown; the queue holds more (--hold N shows more)",
+            shown.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -295,12 +310,57 @@ pub async fn redrive(
         state_machine_arn: aws.setting("StateMachineArn", "STATE_MACHINE_ARN")?,
     });
     let projector = Projector::live(reads, starter);
-    let letters = aws.receive_all().await?;
-    let (chosen, others): (Vec<&Letter>, Vec<&Letter>) = letters
-        .iter()
-        .partition(|l| all || Some(l.message_id.as_str()) == message_id);
-    if chosen.is_empty() {
-        aws.release(&others).await;
+    // Kept letters stay held until the end, so a later round does not receive them again.
+    let mut seen = HashSet::new();
+    let mut kept: Vec<Letter> = Vec::new();
+    let (mut chosen_any, mut redriven, mut failed) = (false, 0usize, 0usize);
+    loop {
+        let (letters, more) = aws.receive_round(&mut seen, usize::from(args.hold)).await?;
+        let (chosen, others): (Vec<Letter>, Vec<Letter>) = letters
+            .into_iter()
+            .partition(|l| all || Some(l.message_id.as_str()) == message_id);
+        kept.extend(others);
+        let found = !chosen.is_empty();
+        chosen_any |= found;
+        for l in chosen {
+            match redrive_one(&aws, &projector, &l).await {
+                Ok(n) => {
+                    let deleted = aws
+                        .sqs
+                        .delete_message()
+                        .queue_url(&aws.queue_url)
+                        .receipt_handle(&l.receipt_handle)
+                        .send()
+                        .await;
+                    match deleted {
+                        Ok(_) => {
+                            redriven += 1;
+                            println!("redriven {}: {n} record(s) projected", l.message_id);
+                        }
+                        // Projected, but the message stays: a second redrive is harmless.
+                        Err(e) => {
+                            failed += 1;
+                            println!(
+                                "projected {} but could not delete it: {}",
+                                l.message_id,
+                                aws_sdk_sqs::error::DisplayErrorContext(e)
+                            );
+                        }
+                    }
+                }
+                Err(reason) => {
+                    failed += 1;
+                    println!("kept {}: {reason}", l.message_id);
+                    kept.push(l);
+                }
+            }
+        }
+        if !more || (found && !all) {
+            break;
+        }
+    }
+    aws.release(&kept.iter().collect::<Vec<_>>()).await;
+    if !chosen_any {
         return match message_id {
             Some(id) => Err(anyhow::anyhow!("no message {id} in {}", aws.queue_url)),
             None => {
@@ -309,42 +369,6 @@ pub async fn redrive(
             }
         };
     }
-    let mut kept = others;
-    let (mut redriven, mut failed) = (0usize, 0usize);
-    for l in chosen {
-        match redrive_one(&aws, &projector, l).await {
-            Ok(n) => {
-                let deleted = aws
-                    .sqs
-                    .delete_message()
-                    .queue_url(&aws.queue_url)
-                    .receipt_handle(&l.receipt_handle)
-                    .send()
-                    .await;
-                match deleted {
-                    Ok(_) => {
-                        redriven += 1;
-                        println!("redriven {}: {n} record(s) projected", l.message_id);
-                    }
-                    // Projected, but the message stays: a second redrive is harmless.
-                    Err(e) => {
-                        failed += 1;
-                        println!(
-                            "projected {} but could not delete it: {}",
-                            l.message_id,
-                            aws_sdk_sqs::error::DisplayErrorContext(e)
-                        );
-                    }
-                }
-            }
-            Err(reason) => {
-                failed += 1;
-                println!("kept {}: {reason}", l.message_id);
-                kept.push(l);
-            }
-        }
-    }
-    aws.release(&kept).await;
     println!("{redriven} redriven, {failed} kept");
     Ok(if failed == 0 {
         ExitCode::SUCCESS

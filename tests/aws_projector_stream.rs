@@ -392,8 +392,35 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
     );
     // Listing changed nothing: nothing projected yet.
     assert!(reads.order(&a).await.expect("read").is_none());
+    // A queue longer than what one list holds says so, on stderr (stdout stays JSON).
+    let out = orders_cli(
+        &[
+            "dead-letters",
+            "list",
+            "--aws",
+            "--queue-url",
+            &queue,
+            "--json",
+            "--hold",
+            "2",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("the first 2 shown; the queue holds more"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    // Redrive the one batch: projected with the projector's code, message deleted.
+    // Redrive the one batch: projected with the projector's code, message deleted. In
+    // rounds of one message, so it may take more than one round to find it.
     let env = [
         ("READ_MODELS_TABLE", views.as_str()),
         ("STATE_MACHINE_ARN", machine.as_str()),
@@ -407,6 +434,8 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
             &queue,
             "--message-id",
             &good,
+            "--hold",
+            "1",
         ],
         &env,
     );
@@ -426,7 +455,8 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
         "one execution per OrderPlaced"
     );
 
-    // The rest cannot be redriven: kept, with why, and a failing exit; through --stack.
+    // The rest cannot be redriven: kept, with why, and a failing exit; through --stack. In
+    // rounds of one: a kept message stays held, so no round takes it again.
     let stack = unique("orders-stack");
     aws_support::moto::create_stack_with_outputs(
         &stack,
@@ -444,6 +474,8 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
             "--stack",
             &stack,
             "--all",
+            "--hold",
+            "1",
         ],
         &[],
     );
@@ -505,6 +537,20 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
             "READ_MODELS_TABLE",
         ),
         ([&redrive[..], &["7"]].concat(), &env[..], "--message-id"),
+        (
+            [&redrive[..], &["--all", "--hold", "0"]].concat(),
+            &env[..],
+            "--hold",
+        ),
+        (
+            [
+                &redrive[..],
+                &["--message-id", "no-such-message", "--hold", "1"],
+            ]
+            .concat(),
+            &env[..],
+            "no message no-such-message",
+        ),
     ] {
         let out = orders_cli(&args, with);
         assert!(!out.status.success(), "{args:?}");
