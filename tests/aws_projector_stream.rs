@@ -320,18 +320,16 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
     .await;
     let junk = send("this is not an on-failure record".to_string()).await;
 
+    let list = |more: &[&str]| {
+        let args = [
+            &["dead-letters", "list", "--aws", "--queue-url", &queue],
+            more,
+        ]
+        .concat();
+        orders_cli(&args, &[])
+    };
     // The list: every message, the batch shown as its events.
-    let out = orders_cli(
-        &[
-            "dead-letters",
-            "list",
-            "--aws",
-            "--queue-url",
-            &queue,
-            "--json",
-        ],
-        &[],
-    );
+    let out = list(&["--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -378,10 +376,7 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
             .contains("not an on-failure record")
     );
     // The same for a person: the batch, then one line per event.
-    let out = orders_cli(
-        &["dead-letters", "list", "--aws", "--queue-url", &queue],
-        &[],
-    );
+    let out = list(&[]);
     let said = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(said.contains(&format!("message {good}")), "{said}");
@@ -393,19 +388,7 @@ async fn the_cli_lists_and_redrives_the_batches_the_projector_gave_up_on() {
     // Listing changed nothing: nothing projected yet.
     assert!(reads.order(&a).await.expect("read").is_none());
     // A queue longer than what one list holds says so, on stderr (stdout stays JSON).
-    let out = orders_cli(
-        &[
-            "dead-letters",
-            "list",
-            "--aws",
-            "--queue-url",
-            &queue,
-            "--json",
-            "--hold",
-            "2",
-        ],
-        &[],
-    );
+    let out = list(&["--json", "--hold", "2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).lines().count(),
