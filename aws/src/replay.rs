@@ -81,9 +81,9 @@
 //! key hash(order id) mod K, sort key `aggregate_id#version`) would need no per-order
 //! memory at all; it is not built.
 //!
-//! **Catch-up** keeps the newest version of each order from its Scan, then, for each
-//! order the target does not hold up to that version, Queries the events after the one
-//! it holds.
+//! **Catch-up** keeps the newest version of each order from its Scan, which reads only
+//! the two keys of each event, then, for each order the target does not hold up to that
+//! version, Queries the events after the one it holds and decodes those.
 //!
 //! **Costs.** The Scan reads the whole table once with strongly consistent reads (1 RCU per
 //! 4 KB); each item written costs 1 WCU per KB, and a BatchWriteItem call carries up to 25.
@@ -457,10 +457,12 @@ async fn replay_inner(
             client,
             events_table,
             opts,
+            &WHOLE_EVENTS,
             &scan_progress,
             async |segment, events| {
                 let mut done = Vec::new();
-                for (envelope, event) in events {
+                for decoded in events {
+                    let (envelope, event) = *decoded;
                     rebuild.add(segment as usize, envelope, event, &mut done)?;
                 }
                 counts
@@ -797,24 +799,47 @@ struct ScanResult {
     estimate: Option<u64>,
 }
 
-enum Scanned {
-    Event(Box<Decoded>),
+enum Scanned<T = Box<Decoded>> {
+    Event(T),
     Bad(ParkedEvent),
 }
 
 /// One message from a segment task: a decoded page with its segment, or the segment's
 /// failure.
-type PageMsg = Result<(u32, Vec<Scanned>), ReplayError>;
+type PageMsg<T> = Result<(u32, Vec<Scanned<T>>), ReplayError>;
+
+/// What a scan reads of each event item, and how it decodes it.
+struct ScanRead<T> {
+    /// The attributes read (a ProjectionExpression over `#a` and `#v`, the two keys), or
+    /// all of them.
+    projection: Option<&'static str>,
+    decode: fn(Item) -> Scanned<T>,
+}
+
+/// Whole events, decoded (the replay).
+const WHOLE_EVENTS: ScanRead<Box<Decoded>> = ScanRead {
+    projection: None,
+    decode: decode_item,
+};
+
+/// Only each event's order id and version (the catch-up): a tenth of the bytes over the
+/// wire and nothing to decode. DynamoDB charges the read capacity of whole items all the
+/// same.
+const ORDER_VERSIONS: ScanRead<(String, u64)> = ScanRead {
+    projection: Some("#a, #v"),
+    decode: decode_key,
+};
 
 /// Reads the whole events table with a parallel Scan, decoding in the segment tasks, and
 /// hands each page's decoded events to `on_page` with their segment, as they come (in no
 /// promised order); undecodable ones are parked or stop the scan.
-async fn scan_events(
+async fn scan_events<T: Send + 'static>(
     client: &Client,
     table: &str,
     opts: &AwsReplayOptions,
+    read: &ScanRead<T>,
     progress: &(impl Fn(ReplayProgress) + Send + Sync),
-    mut on_page: impl AsyncFnMut(u32, Vec<(EventEnvelope, OrderEvent)>) -> Result<(), ReplayError>,
+    mut on_page: impl AsyncFnMut(u32, Vec<T>) -> Result<(), ReplayError>,
 ) -> Result<ScanResult, ReplayError> {
     let estimate = client
         .describe_table()
@@ -830,14 +855,17 @@ async fn scan_events(
         .and_then(|t| t.item_count)
         .and_then(|c| u64::try_from(c).ok());
 
-    let (tx, mut rx) = mpsc::channel::<PageMsg>(opts.segments.min(64) as usize * 2);
+    let (tx, mut rx) = mpsc::channel::<PageMsg<T>>(opts.segments.min(64) as usize * 2);
     let mut tasks = JoinSet::new();
     for segment in 0..opts.segments {
         let (client, table, tx) = (client.clone(), table.to_string(), tx.clone());
-        let total = opts.segments;
+        let (total, projection, decode) = (opts.segments, read.projection, read.decode);
         tasks.spawn(
-            async move { scan_segment(&client, &table, segment, total, &tx).await }
-                .instrument(tracing::debug_span!("scan.segment", segment)),
+            async move {
+                let read = ScanRead { projection, decode };
+                scan_segment(&client, &table, segment, total, &read, &tx).await
+            }
+            .instrument(tracing::debug_span!("scan.segment", segment)),
         );
     }
     drop(tx);
@@ -854,7 +882,7 @@ async fn scan_events(
         for scanned in page {
             result.events_read += 1;
             match scanned {
-                Scanned::Event(decoded) => events.push(*decoded),
+                Scanned::Event(decoded) => events.push(decoded),
                 Scanned::Bad(p) if opts.skip_undecodable => {
                     tracing::warn!(key = %p.key, reason = %p.reason, "undecodable event parked");
                     result.parked.push(p);
@@ -889,12 +917,13 @@ async fn scan_events(
     Ok(result)
 }
 
-async fn scan_segment(
+async fn scan_segment<T>(
     client: &Client,
     table: &str,
     segment: u32,
     total: u32,
-    tx: &mpsc::Sender<PageMsg>,
+    read: &ScanRead<T>,
+    tx: &mpsc::Sender<PageMsg<T>>,
 ) {
     let (Ok(segment_i32), Ok(total_i32)) = (i32::try_from(segment), i32::try_from(total)) else {
         return;
@@ -908,6 +937,13 @@ async fn scan_segment(
             .segment(segment_i32)
             .total_segments(total_i32)
             .consistent_read(true)
+            .set_projection_expression(read.projection.map(str::to_string))
+            .set_expression_attribute_names(read.projection.map(|_| {
+                HashMap::from([
+                    ("#a".to_string(), KEY_AGGREGATE.to_string()),
+                    ("#v".to_string(), KEY_VERSION.to_string()),
+                ])
+            }))
             .set_exclusive_start_key(start.clone())
             .send()
             .await;
@@ -938,7 +974,7 @@ async fn scan_segment(
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(decode_item)
+            .map(read.decode)
             .collect();
         if tx.send(Ok((segment, decoded))).await.is_err() {
             return; // the replay stopped
@@ -977,6 +1013,26 @@ fn decode_item(item: Item) -> Scanned {
             key,
             event_type,
             reason: e.to_string(),
+        }),
+    }
+}
+
+/// An event's order id and version. Both are the table's keys, so DynamoDB keeps their
+/// types; a version that is no `u64` (negative, fractional) is still reported.
+fn decode_key(item: Item) -> Scanned<(String, u64)> {
+    let order_id = get_s(&item, KEY_AGGREGATE).unwrap_or("?").to_string();
+    match get_n(&item, KEY_VERSION) {
+        Some(version) => Scanned::Event((order_id, version)),
+        None => Scanned::Bad(ParkedEvent {
+            reason: format!(
+                "{KEY_VERSION} is not a version: {:?}",
+                item.get(KEY_VERSION)
+            ),
+            key: EventKey {
+                aggregate_id: order_id,
+                version: 0,
+            },
+            event_type: None,
         }),
     }
 }
@@ -1233,9 +1289,11 @@ pub struct CatchUpSummary {
 
 /// Brings a rebuilt table up to date with events appended since its replay read them,
 /// through the live projector's own version-guarded `apply` (so nothing counts twice):
-/// scans the events table again for each order's newest version, loads the state in
-/// `target` of each order and Queries the events above the version it holds. Costs a full
-/// Scan plus one Query per order (two for a changed one) — or, given what the target holds
+/// scans the events table again for each order's newest version (reading only the two
+/// keys of each event: little over the wire, though DynamoDB charges the read capacity of
+/// whole items), loads the state in `target` of each order and Queries the events above
+/// the version it holds, which are decoded then (an undecodable one is parked or stops
+/// the catch-up there). Costs a full Scan plus one Query per order (two for a changed one) — or, given what the target holds
 /// (`known`, from [`ReplaySummary::applied`] and kept up to date here), two Queries per
 /// order that changed; writes only what is new. Run it before switching readers and once
 /// more after (module docs). `target`
@@ -1257,13 +1315,20 @@ pub async fn catch_up(
         // The scan keeps only each order's newest version; the events to apply are read
         // per changed order, after the version the target holds.
         let mut newest: HashMap<String, u64> = HashMap::new();
-        let scan = scan_events(client, events_table, opts, &progress, async |_, events| {
-            for (envelope, _) in events {
-                let v = newest.entry(envelope.aggregate_id).or_default();
-                *v = (*v).max(envelope.version);
-            }
-            Ok(())
-        })
+        let scan = scan_events(
+            client,
+            events_table,
+            opts,
+            &ORDER_VERSIONS,
+            &progress,
+            async |_, keys| {
+                for (order_id, version) in keys {
+                    let v = newest.entry(order_id).or_default();
+                    *v = (*v).max(version);
+                }
+                Ok(())
+            },
+        )
         .await?;
         let mut parked = scan.parked;
         let selected = target.projections();
@@ -1304,21 +1369,20 @@ pub async fn catch_up(
                 let mut stopped: Option<u64> = None;
                 for scanned in events_after(client, events_table, &order_id, from).await? {
                     if let Some(at) = stopped {
-                        let (key, event_type) = match &scanned {
-                            Scanned::Bad(p) => (p.key.clone(), p.event_type.clone()),
-                            Scanned::Event(d) => {
-                                (key_of_envelope(&d.0), Some(d.0.event_type.clone()))
-                            }
-                        };
-                        // An undecodable one was parked by the scan already, with its reason.
-                        if !parked.iter().any(|q| q.key == key) {
-                            parked.push(ParkedEvent {
-                                key,
-                                event_type,
+                        // An undecodable one is parked with its own reason, as the
+                        // replay parks it.
+                        let p = match scanned {
+                            Scanned::Bad(p) => p,
+                            Scanned::Event(d) => ParkedEvent {
+                                key: key_of_envelope(&d.0),
+                                event_type: Some(d.0.event_type.clone()),
                                 reason: format!(
                                     "not applied: follows version {at} of this order, parked"
                                 ),
-                            });
+                            },
+                        };
+                        if !parked.iter().any(|q| q.key == p.key) {
+                            parked.push(p);
                         }
                         continue;
                     }
@@ -1332,7 +1396,6 @@ pub async fn catch_up(
                         }
                         Scanned::Bad(p) => {
                             stopped = Some(p.key.version);
-                            // The scan parked it already, unless it came after the scan.
                             if !parked.iter().any(|q| q.key == p.key) {
                                 parked.push(p);
                             }
@@ -1549,6 +1612,28 @@ mod tests {
                 assert!(!p.reason.is_empty());
             }
             Scanned::Event(_) => panic!("decoded"),
+        }
+    }
+
+    #[test]
+    fn the_catch_up_scan_reads_order_ids_and_versions() {
+        let item = |version| {
+            HashMap::from([
+                (KEY_AGGREGATE.to_string(), crate::dynamo::s("o-1")),
+                (KEY_VERSION.to_string(), version),
+            ])
+        };
+        match decode_key(item(crate::dynamo::n(7))) {
+            Scanned::Event(key) => assert_eq!(key, ("o-1".to_string(), 7)),
+            Scanned::Bad(p) => panic!("{p:?}"),
+        }
+        let odd = aws_sdk_dynamodb::types::AttributeValue::N("-1".into());
+        match decode_key(item(odd)) {
+            Scanned::Bad(p) => {
+                assert_eq!(p.key.aggregate_id, "o-1");
+                assert!(p.reason.contains("not a version"), "{}", p.reason);
+            }
+            Scanned::Event(key) => panic!("{key:?}"),
         }
     }
 }
