@@ -94,7 +94,7 @@ impl Aws {
     }
 
     /// Up to `limit` messages not `seen` before, held invisible until released; `true`
-    /// with them when the queue may hold more.
+    /// with them when the round was full, so the queue may hold more.
     async fn receive_round(
         &self,
         seen: &mut HashSet<String>,
@@ -254,7 +254,7 @@ pub async fn list(args: &AwsDeadLetterArgs, as_json: bool) -> anyhow::Result<Exi
     if more {
         // Not on stdout: `--json` keeps one object per line there.
         eprintln!(
-            "the first {} shown; the queue holds more (--hold N shows more)",
+            "the first {} shown; the queue may hold more (--hold N shows more)",
             shown.len()
         );
     }
@@ -315,7 +315,13 @@ pub async fn redrive(
     let mut kept: Vec<Letter> = Vec::new();
     let (mut chosen_any, mut redriven, mut failed) = (false, 0usize, 0usize);
     loop {
-        let (letters, more) = aws.receive_round(&mut seen, usize::from(args.hold)).await?;
+        let (letters, more) = match aws.receive_round(&mut seen, usize::from(args.hold)).await {
+            Ok(round) => round,
+            Err(e) => {
+                aws.release(&kept.iter().collect::<Vec<_>>()).await;
+                return Err(e);
+            }
+        };
         let (chosen, others): (Vec<Letter>, Vec<Letter>) = letters
             .into_iter()
             .partition(|l| all || Some(l.message_id.as_str()) == message_id);

@@ -816,6 +816,14 @@ struct ScanRead<T> {
     decode: fn(Item) -> Scanned<T>,
 }
 
+// Not derived: that would ask `T: Copy`.
+impl<T> Clone for ScanRead<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ScanRead<T> {}
+
 /// Whole events, decoded (the replay).
 const WHOLE_EVENTS: ScanRead<Box<Decoded>> = ScanRead {
     projection: None,
@@ -859,13 +867,10 @@ async fn scan_events<T: Send + 'static>(
     let mut tasks = JoinSet::new();
     for segment in 0..opts.segments {
         let (client, table, tx) = (client.clone(), table.to_string(), tx.clone());
-        let (total, projection, decode) = (opts.segments, read.projection, read.decode);
+        let (total, read) = (opts.segments, *read);
         tasks.spawn(
-            async move {
-                let read = ScanRead { projection, decode };
-                scan_segment(&client, &table, segment, total, &read, &tx).await
-            }
-            .instrument(tracing::debug_span!("scan.segment", segment)),
+            async move { scan_segment(&client, &table, segment, total, &read, &tx).await }
+                .instrument(tracing::debug_span!("scan.segment", segment)),
         );
     }
     drop(tx);
@@ -1293,11 +1298,11 @@ pub struct CatchUpSummary {
 /// keys of each event: little over the wire, though DynamoDB charges the read capacity of
 /// whole items), loads the state in `target` of each order and Queries the events above
 /// the version it holds, which are decoded then (an undecodable one is parked or stops
-/// the catch-up there). Costs a full Scan plus one Query per order (two for a changed one) — or, given what the target holds
-/// (`known`, from [`ReplaySummary::applied`] and kept up to date here), two Queries per
-/// order that changed; writes only what is new. Run it before switching readers and once
-/// more after (module docs). `target`
-/// must select the projections the replay rebuilt; of `opts` only `segments` and
+/// the catch-up there). Costs a full Scan plus one Query per order (two for a changed
+/// one) — or, given what the target holds (`known`, from [`ReplaySummary::applied`] and
+/// kept up to date here), two Queries per order that changed; writes only what is new.
+/// Run it before switching readers and once more after (module docs). `target` must
+/// select the projections the replay rebuilt; of `opts` only `segments` and
 /// `skip_undecodable` matter. Progress: `orders_written` counts orders checked,
 /// `items_written` the events applied.
 pub async fn catch_up(
