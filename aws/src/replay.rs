@@ -810,9 +810,8 @@ type PageMsg<T> = Result<(u32, Vec<Scanned<T>>), ReplayError>;
 
 /// What a scan reads of each event item, and how it decodes it.
 struct ScanRead<T> {
-    /// The attributes read (a ProjectionExpression over `#a` and `#v`, the two keys), or
-    /// all of them.
-    projection: Option<&'static str>,
+    /// Only the two keys of each item (a ProjectionExpression), else every attribute.
+    keys_only: bool,
     decode: fn(Item) -> Scanned<T>,
 }
 
@@ -826,15 +825,15 @@ impl<T> Copy for ScanRead<T> {}
 
 /// Whole events, decoded (the replay).
 const WHOLE_EVENTS: ScanRead<Box<Decoded>> = ScanRead {
-    projection: None,
+    keys_only: false,
     decode: decode_item,
 };
 
-/// Only each event's order id and version (the catch-up): a tenth of the bytes over the
-/// wire and nothing to decode. DynamoDB charges the read capacity of whole items all the
-/// same.
+/// Only each event's order id and version (the catch-up): a small part of the bytes over
+/// the wire and no payload to decode. DynamoDB charges the read capacity of whole items
+/// all the same.
 const ORDER_VERSIONS: ScanRead<(String, u64)> = ScanRead {
-    projection: Some("#a, #v"),
+    keys_only: true,
     decode: decode_key,
 };
 
@@ -942,8 +941,8 @@ async fn scan_segment<T>(
             .segment(segment_i32)
             .total_segments(total_i32)
             .consistent_read(true)
-            .set_projection_expression(read.projection.map(str::to_string))
-            .set_expression_attribute_names(read.projection.map(|_| {
+            .set_projection_expression(read.keys_only.then(|| "#a, #v".to_string()))
+            .set_expression_attribute_names(read.keys_only.then(|| {
                 HashMap::from([
                     ("#a".to_string(), KEY_AGGREGATE.to_string()),
                     ("#v".to_string(), KEY_VERSION.to_string()),
