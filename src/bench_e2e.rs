@@ -32,6 +32,10 @@ pub struct E2eArgs {
     /// Also write a mail/<id>.eml file per email (as `orders serve` does).
     #[arg(long)]
     mail_files: bool,
+    /// Also report each second of the load: orders POSTed, cores used, and the
+    /// POST→confirmed latency of the orders POSTed in it (shows where a backlog builds).
+    #[arg(long)]
+    timeline: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -61,6 +65,22 @@ struct Report {
     sns_messages: u64,
     sqs_messages: u64,
     emails: u64,
+    /// With `--timeline`: one entry per second of the load.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    timeline: Vec<Second>,
+}
+
+/// One second of the load: the orders POSTed in it and how long they took to be confirmed.
+#[derive(Debug, serde::Serialize)]
+struct Second {
+    second: u64,
+    orders: usize,
+    /// CPU time the process used in this second, in cores (2.0 = both cores of a 2-core
+    /// machine busy the whole second).
+    cores: f64,
+    confirmed_ms_p50: f64,
+    confirmed_ms_p99: f64,
+    confirmed_ms_max: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -168,6 +188,20 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             report.sqs_messages,
             report.emails,
         );
+        if !report.timeline.is_empty() {
+            println!("  second  orders  cores  confirmed p50 / p99 / max (ms)");
+            for s in &report.timeline {
+                println!(
+                    "  {:>6}  {:>6}  {:>5.2}  {:.1} / {:.1} / {:.1}",
+                    s.second,
+                    s.orders,
+                    s.cores,
+                    s.confirmed_ms_p50,
+                    s.confirmed_ms_p99,
+                    s.confirmed_ms_max
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -210,6 +244,7 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
 
     let started = Instant::now();
     let cpu_before = process_cpu();
+    let cores = args.timeline.then(sample_cores);
     let (posted, mut post_ms, errors) =
         load(runtime.addr, args, Duration::from_secs(args.seconds), body).await?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -230,6 +265,14 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
         .collect();
     lat.sort_by(f64::total_cmp);
     post_ms.sort_by(f64::total_cmp);
+    let timeline = match cores {
+        Some((stop, sampler)) => {
+            let _ = stop.send(());
+            let cores = sampler.await.context("the CPU sampler")?;
+            seconds(&posted, &confirmed, started, &cores)
+        }
+        None => vec![],
+    };
     let done = after.succeeded - before.succeeded;
     Ok(Report {
         connections: args.connections,
@@ -251,7 +294,77 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
         sns_messages: after.sns - before.sns,
         sqs_messages: after.sqs - before.sqs,
         emails: after.mail - before.mail,
+        timeline,
     })
+}
+
+/// Samples the process's CPU time once a second, as cores used in that second; the
+/// last, partial second is added when `stop` fires.
+fn sample_cores() -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<f64>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn(async move {
+        let mut cores = vec![];
+        let (mut last, mut at) = (process_cpu(), Instant::now());
+        let mut tick =
+            tokio::time::interval_at((at + Duration::from_secs(1)).into(), Duration::from_secs(1));
+        loop {
+            let end = tokio::select! {
+                _ = tick.tick() => false,
+                _ = &mut stopped => true,
+            };
+            let (now, now_at) = (process_cpu(), Instant::now());
+            let wall = now_at.saturating_duration_since(at).as_secs_f64();
+            if wall > 0.0 {
+                cores.push(now.saturating_sub(last).as_secs_f64() / wall);
+            }
+            if end {
+                return cores;
+            }
+            (last, at) = (now, now_at);
+        }
+    });
+    (stop, sampler)
+}
+
+/// The latency of the orders POSTed in each second of the load, with that second's cores.
+fn seconds(
+    posted: &[(String, Instant)],
+    confirmed: &HashMap<String, Instant>,
+    started: Instant,
+    cores: &[f64],
+) -> Vec<Second> {
+    let mut by_second: std::collections::BTreeMap<u64, (usize, Vec<f64>)> = Default::default();
+    for (id, t) in posted {
+        let slot = by_second
+            .entry(t.saturating_duration_since(started).as_secs())
+            .or_default();
+        slot.0 += 1;
+        if let Some(c) = confirmed.get(id) {
+            slot.1
+                .push(c.saturating_duration_since(*t).as_secs_f64() * 1000.0);
+        }
+    }
+    by_second
+        .into_iter()
+        .map(|(second, (orders, mut lat))| {
+            lat.sort_by(f64::total_cmp);
+            Second {
+                second,
+                orders,
+                cores: usize::try_from(second)
+                    .ok()
+                    .and_then(|s| cores.get(s))
+                    .copied()
+                    .unwrap_or(0.0),
+                confirmed_ms_p50: percentile(&lat, 0.5),
+                confirmed_ms_p99: percentile(&lat, 0.99),
+                confirmed_ms_max: lat.last().copied().unwrap_or(0.0),
+            }
+        })
+        .collect()
 }
 
 /// The CPU time this process has used so far, all threads.

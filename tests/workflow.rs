@@ -693,6 +693,7 @@ fn the_end_to_end_benchmark_counts_every_effect_and_the_cpu_per_order() {
             "1",
             "--warmup-seconds",
             "0",
+            "--timeline",
             "--json",
         ])
         .output()
@@ -718,6 +719,25 @@ fn the_end_to_end_benchmark_counts_every_effect_and_the_cpu_per_order() {
     );
     let cpu = report["cpu_ms_per_order"].as_f64().expect("cpu");
     assert!(cpu > 0.0 && cpu.is_finite(), "{report}");
+    // The timeline splits the same orders by the second they were POSTed in.
+    let timeline = report["timeline"].as_array().expect("a timeline");
+    let per_second: Vec<u64> = timeline
+        .iter()
+        .map(|s| s["orders"].as_u64().expect("orders per second"))
+        .collect();
+    assert_eq!(per_second.iter().sum::<u64>(), orders, "{report}");
+    assert_eq!(timeline[0]["second"], 0, "{report}");
+    for s in timeline {
+        let (p50, p99) = (
+            s["confirmed_ms_p50"].as_f64().expect("p50"),
+            s["confirmed_ms_p99"].as_f64().expect("p99"),
+        );
+        assert!(p50 > 0.0 && p50 <= p99, "{s}");
+    }
+    assert!(
+        timeline[0]["cores"].as_f64().expect("cores") > 0.0,
+        "{report}"
+    );
 }
 
 /// What AWS would have dropped by now is gone locally too, and nothing else: a closed
