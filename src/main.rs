@@ -6,6 +6,7 @@ use orders::bench::{self, BenchOptions};
 use orders::browser_guard;
 use orders::client::Connection;
 use orders::runtime::{Runtime, RuntimeConfig};
+use orders_domain::projection::{AsOf, view_as_of};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,11 +123,21 @@ enum Cmd {
         #[arg(long, env = "ORDERS_TOKEN")]
         token: Option<String>,
     },
-    /// Print one order's events from the local event store.
+    /// Print one order's events from the local event store, or (--view) its view folded
+    /// from them; up to a version or a moment with --version or --at.
     Events {
         order_id: String,
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// Print the order's view as the projector's fold builds it from these events.
+        #[arg(long)]
+        view: bool,
+        /// Only up to the event of this version.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "at")]
+        version: Option<u64>,
+        /// Only up to this moment (UTC, RFC 3339, such as 2026-11-04T15:30:00Z).
+        #[arg(long)]
+        at: Option<orders_domain::Timestamp>,
     },
     /// Benchmarks.
     Bench {
@@ -290,7 +301,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", key.mint(&holder, Duration::from_secs(hours * 3600))?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Events { order_id, data_dir } => events(&order_id, data_dir).await,
+        Cmd::Events {
+            order_id,
+            data_dir,
+            view,
+            version,
+            at,
+        } => {
+            let as_of = match (version, at) {
+                (Some(v), _) => AsOf::Version(v),
+                (None, Some(t)) => AsOf::At(t),
+                (None, None) => AsOf::Latest,
+            };
+            events(&order_id, data_dir, as_of, view).await
+        }
         Cmd::Bench {
             what:
                 BenchCmd::Api {
@@ -475,7 +499,12 @@ async fn submit(
     })
 }
 
-async fn events(order_id: &str, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
+async fn events(
+    order_id: &str,
+    data_dir: PathBuf,
+    as_of: AsOf,
+    view: bool,
+) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         data_dir.join("events.db").exists(),
         "no event store in {} (start `orders serve` first, or pass --data-dir)",
@@ -492,8 +521,19 @@ async fn events(order_id: &str, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
         "order {order_id} not found in {}",
         data_dir.display()
     );
-    for e in events {
-        println!("{}", serde_json::to_string(&e)?);
+    // The same checks as the view's: no such version, or not placed yet then.
+    let folded = view_as_of(&events, as_of);
+    if view {
+        println!("{}", serde_json::to_string_pretty(&folded?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Err(e) = folded
+        && e.is_not_found()
+    {
+        return Err(e.into());
+    }
+    for e in events.iter().take_while(|e| as_of.includes(e)) {
+        println!("{}", serde_json::to_string(e)?);
     }
     Ok(ExitCode::SUCCESS)
 }

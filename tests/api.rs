@@ -155,6 +155,152 @@ async fn cancel_needs_the_current_version() {
     s.runtime.shutdown().await.expect("shutdown");
 }
 
+/// `GET /orders/{id}?version=N|at=T`: the view as it stood then, folded from the log
+/// (so there right after the POST, before the projector has run).
+#[tokio::test]
+async fn an_order_reads_as_it_stood_at_a_version_or_a_moment() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-1").await;
+    let v1 = get(&mut c, &format!("/orders/{id}?version=1")).await;
+    assert_eq!(v1.status, 200, "{}", String::from_utf8_lossy(&v1.body));
+    assert_eq!(json(&v1)["status"], "PLACED");
+    assert_eq!(json(&v1)["version"], 1);
+    assert_eq!(header(&v1, "etag"), Some("\"1\""));
+    assert_eq!(
+        header(&v1, "cache-control"),
+        Some("private, max-age=31536000, immutable")
+    );
+    let placed_at = json(&v1)["placed_at"]
+        .as_str()
+        .expect("placed_at")
+        .to_string();
+    let cancel = post(
+        &mut c,
+        &format!("/orders/{id}/cancel"),
+        &[("if-match", "1")],
+        &json!({"reason": "changed my mind"}),
+    )
+    .await;
+    assert_eq!(cancel.status, 200);
+    let events = json(&get(&mut c, &format!("/orders/{id}/events")).await);
+    let cancelled_at = events["events"][1]["occurred_at"]
+        .as_str()
+        .expect("the cancellation's time")
+        .to_string();
+
+    let v2 = get(&mut c, &format!("/orders/{id}?version=2")).await;
+    assert_eq!(json(&v2)["status"], "CANCELLED");
+    assert_eq!(json(&v2)["cancellation_reason"], "changed my mind");
+    // The first version has not changed, and equals what the projector showed then.
+    let again = get(&mut c, &format!("/orders/{id}?version=1")).await;
+    assert_eq!(json(&again), json(&v1));
+    // By moment: at the placement, the placed order; at the cancellation, the cancelled.
+    let at = |t: &str| format!("/orders/{id}?at={t}");
+    let then = get(&mut c, &at(&placed_at)).await;
+    assert_eq!(
+        (json(&then)["version"].clone(), then.status),
+        (json!(1), 200)
+    );
+    assert_eq!(header(&then, "cache-control"), None);
+    let now = get(&mut c, &at(&cancelled_at)).await;
+    assert_eq!(json(&now)["status"], "CANCELLED");
+    // The latest version read from the log is the projected view.
+    let projected = eventually(&mut c, &format!("/orders/{id}"), |r| {
+        json(r)["version"] == 2
+    })
+    .await;
+    assert_eq!(json(&projected), json(&v2));
+
+    let before = get(&mut c, &at("2000-01-01T00:00:00Z")).await;
+    assert_eq!(before.status, 404);
+    assert!(
+        json(&before)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("was not placed yet")),
+        "{}",
+        json(&before)
+    );
+    let future = get(&mut c, &format!("/orders/{id}?version=3")).await;
+    assert_eq!(future.status, 404);
+    assert!(
+        json(&future)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("its latest is 2")),
+        "{}",
+        json(&future)
+    );
+    assert_eq!(get(&mut c, "/orders/01UNKNOWN?version=1").await.status, 404);
+    for (query, field) in [
+        ("version=0", "version"),
+        ("version=two", "version"),
+        ("version=-1", "version"),
+        ("at=yesterday", "at"),
+        ("at=2026-11-04T15:30:00%2B01:00", "at"),
+        ("version=1&at=2026-11-04T15:30:00Z", "at"),
+        ("as_of=1", "as_of"),
+    ] {
+        let r = get(&mut c, &format!("/orders/{id}?{query}")).await;
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(
+            header(&r, "content-type"),
+            Some("application/problem+json"),
+            "{query}"
+        );
+        assert_eq!(json(&r)["field"], field, "{query}");
+    }
+
+    // The CLI reads the same points of the local log.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
+            .args(["events", &id, "--data-dir"])
+            .arg(s.dir.path())
+            .args(args)
+            .output()
+            .expect("orders events");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = cli(&["--view", "--version", "1"]);
+    assert!(ok, "{err}");
+    let view: serde_json::Value = serde_json::from_str(&out).expect("a view");
+    assert_eq!(view, json(&v1));
+    let (ok, out, err) = cli(&["--at", &placed_at]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an event per line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["event_type"], "OrderPlaced");
+    assert_eq!(cli(&[]).1.lines().count(), 2);
+    let (ok, out, err) = cli(&["--view"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).expect("view"),
+        json(&v2)
+    );
+    // Bad points: one line on stderr, nothing on stdout, a non-zero exit.
+    for args in [
+        &["--version", "3"][..],
+        &["--view", "--at", "2000-01-01T00:00:00Z"],
+        &["--version", "0"],
+        &["--at", "yesterday"],
+        &["--version", "1", "--at", "2000-01-01T00:00:00Z"],
+    ] {
+        let (ok, out, err) = cli(args);
+        assert!(!ok && out.is_empty(), "{args:?}: {out}");
+        assert!(!err.trim().is_empty(), "{args:?}");
+    }
+    let (_, _, err) = cli(&["--version", "3"]);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("its latest is 2"), "{err}");
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
 /// Without the workflow nothing takes the order into fulfilment: it cannot ship yet, and
 /// the problem says why (the whole lifecycle is in tests/workflow.rs).
 #[tokio::test]

@@ -107,7 +107,11 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
     assert_eq!(mine.status, 200);
 
     // Another customer: the order does not exist for them, the list is not theirs.
-    for path in [format!("/orders/{id}"), events.clone()] {
+    for path in [
+        format!("/orders/{id}"),
+        format!("/orders/{id}?version=1"),
+        events.clone(),
+    ] {
         let r = send(&mut c, http::Method::GET, &path, Some(&grace), None).await;
         assert_eq!(r.status, 404, "{path}");
     }

@@ -516,6 +516,15 @@ async fn the_documented_example_order_is_placed_and_every_answer_matches_the_doc
     assert_documented(&doc, "GET", "/orders/{id}/events", &events);
     let view = eventually(&mut c, &format!("/orders/{id}"), |r| r.status == 200).await;
     assert_documented(&doc, "GET", "/orders/{id}", &view);
+    for query in [
+        "version=1",
+        "at=2000-01-01T00:00:00Z",
+        "version=x",
+        "version=9",
+    ] {
+        let r = get(&mut c, &format!("/orders/{id}?{query}")).await;
+        assert_documented(&doc, "GET", "/orders/{id}", &r);
+    }
     let page = eventually(&mut c, "/orders?customer_id=c-42", |r| {
         json(r)["items"].as_array().is_some_and(|i| !i.is_empty())
     })

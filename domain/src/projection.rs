@@ -220,6 +220,105 @@ pub fn apply_order_view(
     Ok(view)
 }
 
+/// Which point of an order's history a view is asked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// After its last event.
+    Latest,
+    /// After the event of this version.
+    Version(u64),
+    /// After the last event that occurred at or before this moment.
+    At(Timestamp),
+}
+
+impl AsOf {
+    /// Whether an event is part of the history up to this point (events come in version
+    /// order, and their times do not go back).
+    pub fn includes(&self, envelope: &EventEnvelope) -> bool {
+        match *self {
+            AsOf::Latest => true,
+            AsOf::Version(v) => envelope.version <= v,
+            AsOf::At(t) => envelope.occurred_at <= t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewAtError {
+    #[error("the order has no events")]
+    NoEvents,
+    #[error("order {order_id} has no version {version}: its latest is {latest}")]
+    NoSuchVersion {
+        order_id: String,
+        version: u64,
+        latest: u64,
+    },
+    #[error("order {order_id} was not placed yet at {at} (it was placed at {placed_at})")]
+    NotPlacedYet {
+        order_id: String,
+        at: Timestamp,
+        placed_at: Timestamp,
+    },
+    #[error("event {aggregate_id}#v{version} does not decode: {source}")]
+    Undecodable {
+        aggregate_id: String,
+        version: u64,
+        source: crate::envelope::DecodeError,
+    },
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
+
+impl ViewAtError {
+    /// The history has no such point (as opposed to a history that does not fold).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ViewAtError::NoEvents
+                | ViewAtError::NoSuchVersion { .. }
+                | ViewAtError::NotPlacedYet { .. }
+        )
+    }
+}
+
+/// An order's view as it stood at `as_of`, folded from its stored events (oldest first)
+/// through the same fold as the projector's. Events past `as_of` are not decoded.
+pub fn view_as_of(events: &[EventEnvelope], as_of: AsOf) -> Result<OrderView, ViewAtError> {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Err(ViewAtError::NoEvents);
+    };
+    match as_of {
+        AsOf::Version(version) if version > last.version => {
+            return Err(ViewAtError::NoSuchVersion {
+                order_id: first.aggregate_id.clone(),
+                version,
+                latest: last.version,
+            });
+        }
+        AsOf::At(at) if !as_of.includes(first) => {
+            return Err(ViewAtError::NotPlacedYet {
+                order_id: first.aggregate_id.clone(),
+                at,
+                placed_at: first.occurred_at,
+            });
+        }
+        _ => {}
+    }
+    let mut view = None;
+    for envelope in events.iter().take_while(|e| as_of.includes(e)) {
+        let event = envelope
+            .decode()
+            .map_err(|source| ViewAtError::Undecodable {
+                aggregate_id: envelope.aggregate_id.clone(),
+                version: envelope.version,
+                source,
+            })?;
+        view = Some(apply_order_view(view, envelope, &event)?);
+    }
+    // The first event is included (checked above), and folds or fails.
+    view.ok_or(ViewAtError::NoEvents)
+}
+
 /// What the daily-sales projection remembers per order: enough to reverse a cancellation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SalesTracker {

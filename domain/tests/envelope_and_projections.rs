@@ -129,6 +129,80 @@ fn the_order_view_follows_the_lifecycle() {
 }
 
 #[test]
+fn a_view_as_of_a_version_or_a_moment_folds_only_the_events_up_to_it() {
+    let (t1, t2, t3) = (1_795_706_525_000, 1_795_706_526_000, 1_795_706_527_000);
+    let mut envs = wrap(0, &[placed_event()], t1);
+    envs.extend(wrap(
+        1,
+        &[OrderEvent::Confirmed(OrderConfirmed {
+            execution_name: "o-1".into(),
+            notifications: vec![],
+        })],
+        t2,
+    ));
+    envs.extend(wrap(
+        2,
+        &[OrderEvent::Cancelled(OrderCancelled {
+            reason: Some("changed my mind".into()),
+        })],
+        t3,
+    ));
+    let status_in = |envs: &[EventEnvelope], as_of| {
+        view_as_of(envs, as_of)
+            .map(|v| (v.version, v.status))
+            .map_err(|e| e.to_string())
+    };
+    let status = |as_of| status_in(&envs, as_of);
+    assert_eq!(status(AsOf::Latest), Ok((3, OrderStatus::Cancelled)));
+    assert_eq!(status(AsOf::Version(1)), Ok((1, OrderStatus::Placed)));
+    assert_eq!(status(AsOf::Version(2)), Ok((2, OrderStatus::Confirmed)));
+    assert_eq!(status(AsOf::Version(3)), Ok((3, OrderStatus::Cancelled)));
+    assert_eq!(
+        status(AsOf::Version(4)),
+        Err("order o-1 has no version 4: its latest is 3".into())
+    );
+    let not_yet = view_as_of(&envs, AsOf::At(Timestamp(t1 - 1))).unwrap_err();
+    assert!(not_yet.is_not_found(), "{not_yet}");
+    assert!(
+        not_yet
+            .to_string()
+            .starts_with("order o-1 was not placed yet at "),
+        "{not_yet}"
+    );
+    assert_eq!(
+        status(AsOf::At(Timestamp(t1))),
+        Ok((1, OrderStatus::Placed))
+    );
+    assert_eq!(
+        status(AsOf::At(Timestamp(t3 - 1))),
+        Ok((2, OrderStatus::Confirmed))
+    );
+    assert_eq!(
+        status(AsOf::At(Timestamp(t3))),
+        Ok((3, OrderStatus::Cancelled))
+    );
+    assert_eq!(
+        view_as_of(&[], AsOf::Latest).unwrap_err(),
+        ViewAtError::NoEvents
+    );
+    // The latest view is the one the projector's fold builds.
+    let mut live = None;
+    for e in &envs {
+        live = Some(apply_order_view(live, e, &e.decode().unwrap()).unwrap());
+    }
+    assert_eq!(Some(view_as_of(&envs, AsOf::Latest).unwrap()), live);
+    // An undecodable event is named, but only if the view needs it.
+    envs[2].event_type = "OrderTeleported".into();
+    assert_eq!(
+        status_in(&envs, AsOf::Version(2)),
+        Ok((2, OrderStatus::Confirmed))
+    );
+    let err = view_as_of(&envs, AsOf::Latest).unwrap_err();
+    assert!(!err.is_not_found());
+    assert!(err.to_string().contains("o-1#v3"), "{err}");
+}
+
+#[test]
 fn an_event_before_placement_is_an_error_not_a_view() {
     let e = wrap(
         1,

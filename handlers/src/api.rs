@@ -14,8 +14,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use orders_domain::Timestamp;
 use orders_domain::order::PlaceOrderRequest;
 use orders_domain::ports::{EventStore, ReadModelError, ReadModels, StoreError};
+use orders_domain::projection::{AsOf, view_as_of};
 use orders_domain::{Command, DomainError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -607,22 +609,109 @@ fn with_etag(value: &impl Serialize, version: u64) -> Response {
     resp
 }
 
+/// `GET /orders/{id}`: the projected view; with `version` or `at`, the view as it stood
+/// then, folded from the event log (immediately consistent: it does not wait for the
+/// projector).
 async fn get_order<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let order_id = match order_id_of(path) {
         Ok(id) => id,
         Err(p) => return p.into_response(),
     };
-    match api.reads.order(&order_id).await {
-        Ok(Some(view)) if caller.sees(&view.customer.id) => {
-            with_etag(&rendered(&view, &api.links), view.version)
-        }
-        Ok(_) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
-        Err(e) => read_problem(e).into_response(),
+    match as_of_in(&params) {
+        Err(p) => p.into_response(),
+        Ok(Some(as_of)) => view_from_log(&api, &caller, &order_id, as_of)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Ok(None) => match api.reads.order(&order_id).await {
+            Ok(Some(view)) if caller.sees(&view.customer.id) => {
+                with_etag(&rendered(&view, &api.links), view.version)
+            }
+            Ok(_) => Problem::not_found(&format!("order {order_id} not found")).into_response(),
+            Err(e) => read_problem(e).into_response(),
+        },
     }
+}
+
+/// The point of the history `GET /orders/{id}` asks for: `None` for the projected view.
+fn as_of_in(params: &HashMap<String, String>) -> Result<Option<AsOf>, Problem> {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !matches!(k.as_str(), "version" | "at"))
+    {
+        return Err(query_problem(
+            unknown,
+            "is not a known query parameter (version, at)",
+        ));
+    }
+    match (params.get("version"), params.get("at")) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(query_problem("at", "cannot be combined with version")),
+        (Some(v), None) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v >= 1)
+            .map(|v| Some(AsOf::Version(v)))
+            .ok_or_else(|| query_problem("version", "must be a version number of 1 or more")),
+        (None, Some(t)) => t
+            .parse::<Timestamp>()
+            .map(|t| Some(AsOf::At(t)))
+            .map_err(|_| {
+                query_problem(
+                    "at",
+                    "must be a UTC date and time in RFC 3339, such as 2026-11-04T15:30:00Z",
+                )
+            }),
+    }
+}
+
+/// An order's view at a point of its history, folded from its events by the projector's
+/// fold. A view at a version never changes: it may be cached for good.
+async fn view_from_log<E: EventStore, R: ReadModels>(
+    api: &Api<E, R>,
+    caller: &Caller,
+    order_id: &str,
+    as_of: AsOf,
+) -> Result<Response, Problem> {
+    let not_found = || Problem::not_found(&format!("order {order_id} not found"));
+    let events = api
+        .commands
+        .events
+        .load(order_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::Unavailable(m) => Problem::unavailable(m),
+            e => Problem::internal(e.to_string()),
+        })?;
+    if !may_see(caller, &events) {
+        return Err(not_found());
+    }
+    let view = view_as_of(&events, as_of).map_err(|e| {
+        if e.is_not_found() {
+            return Problem::not_found(&e.to_string());
+        }
+        tracing::error!(order_id, error = %e, "an order's events do not fold");
+        Problem::internal("the order's events could not be folded into its view")
+    })?;
+    let mut resp = with_etag(&rendered(&view, &api.links), view.version);
+    if matches!(as_of, AsOf::Version(_)) {
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=31536000, immutable"),
+        );
+    }
+    Ok(resp)
+}
+
+/// Whether the caller may see an order, from its stored events: anyone sees what exists
+/// when no customer is signed in; a customer sees only their own orders.
+fn may_see(caller: &Caller, events: &[orders_domain::envelope::EventEnvelope]) -> bool {
+    !events.is_empty()
+        && (*caller == Caller::Anyone || caller.sees(&customer_in(events).unwrap_or_default()))
 }
 
 /// The view as `GET /orders/{id}` shows it: with `workflow.console_url` when there is a
@@ -661,11 +750,7 @@ async fn get_events<E: EventStore, R: ReadModels>(
         Err(p) => return p.into_response(),
     };
     match api.commands.events.load(&order_id).await {
-        Ok(events)
-            if events.is_empty()
-                || (caller != Caller::Anyone
-                    && !caller.sees(&customer_in(&events).unwrap_or_default())) =>
-        {
+        Ok(events) if !may_see(&caller, &events) => {
             Problem::not_found(&format!("order {order_id} not found")).into_response()
         }
         Ok(events) => {
