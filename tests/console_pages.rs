@@ -146,6 +146,27 @@ async fn order_pages_list_search_and_show_the_timeline_with_links() {
     )));
     assert!(detail.contains("BOOK-1"));
 
+    // Each version links to the order as it stood then: at version 1, placed, with the
+    // later events marked as later.
+    let at_one =
+        link(&detail, &format!("/console/orders/{first}?version=1")).expect("a link to version 1");
+    let then = page(&mut c, &at_one).await;
+    assert!(then.contains("As it stood at version"), "{then}");
+    assert!(then.contains("status PLACED"), "{then}");
+    assert!(!detail.contains("status PLACED"), "now it is further on");
+    let later = then.matches("class=\"event later\"").count();
+    assert_eq!(later, logged.len() - 1, "{then}");
+    assert!(detail.matches("class=\"event later\"").next().is_none());
+    for (q, code) in [
+        ("version=0", 400),
+        ("version=x", 400),
+        ("v=1", 400),
+        ("version=99", 404),
+    ] {
+        let r = get(&mut c, &format!("/console/orders/{first}?{q}")).await;
+        assert_eq!(r.status, code, "{q}");
+    }
+
     let r = get(&mut c, "/console/orders/01NOSUCHORDER0000000000000").await;
     assert_eq!(r.status, 404);
     s.runtime.shutdown().await.expect("shutdown");

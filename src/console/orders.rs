@@ -13,7 +13,7 @@ use orders_domain::Timestamp;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::Channel;
 use orders_domain::ports::{EventStore, Page, ReadModelError, ReadModels};
-use orders_domain::projection::{OrderSummary, OrderView};
+use orders_domain::projection::{AsOf, OrderSummary, OrderView, view_as_of};
 use orders_local::workflow::services::{self, Related};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -238,6 +238,7 @@ fn list_body(customer: Option<&str>, limit: usize, p: &Page<OrderSummary>) -> Ma
 async fn detail(
     axum::extract::State(console): State,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let Ok(Path(id)) = path else {
         return not_found(ACTIVE, "That is not an order id.");
@@ -245,6 +246,14 @@ async fn detail(
     if id.is_empty() || id.len() > MAX_ID {
         return not_found(ACTIVE, "That is not an order id.");
     }
+    if let Err(r) = known_params(ACTIVE, &params, &["version"]) {
+        return r;
+    }
+    let as_of = match params.get("version").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(v)) if v >= 1 => Some(v),
+        Some(_) => return bad_request(ACTIVE, "version", "must be a version number of 1 or more"),
+    };
     let (view, events) = tokio::join!(console.reads.order(&id), console.events.load(&id));
     let view = match view {
         Ok(v) => v,
@@ -257,6 +266,16 @@ async fn detail(
     if view.is_none() && events.is_empty() {
         return not_found(ACTIVE, &format!("No order {id}."));
     }
+    // At a version: the view folded from the log up to it (the projector's fold), in
+    // place of the projected one.
+    let view = match as_of {
+        None => view,
+        Some(v) => match view_as_of(&events, AsOf::Version(v)) {
+            Ok(folded) => Some(folded),
+            Err(e) if e.is_not_found() => return not_found(ACTIVE, &format!("{e}.")),
+            Err(e) => return failure(ACTIVE, e),
+        },
+    };
     let related = match &console.workflow {
         None => None,
         Some(wf) => {
@@ -285,6 +304,7 @@ async fn detail(
         detail_body(
             &id,
             view.as_ref(),
+            as_of,
             &events,
             related.as_ref(),
             console.workflow.is_some(),
@@ -296,12 +316,21 @@ async fn detail(
 fn detail_body(
     id: &str,
     view: Option<&OrderView>,
+    as_of: Option<u64>,
     events: &[EventEnvelope],
     related: Option<&Related>,
     workflow_on: bool,
 ) -> Markup {
+    let latest = events.last().map_or(0, |e| e.version);
     html! {
         h1 { "Order " code { (id) } }
+        @if let Some(v) = as_of {
+            p.card.as-of {
+                "As it stood at version " strong { (v) } " of " (latest)
+                ", folded from the log. "
+                a href={ "/console/orders/" (seg(id)) } { "Show it now" }
+            }
+        }
         @match view {
             Some(v) => (view_card(v, workflow_on)),
             None => p.card { "Not projected yet: the read model has no view of this order. Its events are below." },
@@ -321,7 +350,7 @@ fn detail_body(
         }
         @if let Some(r) = related { (related_card(r)) }
         h2 #timeline { "Event timeline" }
-        (timeline(events))
+        (timeline(id, events, as_of))
     }
 }
 
@@ -443,7 +472,9 @@ fn related_card(r: &Related) -> Markup {
     }
 }
 
-fn timeline(events: &[EventEnvelope]) -> Markup {
+/// The order's events; each version links to the order as it stood then, and with
+/// `as_of` the events after it are marked as later.
+fn timeline(id: &str, events: &[EventEnvelope], as_of: Option<u64>) -> Markup {
     html! {
         @if events.is_empty() {
             p.card { "No events in the log." }
@@ -452,8 +483,12 @@ fn timeline(events: &[EventEnvelope]) -> Markup {
                 thead { tr { th { "Version" } th { "Type" } th { "Occurred" } th { "Correlation" } th { "Causation" } th { "Payload" } } }
                 tbody {
                     @for e in events {
-                        tr.event data-version=(e.version) {
-                            td { (e.version) }
+                        @let later = as_of.is_some_and(|v| e.version > v);
+                        tr.event.later[later] data-version=(e.version) {
+                            td {
+                                a.as-of title="The order as it stood after this event"
+                                    href={ "/console/orders/" (seg(id)) "?version=" (e.version) } { (e.version) }
+                            }
                             td { strong { (e.event_type) } " " span.muted { "v" (e.schema_version) } }
                             td { (e.occurred_at) }
                             td { code { (e.correlation_id) } }
