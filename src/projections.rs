@@ -192,8 +192,38 @@ pub async fn status(
     })
 }
 
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The size of `read_models.db` and, from a megabyte on, its free part and how to give it
+/// back (the CLI after drops and replays, and the console).
+pub fn free_space_line(space: FileSpace) -> Option<String> {
+    // Below a megabyte it is not worth a line.
+    (space.free_bytes >= 1_000_000).then(|| {
+        format!(
+            "read_models.db: {}, {} of it free (reused by the next replay; `orders projections compact`, with `orders serve` stopped, gives it back to the disk)",
+            megabytes(space.bytes),
+            megabytes(space.free_bytes)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_file_space_line_says_what_is_free_from_a_megabyte_on() {
+        let line = |bytes, free_bytes| free_space_line(FileSpace { bytes, free_bytes });
+        assert_eq!(line(5_000_000, 999_999), None);
+        let said = line(885_800_960, 442_800_000).expect("a line");
+        assert!(
+            said.starts_with("read_models.db: 885.8 MB, 442.8 MB of it free"),
+            "{said}"
+        );
+        assert!(said.contains("orders projections compact"), "{said}");
+    }
+
     use super::*;
 
     fn waiting(ms: Option<u64>) -> Consumer {

@@ -6,8 +6,7 @@
 use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::Connection;
-use orders::projections::{self, ProjectionsStatus};
-use orders_local::store::read_models::FileSpace;
+use orders::projections::{self, ProjectionsStatus, free_space_line, megabytes};
 use orders_local::store::{DeadLetter, LocalStores};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -216,10 +215,6 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
 /// What dropping generations freed stays in the file (reused by the next replay): says
 /// how much and how to give it back. Best effort: the drop itself has succeeded.
 pub(crate) async fn free_space_hint(stores: &LocalStores) {
@@ -228,17 +223,6 @@ pub(crate) async fn free_space_hint(stores: &LocalStores) {
     {
         println!("{line}");
     }
-}
-
-fn free_space_line(space: FileSpace) -> Option<String> {
-    // Below a megabyte it is not worth a line.
-    (space.free_bytes >= 1_000_000).then(|| {
-        format!(
-            "read_models.db: {}, {} of it free (reused by the next replay; `orders projections compact`, with `orders serve` stopped, gives it back to the disk)",
-            megabytes(space.bytes),
-            megabytes(space.free_bytes)
-        )
-    })
 }
 
 fn print_status(s: &ProjectionsStatus, data_dir: &Path) {

@@ -405,6 +405,20 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
     assert!(projector.contains("class=\"behind\">0<"), "{projector}");
     assert!(projector.contains("class=\"oldest\">-<"), "{projector}");
     assert!(html.contains("data-source=\"replay\""), "a chip per source");
+    // The read models' file: its size (and nothing free to speak of yet).
+    let space = reads.space().await.expect("space");
+    let shown = html
+        .split("class=\"muted file-space\">")
+        .nth(1)
+        .and_then(|r| r.split("</p>").next())
+        .expect("the file's size");
+    assert_eq!(
+        shown,
+        format!(
+            "read_models.db: {}",
+            orders::projections::megabytes(space.bytes)
+        )
+    );
     let rows = |h: &str| h.matches("<tr data-id=").count();
     assert_eq!(rows(&html), 25, "the first page");
     let next = link(&html, "/console/projections?after=").expect("a next page");

@@ -257,6 +257,12 @@ fn body(
                 }
             }
         }
+        p.muted.file-space {
+            @match projections::free_space_line(s.read_models_file) {
+                Some(line) => (line),
+                None => { "read_models.db: " (projections::megabytes(s.read_models_file.bytes)) },
+            }
+        }
         @for g in s.building() {
             @if !s.replay_running {
                 p.card.interrupted {
