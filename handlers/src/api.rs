@@ -670,7 +670,8 @@ fn as_of_in(params: &HashMap<String, String>) -> Result<Option<AsOf>, Problem> {
 }
 
 /// An order's view at a point of its history, folded from its events by the projector's
-/// fold. A view at a version never changes: it may be cached for good.
+/// fold. No cache header: the events at a version never change, but the fold may (a
+/// projection fix, which a replay then applies to the read model too).
 async fn view_from_log<E: EventStore, R: ReadModels>(
     api: &Api<E, R>,
     caller: &Caller,
@@ -697,14 +698,7 @@ async fn view_from_log<E: EventStore, R: ReadModels>(
         tracing::error!(order_id, error = %e, "an order's events do not fold");
         Problem::internal("the order's events could not be folded into its view")
     })?;
-    let mut resp = with_etag(&rendered(&view, &api.links), view.version);
-    if matches!(as_of, AsOf::Version(_)) {
-        resp.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, max-age=31536000, immutable"),
-        );
-    }
-    Ok(resp)
+    Ok(with_etag(&rendered(&view, &api.links), view.version))
 }
 
 /// Whether the caller may see an order, from its stored events: anyone sees what exists
