@@ -19,3 +19,28 @@ pub(crate) async fn clients() -> anyhow::Result<AwsClients> {
         &Endpoints::default(),
     ))
 }
+
+/// One order's events from a deployed stack's event table (`--stack`: its
+/// `EventsTableName` output; else the functions' own `EVENTS_TABLE`), and the table's name
+/// for messages.
+pub(crate) async fn order_events(
+    order_id: &str,
+    stack: Option<&str>,
+) -> anyhow::Result<(Vec<orders_domain::EventEnvelope>, String)> {
+    use anyhow::Context;
+    let sdk = sdk_config(true).await?;
+    let table = match stack {
+        Some(stack) => {
+            crate::workflow_cmd::executions::stack_output(&sdk, stack, "EventsTableName").await?
+        }
+        None => std::env::var(orders_aws::config::EVENTS_TABLE)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .context("EVENTS_TABLE is not set (the DynamoDB event table to read with --aws; or pass --stack NAME)")?,
+    };
+    let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
+    let events = orders_aws::event_store::load_order(&clients.dynamodb, &table, order_id)
+        .await
+        .with_context(|| format!("reading {table}"))?;
+    Ok((events, table))
+}

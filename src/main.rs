@@ -138,6 +138,13 @@ enum Cmd {
         /// Only up to this moment (UTC, RFC 3339, such as 2026-11-04T15:30:00Z).
         #[arg(long)]
         at: Option<orders_domain::Timestamp>,
+        /// Read the deployed stack's DynamoDB event table instead (standard credential
+        /// chain): the one --stack names, else EVENTS_TABLE and IDEMPOTENCY_TABLE.
+        #[arg(long)]
+        aws: bool,
+        /// With --aws: the stack (the name given to `sam deploy`).
+        #[arg(long, env = "ORDERS_STACK", requires = "aws")]
+        stack: Option<String>,
     },
     /// Benchmarks.
     Bench {
@@ -307,13 +314,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             view,
             version,
             at,
+            aws,
+            stack,
         } => {
             let as_of = match (version, at) {
                 (Some(v), _) => AsOf::Version(v),
                 (None, Some(t)) => AsOf::At(t),
                 (None, None) => AsOf::Latest,
             };
-            events(&order_id, data_dir, as_of, view).await
+            let (events, place) = if aws {
+                aws_access::order_events(&order_id, stack.as_deref()).await?
+            } else {
+                (
+                    local_events(&order_id, &data_dir).await?,
+                    data_dir.display().to_string(),
+                )
+            };
+            anyhow::ensure!(!events.is_empty(), "order {order_id} not found in {place}");
+            print_events(&events, as_of, view)
         }
         Cmd::Bench {
             what:
@@ -499,30 +517,32 @@ async fn submit(
     })
 }
 
-async fn events(
+/// One order's events from the local event store, oldest first.
+async fn local_events(
     order_id: &str,
-    data_dir: PathBuf,
-    as_of: AsOf,
-    view: bool,
-) -> anyhow::Result<ExitCode> {
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<orders_domain::EventEnvelope>> {
     anyhow::ensure!(
         data_dir.join("events.db").exists(),
         "no event store in {} (start `orders serve` first, or pass --data-dir)",
         data_dir.display()
     );
-    let dir = data_dir.clone();
+    let dir = data_dir.to_path_buf();
     let stores =
         tokio::task::spawn_blocking(move || orders_local::store::LocalStores::open(&dir)).await??;
-    let events = orders_domain::ports::EventStore::load(&stores.events, order_id)
+    orders_domain::ports::EventStore::load(&stores.events, order_id)
         .await
-        .context("reading events")?;
-    anyhow::ensure!(
-        !events.is_empty(),
-        "order {order_id} not found in {}",
-        data_dir.display()
-    );
+        .context("reading events")
+}
+
+/// An order's events up to `as_of`, one JSON object a line, or (`view`) its view then.
+fn print_events(
+    events: &[orders_domain::EventEnvelope],
+    as_of: AsOf,
+    view: bool,
+) -> anyhow::Result<ExitCode> {
     // The same checks as the view's: no such version, or not placed yet then.
-    let folded = view_as_of(&events, as_of);
+    let folded = view_as_of(events, as_of);
     if view {
         println!("{}", serde_json::to_string_pretty(&folded?)?);
         return Ok(ExitCode::SUCCESS);

@@ -197,6 +197,67 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     // An event appended after it, then the next replay: from <views>-g1 into -g2, which
     // has the event; -g1, a replay's table that readers left, is dropped.
     cancel(&ids[0]).await;
+    // The order's history, read from the stack's event table: its events, and its view
+    // now and as it stood at version 1.
+    let read = |more: &[&str]| {
+        let mut args = vec![
+            "events",
+            ids[0].as_str(),
+            "--aws",
+            "--stack",
+            stack.as_str(),
+        ];
+        args.extend_from_slice(more);
+        ok(&args)
+    };
+    assert_eq!(read(&[]).lines().count(), 2);
+    assert_eq!(read(&["--version", "1"]).lines().count(), 1);
+    let view =
+        |more: &[&str]| -> serde_json::Value { serde_json::from_str(&read(more)).expect("a view") };
+    assert_eq!(view(&["--view"])["status"], "CANCELLED");
+    let then = view(&["--view", "--version", "1"]);
+    assert_eq!(
+        (then["status"].clone(), then["version"].clone()),
+        ("PLACED".into(), 1.into())
+    );
+    let past = orders(&[
+        "events",
+        &ids[0],
+        "--aws",
+        "--stack",
+        &stack,
+        "--version",
+        "3",
+    ]);
+    let err = String::from_utf8_lossy(&past.stderr);
+    assert!(!past.status.success() && past.stdout.is_empty(), "{err}");
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("its latest is 2"),
+        "{err}"
+    );
+    let unknown = orders(&["events", "no-such-order", "--aws", "--stack", &stack]);
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("order no-such-order not found in {events}")),
+        "{err}"
+    );
+    let nowhere = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["events", &ids[0], "--aws"])
+        .env_remove("ORDERS_STACK")
+        .env_remove("EVENTS_TABLE")
+        .env_remove("IDEMPOTENCY_TABLE")
+        .output()
+        .expect("run orders");
+    let err = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(
+        !nowhere.status.success() && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains("EVENTS_TABLE") && err.contains("--stack"),
+        "{err}"
+    );
     let second = format!("{views}-g2");
     let out = replay_ok(&stack, &["--drop-old"]);
     assert!(

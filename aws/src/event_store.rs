@@ -155,26 +155,6 @@ impl DynamoEventStore {
         StoreError::Unavailable(err.message())
     }
 
-    async fn load_inner(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope>, StoreError> {
-        let items = events_after(&self.client, &self.events_table, aggregate_id, 0)
-            .await
-            .map_err(StoreError::Unavailable)?;
-        let mut events = Vec::with_capacity(items.len());
-        for item in items {
-            let envelope = codec::envelope_from_item(item)
-                .map_err(|e| StoreError::Corrupt(format!("order {aggregate_id}: {e}")))?;
-            let expected = events.len() as u64 + 1;
-            if envelope.version != expected {
-                return Err(StoreError::Corrupt(format!(
-                    "order {aggregate_id}: found version {} where {expected} was expected",
-                    envelope.version
-                )));
-            }
-            events.push(envelope);
-        }
-        Ok(events)
-    }
-
     async fn idempotency_inner(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let out = self
             .client
@@ -308,13 +288,42 @@ impl EventStore for DynamoEventStore {
 
     async fn load(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope>, StoreError> {
         let span = tracing::debug_span!("dynamodb.load", order_id = %aggregate_id);
-        self.load_inner(aggregate_id).instrument(span).await
+        load_order(&self.client, &self.events_table, aggregate_id)
+            .instrument(span)
+            .await
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let span = tracing::debug_span!("dynamodb.idempotency", idempotency_key = %key);
         self.idempotency_inner(key).instrument(span).await
     }
+}
+
+/// One order's events from `events_table`, in version order, checked for gaps. The
+/// store's `load`, and what a reader without the idempotency table uses (`orders events
+/// --aws`).
+pub async fn load_order(
+    client: &Client,
+    events_table: &str,
+    aggregate_id: &str,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    let items = events_after(client, events_table, aggregate_id, 0)
+        .await
+        .map_err(StoreError::Unavailable)?;
+    let mut events = Vec::with_capacity(items.len());
+    for item in items {
+        let envelope = codec::envelope_from_item(item)
+            .map_err(|e| StoreError::Corrupt(format!("order {aggregate_id}: {e}")))?;
+        let expected = events.len() as u64 + 1;
+        if envelope.version != expected {
+            return Err(StoreError::Corrupt(format!(
+                "order {aggregate_id}: found version {} where {expected} was expected",
+                envelope.version
+            )));
+        }
+        events.push(envelope);
+    }
+    Ok(events)
 }
 
 #[cfg(test)]
