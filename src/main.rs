@@ -139,8 +139,8 @@ enum Cmd {
         #[arg(long)]
         at: Option<orders_domain::Timestamp>,
         /// Read the deployed stack's DynamoDB event table instead (standard credential
-        /// chain): the one --stack names, else EVENTS_TABLE and IDEMPOTENCY_TABLE.
-        #[arg(long)]
+        /// chain): the one --stack names, else EVENTS_TABLE.
+        #[arg(long, conflicts_with = "data_dir")]
         aws: bool,
         /// With --aws: the stack (the name given to `sam deploy`).
         #[arg(long, env = "ORDERS_STACK", requires = "aws")]

@@ -285,6 +285,8 @@ async fn an_order_reads_as_it_stood_at_a_version_or_a_moment() {
         &["--version", "0"],
         &["--at", "yesterday"],
         &["--version", "1", "--at", "2000-01-01T00:00:00Z"],
+        // The event table on AWS, or a data dir: not both.
+        &["--aws"],
     ] {
         let (ok, out, err) = cli(args);
         assert!(!ok && out.is_empty(), "{args:?}: {out}");
