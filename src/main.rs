@@ -541,18 +541,14 @@ fn print_events(
     as_of: AsOf,
     view: bool,
 ) -> anyhow::Result<ExitCode> {
-    // The same checks as the view's: no such version, or not placed yet then.
-    let folded = view_as_of(events, as_of);
     if view {
-        println!("{}", serde_json::to_string_pretty(&folded?)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view_as_of(events, as_of)?)?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(e) = folded
-        && e.is_not_found()
-    {
-        return Err(e.into());
-    }
-    for e in events.iter().take_while(|e| as_of.includes(e)) {
+    for e in as_of.events(events)? {
         println!("{}", serde_json::to_string(e)?);
     }
     Ok(ExitCode::SUCCESS)

@@ -226,6 +226,25 @@ async fn an_order_reads_as_it_stood_at_a_version_or_a_moment() {
         json(&future)
     );
     assert_eq!(get(&mut c, "/orders/01UNKNOWN?version=1").await.status, 404);
+    // The events up to a point: the same cut.
+    let upto = |q: &str| format!("/orders/{id}/events?{q}");
+    let first = get(&mut c, &upto("version=1")).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(header(&first, "etag"), Some("\"1\""));
+    assert_eq!(json(&first)["version"], 1);
+    assert_eq!(json(&first)["events"].as_array().map(Vec::len), Some(1));
+    let by_then = json(&get(&mut c, &upto(&format!("at={cancelled_at}"))).await);
+    assert_eq!(by_then["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(get(&mut c, &upto("version=3")).await.status, 404);
+    assert_eq!(
+        get(&mut c, &upto("at=2000-01-01T00:00:00Z")).await.status,
+        404
+    );
+    let bad = get(&mut c, &upto("version=x")).await;
+    assert_eq!(
+        (bad.status, json(&bad)["field"].clone()),
+        (400, json!("version"))
+    );
     for (query, field) in [
         ("version=0", "version"),
         ("version=two", "version"),

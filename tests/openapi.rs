@@ -514,6 +514,10 @@ async fn the_documented_example_order_is_placed_and_every_answer_matches_the_doc
 
     let events = get(&mut c, &format!("/orders/{id}/events")).await;
     assert_documented(&doc, "GET", "/orders/{id}/events", &events);
+    for query in ["version=1", "at=2000-01-01T00:00:00Z", "at=x"] {
+        let r = get(&mut c, &format!("/orders/{id}/events?{query}")).await;
+        assert_documented(&doc, "GET", "/orders/{id}/events", &r);
+    }
     let view = eventually(&mut c, &format!("/orders/{id}"), |r| r.status == 200).await;
     assert_documented(&doc, "GET", "/orders/{id}", &view);
     for query in [

@@ -241,6 +241,38 @@ impl AsOf {
             AsOf::At(t) => envelope.occurred_at <= t,
         }
     }
+
+    /// Whether an order's history (oldest first) has this point: not a version past its
+    /// last, nor a moment before its placement.
+    pub fn check(&self, events: &[EventEnvelope]) -> Result<(), ViewAtError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Err(ViewAtError::NoEvents);
+        };
+        match *self {
+            AsOf::Version(version) if version > last.version => Err(ViewAtError::NoSuchVersion {
+                order_id: first.aggregate_id.clone(),
+                version,
+                latest: last.version,
+            }),
+            AsOf::At(at) if !self.includes(first) => Err(ViewAtError::NotPlacedYet {
+                order_id: first.aggregate_id.clone(),
+                at,
+                placed_at: first.occurred_at,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The events of an order's history (oldest first) up to this point, once it is
+    /// [checked](Self::check).
+    pub fn events<'a>(
+        &self,
+        events: &'a [EventEnvelope],
+    ) -> Result<&'a [EventEnvelope], ViewAtError> {
+        self.check(events)?;
+        let n = events.iter().take_while(|e| self.includes(e)).count();
+        Ok(&events[..n])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -284,28 +316,8 @@ impl ViewAtError {
 /// An order's view as it stood at `as_of`, folded from its stored events (oldest first)
 /// through the same fold as the projector's. Events past `as_of` are not decoded.
 pub fn view_as_of(events: &[EventEnvelope], as_of: AsOf) -> Result<OrderView, ViewAtError> {
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Err(ViewAtError::NoEvents);
-    };
-    match as_of {
-        AsOf::Version(version) if version > last.version => {
-            return Err(ViewAtError::NoSuchVersion {
-                order_id: first.aggregate_id.clone(),
-                version,
-                latest: last.version,
-            });
-        }
-        AsOf::At(at) if !as_of.includes(first) => {
-            return Err(ViewAtError::NotPlacedYet {
-                order_id: first.aggregate_id.clone(),
-                at,
-                placed_at: first.occurred_at,
-            });
-        }
-        _ => {}
-    }
     let mut view = None;
-    for envelope in events.iter().take_while(|e| as_of.includes(e)) {
+    for envelope in as_of.events(events)? {
         let event = envelope
             .decode()
             .map_err(|source| ViewAtError::Undecodable {

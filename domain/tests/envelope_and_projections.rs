@@ -185,6 +185,13 @@ fn a_view_as_of_a_version_or_a_moment_folds_only_the_events_up_to_it() {
         view_as_of(&[], AsOf::Latest).unwrap_err(),
         ViewAtError::NoEvents
     );
+    // The events up to a point: the same cut and the same checks.
+    let upto = |as_of: AsOf| as_of.events(&envs).map(|e| e.len());
+    assert_eq!(upto(AsOf::Latest), Ok(3));
+    assert_eq!(upto(AsOf::Version(2)), Ok(2));
+    assert_eq!(upto(AsOf::At(Timestamp(t3 - 1))), Ok(2));
+    assert!(upto(AsOf::Version(4)).is_err_and(|e| e.is_not_found()));
+    assert!(upto(AsOf::At(Timestamp(t1 - 1))).is_err_and(|e| e.is_not_found()));
     // The latest view is the one the projector's fold builds.
     let mut live = None;
     for e in &envs {

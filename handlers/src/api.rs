@@ -637,7 +637,8 @@ async fn get_order<E: EventStore, R: ReadModels>(
     }
 }
 
-/// The point of the history `GET /orders/{id}` asks for: `None` for the projected view.
+/// The point of the history `GET /orders/{id}` (and `/events`) asks for: `None` when it
+/// asks for none.
 fn as_of_in(params: &HashMap<String, String>) -> Result<Option<AsOf>, Problem> {
     if let Some(unknown) = params
         .keys()
@@ -734,26 +735,37 @@ fn customer_in(events: &[orders_domain::envelope::EventEnvelope]) -> Option<Stri
     }
 }
 
+/// `GET /orders/{id}/events`: the order's events, all of them or (`version`, `at`) those up
+/// to a point of its history.
 async fn get_events<E: EventStore, R: ReadModels>(
     State(api): State<Arc<Api<E, R>>>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let order_id = match order_id_of(path) {
         Ok(id) => id,
+        Err(p) => return p.into_response(),
+    };
+    let as_of = match as_of_in(&params) {
+        Ok(a) => a.unwrap_or(AsOf::Latest),
         Err(p) => return p.into_response(),
     };
     match api.commands.events.load(&order_id).await {
         Ok(events) if !may_see(&caller, &events) => {
             Problem::not_found(&format!("order {order_id} not found")).into_response()
         }
-        Ok(events) => {
-            let version = events.last().map(|e| e.version).unwrap_or(0);
-            with_etag(
-                &serde_json::json!({"order_id": order_id, "version": version, "events": events}),
-                version,
-            )
-        }
+        Ok(events) => match as_of.events(&events) {
+            Ok(events) => {
+                let version = events.last().map_or(0, |e| e.version);
+                with_etag(
+                    &serde_json::json!({"order_id": order_id, "version": version, "events": events}),
+                    version,
+                )
+            }
+            // No such point in the history: a version past the last, or before the order.
+            Err(e) => Problem::not_found(&e.to_string()).into_response(),
+        },
         Err(StoreError::Unavailable(m)) => Problem::unavailable(m).into_response(),
         Err(e) => Problem::internal(e.to_string()).into_response(),
     }
