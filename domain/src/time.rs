@@ -55,7 +55,9 @@ impl Timestamp {
         Some(Rendered(b))
     }
 
-    /// Parses the RFC 3339 UTC forms we write (`Z` suffix, optional fraction).
+    /// Parses the RFC 3339 UTC forms we write (`Z` suffix, optional fraction). Only real
+    /// calendar dates and times: no February 30th, and no leap second (`:60`), which we
+    /// never write and an `at=` query must not slip past the API's schema with.
     pub fn parse(s: &str) -> Option<Self> {
         let b = s.as_bytes();
         if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
@@ -74,7 +76,13 @@ impl Timestamp {
         };
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        if !(1..=12).contains(&mo)
+            || d < 1
+            || d > days_in_month(y, mo)
+            || h > 23
+            || mi > 59
+            || sec > 59
+        {
             return None;
         }
         let frac = &s[19..s.len() - 1];
@@ -170,6 +178,16 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 // Howard Hinnant's days-from-civil algorithms (proleptic Gregorian calendar).
+/// The days of month `m` (1-12) of year `y` in the proleptic Gregorian calendar.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -262,6 +280,14 @@ mod tests {
         assert_eq!(Timestamp::parse("2026-13-26T15:22:05Z"), None);
         assert_eq!(Timestamp::parse("yesterday"), None);
         assert_eq!(Timestamp::parse("2026-11-26T15:22:05.Z"), None);
+        // Real dates and times only: the format's validators refuse the rest.
+        assert_eq!(Timestamp::parse("2026-02-29T00:00:00Z"), None);
+        assert!(Timestamp::parse("2028-02-29T00:00:00Z").is_some(), "a leap year");
+        assert_eq!(Timestamp::parse("2100-02-29T00:00:00Z"), None);
+        assert!(Timestamp::parse("2000-02-29T00:00:00Z").is_some());
+        assert_eq!(Timestamp::parse("2026-04-31T00:00:00Z"), None);
+        assert!(Timestamp::parse("2026-12-31T23:59:59Z").is_some());
+        assert_eq!(Timestamp::parse("4816-12-31T02:35:60Z"), None, "no leap second");
     }
 
     proptest! {
