@@ -282,12 +282,19 @@ mod tests {
         assert_eq!(Timestamp::parse("2026-11-26T15:22:05.Z"), None);
         // Real dates and times only: the format's validators refuse the rest.
         assert_eq!(Timestamp::parse("2026-02-29T00:00:00Z"), None);
-        assert!(Timestamp::parse("2028-02-29T00:00:00Z").is_some(), "a leap year");
+        assert!(
+            Timestamp::parse("2028-02-29T00:00:00Z").is_some(),
+            "a leap year"
+        );
         assert_eq!(Timestamp::parse("2100-02-29T00:00:00Z"), None);
         assert!(Timestamp::parse("2000-02-29T00:00:00Z").is_some());
         assert_eq!(Timestamp::parse("2026-04-31T00:00:00Z"), None);
         assert!(Timestamp::parse("2026-12-31T23:59:59Z").is_some());
-        assert_eq!(Timestamp::parse("4816-12-31T02:35:60Z"), None, "no leap second");
+        assert_eq!(
+            Timestamp::parse("4816-12-31T02:35:60Z"),
+            None,
+            "no leap second"
+        );
     }
 
     proptest! {
