@@ -44,3 +44,23 @@ pub(crate) async fn order_events(
         .with_context(|| format!("reading {table}"))?;
     Ok((events, table))
 }
+
+/// `--stack` as the local forms see it. `ORDERS_STACK` (which docs/deploy.md exports) fills
+/// it for every command, and must not turn a local run into an error; a `--stack` typed
+/// without `--aws` is one.
+pub(crate) fn stack_for(aws: bool, stack: Option<String>) -> anyhow::Result<Option<String>> {
+    let stack = stack
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if aws {
+        return Ok(stack);
+    }
+    let from_env = std::env::var("ORDERS_STACK")
+        .ok()
+        .map(|s| s.trim().to_string());
+    anyhow::ensure!(
+        stack.is_none() || stack == from_env,
+        "--stack needs --aws (the stack is only read on AWS)"
+    );
+    Ok(None)
+}

@@ -143,7 +143,7 @@ enum Cmd {
         #[arg(long, conflicts_with = "data_dir")]
         aws: bool,
         /// With --aws: the stack (the name given to `sam deploy`).
-        #[arg(long, env = "ORDERS_STACK", requires = "aws")]
+        #[arg(long, env = "ORDERS_STACK")]
         stack: Option<String>,
     },
     /// Benchmarks.
@@ -322,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, Some(t)) => AsOf::At(t),
                 (None, None) => AsOf::Latest,
             };
+            let stack = aws_access::stack_for(aws, stack)?;
             let (events, place) = if aws {
                 aws_access::order_events(&order_id, stack.as_deref()).await?
             } else {

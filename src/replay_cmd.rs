@@ -44,7 +44,7 @@ pub struct ReplayArgs {
     /// With --aws: the stack (the name given to `sam deploy`) whose tables to replay and
     /// whose readers to switch; without it, EVENTS_TABLE and READ_MODELS_TABLE name the
     /// tables and readers are not switched.
-    #[arg(long, env = "ORDERS_STACK", requires = "aws")]
+    #[arg(long, env = "ORDERS_STACK")]
     stack: Option<String>,
     /// With --aws --stack: rebuild and catch up, but leave readers where they are.
     #[arg(long, requires = "aws")]
@@ -231,6 +231,7 @@ pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<re
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let projections = parse_projections(&args.projections)?;
     anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1");
+    crate::aws_access::stack_for(args.aws, args.stack.clone())?;
     if args.aws {
         return replay_aws(args, projections).await;
     }
@@ -443,10 +444,7 @@ async fn replay_aws(
         reuse_target: args.resume,
         ..Default::default()
     };
-    let stack = args
-        .stack
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let stack = crate::aws_access::stack_for(true, args.stack.clone())?;
     crate::replay_aws::run(crate::replay_aws::AwsReplay {
         projections,
         stack,

@@ -630,6 +630,55 @@ fn replay_on_aws_names_a_missing_table_variable_in_one_line() {
     assert!(err.contains("EVENTS_TABLE"), "{err}");
 }
 
+/// `ORDERS_STACK` (which docs/deploy.md exports for the `--aws` forms) leaves local runs
+/// alone; a `--stack` typed without `--aws` is one line.
+#[test]
+fn the_stack_variable_does_not_stop_a_local_replay_but_a_stack_flag_without_aws_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str], stack: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orders"));
+        c.args(args).arg("--data-dir").arg(dir.path());
+        match stack {
+            Some(s) => c.env("ORDERS_STACK", s),
+            None => c.env_remove("ORDERS_STACK"),
+        };
+        c.output().expect("run orders")
+    };
+    // A data dir with an event store (and nothing in it).
+    orders_local::store::LocalStores::open(dir.path()).expect("stores");
+    let replay = ["replay", "--projection", "all", "--dry-run"];
+    let local = run(&replay, Some("orders"));
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert!(String::from_utf8_lossy(&local.stdout).contains("dry run"));
+    let events = run(&["events", "01NOSUCHORDER"], Some("orders"));
+    let err = String::from_utf8_lossy(&events.stderr);
+    assert!(err.contains("order 01NOSUCHORDER not found"), "{err}");
+    for args in [
+        &[
+            "replay",
+            "--projection",
+            "all",
+            "--dry-run",
+            "--stack",
+            "other",
+        ][..],
+        &["events", "01NOSUCHORDER", "--stack", "other"],
+    ] {
+        let out = run(args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("--stack needs --aws"), "{err}");
+    }
+}
+
 /// Every side effect the workflow can cause, counted in the local services.
 fn side_effects(dir: &std::path::Path) -> Vec<u64> {
     let db = orders_local::workflow::db::WorkflowDb::open(dir).expect("workflows.db");
