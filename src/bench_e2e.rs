@@ -244,7 +244,7 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
 
     let started = Instant::now();
     let cpu_before = process_cpu();
-    let cores = args.timeline.then(sample_cores);
+    let cores = args.timeline.then(|| sample_cores(started));
     let (posted, mut post_ms, errors) =
         load(runtime.addr, args, Duration::from_secs(args.seconds), body).await?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -298,18 +298,26 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     })
 }
 
-/// Samples the process's CPU time once a second, as cores used in that second; the
-/// last, partial second is added when `stop` fires.
-fn sample_cores() -> (
+/// The cores the process used from one sample to the next, with when (seconds after the
+/// load began) that interval ended.
+type CoreSamples = Vec<(f64, f64)>;
+
+/// Samples the process's CPU time about once a second from `started`, as the cores used
+/// since the previous sample; the last, partial interval is added when `stop` fires.
+fn sample_cores(
+    started: Instant,
+) -> (
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Vec<f64>>,
+    tokio::task::JoinHandle<CoreSamples>,
 ) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let sampler = tokio::spawn(async move {
-        let mut cores = vec![];
+        let mut samples = vec![];
         let (mut last, mut at) = (process_cpu(), Instant::now());
         let mut tick =
             tokio::time::interval_at((at + Duration::from_secs(1)).into(), Duration::from_secs(1));
+        // A late tick (a busy machine) is not made up with a burst of near-empty intervals.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let end = tokio::select! {
                 _ = tick.tick() => false,
@@ -318,10 +326,11 @@ fn sample_cores() -> (
             let (now, now_at) = (process_cpu(), Instant::now());
             let wall = now_at.saturating_duration_since(at).as_secs_f64();
             if wall > 0.0 {
-                cores.push(now.saturating_sub(last).as_secs_f64() / wall);
+                let ended = now_at.saturating_duration_since(started).as_secs_f64();
+                samples.push((ended, now.saturating_sub(last).as_secs_f64() / wall));
             }
             if end {
-                return cores;
+                return samples;
             }
             (last, at) = (now, now_at);
         }
@@ -334,7 +343,7 @@ fn seconds(
     posted: &[(String, Instant)],
     confirmed: &HashMap<String, Instant>,
     started: Instant,
-    cores: &[f64],
+    cores: &[(f64, f64)],
 ) -> Vec<Second> {
     let mut by_second: std::collections::BTreeMap<u64, (usize, Vec<f64>)> = Default::default();
     for (id, t) in posted {
@@ -354,11 +363,11 @@ fn seconds(
             Second {
                 second,
                 orders,
-                cores: usize::try_from(second)
-                    .ok()
-                    .and_then(|s| cores.get(s))
-                    .copied()
-                    .unwrap_or(0.0),
+                // The interval that covers the middle of this second.
+                cores: cores
+                    .iter()
+                    .find(|(ended, _)| *ended > second as f64 + 0.5)
+                    .map_or(0.0, |(_, c)| *c),
                 confirmed_ms_p50: percentile(&lat, 0.5),
                 confirmed_ms_p99: percentile(&lat, 0.99),
                 confirmed_ms_max: lat.last().copied().unwrap_or(0.0),
