@@ -192,6 +192,7 @@ pub async fn status(
     })
 }
 
+/// A size in megabytes, as the CLI and the console print it.
 pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
@@ -211,6 +212,7 @@ pub fn free_space_line(space: FileSpace) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_file_space_line_says_what_is_free_from_a_megabyte_on() {
@@ -223,8 +225,6 @@ mod tests {
         );
         assert!(said.contains("orders projections compact"), "{said}");
     }
-
-    use super::*;
 
     fn waiting(ms: Option<u64>) -> Consumer {
         Consumer {

@@ -232,6 +232,14 @@ pub enum AsOf {
 }
 
 impl AsOf {
+    /// A version as a request names it (`?version=`, the console's link): 1 or more.
+    pub fn version_from(text: &str) -> Option<AsOf> {
+        text.parse::<u64>()
+            .ok()
+            .filter(|v| *v >= 1)
+            .map(AsOf::Version)
+    }
+
     /// Whether an event is part of the history up to this point (events come in version
     /// order, and their times do not go back).
     pub fn includes(&self, envelope: &EventEnvelope) -> bool {

@@ -177,7 +177,6 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-// Howard Hinnant's days-from-civil algorithms (proleptic Gregorian calendar).
 /// The days of month `m` (1-12) of year `y` in the proleptic Gregorian calendar.
 fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
@@ -188,6 +187,7 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+// Howard Hinnant's days-from-civil algorithms (proleptic Gregorian calendar).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

@@ -652,11 +652,8 @@ fn as_of_in(params: &HashMap<String, String>) -> Result<Option<AsOf>, Problem> {
     match (params.get("version"), params.get("at")) {
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(query_problem("at", "cannot be combined with version")),
-        (Some(v), None) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|v| *v >= 1)
-            .map(|v| Some(AsOf::Version(v)))
+        (Some(v), None) => AsOf::version_from(v)
+            .map(Some)
             .ok_or_else(|| query_problem("version", "must be a version number of 1 or more")),
         (None, Some(t)) => t
             .parse::<Timestamp>()

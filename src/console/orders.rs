@@ -249,9 +249,9 @@ async fn detail(
     if let Err(r) = known_params(ACTIVE, &params, &["version"]) {
         return r;
     }
-    let as_of = match params.get("version").map(|v| v.parse::<u64>()) {
+    let as_of = match params.get("version").map(|v| AsOf::version_from(v)) {
         None => None,
-        Some(Ok(v)) if v >= 1 => Some(v),
+        Some(Some(AsOf::Version(v))) => Some(v),
         Some(_) => return bad_request(ACTIVE, "version", "must be a version number of 1 or more"),
     };
     let (view, events) = tokio::join!(console.reads.order(&id), console.events.load(&id));
