@@ -20,6 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod aws_access;
 mod aws_dead_letters;
 mod bench_e2e;
+mod data_dir;
 mod projections_cmd;
 mod replay_aws;
 mod replay_cmd;
@@ -37,16 +38,14 @@ struct Cli {
     command: Cmd,
 }
 
-const DEFAULT_DATA_DIR: &str = ".orders";
-
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the whole local stack: HTTP API, event store, stream projector, order workflow.
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000", env = "ORDERS_ADDR")]
         addr: SocketAddr,
-        #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: data_dir::DataDir,
         /// A host name the server also answers to (repeatable; IP addresses and
         /// `localhost` always work). Others are refused, so that no web page can reach
         /// it by DNS rebinding.
@@ -97,8 +96,8 @@ enum Cmd {
         /// Hours the token is valid.
         #[arg(long, default_value_t = 12)]
         hours: u64,
-        #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: data_dir::DataDir,
     },
     /// The local mailbox (emails the workflow sent through SES).
     Mail(workflow_cmd::MailArgs),
@@ -113,8 +112,8 @@ enum Cmd {
         /// The server (default: the one running on --data-dir, else http://127.0.0.1:3000).
         #[arg(long, env = "ORDERS_URL")]
         url: Option<String>,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: data_dir::DataDir,
         /// A JSON order body; `-` reads standard input. Default: the README's sample order.
         file: Option<PathBuf>,
         #[arg(long)]
@@ -127,8 +126,8 @@ enum Cmd {
     /// from them; up to a version or a moment with --version or --at.
     Events {
         order_id: String,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: data_dir::DataDir,
         /// Print the order's view as the projector's fold builds it from these events.
         #[arg(long)]
         view: bool,
@@ -140,7 +139,7 @@ enum Cmd {
         at: Option<orders_domain::Timestamp>,
         /// Read the deployed stack's DynamoDB event table instead (standard credential
         /// chain): the one --stack names, else EVENTS_TABLE.
-        #[arg(long, conflicts_with = "data_dir")]
+        #[arg(long)]
         aws: bool,
         /// With --aws: the stack (the name given to `sam deploy`).
         #[arg(long, env = "ORDERS_STACK")]
@@ -250,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Serve {
             addr,
-            data_dir,
+            dir: data_dir::DataDir { data_dir },
             allowed_hosts,
             allowed_origins,
             auth,
@@ -277,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => bench_e2e::run(args).await,
         Cmd::Submit {
             url,
-            data_dir,
+            dir: data_dir::DataDir { data_dir },
             file,
             idempotency_key,
             token,
@@ -290,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             email,
             warehouse,
             hours,
-            data_dir,
+            dir: data_dir::DataDir { data_dir },
         } => {
             use orders::local_auth::{Holder, Key};
             let holder = match (customer, warehouse) {
@@ -310,7 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Events {
             order_id,
-            data_dir,
+            dir,
             view,
             version,
             at,
@@ -323,6 +322,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => AsOf::Latest,
             };
             let stack = aws_access::stack_for(aws, stack)?;
+            dir.refuse_with_aws(aws)?;
+            let data_dir = dir.data_dir;
             let (events, place) = if aws {
                 aws_access::order_events(&order_id, stack.as_deref()).await?
             } else {

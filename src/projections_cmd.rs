@@ -3,19 +3,22 @@
 //! read the log, an interrupted replay to resume or abandon, and the records parked with
 //! their reason.
 
+use crate::data_dir::DataDir;
 use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::Connection;
 use orders::projections::{self, ProjectionsStatus, free_space_line, megabytes};
 use orders_local::store::{DeadLetter, LocalStores};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct ProjectionsArgs {
     #[command(subcommand)]
     command: ProjectionsCmd,
+    #[command(flatten)]
+    dir: DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -23,8 +26,6 @@ enum ProjectionsCmd {
     /// Each projection's generations (active, building, retired) with their orders, the
     /// log position of every consumer and how far behind it is, and the parked records.
     Status {
-        #[arg(long, default_value = ".orders")]
-        data_dir: PathBuf,
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
@@ -35,26 +36,20 @@ enum ProjectionsCmd {
         /// `orders` or `daily_sales`.
         projection: String,
         generation: u32,
-        #[arg(long, default_value = ".orders")]
-        data_dir: PathBuf,
     },
     /// Drop every retired generation (what `orders replay --drop-old` does after a switch).
-    Prune {
-        #[arg(long, default_value = ".orders")]
-        data_dir: PathBuf,
-    },
+    Prune,
     /// Give the space of dropped generations back to the disk (rewrites read_models.db;
     /// with `orders serve` stopped and no replay running).
-    Compact {
-        #[arg(long, default_value = ".orders")]
-        data_dir: PathBuf,
-    },
+    Compact,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DeadLettersArgs {
     #[command(subcommand)]
     command: DeadLettersCmd,
+    #[command(flatten)]
+    dir: DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -72,8 +67,6 @@ enum DeadLettersCmd {
         /// One JSON object per line, the record included.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = ".orders", conflicts_with = "aws")]
-        data_dir: PathBuf,
         #[command(flatten)]
         aws: crate::aws_dead_letters::AwsDeadLetterArgs,
     },
@@ -93,22 +86,17 @@ enum DeadLettersCmd {
         /// The server (default: the one running on --data-dir, else http://127.0.0.1:3000).
         #[arg(long, env = "ORDERS_URL")]
         url: Option<String>,
-        #[arg(long, default_value = ".orders", conflicts_with = "aws")]
-        data_dir: PathBuf,
         #[command(flatten)]
         aws: crate::aws_dead_letters::AwsDeadLetterArgs,
     },
     /// One parked record: its reason and the record as it was delivered.
-    Show {
-        id: u64,
-        #[arg(long, default_value = ".orders")]
-        data_dir: PathBuf,
-    },
+    Show { id: u64 },
 }
 
 pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = args.dir.data_dir;
     match args.command {
-        ProjectionsCmd::Status { data_dir, json } => {
+        ProjectionsCmd::Status { json } => {
             let stores = open_existing(&data_dir).await?;
             let status = projections::status(&stores.events, &stores.read_models, &data_dir)
                 .await
@@ -122,7 +110,6 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
         ProjectionsCmd::Drop {
             projection,
             generation,
-            data_dir,
         } => {
             let projection = parse_projection(&projection)?;
             let stores = open_existing(&data_dir).await?;
@@ -156,7 +143,7 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
             );
             free_space_hint(&stores).await;
         }
-        ProjectionsCmd::Prune { data_dir } => {
+        ProjectionsCmd::Prune => {
             let stores = open_existing(&data_dir).await?;
             // Generations change only while no replay runs, so a drop takes the replay's lock.
             let _lock = replay_lock(&data_dir, "drop generations when it has finished")?;
@@ -181,7 +168,7 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
                 free_space_hint(&stores).await;
             }
         }
-        ProjectionsCmd::Compact { data_dir } => {
+        ProjectionsCmd::Compact => {
             let stores = open_existing(&data_dir).await?;
             let _serving = orders::runtime::claim_data_dir(
                 &data_dir,
@@ -290,15 +277,17 @@ fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
 }
 
 pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir;
+    let data_dir = dir.data_dir.clone();
     match args.command {
         DeadLettersCmd::List {
             source,
             after,
             limit,
             json,
-            data_dir,
             aws,
         } => {
+            dir.refuse_with_aws(aws.aws)?;
             if aws.aws {
                 return crate::aws_dead_letters::list(&aws, json).await;
             }
@@ -336,9 +325,9 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             all,
             message_id,
             url,
-            data_dir,
             aws,
         } => {
+            dir.refuse_with_aws(aws.aws)?;
             if !aws.aws {
                 anyhow::ensure!(
                     id.is_some() || all,
@@ -352,7 +341,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             );
             return crate::aws_dead_letters::redrive(&aws, message_id.as_deref(), all).await;
         }
-        DeadLettersCmd::Show { id, data_dir } => {
+        DeadLettersCmd::Show { id } => {
             let stores = open_existing(&data_dir).await?;
             let letter = stores
                 .read_models

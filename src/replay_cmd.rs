@@ -8,7 +8,7 @@ use orders_domain::projection::ProjectionName;
 use orders_local::store::{LocalStores, SystemClock, UlidIds};
 use orders_local::tailer::TailerConfig;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +19,8 @@ pub struct ReplayArgs {
     /// A projection to rebuild (`orders`, `daily_sales`), repeatable; or `all`.
     #[arg(long = "projection", required = true, value_name = "NAME")]
     projections: Vec<String>,
-    #[arg(long, default_value = ".orders")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    dir: crate::data_dir::DataDir,
     /// Continue an interrupted replay from its checkpoint.
     #[arg(long)]
     resume: bool,
@@ -74,8 +74,8 @@ pub struct SeedArgs {
     /// appended and put the live projector after it (appends nothing).
     #[arg(long, conflicts_with = "orders")]
     finish: bool,
-    #[arg(long, default_value = ".orders")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    dir: crate::data_dir::DataDir,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
 }
@@ -232,12 +232,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let projections = parse_projections(&args.projections)?;
     anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1");
     crate::aws_access::stack_for(args.aws, args.stack.clone())?;
+    args.dir.refuse_with_aws(args.aws)?;
     if args.aws {
         return replay_aws(args, projections).await;
     }
-    let stores = open_existing(&args.data_dir).await?;
+    let stores = open_existing(&args.dir.data_dir).await?;
     let _lock = replay_lock(
-        &args.data_dir,
+        &args.dir.data_dir,
         "wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
     )?;
     let opts = ReplayOptions {
@@ -331,20 +332,20 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.orders != Some(0), "--orders must be at least 1");
     // Held for the whole seed: a server started meanwhile is refused too.
     let _serving = orders::runtime::claim_data_dir(
-        &args.data_dir,
+        &args.dir.data_dir,
         "`orders seed`",
         "stop it before seeding (its live projector would start the workflow of every seeded order)",
     )?;
-    let dir = args.data_dir.clone();
+    let dir = args.dir.data_dir.clone();
     let stores = tokio::task::spawn_blocking(move || LocalStores::open(&dir))
         .await
         .context("opening the data directory")?
-        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+        .with_context(|| format!("opening {}", args.dir.data_dir.display()))?;
     // The read models are built by a replay after the seeding.
-    let _lock = replay_lock(&args.data_dir, "seed when it has finished")?;
+    let _lock = replay_lock(&args.dir.data_dir, "seed when it has finished")?;
     let projector = TailerConfig::default().name;
-    let pending = orders::seed::pending(&args.data_dir)
-        .with_context(|| format!("reading {}'s unfinished seed", args.data_dir.display()))?;
+    let pending = orders::seed::pending(&args.dir.data_dir)
+        .with_context(|| format!("reading {}'s unfinished seed", args.dir.data_dir.display()))?;
     // Where the seeded history begins for the live projector: after an interrupted seed,
     // where that one began (it had caught up then); otherwise here, if it has caught up.
     let after = match pending {
@@ -356,14 +357,14 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(orders) = args.orders {
         if let (Some(after), None) = (after, pending) {
-            orders::seed::mark_pending(&args.data_dir, after)
-                .with_context(|| format!("marking the seed in {}", args.data_dir.display()))?;
+            orders::seed::mark_pending(&args.dir.data_dir, after)
+                .with_context(|| format!("marking the seed in {}", args.dir.data_dir.display()))?;
         }
         append_seed(&stores, orders, args.concurrency).await?;
     } else if pending.is_none() {
         println!(
             "no unfinished seed in {}: nothing to finish",
-            args.data_dir.display()
+            args.dir.data_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -395,8 +396,8 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .read_models
         .set_checkpoint(&projector, stores.events.head_seq())
         .await?;
-    orders::seed::clear_pending(&args.data_dir)
-        .with_context(|| format!("clearing the seed mark in {}", args.data_dir.display()))?;
+    orders::seed::clear_pending(&args.dir.data_dir)
+        .with_context(|| format!("clearing the seed mark in {}", args.dir.data_dir.display()))?;
     println!(
         "built the read models ({} orders) in {:.2} s; the live projector starts after the seeded history",
         built.orders_rebuilt, built.seconds

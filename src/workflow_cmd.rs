@@ -5,14 +5,12 @@
 use anyhow::Context;
 use orders_local::workflow::db::{self, WorkflowDb};
 use orders_local::workflow::{Names, WorkflowOptions, resources, services};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 pub(crate) mod executions;
 mod render;
-
-const DEFAULT_DATA_DIR: &str = ".orders";
 
 /// The workflow options of `orders serve`.
 #[derive(Debug, clap::Args)]
@@ -82,17 +80,11 @@ impl WorkflowArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DataDir {
-    #[arg(long, default_value = DEFAULT_DATA_DIR, env = "ORDERS_DATA_DIR", global = true)]
-    pub data_dir: PathBuf,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct MailArgs {
     #[command(subcommand)]
     pub command: MailCmd,
     #[command(flatten)]
-    pub dir: DataDir,
+    pub dir: crate::data_dir::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -124,7 +116,7 @@ pub struct QueueArgs {
     #[command(subcommand)]
     pub command: QueueCmd,
     #[command(flatten)]
-    pub dir: DataDir,
+    pub dir: crate::data_dir::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -152,7 +144,7 @@ pub struct TopicArgs {
     #[command(subcommand)]
     pub command: TopicCmd,
     #[command(flatten)]
-    pub dir: DataDir,
+    pub dir: crate::data_dir::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -171,7 +163,7 @@ pub struct ExecutionsArgs {
     #[command(subcommand)]
     pub command: ExecutionsCmd,
     #[command(flatten)]
-    pub dir: DataDir,
+    pub dir: crate::data_dir::DataDir,
     #[command(flatten)]
     pub aws: executions::AwsArgs,
 }
@@ -427,6 +419,7 @@ pub async fn topic(args: TopicArgs) -> anyhow::Result<ExitCode> {
 
 /// `orders executions …`: from the local data dir, or from Step Functions with `--aws`.
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<ExitCode> {
+    args.dir.refuse_with_aws(args.aws.aws)?;
     // Asked of the running server (its engine runs the execution), or of Step Functions.
     let asked = match &args.command {
         ExecutionsCmd::Redrive { name, url } => Some((name, url, "redrive", None, None)),

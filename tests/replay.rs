@@ -620,6 +620,11 @@ async fn bad_input_is_one_line_and_a_non_zero_exit_with_nothing_half_switched() 
 fn replay_on_aws_names_a_missing_table_variable_in_one_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_orders"))
         .args(["replay", "--projection", "all", "--aws"])
+        // A region and credentials (as scripts/with-emulators sets), so that the table is
+        // what is missing also in a plain `cargo test`.
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
         .env_remove("EVENTS_TABLE")
         .env_remove("READ_MODELS_TABLE")
         .output()
@@ -676,6 +681,75 @@ fn the_stack_variable_does_not_stop_a_local_replay_but_a_stack_flag_without_aws_
         );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains("--stack needs --aws"), "{err}");
+    }
+}
+
+/// `ORDERS_DATA_DIR` (which `orders serve` reads) points every local command at the same
+/// data dir; a `--data-dir` typed next to `--aws` is one line, the variable alone is not.
+#[test]
+fn the_data_dir_variable_is_read_by_every_local_command() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (data, cwd) = (root.path().join("data"), root.path().join("cwd"));
+    std::fs::create_dir(&cwd).expect("cwd");
+    // From `cwd` the default `.orders` does not exist: only the variable leads to `data`.
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+            .args(args)
+            .current_dir(&cwd)
+            .env("ORDERS_DATA_DIR", &data)
+            .env_remove("ORDERS_STACK")
+            .output()
+            .expect("run orders");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, _, err) = run(&["seed", "--orders", "3"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["projections", "status", "--json"]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status");
+    let events = status["log"]["events"].as_u64().expect("events");
+    assert!(events >= 3, "{status}");
+    let (ok, out, err) = run(&["replay", "--projection", "all", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("events in the log: {events}")),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["dead-letters", "list"]);
+    assert!(ok && out.contains("no dead letters"), "{out}{err}");
+    let (ok, _, err) = run(&["events", "01NOSUCHORDER"]);
+    assert!(!ok && err.contains(&data.display().to_string()), "{err}");
+    assert!(
+        !cwd.join(".orders").exists(),
+        "nothing was made in the default"
+    );
+    // --aws with the variable set is not refused for it; with --data-dir typed, it is.
+    let (ok, _, err) = run(&["events", "01NOSUCHORDER", "--aws"]);
+    assert!(!ok && !err.contains("--data-dir"), "{err}");
+    for args in [
+        &[
+            "events",
+            "01NOSUCHORDER",
+            "--aws",
+            "--data-dir",
+            "elsewhere",
+        ][..],
+        &[
+            "replay",
+            "--projection",
+            "all",
+            "--aws",
+            "--data-dir",
+            "elsewhere",
+        ],
+        &["dead-letters", "list", "--aws", "--data-dir", "elsewhere"],
+        &["executions", "list", "--aws", "--data-dir", "elsewhere"],
+    ] {
+        let (ok, out, err) = run(args);
+        assert!(!ok && out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("give one of them"), "{args:?}: {err}");
     }
 }
 
