@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod aws_access;
 mod aws_dead_letters;
 mod bench_e2e;
-mod data_dir;
+mod cli_args;
 mod projections_cmd;
 mod replay_aws;
 mod replay_cmd;
@@ -45,7 +45,7 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:3000", env = "ORDERS_ADDR")]
         addr: SocketAddr,
         #[command(flatten)]
-        dir: data_dir::DataDir,
+        dir: cli_args::DataDir,
         /// A host name the server also answers to (repeatable; IP addresses and
         /// `localhost` always work). Others are refused, so that no web page can reach
         /// it by DNS rebinding.
@@ -97,7 +97,7 @@ enum Cmd {
         #[arg(long, default_value_t = 12)]
         hours: u64,
         #[command(flatten)]
-        dir: data_dir::DataDir,
+        dir: cli_args::DataDir,
     },
     /// The local mailbox (emails the workflow sent through SES).
     Mail(workflow_cmd::MailArgs),
@@ -113,7 +113,7 @@ enum Cmd {
         #[arg(long, env = "ORDERS_URL")]
         url: Option<String>,
         #[command(flatten)]
-        dir: data_dir::DataDir,
+        dir: cli_args::DataDir,
         /// A JSON order body; `-` reads standard input. Default: the README's sample order.
         file: Option<PathBuf>,
         #[arg(long)]
@@ -127,7 +127,7 @@ enum Cmd {
     Events {
         order_id: String,
         #[command(flatten)]
-        dir: data_dir::DataDir,
+        dir: cli_args::DataDir,
         /// Print the order's view as the projector's fold builds it from these events.
         #[arg(long)]
         view: bool,
@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Serve {
             addr,
-            dir: data_dir::DataDir { data_dir },
+            dir: cli_args::DataDir { data_dir },
             allowed_hosts,
             allowed_origins,
             auth,
@@ -276,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => bench_e2e::run(args).await,
         Cmd::Submit {
             url,
-            dir: data_dir::DataDir { data_dir },
+            dir: cli_args::DataDir { data_dir },
             file,
             idempotency_key,
             token,
@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             email,
             warehouse,
             hours,
-            dir: data_dir::DataDir { data_dir },
+            dir: cli_args::DataDir { data_dir },
         } => {
             use orders::local_auth::{Holder, Key};
             let holder = match (customer, warehouse) {

@@ -3,7 +3,7 @@
 //! read the log, an interrupted replay to resume or abandon, and the records parked with
 //! their reason.
 
-use crate::data_dir::DataDir;
+use crate::cli_args::DataDir;
 use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::Connection;
@@ -62,7 +62,8 @@ enum DeadLettersCmd {
         /// Only those after this id (paging).
         #[arg(long, default_value_t = 0, conflicts_with = "aws")]
         after: u64,
-        #[arg(long, default_value_t = 50, conflicts_with = "aws")]
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 50, value_parser = crate::cli_args::at_least_one, conflicts_with = "aws")]
         limit: usize,
         /// One JSON object per line, the record included.
         #[arg(long)]

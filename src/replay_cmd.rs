@@ -20,7 +20,7 @@ pub struct ReplayArgs {
     #[arg(long = "projection", required = true, value_name = "NAME")]
     projections: Vec<String>,
     #[command(flatten)]
-    dir: crate::data_dir::DataDir,
+    dir: crate::cli_args::DataDir,
     /// Continue an interrupted replay from its checkpoint.
     #[arg(long)]
     resume: bool,
@@ -75,7 +75,7 @@ pub struct SeedArgs {
     #[arg(long, conflicts_with = "orders")]
     finish: bool,
     #[command(flatten)]
-    dir: crate::data_dir::DataDir,
+    dir: crate::cli_args::DataDir,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
 }

@@ -84,14 +84,15 @@ pub struct MailArgs {
     #[command(subcommand)]
     pub command: MailCmd,
     #[command(flatten)]
-    pub dir: crate::data_dir::DataDir,
+    pub dir: crate::cli_args::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MailCmd {
     /// Sent messages, newest first.
     List {
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 50, value_parser = crate::cli_args::at_least_one)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -116,7 +117,7 @@ pub struct QueueArgs {
     #[command(subcommand)]
     pub command: QueueCmd,
     #[command(flatten)]
-    pub dir: crate::data_dir::DataDir,
+    pub dir: crate::cli_args::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -125,7 +126,8 @@ pub enum QueueCmd {
     List {
         #[arg(long)]
         all: bool,
-        #[arg(long, default_value_t = 100)]
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 100, value_parser = crate::cli_args::at_least_one)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -144,14 +146,15 @@ pub struct TopicArgs {
     #[command(subcommand)]
     pub command: TopicCmd,
     #[command(flatten)]
-    pub dir: crate::data_dir::DataDir,
+    pub dir: crate::cli_args::DataDir,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TopicCmd {
     /// Messages published on the order topic, newest first.
     List {
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 50, value_parser = crate::cli_args::at_least_one)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -163,7 +166,7 @@ pub struct ExecutionsArgs {
     #[command(subcommand)]
     pub command: ExecutionsCmd,
     #[command(flatten)]
-    pub dir: crate::data_dir::DataDir,
+    pub dir: crate::cli_args::DataDir,
     #[command(flatten)]
     pub aws: executions::AwsArgs,
 }
@@ -175,7 +178,8 @@ pub enum ExecutionsCmd {
         /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE.
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 50, value_parser = crate::cli_args::at_least_one)]
         limit: usize,
         /// The ListExecutions JSON.
         #[arg(long)]

@@ -686,6 +686,7 @@ fn the_stack_variable_does_not_stop_a_local_replay_but_a_stack_flag_without_aws_
 
 /// `ORDERS_DATA_DIR` (which `orders serve` reads) points every local command at the same
 /// data dir; a `--data-dir` typed next to `--aws` is one line, the variable alone is not.
+/// The arguments the commands share (`src/cli_args.rs`) also give every list's `--limit`.
 #[test]
 fn the_data_dir_variable_is_read_by_every_local_command() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -750,6 +751,19 @@ fn the_data_dir_variable_is_read_by_every_local_command() {
         assert!(!ok && out.is_empty(), "{args:?}: {out}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains("give one of them"), "{args:?}: {err}");
+    }
+    // A list's --limit is 1 or more everywhere (0 listed everything locally, nothing on AWS).
+    for list in [
+        &["mail", "list"][..],
+        &["queue", "list"],
+        &["topic", "list"],
+        &["executions", "list"],
+        &["executions", "list", "--aws"],
+        &["dead-letters", "list"],
+    ] {
+        let (ok, out, err) = run(&[list, &["--limit", "0"]].concat());
+        assert!(!ok && out.is_empty(), "{list:?}: {out}");
+        assert!(err.contains("a number of 1 or more"), "{list:?}: {err}");
     }
 }
 

@@ -1,4 +1,4 @@
-//! `--data-dir`, which every local command takes the same way.
+//! Arguments several commands take the same way.
 
 use std::path::{Path, PathBuf};
 
@@ -26,5 +26,13 @@ impl DataDir {
             "--aws reads AWS and --data-dir a local data dir: give one of them"
         );
         Ok(())
+    }
+}
+
+/// `--limit` of the list commands: 1 or more (0 meant "all" locally and "none" on AWS).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("a number of 1 or more".to_string()),
     }
 }
