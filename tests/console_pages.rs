@@ -184,6 +184,20 @@ async fn console_url_points_to_the_local_execution_page() {
     // It resolves to a page that exists (the executions pages are another module's).
     let r = get(&mut c, &path).await;
     assert_eq!(r.status, 200, "{}", text(&r));
+    // A mistyped console address is a console page (with the navigation), not API JSON;
+    // outside the console, a problem as before.
+    let r = get(&mut c, "/console/executoins/x").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(header(&r, "content-type"), Some("text/html; charset=utf-8"));
+    assert!(
+        text(&r).contains("The console has no page at /console/executoins/x.")
+            && text(&r).contains(r#"href="/console/orders""#),
+        "{}",
+        text(&r)
+    );
+    let r = get(&mut c, "/consoles").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
     s.runtime.shutdown().await.expect("shutdown");
 
     // Without the workflow there is no execution page to link to.

@@ -88,6 +88,13 @@ pub fn router(console: Console) -> Router {
         .merge(orders::routes())
         .merge(messages::routes())
         .merge(projections::routes())
+        // A mistyped console address gets a page with the navigation, not the API's JSON.
+        .route(
+            "/console/{*rest}",
+            get(|uri: axum::http::Uri| async move {
+                not_found("-", &format!("The console has no page at {}.", uri.path()))
+            }),
+        )
         .with_state(Arc::new(console))
 }
 
