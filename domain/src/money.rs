@@ -26,18 +26,20 @@ const ZERO_DECIMALS: &[&str] = &[
 const THREE_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
 
 /// An ISO 4217 currency code; only active codes parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Currency([u8; 3]);
+// Holds the code's place in the sorted table (so the order is the codes' order): reading
+// the code back, for every serialized amount, is one lookup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency(u8);
 
 impl Currency {
     pub fn parse(code: &str) -> Option<Self> {
-        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-        ISO_4217.binary_search(&code).ok().map(|_| Currency(bytes))
+        let at = ISO_4217.binary_search(&code).ok()?;
+        u8::try_from(at).ok().map(Currency)
     }
 
-    pub fn code(&self) -> &str {
-        // Only ASCII codes from ISO_4217 are ever stored.
-        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    pub fn code(&self) -> &'static str {
+        // Only `parse` makes one, from a place in the table.
+        ISO_4217[usize::from(self.0)]
     }
 
     /// Digits after the decimal point (the ISO 4217 "minor unit").
@@ -49,6 +51,12 @@ impl Currency {
         } else {
             2
         }
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
     }
 }
 
@@ -66,10 +74,19 @@ impl Serialize for Currency {
 
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let code = String::deserialize(d)?;
-        Currency::parse(&code).ok_or_else(|| {
-            serde::de::Error::custom(format!("`{code}` is not an ISO 4217 currency code"))
-        })
+        // A visitor rather than `String::deserialize`: no allocation per amount read.
+        struct Code;
+        impl serde::de::Visitor<'_> for Code {
+            type Value = Currency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, code: &str) -> Result<Currency, E> {
+                Currency::parse(code)
+                    .ok_or_else(|| E::custom(format!("`{code}` is not an ISO 4217 currency code")))
+            }
+        }
+        d.deserialize_str(Code)
     }
 }
 
@@ -132,6 +149,11 @@ mod tests {
     #[test]
     fn the_code_list_is_sorted_so_binary_search_works() {
         assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
+        // A currency is its place in the table: every place fits, every code reads back.
+        assert!(ISO_4217.len() <= usize::from(u8::MAX) + 1);
+        for code in ISO_4217 {
+            assert_eq!(Currency::parse(code).map(|c| c.code()), Some(*code));
+        }
     }
 
     #[test]
