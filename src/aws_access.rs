@@ -29,20 +29,66 @@ pub(crate) async fn order_events(
 ) -> anyhow::Result<(Vec<orders_domain::EventEnvelope>, String)> {
     use anyhow::Context;
     let sdk = sdk_config(true).await?;
-    let table = match stack {
-        Some(stack) => {
-            crate::workflow_cmd::executions::stack_output(&sdk, stack, "EventsTableName").await?
-        }
-        None => std::env::var(orders_aws::config::EVENTS_TABLE)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .context("EVENTS_TABLE is not set (the DynamoDB event table to read with --aws; or pass --stack NAME)")?,
-    };
+    let table = table(
+        &sdk,
+        stack,
+        "EventsTableName",
+        orders_aws::config::EVENTS_TABLE,
+        "event table",
+    )
+    .await?;
     let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
     let events = orders_aws::event_store::load_order(&clients.dynamodb, &table, order_id)
         .await
         .with_context(|| format!("reading {table}"))?;
     Ok((events, table))
+}
+
+/// The days of the sales report from the read-model table readers use (`--stack`: its
+/// `ReadModelsTableName` output; else the functions' own `READ_MODELS_TABLE`), and the
+/// table's name for messages.
+pub(crate) async fn daily_sales(
+    stack: Option<&str>,
+) -> anyhow::Result<(Vec<orders_domain::projection::DailySales>, String)> {
+    use anyhow::Context;
+    use orders_domain::ports::ReadModels;
+    let sdk = sdk_config(true).await?;
+    let table = table(
+        &sdk,
+        stack,
+        "ReadModelsTableName",
+        orders_aws::config::READ_MODELS_TABLE,
+        "read-model table",
+    )
+    .await?;
+    let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
+    let rows = orders_aws::read_models::DynamoReadModels::new(clients.dynamodb, &table)
+        .daily_sales()
+        .await
+        .with_context(|| format!("reading {table}"))?;
+    Ok((rows, table))
+}
+
+/// A table of the deployed stack: the stack's `output`, or without a stack the functions'
+/// own variable `var`.
+async fn table(
+    sdk: &aws_config::SdkConfig,
+    stack: Option<&str>,
+    output: &str,
+    var: &str,
+    what: &str,
+) -> anyhow::Result<String> {
+    match stack {
+        Some(stack) => crate::workflow_cmd::executions::stack_output(sdk, stack, output).await,
+        None => std::env::var(var)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{var} is not set (the DynamoDB {what} to read with --aws; or pass --stack NAME)"
+                )
+            }),
+    }
 }
 
 /// `--stack` as the local forms see it. `ORDERS_STACK` (which docs/deploy.md exports) fills

@@ -10,6 +10,7 @@ pub mod local_auth;
 pub mod projections;
 pub mod replay;
 pub mod runtime;
+pub mod sales;
 pub mod sample;
 pub mod seed;
 pub mod throttle;

@@ -24,6 +24,7 @@ mod cli_args;
 mod projections_cmd;
 mod replay_aws;
 mod replay_cmd;
+mod sales_cmd;
 mod states_cmd;
 mod workflow_cmd;
 
@@ -145,6 +146,9 @@ enum Cmd {
         #[arg(long, env = "ORDERS_STACK")]
         stack: Option<String>,
     },
+    /// The sales report: orders placed and cancelled, and the net amount, per day and
+    /// currency (the `daily_sales` read model), with totals.
+    Sales(sales_cmd::SalesArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -268,6 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(config, workflow.options()?).await
         }
         Cmd::Mail(args) => workflow_cmd::mail(args).await,
+        Cmd::Sales(args) => sales_cmd::run(args).await,
         Cmd::Queue(args) => workflow_cmd::queue(args).await,
         Cmd::Topic(args) => workflow_cmd::topic(args).await,
         Cmd::Executions(args) => workflow_cmd::executions(args).await,

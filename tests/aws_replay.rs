@@ -271,6 +271,33 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     let rebuilt = DynamoReadModels::new(db.clone(), &second);
     let view = rebuilt.order(&ids[0]).await.expect("read").expect("view");
     assert_eq!(view.status, OrderStatus::Cancelled);
+    // The sales report, from the table the stack's readers use now.
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["sales", "--aws", "--stack", &stack, "--json"]))
+            .expect("a report");
+    let rows = rebuilt.daily_sales().await.expect("daily sales");
+    assert_eq!(report["days"], serde_json::to_value(&rows).expect("json"));
+    assert_eq!(
+        (
+            report["totals"][0]["orders_placed"].as_i64(),
+            report["totals"][0]["orders_cancelled"].as_i64(),
+            report["totals"][0]["net_amount"].as_i64()
+        ),
+        (Some(5), Some(1), Some(1500 - 100)),
+        "{report}"
+    );
+    let nowhere = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["sales", "--aws"])
+        .env_remove("ORDERS_STACK")
+        .env_remove("READ_MODELS_TABLE")
+        .output()
+        .expect("run orders");
+    let err = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(
+        !nowhere.status.success() && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(err.contains("READ_MODELS_TABLE"), "{err}");
 
     // After a switch by hand, --catch-up applies what the new table has not seen.
     cancel(&ids[1]).await;

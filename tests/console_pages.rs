@@ -760,3 +760,126 @@ async fn an_allowed_front_end_origin_calls_the_api_from_the_browser() {
     );
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+/// The sales report of the `daily_sales` read model: `orders sales` on the served data dir
+/// (text and JSON, filtered, bad filters one line) and the console's sales page agree
+/// with the orders placed and cancelled.
+#[tokio::test]
+async fn the_sales_report_shows_the_daily_sales_on_the_cli_and_in_the_console() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let mut placed = vec![];
+    for (customer, currency) in [("c-s1", "EUR"), ("c-s2", "EUR"), ("c-s3", "USD")] {
+        let mut body = order(customer);
+        body["items"][0]["unit_price"]["currency"] = currency.into();
+        let r = post(&mut c, "/orders", &[], &body).await;
+        assert_eq!(r.status, 201, "{}", text(&r));
+        let v = json(&r);
+        placed.push((v["order_id"].as_str().expect("id").to_string(), v));
+    }
+    let eur_total = placed[0].1["total"]["amount"].as_i64().expect("amount");
+    let usd_total = placed[2].1["total"]["amount"].as_i64().expect("amount");
+    let cancel = format!("/orders/{}/cancel", placed[1].0);
+    let r = post(
+        &mut c,
+        &cancel,
+        &[("if-match", "1")],
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    for (id, _) in &placed {
+        let r = eventually(&mut c, &format!("/orders/{id}"), |r| r.status == 200).await;
+        assert_eq!(r.status, 200);
+    }
+    eventually(&mut c, &format!("/orders/{}", placed[1].0), |r| {
+        json(r)["status"] == "CANCELLED"
+    })
+    .await;
+    let day = orders_domain::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64,
+    )
+    .date();
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
+            .arg("sales")
+            .args(args)
+            .arg("--data-dir")
+            .arg(s.dir.path())
+            .env_remove("ORDERS_STACK")
+            .output()
+            .expect("orders sales");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, out, err) = cli(&["--json"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("report");
+    let days = report["days"].as_array().expect("days");
+    assert_eq!(days.len(), 2, "{report}");
+    let eur = &days[0];
+    assert_eq!(
+        (
+            eur["date"].as_str(),
+            eur["currency"].as_str(),
+            eur["orders_placed"].as_i64(),
+            eur["orders_cancelled"].as_i64(),
+            eur["net_amount"].as_i64()
+        ),
+        (
+            Some(day.as_str()),
+            Some("EUR"),
+            Some(2),
+            Some(1),
+            Some(eur_total)
+        ),
+        "{report}"
+    );
+    assert_eq!(days[1]["amount_placed"].as_i64(), Some(usd_total));
+    assert_eq!(report["totals"].as_array().map(Vec::len), Some(2));
+
+    let (ok, out, err) = cli(&["--currency", "usd", "--from", &day, "--to", &day]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "a header, the day and the total: {out}");
+    assert!(
+        lines[1].starts_with(&day) && lines[1].contains("USD"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("total"), "{out}");
+    let (ok, out, _) = cli(&["--from", "2999-01-01"]);
+    assert!(ok && out.starts_with("no sales from 2999-01-01"), "{out}");
+    for (args, names) in [
+        (&["--from", "2026-02-30"][..], "--from"),
+        (&["--to", "yesterday"], "--to"),
+        (&["--from", "2026-11-02", "--to", "2026-11-01"], "--to"),
+        (&["--currency", "EURO"], "--currency"),
+    ] {
+        let (ok, out, err) = cli(args);
+        assert!(!ok && out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
+
+    // The console shows the same report.
+    let html = page(&mut c, "/console/sales").await;
+    let eur_net = orders::sales::money(eur_total, "EUR");
+    assert!(html.contains(&day) && html.contains(&eur_net), "{html}");
+    assert!(html.contains("Total"), "{html}");
+    let html = page(&mut c, "/console/sales?currency=JPY&from=&to=").await;
+    assert!(html.contains("No sales."), "{html}");
+    for (query, param) in [("from=2026-13-01", "from"), ("shop=1", "shop")] {
+        let r = get(&mut c, &format!("/console/sales?{query}")).await;
+        assert_eq!(r.status, 400, "{query}");
+        assert!(
+            text(&r).contains(&format!("<code>{param}</code>")),
+            "{}",
+            text(&r)
+        );
+    }
+    s.runtime.shutdown().await.expect("shutdown");
+}

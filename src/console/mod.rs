@@ -5,14 +5,15 @@
 //!
 //! Pages: executions (list, detail with the state machine drawn as SVG and the history),
 //! orders (list, search by customer, detail with the event timeline), the local
-//! mailbox, topic and queues, and the projections (generations, consumers' lag, dead
-//! letters).
+//! mailbox, topic and queues, the sales report, and the projections (generations,
+//! consumers' lag, dead letters).
 
 mod executions;
 mod graph;
 mod messages;
 mod orders;
 mod projections;
+mod sales;
 mod trace;
 
 use axum::Router;
@@ -88,6 +89,7 @@ pub fn router(console: Console) -> Router {
         .merge(orders::routes())
         .merge(messages::routes())
         .merge(projections::routes())
+        .merge(sales::routes())
         // A mistyped console address gets a page with the navigation, not the API's JSON.
         .route(
             "/console/{*rest}",
@@ -107,6 +109,7 @@ const NAV: &[(&str, &str)] = &[
     ("/console/mail", "Mailbox"),
     ("/console/topic", "Topic"),
     ("/console/queues", "Queues"),
+    ("/console/sales", "Sales"),
     ("/console/projections", "Projections"),
 ];
 
