@@ -67,6 +67,26 @@ impl SalesFilter {
             && self.currency.is_none_or(|c| day.currency == c.code())
     }
 
+    /// The days from `from` to `to` (or to `today`), when there is a `from` and they are
+    /// at most [`MAX_LISTED_DAYS`]: a store that keeps a day's sales together reads just
+    /// those. `None`: read them all.
+    pub fn days(&self, today: &str) -> Option<Vec<String>> {
+        const DAY_MS: i64 = 86_400_000;
+        let at = |day: &str| Timestamp::parse(&format!("{day}T00:00:00Z")).map(|t| t.millis());
+        let first = at(self.from.as_deref()?)?;
+        let last = at(self.to.as_deref().unwrap_or(today))?;
+        // A `from` after today has no days (`to` before `from` is refused by `parse`).
+        let count = ((last - first) / DAY_MS + 1).max(0);
+        if count > MAX_LISTED_DAYS {
+            return None;
+        }
+        Some(
+            (0..count)
+                .map(|i| Timestamp::from_millis(first + i * DAY_MS).date())
+                .collect(),
+        )
+    }
+
     /// "from 2026-11-01 to 2026-11-30 in EUR", "every day", for messages.
     pub fn describe(&self) -> String {
         let mut parts = vec![];
@@ -82,6 +102,9 @@ impl SalesFilter {
         parts.join(" ")
     }
 }
+
+/// The longest range [`SalesFilter::days`] lists (a year and a day).
+pub const MAX_LISTED_DAYS: i64 = 366;
 
 /// A calendar day as `YYYY-MM-DD`, or `None` (no February 30th).
 pub fn parse_day(text: &str) -> Option<String> {
@@ -242,6 +265,40 @@ mod tests {
         assert!(text.contains("total"), "{text}");
         assert!(text.contains("6.50 EUR"), "{text}");
         assert_eq!(filter.describe(), "from 2026-11-01 to 2026-11-30 in EUR");
+    }
+
+    #[test]
+    fn a_range_from_a_day_lists_its_days_up_to_a_year() {
+        let f = |from, to| SalesFilter::parse(from, to, None).expect("filter");
+        assert_eq!(
+            f(Some("2028-02-27"), Some("2028-03-01")).days("2030-01-01"),
+            Some(vec![
+                "2028-02-27".to_string(),
+                "2028-02-28".into(),
+                "2028-02-29".into(),
+                "2028-03-01".into()
+            ])
+        );
+        assert_eq!(
+            f(Some("2026-11-29"), None)
+                .days("2026-11-30")
+                .map(|d| d.len()),
+            Some(2),
+            "up to today"
+        );
+        assert_eq!(f(None, Some("2026-11-29")).days("2026-11-30"), None);
+        assert_eq!(
+            f(Some("2025-01-01"), Some("2026-01-01"))
+                .days("x")
+                .map(|d| d.len()),
+            Some(366)
+        );
+        assert_eq!(f(Some("2024-01-01"), Some("2026-01-01")).days("x"), None);
+        assert_eq!(
+            f(Some("2026-12-05"), None).days("2026-11-30"),
+            Some(vec![]),
+            "a from after today has no days"
+        );
     }
 
     #[test]

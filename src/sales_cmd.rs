@@ -43,7 +43,7 @@ pub async fn run(args: SalesArgs) -> anyhow::Result<ExitCode> {
     let stack = crate::aws_access::stack_for(args.aws, args.stack)?;
     args.dir.refuse_with_aws(args.aws)?;
     let (rows, place) = if args.aws {
-        crate::aws_access::daily_sales(stack.as_deref()).await?
+        crate::aws_access::daily_sales(stack.as_deref(), &filter).await?
     } else {
         let data_dir = &args.dir.data_dir;
         let stores = open_existing(data_dir).await?;

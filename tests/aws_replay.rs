@@ -286,6 +286,19 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         (Some(5), Some(1), Some(1500 - 100)),
         "{report}"
     );
+    // A range of days is read a Query per day, not a Scan: the same rows, or none.
+    let day = orders_domain::Timestamp::from_millis(T0).date();
+    let days = |from: &str, to: &str| -> serde_json::Value {
+        let args = [
+            "sales", "--aws", "--stack", &stack, "--json", "--from", from, "--to", to,
+        ];
+        serde_json::from_str(&ok(&args)).expect("a report")
+    };
+    assert_eq!(days(&day, &day)["days"], report["days"]);
+    assert_eq!(
+        days("2001-01-01", "2001-01-31")["days"],
+        serde_json::json!([])
+    );
     let nowhere = Command::new(env!("CARGO_BIN_EXE_orders"))
         .args(["sales", "--aws"])
         .env_remove("ORDERS_STACK")

@@ -796,13 +796,7 @@ async fn the_sales_report_shows_the_daily_sales_on_the_cli_and_in_the_console() 
         json(r)["status"] == "CANCELLED"
     })
     .await;
-    let day = orders_domain::Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64,
-    )
-    .date();
+    let day = orders_domain::ports::Clock::now(&orders_handlers::system::SystemClock).date();
 
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
