@@ -239,15 +239,23 @@ impl DynamoReadModels {
         ReadModelError::Unavailable(dynamo::describe(err))
     }
 
-    pub(crate) async fn load_state(&self, order_id: &str) -> Result<OrderState, ReadModelError> {
-        let out = self
-            .client
+    /// A strongly consistent Query of the items of one partition.
+    fn partition(
+        &self,
+        pk: String,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(order_pk(order_id)))
+            .expression_attribute_values(":pk", s(pk))
             .consistent_read(true)
+    }
+
+    pub(crate) async fn load_state(&self, order_id: &str) -> Result<OrderState, ReadModelError> {
+        let out = self
+            .partition(order_pk(order_id))
             .send()
             .await
             .map_err(|e| Self::unavailable(&e))?;
@@ -466,14 +474,7 @@ impl DynamoReadModels {
         for chunk in days.chunks(16) {
             let mut reads = tokio::task::JoinSet::new();
             for (at, day) in chunk.iter().enumerate() {
-                let query = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("#pk = :pk")
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_values(":pk", s(sales_pk(day)))
-                    .consistent_read(true);
+                let query = self.partition(sales_pk(day));
                 // A day has an item per currency: one page in practice, but follow them all.
                 reads.spawn(async move {
                     let mut items = Vec::new();
