@@ -272,7 +272,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(config, workflow.options()?).await
         }
         Cmd::Mail(args) => workflow_cmd::mail(args).await,
-        Cmd::Sales(args) => sales_cmd::run(args).await,
         Cmd::Queue(args) => workflow_cmd::queue(args).await,
         Cmd::Topic(args) => workflow_cmd::topic(args).await,
         Cmd::Executions(args) => workflow_cmd::executions(args).await,
@@ -340,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(!events.is_empty(), "order {order_id} not found in {place}");
             print_events(&events, as_of, view)
         }
+        Cmd::Sales(args) => sales_cmd::run(args).await,
         Cmd::Bench {
             what:
                 BenchCmd::Api {

@@ -57,6 +57,8 @@ pub async fn run(args: SalesArgs) -> anyhow::Result<ExitCode> {
     let report = sales::report(rows, &filter);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.days.is_empty() && filter == SalesFilter::default() {
+        println!("no sales yet ({place})");
     } else if report.days.is_empty() {
         println!("no sales {} ({place})", filter.describe());
     } else {
