@@ -9,6 +9,7 @@ pub const ENV: &str = "ORDERS_DATA_DIR";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataDir {
+    /// The local data directory (the one `orders serve` keeps its stores in).
     #[arg(long, default_value = DEFAULT, env = ENV, global = true)]
     pub data_dir: PathBuf,
 }

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct SalesArgs {
-    /// The first day shown (YYYY-MM-DD, UTC).
+    /// The first day shown (YYYY-MM-DD, UTC). With --aws, up to a year of days from it are
+    /// read with a Query each instead of a Scan of the whole table.
     #[arg(long)]
     from: Option<String>,
     /// The last day shown (YYYY-MM-DD, UTC).
