@@ -79,7 +79,7 @@ enum Cmd {
         workflow: workflow_cmd::WorkflowArgs,
     },
     /// A token for a server started with --auth: a customer's, or the warehouse's (which
-    /// stands in for the SigV4 signature the ship route wants on AWS).
+    /// stands in for the SigV4 signature the ship route and the sales report want on AWS).
     Token {
         /// The customer id the token is for (its `sub`).
         #[arg(

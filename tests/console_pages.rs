@@ -762,10 +762,10 @@ async fn an_allowed_front_end_origin_calls_the_api_from_the_browser() {
 }
 
 /// The sales report of the `daily_sales` read model: `orders sales` on the served data dir
-/// (text and JSON, filtered, bad filters one line) and the console's sales page agree
-/// with the orders placed and cancelled.
+/// (text and JSON, filtered, bad filters one line), `GET /sales/daily` and the console's
+/// sales page agree with the orders placed and cancelled.
 #[tokio::test]
-async fn the_sales_report_shows_the_daily_sales_on_the_cli_and_in_the_console() {
+async fn the_sales_report_shows_the_daily_sales_on_the_cli_over_http_and_in_the_console() {
     let s = serve().await;
     let mut c = connect(&s.runtime).await;
     let mut placed = vec![];
@@ -857,6 +857,45 @@ async fn the_sales_report_shows_the_daily_sales_on_the_cli_and_in_the_console() 
         assert!(!ok && out.is_empty(), "{args:?}: {out}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains(names), "{args:?}: {err}");
+    }
+
+    // GET /sales/daily answers the same report for the days asked for (`to`: today).
+    let r = get(&mut c, &format!("/sales/daily?from={day}")).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let http = json(&r);
+    assert_eq!(
+        (&http["from"], &http["to"], &http["days"], &http["totals"]),
+        (
+            &Value::from(day.as_str()),
+            &Value::from(day.as_str()),
+            &report["days"],
+            &report["totals"]
+        ),
+        "{http}"
+    );
+    let r = get(
+        &mut c,
+        &format!("/sales/daily?from={day}&to={day}&currency=usd"),
+    )
+    .await;
+    assert_eq!(
+        json(&r)["totals"][0]["amount_placed"].as_i64(),
+        Some(usd_total)
+    );
+    assert_eq!(json(&r)["currency"], "USD");
+    for (query, field) in [
+        ("", "from"),
+        ("from=2026-02-30", "from"),
+        ("from=2026-11-02&to=2026-11-01", "to"),
+        ("from=2020-01-01&to=2026-01-01", "to"),
+        ("from=2000-01-01", "from"),
+        ("from=2026-11-01&currency=EURO", "currency"),
+        ("from=2026-11-01&shop=1", "shop"),
+    ] {
+        let r = get(&mut c, &format!("/sales/daily?{query}")).await;
+        assert_eq!(r.status, 400, "{query}: {}", text(&r));
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        assert_eq!(json(&r)["field"], field, "{query}");
     }
 
     // The console shows the same report.

@@ -314,6 +314,27 @@ async fn behind_the_authorizers_a_customer_touches_only_their_own_orders() {
     assert_eq!(body(&mine)["status"], "CANCELLED");
     assert_eq!(appended().await, 2);
 
+    // The sales report is the back office's: a signed principal reads the placement and
+    // the cancellation; a customer's token is refused.
+    project().await;
+    let today = orders_domain::ports::Clock::now(&SystemClock).date();
+    let report = format!("/sales/daily?from={today}");
+    let by_customer = call(event_by(token_of("c-7"), "GET", &report, json!({}), None)).await;
+    assert_eq!(by_customer.status_code, 403, "{:?}", by_customer.body);
+    let signed_report = call(event_by(signed(), "GET", &report, json!({}), None)).await;
+    assert_eq!(signed_report.status_code, 200, "{:?}", signed_report.body);
+    let totals = &body(&signed_report)["totals"][0];
+    assert_eq!(
+        (
+            totals["orders_placed"].as_i64(),
+            totals["orders_cancelled"].as_i64(),
+            totals["net_amount"].as_i64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{:?}",
+        signed_report.body
+    );
+
     // An idempotency key answers only the caller that used it.
     let keyed = json!({"content-type": "application/json", "idempotency-key": "k-1"});
     let place_keyed_as = |who: &str| {

@@ -151,6 +151,18 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
     .await;
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
 
+    // The sales report: the back office's (the warehouse's token stands in for a signed
+    // principal), not a customer's, and not without a token.
+    let sales = "/sales/daily?from=2026-11-01";
+    for (t, status) in [
+        (None, 401),
+        (Some(ada.as_str()), 403),
+        (Some(warehouse.as_str()), 200),
+    ] {
+        let r = send(&mut c, http::Method::GET, sales, t, None).await;
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    }
+
     // The owner cancels.
     let r = send(&mut c, http::Method::POST, &cancel, Some(&ada), None).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

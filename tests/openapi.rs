@@ -363,11 +363,11 @@ fn template_routes() -> Vec<(String, String, Option<String>)> {
 }
 
 /// On AWS every route wants a customer's JWT unless it says otherwise: shipping is the
-/// warehouse's call (IAM, and the policy the stack hands out allows that route only), and
-/// /health is public. The api function is told which claim is the customer id, which
+/// warehouse's call and the sales report the back office's (IAM, and each policy the stack
+/// hands out allows its route only), and /health is public. The api function is told which claim is the customer id, which
 /// turns its ownership checks on (`orders_handlers::caller`).
 #[test]
-fn customers_need_a_token_on_aws_and_only_the_warehouse_ships() {
+fn customers_need_a_token_on_aws_and_only_signed_principals_ship_or_read_sales() {
     let mut overridden: Vec<(String, String, Option<String>)> = template_routes()
         .into_iter()
         .filter(|(_, _, auth)| auth.is_some())
@@ -380,6 +380,11 @@ fn customers_need_a_token_on_aws_and_only_the_warehouse_ships() {
                 "GET".to_string(),
                 "/health".to_string(),
                 Some("NONE".to_string())
+            ),
+            (
+                "GET".to_string(),
+                "/sales/daily".to_string(),
+                Some("AWS_IAM".to_string())
             ),
             (
                 "POST".to_string(),
@@ -411,12 +416,18 @@ fn customers_need_a_token_on_aws_and_only_the_warehouse_ships() {
         !env[orders_handlers::caller::CLAIM_ENV].is_null(),
         "the api function must know the customer id claim: {env:?}"
     );
-    let policy = &template["Resources"]["WarehousePolicy"]["Properties"]["PolicyDocument"];
-    let statements = policy["Statement"].as_sequence().expect("statements");
-    assert_eq!(statements.len(), 1);
-    assert_eq!(statements[0]["Action"].as_str(), Some("execute-api:Invoke"));
-    let resource = format!("{:?}", statements[0]["Resource"]);
-    assert!(resource.contains("/*/POST/orders/*/ship"), "{resource}");
+    // Each signed principal's policy allows its one route.
+    for (policy, route) in [
+        ("WarehousePolicy", "/*/POST/orders/*/ship"),
+        ("ReportsPolicy", "/*/GET/sales/daily"),
+    ] {
+        let document = &template["Resources"][policy]["Properties"]["PolicyDocument"];
+        let statements = document["Statement"].as_sequence().expect("statements");
+        assert_eq!(statements.len(), 1, "{policy}");
+        assert_eq!(statements[0]["Action"].as_str(), Some("execute-api:Invoke"));
+        let resource = format!("{:?}", statements[0]["Resource"]);
+        assert!(resource.contains(route), "{policy}: {resource}");
+    }
 }
 
 #[test]

@@ -465,11 +465,12 @@ impl DynamoReadModels {
         Ok(Page { items, next_cursor })
     }
 
-    /// The sales of these days (`YYYY-MM-DD`), in the order given, currencies in code order:
-    /// one strongly consistent Query of each day's partition (`SALES#<day>`), 16 at a time.
-    /// A month costs about thirty small reads, where [`ReadModels::daily_sales`] scans the
-    /// whole table (the days in it are not known in advance).
-    pub async fn daily_sales_of(&self, days: &[String]) -> Result<Vec<DailySales>, ReadModelError> {
+    /// [`ReadModels::daily_sales_of`]: one strongly consistent Query of each day's
+    /// partition (`SALES#<day>`), 16 at a time. A month costs about thirty small reads.
+    async fn daily_sales_of_inner(
+        &self,
+        days: &[String],
+    ) -> Result<Vec<DailySales>, ReadModelError> {
         let mut rows = Vec::new();
         for chunk in days.chunks(16) {
             let mut reads = tokio::task::JoinSet::new();
@@ -656,6 +657,15 @@ impl ReadModels for DynamoReadModels {
     async fn daily_sales(&self) -> Result<Vec<DailySales>, ReadModelError> {
         self.daily_sales_inner()
             .instrument(tracing::debug_span!("dynamodb.daily_sales"))
+            .await
+    }
+
+    async fn daily_sales_of(&self, days: &[String]) -> Result<Vec<DailySales>, ReadModelError> {
+        self.daily_sales_of_inner(days)
+            .instrument(tracing::debug_span!(
+                "dynamodb.daily_sales_of",
+                days = days.len()
+            ))
             .await
     }
 }

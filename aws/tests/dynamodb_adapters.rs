@@ -257,6 +257,16 @@ async fn the_real_stream_feeds_the_read_models() {
         (2, 1250, 1, 250)
     );
     assert_eq!(day.net_amount, 1000);
+    // Read by day (a Query of each day's partition): that day's rows, and none for a day
+    // without sales.
+    let days = ["2026-11-25".to_string(), "2026-11-26".to_string()];
+    let by_day = rm.daily_sales_of(&days).await.unwrap();
+    let want: Vec<_> = sales
+        .iter()
+        .filter(|d| d.date == "2026-11-26")
+        .cloned()
+        .collect();
+    assert_eq!(by_day, want);
 }
 
 /// A rebuild replays the log into a fresh table, optionally one projection only; the

@@ -6,6 +6,7 @@ pub mod money;
 pub mod order;
 pub mod ports;
 pub mod projection;
+pub mod sales;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod time;

@@ -134,6 +134,27 @@ pub trait ReadModels: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> impl Future<Output = Result<Page<OrderSummary>, ReadModelError>> + Send;
     fn daily_sales(&self) -> impl Future<Output = Result<Vec<DailySales>, ReadModelError>> + Send;
+    /// The sales of these days (`YYYY-MM-DD`), in the order given, currencies in code
+    /// order. A store that keeps a day's sales together reads only those (DynamoDB: a
+    /// Query per day, where [`ReadModels::daily_sales`] scans the whole table).
+    fn daily_sales_of(
+        &self,
+        days: &[String],
+    ) -> impl Future<Output = Result<Vec<DailySales>, ReadModelError>> + Send {
+        async move {
+            let mut rows: Vec<DailySales> = self
+                .daily_sales()
+                .await?
+                .into_iter()
+                .filter(|d| days.contains(&d.date))
+                .collect();
+            rows.sort_by(|a, b| {
+                let at = |d: &DailySales| days.iter().position(|x| *x == d.date);
+                (at(a), &a.currency).cmp(&(at(b), &b.currency))
+            });
+            Ok(rows)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use orders_domain::Timestamp;
 use orders_domain::order::PlaceOrderRequest;
 use orders_domain::ports::{EventStore, ReadModelError, ReadModels, StoreError};
 use orders_domain::projection::{AsOf, view_as_of};
+use orders_domain::sales::{self, MAX_LISTED_DAYS, SalesFilter};
 use orders_domain::{Command, DomainError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -58,6 +59,7 @@ pub fn router<E: EventStore, R: ReadModels>(api: Arc<Api<E, R>>) -> Router {
         .route("/orders/{id}/events", get(get_events::<E, R>))
         .route("/orders/{id}/cancel", post(cancel_order::<E, R>))
         .route("/orders/{id}/ship", post(ship_order::<E, R>))
+        .route("/sales/daily", get(daily_sales::<E, R>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(correlate))
@@ -825,6 +827,51 @@ async fn list_orders<E: EventStore, R: ReadModels>(
             "next_cursor": page.next_cursor,
         }))
         .into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /sales/daily?from=DAY[&to=DAY][&currency=EUR]`: the sales report (the `daily_sales`
+/// read model) of those days, a year at most; `to` defaults to today (UTC). Each day is
+/// read on its own, so the cost follows the range, not the shop's history.
+async fn daily_sales<E: EventStore, R: ReadModels>(
+    State(api): State<Arc<Api<E, R>>>,
+    caller: Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let result: Result<Response, Problem> = async {
+        caller.may_read_sales()?;
+        if let Some(unknown) = params
+            .keys()
+            .find(|k| !matches!(k.as_str(), "from" | "to" | "currency"))
+        {
+            return Err(query_problem(
+                unknown,
+                "is not a known query parameter (from, to, currency)",
+            ));
+        }
+        let text = |k: &str| params.get(k).map(String::as_str);
+        let from = text("from").ok_or_else(|| query_problem("from", "is required (YYYY-MM-DD)"))?;
+        let mut filter = SalesFilter::parse(Some(from), text("to"), text("currency"))
+            .map_err(|e| query_problem(e.field, &e.message))?;
+        if filter.to.is_none() {
+            // Today, or the day asked for when that is later (a range never ends before
+            // it starts). The report then says which days it covers.
+            filter.to = Some(api.commands.clock.now().date().max(from.to_string()));
+        }
+        let days = filter.days(from).ok_or_else(|| {
+            query_problem(
+                if text("to").is_some() { "to" } else { "from" },
+                &format!("the range is longer than {MAX_LISTED_DAYS} days"),
+            )
+        })?;
+        let rows = api
+            .reads
+            .daily_sales_of(&days)
+            .await
+            .map_err(read_problem)?;
+        Ok(axum::Json(sales::report(rows, &filter)).into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -86,7 +86,9 @@ pub enum Caller {
     Anyone,
     /// A signed-in customer.
     Customer(SignedIn),
-    /// A SigV4-signed principal: the warehouse, which reports shipments.
+    /// A SigV4-signed principal: the warehouse, which reports shipments, or the back
+    /// office, which reads the sales report (on AWS each principal's IAM policy names the
+    /// routes it may call).
     Warehouse,
 }
 
@@ -148,6 +150,20 @@ impl Caller {
                 "forbidden",
                 "Forbidden",
                 "only the warehouse reports shipments",
+            )),
+        }
+    }
+
+    /// The sales report is the back office's (on AWS, a SigV4-signed principal whose
+    /// policy allows the route), never a customer's.
+    pub fn may_read_sales(&self) -> Result<(), Problem> {
+        match self {
+            Caller::Anyone | Caller::Warehouse => Ok(()),
+            Caller::Customer(_) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "the sales report is the back office's, not a customer's",
             )),
         }
     }
