@@ -642,15 +642,7 @@ async fn get_order<E: EventStore, R: ReadModels>(
 /// The point of the history `GET /orders/{id}` (and `/events`) asks for: `None` when it
 /// asks for none.
 fn as_of_in(params: &HashMap<String, String>) -> Result<Option<AsOf>, Problem> {
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !matches!(k.as_str(), "version" | "at"))
-    {
-        return Err(query_problem(
-            unknown,
-            "is not a known query parameter (version, at)",
-        ));
-    }
+    known_query(params, &["version", "at"])?;
     match (params.get("version"), params.get("at")) {
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(query_problem("at", "cannot be combined with version")),
@@ -773,6 +765,17 @@ async fn get_events<E: EventStore, R: ReadModels>(
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
 
+/// Refuses a query parameter the route does not know, naming it (and the known ones).
+fn known_query(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Problem> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(query_problem(
+            unknown,
+            &format!("is not a known query parameter ({})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn query_problem(field: &str, detail: &str) -> Problem {
     Problem::field(
         StatusCode::BAD_REQUEST,
@@ -789,15 +792,7 @@ async fn list_orders<E: EventStore, R: ReadModels>(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let result: Result<Response, Problem> = async {
-        if let Some(unknown) = params
-            .keys()
-            .find(|k| !matches!(k.as_str(), "customer_id" | "limit" | "cursor"))
-        {
-            return Err(query_problem(
-                unknown,
-                "is not a known query parameter (customer_id, limit, cursor)",
-            ));
-        }
+        known_query(&params, &["customer_id", "limit", "cursor"])?;
         let customer_id = params
             .get("customer_id")
             .filter(|c| !c.trim().is_empty())
@@ -842,15 +837,7 @@ async fn daily_sales<E: EventStore, R: ReadModels>(
 ) -> Response {
     let result: Result<Response, Problem> = async {
         caller.may_read_sales()?;
-        if let Some(unknown) = params
-            .keys()
-            .find(|k| !matches!(k.as_str(), "from" | "to" | "currency"))
-        {
-            return Err(query_problem(
-                unknown,
-                "is not a known query parameter (from, to, currency)",
-            ));
-        }
+        known_query(&params, &["from", "to", "currency"])?;
         let text = |k: &str| params.get(k).map(String::as_str);
         let from = text("from").ok_or_else(|| query_problem("from", "is required (YYYY-MM-DD)"))?;
         let mut filter = SalesFilter::parse(Some(from), text("to"), text("currency"))

@@ -143,27 +143,25 @@ impl Caller {
 
     /// Shipping is the warehouse's call, never a customer's.
     pub fn may_ship(&self) -> Result<(), Problem> {
-        match self {
-            Caller::Anyone | Caller::Warehouse => Ok(()),
-            Caller::Customer(_) => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Forbidden",
-                "only the warehouse reports shipments",
-            )),
-        }
+        self.not_a_customer("only the warehouse reports shipments")
     }
 
     /// The sales report is the back office's (on AWS, a SigV4-signed principal whose
     /// policy allows the route), never a customer's.
     pub fn may_read_sales(&self) -> Result<(), Problem> {
+        self.not_a_customer("the sales report is the back office's, not a customer's")
+    }
+
+    /// A signed principal's call (on AWS its IAM policy says which), refused to a customer
+    /// with `why`.
+    fn not_a_customer(&self, why: &str) -> Result<(), Problem> {
         match self {
             Caller::Anyone | Caller::Warehouse => Ok(()),
             Caller::Customer(_) => Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "Forbidden",
-                "the sales report is the back office's, not a customer's",
+                why,
             )),
         }
     }
