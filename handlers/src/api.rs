@@ -842,12 +842,13 @@ async fn daily_sales<E: EventStore, R: ReadModels>(
         let from = text("from").ok_or_else(|| query_problem("from", "is required (YYYY-MM-DD)"))?;
         let mut filter = SalesFilter::parse(Some(from), text("to"), text("currency"))
             .map_err(|e| query_problem(e.field, &e.message))?;
+        let today = api.commands.clock.now().date();
         if filter.to.is_none() {
             // Today, or the day asked for when that is later (a range never ends before
             // it starts). The report then says which days it covers.
-            filter.to = Some(api.commands.clock.now().date().max(from.to_string()));
+            filter.to = Some(today.clone().max(from.to_string()));
         }
-        let days = filter.days(from).ok_or_else(|| {
+        let days = filter.days(&today).ok_or_else(|| {
             query_problem(
                 if text("to").is_some() { "to" } else { "from" },
                 &format!("the range is longer than {MAX_LISTED_DAYS} days"),
