@@ -44,16 +44,11 @@ pub(crate) async fn order_events(
     Ok((events, table))
 }
 
-/// The days of the sales report from the read-model table readers use (`--stack`: its
-/// `ReadModelsTableName` output; else the functions' own `READ_MODELS_TABLE`), and the
-/// table's name for messages. A range from a day reads only its days (a Query each);
-/// otherwise the whole table is scanned.
-pub(crate) async fn daily_sales(
+/// The read-model table readers use (`--stack`: its `ReadModelsTableName` output; else the
+/// functions' own `READ_MODELS_TABLE`), and its name for messages.
+pub(crate) async fn read_models(
     stack: Option<&str>,
-    filter: &orders::sales::SalesFilter,
-) -> anyhow::Result<(Vec<orders_domain::projection::DailySales>, String)> {
-    use anyhow::Context;
-    use orders_domain::ports::ReadModels;
+) -> anyhow::Result<(orders_aws::read_models::DynamoReadModels, String)> {
     let sdk = sdk_config(true).await?;
     let table = table(
         &sdk,
@@ -65,13 +60,7 @@ pub(crate) async fn daily_sales(
     .await?;
     let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
     let reads = orders_aws::read_models::DynamoReadModels::new(clients.dynamodb, &table);
-    let today = orders_domain::ports::Clock::now(&orders_handlers::system::SystemClock).date();
-    let rows = match filter.days(&today) {
-        Some(days) => reads.daily_sales_of(&days).await,
-        None => reads.daily_sales().await,
-    }
-    .with_context(|| format!("reading {table}"))?;
-    Ok((rows, table))
+    Ok((reads, table))
 }
 
 /// A table of the deployed stack: the stack's `output`, or without a stack the functions'

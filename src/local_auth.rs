@@ -4,8 +4,8 @@
 //! (`auth.key`, made on first use) and minted by `orders token`. A customer's token says
 //! who they are in `sub` (and, with `--email`, a verified address, as Cognito's ID tokens
 //! do); a warehouse token stands in for the SigV4 signature that the ship route and the
-//! sales report want on AWS. What the API sees is what API Gateway would hand it: the claims (as strings) or the
-//! signing principal in the request context.
+//! sales report want on AWS. What the API sees is what API Gateway would hand it: the
+//! claims (as strings) or the signing principal in the request context.
 
 use anyhow::Context;
 use axum::Router;

@@ -5,7 +5,9 @@ use crate::cli_args::DataDir;
 use crate::replay_cmd::open_existing;
 use anyhow::Context;
 use orders::sales::{self, SalesFilter};
-use orders_domain::ports::ReadModels;
+use orders_domain::ports::{Clock, ReadModelError, ReadModels};
+use orders_domain::projection::DailySales;
+use orders_handlers::system::SystemClock;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -44,13 +46,15 @@ pub async fn run(args: SalesArgs) -> anyhow::Result<ExitCode> {
     let stack = crate::aws_access::stack_for(args.aws, args.stack)?;
     args.dir.refuse_with_aws(args.aws)?;
     let (rows, place) = if args.aws {
-        crate::aws_access::daily_sales(stack.as_deref(), &filter).await?
+        let (reads, table) = crate::aws_access::read_models(stack.as_deref()).await?;
+        let rows = rows_of(&reads, &filter)
+            .await
+            .with_context(|| format!("reading {table}"))?;
+        (rows, table)
     } else {
         let data_dir = &args.dir.data_dir;
         let stores = open_existing(data_dir).await?;
-        let rows = stores
-            .read_models
-            .daily_sales()
+        let rows = rows_of(&stores.read_models, &filter)
             .await
             .with_context(|| format!("reading the sales in {}", data_dir.display()))?;
         (rows, data_dir.display().to_string())
@@ -66,4 +70,17 @@ pub async fn run(args: SalesArgs) -> anyhow::Result<ExitCode> {
         print!("{}", sales::render_text(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The read model's rows the report needs: with a `--from`, only its days (on DynamoDB a
+/// Query each instead of a Scan of the whole table); otherwise every day.
+async fn rows_of(
+    reads: &impl ReadModels,
+    filter: &SalesFilter,
+) -> Result<Vec<DailySales>, ReadModelError> {
+    let today = SystemClock.now().date();
+    match filter.days(&today) {
+        Some(days) => reads.daily_sales_of(&days).await,
+        None => reads.daily_sales().await,
+    }
 }
