@@ -15,6 +15,7 @@ use orders_aws::replay::{
     replay_to_table,
 };
 use orders_aws::{AwsClients, DynamoReadModels, Endpoints};
+use orders_domain::Timestamp;
 use orders_domain::projection::ProjectionName;
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub struct AwsReplay {
     pub dry_run: bool,
     /// Only bring this table up to date (after a switch by hand).
     pub catch_up_only: Option<String>,
+    /// With `catch_up_only`: the events from this moment on (through the `by_time` index).
+    pub since: Option<Timestamp>,
     pub options: AwsReplayOptions,
 }
 
@@ -80,16 +83,24 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     if let Some(table) = &req.catch_up_only {
         if req.dry_run {
             println!("dry run: nothing will be changed");
-            println!(
-                "  scan {} and apply to {table} the events it has not applied",
-                tables.events
-            );
+            match req.since {
+                Some(since) => println!(
+                    "  read the events of {} from {since} on (its by_time index, else a scan) and apply to {table} those it has not applied",
+                    tables.events
+                ),
+                None => println!(
+                    "  scan {} and apply to {table} the events it has not applied",
+                    tables.events
+                ),
+            }
             return Ok(ExitCode::SUCCESS);
         }
-        let caught = bring_up_to_date(&clients, &tables.events, table, &req, None).await?;
+        let caught =
+            bring_up_to_date(&clients, &tables.events, table, &req, req.since, None).await?;
         println!(
-            "caught up {table}: {} events read, {} applied, in {:.1} s",
+            "caught up {table}: {} events read ({}), {} applied, in {:.1} s",
             caught.events_read,
+            caught.read_by,
             caught.events_applied,
             caught.elapsed.as_secs_f64()
         );
@@ -105,7 +116,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     if req.dry_run {
         println!("dry run: nothing will be changed");
         println!(
-            "  scan {} in {} segments, fold every order, write {} with BatchWriteItem, then catch it up",
+            "  scan {} in {} segments, fold every order, write {} with BatchWriteItem, then catch it up with the events appended from its start (through the table's by_time index, else by another scan)",
             tables.events,
             req.options.segments,
             req.options
@@ -141,29 +152,53 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     print!("{built}");
     let target = built.target_table.clone();
     let mut known = std::mem::take(&mut built.applied);
-    let caught =
-        bring_up_to_date(&clients, &tables.events, &target, &req, Some(&mut known)).await?;
+    let since = Some(built.started_at);
+    let caught = bring_up_to_date(
+        &clients,
+        &tables.events,
+        &target,
+        &req,
+        since,
+        Some(&mut known),
+    )
+    .await?;
     println!(
-        "caught up {target}: {} events appended meanwhile applied",
-        caught.events_applied
+        "caught up {target}: {} events appended meanwhile applied ({} events {})",
+        caught.events_applied, caught.events_read, caught.read_by
     );
     let (Some(stack), Some(params)) = (req.stack.as_deref(), params) else {
         println!("{}", built.switch_hint());
         return Ok(ExitCode::SUCCESS);
     };
 
-    switch_readers(&cfn, stack, &params, &target)
+    let catch_up_later = format!(
+        "orders replay --aws --stack {stack} {} --catch-up {target} --since {}",
+        req.projections
+            .iter()
+            .map(|p| format!("--projection {}", p.as_str()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        built.started_at
+    );
+    switch_readers(&cfn, stack, &params, &target, &catch_up_later)
         .await
         .with_context(|| {
             format!(
                 "{target} is rebuilt and caught up but not switched to (switch by hand, or drop it)"
             )
         })?;
-    let caught =
-        bring_up_to_date(&clients, &tables.events, &target, &req, Some(&mut known)).await?;
+    let caught = bring_up_to_date(
+        &clients,
+        &tables.events,
+        &target,
+        &req,
+        since,
+        Some(&mut known),
+    )
+    .await?;
     println!(
-        "switched readers from {} to {target} (stack {stack}); caught up {} more events",
-        tables.active, caught.events_applied
+        "switched readers from {} to {target} (stack {stack}); caught up {} more events ({} events {})",
+        tables.active, caught.events_applied, caught.events_read, caught.read_by
     );
     // `sam deploy --guided` writes every parameter into samconfig.toml: the next deploy
     // would switch readers back.
@@ -220,6 +255,7 @@ async fn bring_up_to_date(
     events: &str,
     table: &str,
     req: &AwsReplay,
+    since: Option<Timestamp>,
     known: Option<&mut AppliedVersions>,
 ) -> anyhow::Result<CatchUpSummary> {
     let target =
@@ -230,6 +266,7 @@ async fn bring_up_to_date(
         events,
         &target,
         &req.options,
+        since,
         known,
         |p| show(&progress, p),
     )
@@ -274,12 +311,14 @@ async fn stack_parameters(
 }
 
 /// Points the stack's readers at `table`: UpdateStack with the previous template, every
-/// parameter as it was but [`ACTIVE_TABLE_PARAMETER`]; waits for the update.
+/// parameter as it was but [`ACTIVE_TABLE_PARAMETER`]; waits for the update. A timeout
+/// names `catch_up`, the command to run once the update is done.
 async fn switch_readers(
     cfn: &aws_sdk_cloudformation::Client,
     stack: &str,
     params: &StackParameters,
     table: &str,
+    catch_up: &str,
 ) -> anyhow::Result<()> {
     let mut keep: Vec<Parameter> = params
         .values
@@ -328,7 +367,7 @@ async fn switch_readers(
         }
         anyhow::ensure!(
             started.elapsed() < SWITCH_TIMEOUT,
-            "switching readers: stack {stack} is still updating after {} minutes; when it is done, run `orders replay --aws --catch-up {table}`",
+            "switching readers: stack {stack} is still updating after {} minutes; when it is done, run `{catch_up}`",
             SWITCH_TIMEOUT.as_secs() / 60
         );
         tokio::time::sleep(wait).await;

@@ -53,6 +53,11 @@ pub struct ReplayArgs {
     /// readers to it by hand).
     #[arg(long, value_name = "TABLE", requires = "aws", conflicts_with_all = ["resume", "target_table", "drop_old"])]
     catch_up: Option<String>,
+    /// With --catch-up: read only the events that occurred from TIME on (RFC 3339 UTC,
+    /// e.g. when the replay started), through the event table's by_time index; without
+    /// it the whole table is scanned.
+    #[arg(long, value_name = "TIME", requires = "catch_up")]
+    since: Option<orders_domain::Timestamp>,
     /// Parallel Scan segments (with --aws).
     #[arg(long, default_value_t = 4, requires = "aws")]
     segments: u32,
@@ -453,6 +458,7 @@ async fn replay_aws(
         drop_old: args.drop_old,
         dry_run: args.dry_run,
         catch_up_only: args.catch_up,
+        since: args.since,
         options,
     })
     .await

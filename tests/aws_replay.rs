@@ -169,6 +169,7 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     // What it would do.
     let plan = replay_ok(&stack, &["--dry-run"]);
     assert!(plan.contains("switch readers"), "{plan}");
+    assert!(plan.contains("through the table's by_time index"), "{plan}");
     assert!(!table_exists(&clients, &format!("{views}-g1")).await);
 
     // The first replay: into <views>-g1, readers switched, the stack's own table kept.
@@ -265,6 +266,12 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         "{out}"
     );
     assert!(out.contains(&format!("dropped {first}")), "{out}");
+    // Both catch-ups read only what was appended since the replay started, by the index.
+    assert_eq!(
+        out.matches("read through the by_time index from").count(),
+        2,
+        "{out}"
+    );
     assert!(!table_exists(&clients, &first).await);
     let (params, _) = stack_state(&cfn, &stack).await;
     assert_eq!(params["ActiveReadModelsTable"], second);
@@ -305,8 +312,41 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     cancel(&ids[1]).await;
     let out = replay_ok(&stack, &["--catch-up", &second]);
     assert!(out.contains("1 applied"), "{out}");
+    assert!(out.contains("read by a scan of the events table"), "{out}");
     let view = rebuilt.order(&ids[1]).await.expect("read").expect("view");
     assert_eq!(view.status, OrderStatus::Cancelled);
+    // With --since, only what occurred from then on, through the index.
+    let now = orders_domain::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64,
+    );
+    let event = OrderEvent::Cancelled(OrderCancelled { reason: None });
+    append(&store, &ids[2], 1, &[event], now.millis()).await;
+    let since = now.to_string();
+    let out = replay_ok(&stack, &["--catch-up", &second, "--since", &since]);
+    assert!(out.contains("1 events read"), "{out}");
+    assert!(out.contains("1 applied"), "{out}");
+    assert!(out.contains("read through the by_time index"), "{out}");
+    let view = rebuilt.order(&ids[2]).await.expect("read").expect("view");
+    assert_eq!(view.status, OrderStatus::Cancelled);
+    // --since is a time, and only for --catch-up: one line each.
+    for (bad, names) in [
+        (
+            vec!["--catch-up", second.as_str(), "--since", "yesterday"],
+            "--since",
+        ),
+        (vec!["--since", since.as_str()], "--catch-up"),
+    ] {
+        let out = replay(&stack, &bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.trim().lines().count() == 1 && err.contains(names),
+            "{err}"
+        );
+    }
 
     // A stack deployed from a template without the parameter: refused in one line before
     // anything is built.

@@ -4,7 +4,8 @@
 //!
 //! Item layout (events table, key `aggregate_id` + `version`):
 //! `aggregate_id` S, `version` N, `event_id` S, `event_type` S, `schema_version` N,
-//! `occurred_at` S (RFC 3339 UTC), `correlation_id` S, `causation_id` S, `payload` M.
+//! `occurred_at` S (RFC 3339 UTC), `correlation_id` S, `causation_id` S, `payload` M,
+//! and `time_bucket` S, the partition key of the `by_time` index (see [`time_bucket`]).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use orders_domain::EventEnvelope;
@@ -14,6 +15,17 @@ pub type Item = HashMap<String, AttributeValue>;
 
 pub const KEY_AGGREGATE: &str = "aggregate_id";
 pub const KEY_VERSION: &str = "version";
+/// The events table's index of events by the hour they occurred (KEYS_ONLY): a replay's
+/// catch-up Queries it for what was appended since the replay started, instead of
+/// scanning the whole table again.
+pub const GSI_BY_TIME: &str = "by_time";
+/// Its partition key; its sort key is `occurred_at`.
+pub const TIME_BUCKET: &str = "time_bucket";
+pub const OCCURRED_AT: &str = "occurred_at";
+/// Partitions per hour of the `by_time` index: one hour's appends spread over this many
+/// index partitions, so the index never throttles the table's writes (a partition takes
+/// about 1,000 writes/s), and a catch-up Queries this many per hour.
+pub const TIME_BUCKET_SHARDS: u32 = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -24,7 +36,37 @@ pub enum CodecError {
 }
 
 pub fn envelope_to_item(envelope: &EventEnvelope) -> Result<Item, CodecError> {
-    serde_dynamo::to_item(envelope).map_err(|e| CodecError::Envelope(e.to_string()))
+    let mut item: Item =
+        serde_dynamo::to_item(envelope).map_err(|e| CodecError::Envelope(e.to_string()))?;
+    item.insert(
+        TIME_BUCKET.to_string(),
+        AttributeValue::S(time_bucket(envelope)),
+    );
+    Ok(item)
+}
+
+/// The `time_bucket` of an event: `<hour>#<shard>`, e.g. `2026-11-26T15#07`, the hour
+/// (`YYYY-MM-DDTHH`, UTC) it occurred in and its order's shard (FNV-1a of the order id,
+/// mod [`TIME_BUCKET_SHARDS`]; stable across builds and platforms, as a stored key must be).
+pub fn time_bucket(envelope: &EventEnvelope) -> String {
+    bucket(
+        &envelope.occurred_at.hour(),
+        shard_of(&envelope.aggregate_id),
+    )
+}
+
+/// One partition of the `by_time` index: an hour (`YYYY-MM-DDTHH`) and a shard.
+pub fn bucket(hour: &str, shard: u32) -> String {
+    format!("{hour}#{shard:02}")
+}
+
+fn shard_of(aggregate_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in aggregate_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % TIME_BUCKET_SHARDS
 }
 
 /// Decodes an item as the SDK returns it (Query, GetItem).
@@ -74,6 +116,23 @@ mod tests {
             AttributeValue::S("2026-11-26T15:22:05.123Z".into())
         );
         assert!(matches!(item["payload"], AttributeValue::M(_)));
+    }
+
+    #[test]
+    fn the_time_bucket_is_the_hour_and_a_stable_shard_of_the_order() {
+        let item = envelope_to_item(&envelope()).unwrap();
+        // FNV-1a("01JORDER") mod 16: a stored key, so it must never change.
+        assert_eq!(
+            item[TIME_BUCKET],
+            AttributeValue::S(format!("2026-11-26T15#{:02}", shard_of("01JORDER")))
+        );
+        assert_eq!(shard_of("01JORDER"), 0x7c01_3c68 % TIME_BUCKET_SHARDS);
+        // Orders spread over every shard.
+        let shards: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| shard_of(&format!("01JORDER{i}")))
+            .collect();
+        assert_eq!(shards.len(), TIME_BUCKET_SHARDS as usize);
+        assert_eq!(bucket("2026-11-26T15", 3), "2026-11-26T15#03");
     }
 
     #[test]

@@ -81,9 +81,11 @@
 //! key hash(order id) mod K, sort key `aggregate_id#version`) would need no per-order
 //! memory at all; it is not built.
 //!
-//! **Catch-up** keeps the newest version of each order from its Scan, which reads only
-//! the two keys of each event, then, for each order the target does not hold up to that
-//! version, Queries the events after the one it holds and decodes those.
+//! **Catch-up** finds the newest version of each order with events since the replay
+//! started, through the events table's `by_time` index (`replay/by_time.rs`: a Query per
+//! hour and shard, keys only), or without the index by a Scan that reads only the two keys
+//! of each event; then, for each order the target does not hold up to that version, it
+//! Queries the events after the one it holds and decodes those.
 //!
 //! **Costs.** The Scan reads the whole table once with strongly consistent reads (1 RCU per
 //! 4 KB); each item written costs 1 WCU per KB, and a BatchWriteItem call carries up to 25.
@@ -98,6 +100,7 @@ use crate::schema::{self, SchemaError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use orders_domain::Timestamp;
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, ReadModels};
@@ -111,7 +114,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+mod by_time;
 mod fold;
+use by_time::ByTime;
+pub use by_time::CLOCK_SKEW_MS;
 use fold::{Done, FoldOptions, Rebuild};
 
 /// DynamoDB's limit on the requests of one `BatchWriteItem`.
@@ -141,6 +147,9 @@ pub struct AwsReplayOptions {
     pub reuse_target: bool,
     /// `BatchWriteItem` calls in flight at once (≥ 1).
     pub write_concurrency: usize,
+    /// How long a catch-up through the `by_time` index waits before reading it: a GSI is
+    /// eventually consistent (its entries usually follow the table's within a second).
+    pub index_settle: Duration,
 }
 
 impl Default for AwsReplayOptions {
@@ -153,6 +162,7 @@ impl Default for AwsReplayOptions {
             target_table: None,
             reuse_target: false,
             write_concurrency: 8,
+            index_settle: Duration::from_secs(2),
         }
     }
 }
@@ -290,6 +300,9 @@ pub struct ReplaySummary {
     pub items_written: u64,
     pub parked: Vec<ParkedEvent>,
     pub elapsed: Duration,
+    /// When the replay started (the wall clock): hand it to [`catch_up`] as `since`, so
+    /// the catch-up reads only the events appended from then on.
+    pub started_at: Timestamp,
     /// What the target holds of each order it was written: hand it to [`catch_up`].
     pub applied: AppliedVersions,
 }
@@ -310,8 +323,17 @@ impl ReplaySummary {
         format!(
             "readers still use {}; `orders replay --aws --stack NAME` switches them itself, or \
              deploy the stack with --parameter-overrides ActiveReadModelsTable={} and then run \
-             `orders replay --aws --catch-up {}` for what the old table got meanwhile",
-            self.source_table, self.target_table, self.target_table
+             `orders replay --aws --projection {} --catch-up {} --since {}` for what the old \
+             table got meanwhile",
+            self.source_table,
+            self.target_table,
+            self.projections
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(" --projection "),
+            self.target_table,
+            self.started_at
         )
     }
 }
@@ -405,6 +427,7 @@ async fn replay_inner(
     progress: &(impl Fn(ReplayProgress) + Send + Sync),
 ) -> Result<ReplaySummary, ReplayError> {
     let started = Instant::now();
+    let started_at = by_time::now();
     let orders = opts.projections.contains(&ProjectionName::Orders);
     let daily_sales = opts.projections.contains(&ProjectionName::DailySales);
 
@@ -537,6 +560,7 @@ async fn replay_inner(
         items_written,
         parked,
         elapsed: started.elapsed(),
+        started_at,
         applied,
     };
     tracing::info!(
@@ -1281,9 +1305,62 @@ impl TokenBucket {
 
 // ---- catching up ----------------------------------------------------------------------
 
+/// Each order's newest version, by a Scan of the whole events table (keys only).
+async fn scan_newest(
+    client: &Client,
+    events_table: &str,
+    opts: &AwsReplayOptions,
+    progress: &(impl Fn(ReplayProgress) + Send + Sync),
+) -> Result<(HashMap<String, u64>, ScanResult), ReplayError> {
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    let scan = scan_events(
+        client,
+        events_table,
+        opts,
+        &ORDER_VERSIONS,
+        progress,
+        async |_, keys| {
+            for (order_id, version) in keys {
+                let v = newest.entry(order_id).or_default();
+                *v = (*v).max(version);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok((newest, scan))
+}
+
+/// How a catch-up found the orders with new events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatchUpRead {
+    /// Through the events table's `by_time` index, from this moment on.
+    Index { from: Timestamp },
+    /// By a Scan of the whole events table: no moment was given, or the index could not
+    /// be used (why).
+    Scan { why: Option<String> },
+}
+
+impl fmt::Display for CatchUpRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatchUpRead::Index { from } => write!(
+                f,
+                "read through the {} index from {from}",
+                codec::GSI_BY_TIME
+            ),
+            CatchUpRead::Scan { why: None } => f.write_str("read by a scan of the events table"),
+            CatchUpRead::Scan { why: Some(why) } => {
+                write!(f, "read by a scan of the events table: {why}")
+            }
+        }
+    }
+}
+
 /// What [`catch_up`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatchUpSummary {
+    pub read_by: CatchUpRead,
     pub events_read: u64,
     /// Events the target had not applied yet, now applied.
     pub events_applied: u64,
@@ -1292,23 +1369,32 @@ pub struct CatchUpSummary {
 }
 
 /// Brings a rebuilt table up to date with events appended since its replay read them,
-/// through the live projector's own version-guarded `apply` (so nothing counts twice):
-/// scans the events table again for each order's newest version (reading only the two
-/// keys of each event: little over the wire, though DynamoDB charges the read capacity of
-/// whole items), loads the state in `target` of each order and Queries the events above
+/// through the live projector's own version-guarded `apply` (so nothing counts twice).
+/// First it finds each order's newest version:
+/// - given `since` (when the replay started, [`ReplaySummary::started_at`]), from the
+///   events table's `by_time` index: one Query per hour and shard from `since` (less
+///   [`CLOCK_SKEW_MS`]) on, after waiting [`AwsReplayOptions::index_settle`]. It costs what
+///   was appended since, not the table's size;
+/// - without `since`, or when the table has no ACTIVE `by_time` index, by a Scan of the
+///   whole table (reading only the two keys of each event: little over the wire, though
+///   DynamoDB charges the read capacity of whole items). [`CatchUpSummary::read_by`] says
+///   which, and why.
+///
+/// Then it loads the state in `target` of each order found and Queries the events above
 /// the version it holds, which are decoded then (an undecodable one is parked or stops
-/// the catch-up there). Costs a full Scan plus one Query per order (two for a changed
-/// one) — or, given what the target holds (`known`, from [`ReplaySummary::applied`] and
-/// kept up to date here), two Queries per order that changed; writes only what is new.
-/// Run it before switching readers and once more after (module docs). `target` must
-/// select the projections the replay rebuilt; of `opts` only `segments` and
-/// `skip_undecodable` matter. Progress: `orders_written` counts orders checked,
-/// `items_written` the events applied.
+/// the catch-up there): one Query per order (two for a changed one) — or, given what the
+/// target holds (`known`, from [`ReplaySummary::applied`] and kept up to date here), two
+/// Queries per order that changed; it writes only what is new. Run it before switching
+/// readers and once more after (module docs). `target` must select the projections the
+/// replay rebuilt; of `opts` only `segments`, `skip_undecodable` and `index_settle`
+/// matter. Progress: `orders_written` counts orders checked, `items_written` the events
+/// applied.
 pub async fn catch_up(
     client: &Client,
     events_table: &str,
     target: &DynamoReadModels,
     opts: &AwsReplayOptions,
+    since: Option<Timestamp>,
     mut known: Option<&mut AppliedVersions>,
     progress: impl Fn(ReplayProgress) + Send + Sync,
 ) -> Result<CatchUpSummary, ReplayError> {
@@ -1316,24 +1402,38 @@ pub async fn catch_up(
     let started = Instant::now();
     let span = tracing::info_span!("dynamodb.catch_up", events_table = %events_table, target = %target.table());
     async {
-        // The scan keeps only each order's newest version; the events to apply are read
-        // per changed order, after the version the target holds.
-        let mut newest: HashMap<String, u64> = HashMap::new();
-        let scan = scan_events(
-            client,
-            events_table,
-            opts,
-            &ORDER_VERSIONS,
-            &progress,
-            async |_, keys| {
-                for (order_id, version) in keys {
-                    let v = newest.entry(order_id).or_default();
-                    *v = (*v).max(version);
-                }
-                Ok(())
-            },
-        )
-        .await?;
+        // Only each order's newest version is kept; the events to apply are read per
+        // changed order, after the version the target holds.
+        let found = match since {
+            Some(since) => {
+                Some(by_time::appended_since(client, events_table, since, opts.index_settle).await?)
+            }
+            None => None,
+        };
+        let (newest, read_by, scan) = match found {
+            Some(ByTime::Read {
+                newest,
+                events_read,
+                from,
+            }) => (
+                newest,
+                CatchUpRead::Index { from },
+                ScanResult {
+                    parked: Vec::new(),
+                    events_read,
+                    estimate: None,
+                },
+            ),
+            Some(ByTime::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "catch-up scans the events table");
+                let (newest, scan) = scan_newest(client, events_table, opts, &progress).await?;
+                (newest, CatchUpRead::Scan { why: Some(why) }, scan)
+            }
+            None => {
+                let (newest, scan) = scan_newest(client, events_table, opts, &progress).await?;
+                (newest, CatchUpRead::Scan { why: None }, scan)
+            }
+        };
         let mut parked = scan.parked;
         let selected = target.projections();
         let (orders, daily_sales) = (
@@ -1437,6 +1537,7 @@ pub async fn catch_up(
         }
         parked.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(CatchUpSummary {
+            read_by,
             events_read: scan.events_read,
             events_applied: applied,
             parked,

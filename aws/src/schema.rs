@@ -1,7 +1,7 @@
 //! The tables the adapters expect, as code: the SAM template declares the same ones on
 //! AWS; tests, and a blue/green read-model rebuild into a fresh table, create them here.
 
-use crate::codec::{KEY_AGGREGATE, KEY_VERSION};
+use crate::codec::{GSI_BY_TIME, KEY_AGGREGATE, KEY_VERSION, OCCURRED_AT, TIME_BUCKET};
 use crate::dynamo::describe;
 use crate::event_store::{KEY_IDEMPOTENCY, TTL_ATTRIBUTE};
 use crate::read_models::{GSI_BY_CUSTOMER, GSI1_PK, GSI1_SK, PK, SK};
@@ -43,16 +43,52 @@ fn key(name: &str, t: KeyType) -> Result<KeySchemaElement, SchemaError> {
         .map_err(|e| err(name, e.to_string()))
 }
 
-/// Events: `aggregate_id` (S) + `version` (N), on-demand, stream `NEW_IMAGE`.
+/// Events: `aggregate_id` (S) + `version` (N), on-demand, stream `NEW_IMAGE`, GSI
+/// `by_time` on `time_bucket` + `occurred_at`, projection KEYS_ONLY.
 pub async fn create_events_table(client: &Client, table: &str) -> Result<(), SchemaError> {
-    client
+    let by_time = GlobalSecondaryIndex::builder()
+        .index_name(GSI_BY_TIME)
+        .key_schema(key(TIME_BUCKET, KeyType::Hash)?)
+        .key_schema(key(OCCURRED_AT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| err(table, e.to_string()))?;
+    create_events_table_with(client, table, Some(by_time)).await
+}
+
+/// An events table as stacks deployed before the `by_time` index have it (a catch-up
+/// then scans): for tests of that path.
+pub async fn create_events_table_without_index(
+    client: &Client,
+    table: &str,
+) -> Result<(), SchemaError> {
+    create_events_table_with(client, table, None).await
+}
+
+async fn create_events_table_with(
+    client: &Client,
+    table: &str,
+    index: Option<GlobalSecondaryIndex>,
+) -> Result<(), SchemaError> {
+    let mut create = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr(KEY_AGGREGATE, ScalarAttributeType::S)?)
         .attribute_definitions(attr(KEY_VERSION, ScalarAttributeType::N)?)
         .key_schema(key(KEY_AGGREGATE, KeyType::Hash)?)
-        .key_schema(key(KEY_VERSION, KeyType::Range)?)
+        .key_schema(key(KEY_VERSION, KeyType::Range)?);
+    if let Some(index) = index {
+        create = create
+            .attribute_definitions(attr(TIME_BUCKET, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(OCCURRED_AT, ScalarAttributeType::S)?)
+            .global_secondary_indexes(index);
+    }
+    create
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)

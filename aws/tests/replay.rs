@@ -8,8 +8,8 @@ use support::events::append;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use orders_aws::replay::{
-    AppliedVersions, AwsReplayOptions, EventKey, ReplayError, ReplayPhase, ReplayProgress,
-    catch_up, replay_to_table,
+    AppliedVersions, AwsReplayOptions, CLOCK_SKEW_MS, CatchUpRead, EventKey, ReplayError,
+    ReplayPhase, ReplayProgress, catch_up, replay_to_table,
 };
 use orders_aws::{DynamoEventStore, DynamoReadModels, codec, schema};
 use orders_domain::envelope::EventEnvelope;
@@ -20,6 +20,7 @@ use orders_domain::time::Timestamp;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// 2026-11-26T15:22:05.123Z
 const T0: i64 = 1_795_706_525_123;
@@ -32,11 +33,19 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(true).await
+}
+
+/// `by_time`: the events table has its `by_time` index (stacks deployed before it had none).
+async fn env_with(by_time: bool) -> Env {
     let clients = support::dynamodb_clients().await;
     let (events, idem) = (support::unique("events"), support::unique("idem"));
-    schema::create_events_table(&clients.dynamodb, &events)
-        .await
-        .unwrap();
+    if by_time {
+        schema::create_events_table(&clients.dynamodb, &events).await
+    } else {
+        schema::create_events_table_without_index(&clients.dynamodb, &events).await
+    }
+    .unwrap();
     schema::create_idempotency_table(&clients.dynamodb, &idem)
         .await
         .unwrap();
@@ -111,6 +120,15 @@ fn shipped() -> OrderEvent {
 /// `orders` orders with mixed lifecycles over several days, currencies and customers.
 /// Returns the order ids and the customers.
 async fn seed(store: &DynamoEventStore, orders: usize) -> (Vec<String>, BTreeSet<String>) {
+    seed_from(store, orders, T0).await
+}
+
+/// [`seed`], the first order placed at `t0` (ms), each next one 5 hours later.
+async fn seed_from(
+    store: &DynamoEventStore,
+    orders: usize,
+    t0: i64,
+) -> (Vec<String>, BTreeSet<String>) {
     let tag = support::unique("c");
     let mut ids = Vec::new();
     let mut customers = BTreeSet::new();
@@ -118,7 +136,7 @@ async fn seed(store: &DynamoEventStore, orders: usize) -> (Vec<String>, BTreeSet
         let id = support::unique("order");
         let customer = format!("{tag}-{}", i % 7);
         let currency = if i.is_multiple_of(3) { "USD" } else { "EUR" };
-        let at = T0 + (i as i64) * 5 * HOUR;
+        let at = t0 + (i as i64) * 5 * HOUR;
         let mut v = append(
             store,
             &id,
@@ -255,10 +273,18 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     assert!(summary.parked.is_empty(), "{:?}", summary.parked);
     assert!(summary.daily_sales_rows >= 4, "several days and currencies");
     assert_eq!(summary.items_written, 100 + summary.daily_sales_rows);
+    let hint = summary.switch_hint();
     assert!(
-        summary
-            .switch_hint()
-            .contains(&format!("ActiveReadModelsTable={}", summary.target_table))
+        hint.contains(&format!("ActiveReadModelsTable={}", summary.target_table)),
+        "{hint}"
+    );
+    // The catch-up to run after a switch by hand reads from the replay's start on.
+    assert!(
+        hint.contains(&format!(
+            "--projection orders --projection daily_sales --catch-up {} --since {}",
+            summary.target_table, summary.started_at
+        )),
+        "{hint}"
     );
     assert!(summary.to_string().contains(&summary.target_table));
 
@@ -346,7 +372,7 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     assert_eq!(known.len(), ids.len());
     assert_eq!(known.get(late), Some(v));
     let catch = async |known: Option<&mut AppliedVersions>| {
-        catch_up(&t.client, &t.events, &green, &opts, known, |_| {})
+        catch_up(&t.client, &t.events, &green, &opts, None, known, |_| {})
             .await
             .unwrap()
     };
@@ -377,6 +403,178 @@ async fn a_parallel_scan_replay_rebuilds_what_the_live_projector_built() {
     let caught = catch(None).await;
     assert_eq!(caught.events_applied, 1, "the late order's shipment");
     assert_same_read_models(&live, &green, &all, &customers).await;
+}
+
+/// The wall clock in ms: the catch-up reads the index by the times events carry.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_from_the_replay_start_reads_only_newer_events_through_the_index() {
+    let t = env().await;
+    // A history of weeks ago.
+    let (ids, customers) = seed_from(&t.store, 20, now_ms() - 30 * 24 * HOUR).await;
+    let live = live_table(&t.client).await;
+    let total = project_live(&t.store, &ids, &live).await;
+    let opts = AwsReplayOptions {
+        segments: 2,
+        index_settle: Duration::ZERO,
+        ..Default::default()
+    };
+    let built = replay_to_table(&t.client, &t.events, live.table(), &opts, |_| {})
+        .await
+        .unwrap();
+    let since = built.started_at;
+    assert!((since.millis() - now_ms()).abs() < 60_000, "{since}");
+    let green = live.with_table(&built.target_table);
+
+    // Two events stamped after the start, and one stamped two hours before it (an
+    // import, say): past the clock-skew margin, the index does not find that one.
+    let late = &ids[0];
+    let v = t.store.load(late).await.unwrap().len() as u64;
+    append(&t.store, late, v, &[cancelled()], now_ms()).await;
+    let fresh = support::unique("order");
+    let customer = customers.iter().next().unwrap().clone();
+    append(
+        &t.store,
+        &fresh,
+        0,
+        &[placed(&fresh, &customer, 777, "EUR")],
+        now_ms(),
+    )
+    .await;
+    let back_dated = &ids[1];
+    let w = t.store.load(back_dated).await.unwrap().len() as u64;
+    append(
+        &t.store,
+        back_dated,
+        w,
+        &[cancelled()],
+        since.millis() - 2 * HOUR,
+    )
+    .await;
+    for id in [late, &fresh, back_dated] {
+        for e in t.store.load(id).await.unwrap() {
+            live.apply(&e, &e.decode().unwrap()).await.unwrap();
+        }
+    }
+
+    let mut known = built.applied.clone();
+    let caught = catch_up(
+        &t.client,
+        &t.events,
+        &green,
+        &opts,
+        Some(since),
+        Some(&mut known),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        caught.read_by,
+        CatchUpRead::Index {
+            from: Timestamp(since.millis() - CLOCK_SKEW_MS)
+        }
+    );
+    assert_eq!(
+        (caught.events_read, caught.events_applied),
+        (2, 2),
+        "only the events since the start, of {} in the table",
+        total + 3
+    );
+    assert!(
+        caught.read_by.to_string().contains("by_time index"),
+        "{}",
+        caught.read_by
+    );
+    // A scan finds the back-dated one as well.
+    let caught = catch_up(
+        &t.client,
+        &t.events,
+        &green,
+        &opts,
+        None,
+        Some(&mut known),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(caught.read_by, CatchUpRead::Scan { why: None });
+    assert_eq!((caught.events_read, caught.events_applied), (total + 3, 1));
+    let mut all = ids.clone();
+    all.push(fresh);
+    assert_same_read_models(&live, &green, &all, &customers).await;
+
+    // From more than a week back, the hours to query are too many: a scan, saying why.
+    let caught = catch_up(
+        &t.client,
+        &t.events,
+        &green,
+        &opts,
+        Some(Timestamp(now_ms() - 8 * 24 * HOUR)),
+        None,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    match &caught.read_by {
+        CatchUpRead::Scan { why: Some(why) } => assert!(why.contains("7 days"), "{why}"),
+        other => panic!("expected a scan, got {other:?}"),
+    }
+    assert_eq!(caught.events_applied, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_index_a_catch_up_scans_and_says_why() {
+    let t = env_with(false).await;
+    let (ids, customers) = seed_from(&t.store, 6, now_ms() - 30 * 24 * HOUR).await;
+    let live = live_table(&t.client).await;
+    project_live(&t.store, &ids, &live).await;
+    let opts = AwsReplayOptions {
+        segments: 2,
+        ..Default::default()
+    };
+    let built = replay_to_table(&t.client, &t.events, live.table(), &opts, |_| {})
+        .await
+        .unwrap();
+    let green = live.with_table(&built.target_table);
+    let late = &ids[0];
+    let v = t.store.load(late).await.unwrap().len() as u64;
+    append(&t.store, late, v, &[cancelled()], now_ms()).await;
+    for e in t.store.load(late).await.unwrap() {
+        live.apply(&e, &e.decode().unwrap()).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let caught = catch_up(
+        &t.client,
+        &t.events,
+        &green,
+        &opts,
+        Some(built.started_at),
+        None,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    match &caught.read_by {
+        CatchUpRead::Scan { why: Some(why) } => {
+            assert!(why.contains("has no by_time index"), "{why}")
+        }
+        other => panic!("expected a scan, got {other:?}"),
+    }
+    // Nothing waited for an index it did not read.
+    assert!(
+        started.elapsed() < opts.index_settle,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(caught.events_applied, 1);
+    assert_same_read_models(&live, &green, &ids, &customers).await;
 }
 
 /// A raw item the domain cannot decode: `OrderTeleported` at version 2 of one order, with
@@ -500,6 +698,7 @@ async fn an_undecodable_event_stops_the_replay_or_is_parked() {
                 skip_undecodable: true,
                 ..opts.clone()
             },
+            None,
             known.as_mut(),
             |_| {},
         )
@@ -516,7 +715,7 @@ async fn an_undecodable_event_stops_the_replay_or_is_parked() {
         assert!(parked[0].1.contains("OrderTeleported"), "{parked:?}");
         assert_eq!(parked[1].0, 3, "{parked:?}");
     }
-    let err = catch_up(&t.client, &t.events, &green, &opts, None, |_| {})
+    let err = catch_up(&t.client, &t.events, &green, &opts, None, None, |_| {})
         .await
         .unwrap_err();
     assert!(

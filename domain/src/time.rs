@@ -19,9 +19,19 @@ impl Timestamp {
 
     /// The UTC calendar date, `YYYY-MM-DD` (the key of daily read models).
     pub fn date(&self) -> String {
+        self.prefix(10)
+    }
+
+    /// The UTC hour, `YYYY-MM-DDTHH` (the events table's `by_time` index is by hour).
+    pub fn hour(&self) -> String {
+        self.prefix(13)
+    }
+
+    /// The first `len` characters of the rendering (all ASCII).
+    fn prefix(&self, len: usize) -> String {
         match self.rfc3339() {
-            Some(text) => text.as_str()[..10].to_string(),
-            None => self.to_string()[..10].to_string(),
+            Some(text) => text.as_str()[..len].to_string(),
+            None => self.to_string()[..len].to_string(),
         }
     }
 
@@ -231,6 +241,7 @@ mod tests {
             "2026-11-26T15:22:05.123Z"
         );
         assert_eq!(Timestamp(1_795_706_525_123).date(), "2026-11-26");
+        assert_eq!(Timestamp(1_795_706_525_123).hour(), "2026-11-26T15");
         // Outside the four-digit years the rendering falls back to `write!`.
         assert_eq!(
             Timestamp(-62_198_755_200_000).to_string(),
