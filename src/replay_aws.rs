@@ -152,16 +152,12 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     print!("{built}");
     let target = built.target_table.clone();
     let mut known = std::mem::take(&mut built.applied);
+    // Both catch-ups read the events appended from the replay's start on.
     let since = Some(built.started_at);
-    let caught = bring_up_to_date(
-        &clients,
-        &tables.events,
-        &target,
-        &req,
-        since,
-        Some(&mut known),
-    )
-    .await?;
+    let catch_up = async |known: &mut AppliedVersions| {
+        bring_up_to_date(&clients, &tables.events, &target, &req, since, Some(known)).await
+    };
+    let caught = catch_up(&mut known).await?;
     println!(
         "caught up {target}: {} events appended meanwhile applied ({} events {})",
         caught.events_applied, caught.events_read, caught.read_by
@@ -187,15 +183,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
                 "{target} is rebuilt and caught up but not switched to (switch by hand, or drop it)"
             )
         })?;
-    let caught = bring_up_to_date(
-        &clients,
-        &tables.events,
-        &target,
-        &req,
-        since,
-        Some(&mut known),
-    )
-    .await?;
+    let caught = catch_up(&mut known).await?;
     println!(
         "switched readers from {} to {target} (stack {stack}); caught up {} more events ({} events {})",
         tables.active, caught.events_applied, caught.events_read, caught.read_by

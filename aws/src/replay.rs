@@ -957,35 +957,28 @@ async fn scan_segment<T>(
         return;
     };
     let mut start: Option<Item> = None;
-    let mut attempt = 0;
+    let what = format!("scan segment {segment}");
     loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .segment(segment_i32)
-            .total_segments(total_i32)
-            .consistent_read(true)
-            .set_projection_expression(read.keys_only.then(|| "#a, #v".to_string()))
-            .set_expression_attribute_names(read.keys_only.then(|| {
-                HashMap::from([
-                    ("#a".to_string(), KEY_AGGREGATE.to_string()),
-                    ("#v".to_string(), KEY_VERSION.to_string()),
-                ])
-            }))
-            .set_exclusive_start_key(start.clone())
-            .send()
-            .await;
+        let page = read_with_retries(&what, || {
+            client
+                .scan()
+                .table_name(table)
+                .segment(segment_i32)
+                .total_segments(total_i32)
+                .consistent_read(true)
+                .set_projection_expression(read.keys_only.then(|| "#a, #v".to_string()))
+                .set_expression_attribute_names(read.keys_only.then(|| {
+                    HashMap::from([
+                        ("#a".to_string(), KEY_AGGREGATE.to_string()),
+                        ("#v".to_string(), KEY_VERSION.to_string()),
+                    ])
+                }))
+                .set_exclusive_start_key(start.clone())
+                .send()
+        })
+        .await;
         let page = match page {
-            Ok(p) => {
-                attempt = 0;
-                p
-            }
-            Err(e) if retryable(&e) && attempt + 1 < ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!(segment, attempt, error = %describe(&e), "scan throttled, backing off");
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
-            }
+            Ok(p) => p,
             Err(e) => {
                 let _ = tx
                     .send(Err(ReplayError::Scan {
@@ -1216,6 +1209,30 @@ async fn write_batch(
             });
         }
         tokio::time::sleep(backoff(attempt)).await;
+    }
+}
+
+/// Sends one read (a Scan or Query page) until it answers, retrying throttling and
+/// transient failures with backoff, [`ATTEMPTS`] times at most; `what` names it in the log.
+async fn read_with_retries<T, E, R, Fut>(
+    what: &str,
+    mut send: impl FnMut() -> Fut,
+) -> Result<T, SdkError<E, R>>
+where
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let mut attempt = 0;
+    loop {
+        match send().await {
+            Err(e) if retryable(&e) && attempt + 1 < ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(what, attempt, error = %describe(&e), "read throttled, backing off");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            done => return done,
+        }
     }
 }
 

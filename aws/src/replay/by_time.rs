@@ -3,7 +3,7 @@
 //! `occurred_at`) with one Query per hour and shard, instead of a Scan of the whole table.
 //! A catch-up then costs what was appended since the replay started, not the table's size.
 
-use super::{ATTEMPTS, ReplayError, backoff, retryable};
+use super::{ReplayError, read_with_retries};
 use crate::codec::{
     self, GSI_BY_TIME, Item, KEY_AGGREGATE, KEY_VERSION, OCCURRED_AT, TIME_BUCKET,
     TIME_BUCKET_SHARDS,
@@ -148,42 +148,30 @@ async fn query_bucket(
 ) -> Result<Vec<(String, u64)>, ReplayError> {
     let mut keys = Vec::new();
     let mut start: Option<Item> = None;
-    let mut attempt = 0;
+    let what = format!("index query {bucket}");
     loop {
-        let page = client
-            .query()
-            .table_name(table)
-            .index_name(GSI_BY_TIME)
-            .key_condition_expression("#b = :b AND #t >= :from")
-            .projection_expression("#a, #v")
-            .expression_attribute_names("#b", TIME_BUCKET)
-            .expression_attribute_names("#t", OCCURRED_AT)
-            .expression_attribute_names("#a", KEY_AGGREGATE)
-            .expression_attribute_names("#v", KEY_VERSION)
-            .expression_attribute_values(":b", AttributeValue::S(bucket.to_string()))
-            .expression_attribute_values(":from", AttributeValue::S(from.to_string()))
-            .set_exclusive_start_key(start.clone())
-            .send()
-            .await;
-        let page = match page {
-            Ok(p) => {
-                attempt = 0;
-                p
-            }
-            Err(e) if retryable(&e) && attempt + 1 < ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!(bucket, attempt, error = %describe(&e), "index query throttled, backing off");
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
-            }
-            Err(e) => {
-                return Err(ReplayError::Scan {
-                    table: format!("{table} (index {GSI_BY_TIME}, {bucket})"),
-                    segment: 0,
-                    reason: describe(&e),
-                });
-            }
-        };
+        let page = read_with_retries(&what, || {
+            client
+                .query()
+                .table_name(table)
+                .index_name(GSI_BY_TIME)
+                .key_condition_expression("#b = :b AND #t >= :from")
+                .projection_expression("#a, #v")
+                .expression_attribute_names("#b", TIME_BUCKET)
+                .expression_attribute_names("#t", OCCURRED_AT)
+                .expression_attribute_names("#a", KEY_AGGREGATE)
+                .expression_attribute_names("#v", KEY_VERSION)
+                .expression_attribute_values(":b", AttributeValue::S(bucket.to_string()))
+                .expression_attribute_values(":from", AttributeValue::S(from.to_string()))
+                .set_exclusive_start_key(start.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| ReplayError::Scan {
+            table: format!("{table} (index {GSI_BY_TIME}, {bucket})"),
+            segment: 0,
+            reason: describe(&e),
+        })?;
         for item in page.items() {
             // An index entry carries the table's key, so both are there.
             if let (Some(order_id), Some(version)) =
