@@ -20,14 +20,23 @@ pub(crate) async fn clients() -> anyhow::Result<AwsClients> {
     ))
 }
 
-/// One order's events from a deployed stack's event table (`--stack`: its
-/// `EventsTableName` output; else the functions' own `EVENTS_TABLE`), and the table's name
-/// for messages.
+/// One order's events from a deployed stack's event table (see [`event_table`]), and the
+/// table's name for messages.
 pub(crate) async fn order_events(
     order_id: &str,
     stack: Option<&str>,
 ) -> anyhow::Result<(Vec<orders_domain::EventEnvelope>, String)> {
     use anyhow::Context;
+    let (clients, table) = event_table(stack).await?;
+    let events = orders_aws::event_store::load_order(&clients.dynamodb, &table, order_id)
+        .await
+        .with_context(|| format!("reading {table}"))?;
+    Ok((events, table))
+}
+
+/// A deployed stack's event table (`--stack`: its `EventsTableName` output; else the
+/// functions' own `EVENTS_TABLE`): the clients, and the table's name.
+pub(crate) async fn event_table(stack: Option<&str>) -> anyhow::Result<(AwsClients, String)> {
     let sdk = sdk_config(true).await?;
     let table = table(
         &sdk,
@@ -37,11 +46,10 @@ pub(crate) async fn order_events(
         "event table",
     )
     .await?;
-    let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
-    let events = orders_aws::event_store::load_order(&clients.dynamodb, &table, order_id)
-        .await
-        .with_context(|| format!("reading {table}"))?;
-    Ok((events, table))
+    Ok((
+        AwsClients::from_sdk_config(&sdk, &Endpoints::default()),
+        table,
+    ))
 }
 
 /// The read-model table readers use (`--stack`: its `ReadModelsTableName` output; else the

@@ -21,6 +21,7 @@ mod aws_access;
 mod aws_dead_letters;
 mod bench_e2e;
 mod cli_args;
+mod log_cmd;
 mod projections_cmd;
 mod replay_aws;
 mod replay_cmd;
@@ -149,6 +150,10 @@ enum Cmd {
     /// The sales report: orders placed and cancelled, and the net amount, per day and
     /// currency (the `daily_sales` read model), with totals.
     Sales(sales_cmd::SalesArgs),
+    /// The events of every order, in the order they happened: the log's tail, or a time
+    /// range (--since, --until), of one type if asked (locally, or --aws from the
+    /// deployed event table).
+    Log(log_cmd::LogArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -340,6 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_events(&events, as_of, view)
         }
         Cmd::Sales(args) => sales_cmd::run(args).await,
+        Cmd::Log(args) => log_cmd::run(args).await,
         Cmd::Bench {
             what:
                 BenchCmd::Api {

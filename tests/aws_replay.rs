@@ -348,6 +348,62 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         );
     }
 
+    // The log of every order, from the stack's event table through its by_time index: the
+    // last hour by default (only the cancellation just appended), or a range.
+    let log = |more: &[&str]| {
+        let mut args = vec!["log", "--aws", "--stack", stack.as_str()];
+        args.extend_from_slice(more);
+        ok(&args)
+    };
+    let tail = log(&[]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(
+        tail.contains(&ids[2]) && tail.contains("v2") && tail.contains("OrderCancelled"),
+        "{tail}"
+    );
+    let day = |ms: i64| orders_domain::Timestamp::from_millis(ms).to_string();
+    let (from, to) = (day(T0 - 3_600_000), day(T0 + 3_600_000));
+    let placed = log(&[
+        "--since",
+        &from,
+        "--until",
+        &to,
+        "--type",
+        "OrderPlaced",
+        "--json",
+    ]);
+    let mut got: Vec<String> = placed
+        .lines()
+        .map(|l| {
+            let e: orders_domain::EventEnvelope = serde_json::from_str(l).expect("an envelope");
+            assert_eq!((e.event_type.as_str(), e.version), ("OrderPlaced", 1));
+            e.aggregate_id
+        })
+        .collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let two = log(&["--since", &from, "--until", &to, "--limit", "2"]);
+    assert_eq!(two.lines().count(), 2, "{two}");
+    // An event table without the index (a stack deployed before it): one line saying so.
+    let plain = unique("events-plain");
+    schema::create_events_table_without_index(&db, &plain)
+        .await
+        .expect("plain events table");
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["log", "--aws"])
+        .env_remove("ORDERS_STACK")
+        .env("EVENTS_TABLE", &plain)
+        .output()
+        .expect("run orders");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("has no by_time index"),
+        "{err}"
+    );
+
     // A stack deployed from a template without the parameter: refused in one line before
     // anything is built.
     let old = unique("orders-stack");

@@ -17,9 +17,11 @@ pub mod clients;
 pub mod codec;
 pub mod config;
 mod dynamo;
+pub mod event_log;
 pub mod event_store;
 pub mod read_models;
 pub mod replay;
+mod retry;
 pub mod schema;
 pub mod sfn;
 #[cfg(feature = "streams")]

@@ -98,7 +98,6 @@ use crate::dynamo::{describe, get_n, get_s};
 use crate::read_models::{self, DynamoReadModels, OrderState};
 use crate::schema::{self, SchemaError};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use orders_domain::Timestamp;
 use orders_domain::envelope::EventEnvelope;
@@ -124,10 +123,7 @@ use fold::{Done, FoldOptions, Rebuild};
 pub const MAX_BATCH_WRITE: usize = 25;
 /// DynamoDB's limit on `TotalSegments` of a parallel Scan.
 pub const MAX_SEGMENTS: u32 = 1_000_000;
-/// How often one batch (or one scan page) is tried before the replay gives up.
-const ATTEMPTS: u32 = 12;
-const BACKOFF_BASE_MS: u64 = 50;
-const BACKOFF_CAP_MS: u64 = 5_000;
+use crate::retry::{ATTEMPTS, backoff, read_with_retries, retryable};
 
 /// How to rebuild. `Default`: 4 segments, no rate limit, stop on an undecodable event,
 /// every projection, a fresh `-g<N>` table, 8 writes in flight.
@@ -427,7 +423,7 @@ async fn replay_inner(
     progress: &(impl Fn(ReplayProgress) + Send + Sync),
 ) -> Result<ReplaySummary, ReplayError> {
     let started = Instant::now();
-    let started_at = by_time::now();
+    let started_at = crate::event_log::now();
     let orders = opts.projections.contains(&ProjectionName::Orders);
     let daily_sales = opts.projections.contains(&ProjectionName::DailySales);
 
@@ -1212,73 +1208,6 @@ async fn write_batch(
     }
 }
 
-/// Sends one read (a Scan or Query page) until it answers, retrying throttling and
-/// transient failures with backoff, [`ATTEMPTS`] times at most; `what` names it in the log.
-async fn read_with_retries<T, E, R, Fut>(
-    what: &str,
-    mut send: impl FnMut() -> Fut,
-) -> Result<T, SdkError<E, R>>
-where
-    Fut: Future<Output = Result<T, SdkError<E, R>>>,
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    let mut attempt = 0;
-    loop {
-        match send().await {
-            Err(e) if retryable(&e) && attempt + 1 < ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!(what, attempt, error = %describe(&e), "read throttled, backing off");
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            done => return done,
-        }
-    }
-}
-
-/// Throttling, server errors and transport failures are worth another try; anything else
-/// (validation, a missing table, access denied) is not.
-fn retryable<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(e) => matches!(
-            e.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    }
-}
-
-/// Exponential backoff with "equal jitter": half the step fixed, half random.
-fn backoff(attempt: u32) -> Duration {
-    let step = BACKOFF_BASE_MS
-        .saturating_mul(1u64 << attempt.min(16))
-        .min(BACKOFF_CAP_MS);
-    Duration::from_millis(step / 2 + jitter(step / 2 + 1))
-}
-
-/// A random number below `bound` (xorshift over a per-call seed; not for anything secret).
-fn jitter(bound: u64) -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    x % bound.max(1)
-}
-
 /// A token bucket of `rate` writes per second, bursting to one second's worth. A caller
 /// takes its tokens at once (the balance may go negative) and sleeps off the debt, so
 /// concurrent writers queue fairly and the long-run rate never exceeds `rate`.
@@ -1590,16 +1519,6 @@ mod tests {
             b.reserve(25, t0 + Duration::from_millis(500)),
             Duration::ZERO
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..20 {
-            let d = backoff(attempt);
-            let step = (BACKOFF_BASE_MS << attempt.min(16)).min(BACKOFF_CAP_MS);
-            assert!(d >= Duration::from_millis(step / 2), "{attempt}: {d:?}");
-            assert!(d <= Duration::from_millis(step + 1), "{attempt}: {d:?}");
-        }
     }
 
     #[test]

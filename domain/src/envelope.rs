@@ -48,6 +48,16 @@ pub enum DecodeError {
 }
 
 impl OrderEvent {
+    /// Every event type, as stored (for filters that name one).
+    pub const TYPES: [&'static str; 6] = [
+        "OrderPlaced",
+        "OrderCancelled",
+        "OrderConfirmed",
+        "NotificationFailed",
+        "FulfilmentRequested",
+        "OrderShipped",
+    ];
+
     pub fn event_type(&self) -> &'static str {
         match self {
             OrderEvent::Placed(_) => "OrderPlaced",
@@ -241,6 +251,18 @@ impl EventEnvelope {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_listed_type_is_one_the_decoder_knows_and_no_other() {
+        for t in OrderEvent::TYPES {
+            let err = OrderEvent::decode(t, 1, &json!({"not": "a payload"})).err();
+            assert!(!matches!(err, Some(DecodeError::UnknownType(_))), "{t}");
+        }
+        assert!(matches!(
+            OrderEvent::decode("OrderTeleported", 1, &json!({})),
+            Err(DecodeError::UnknownType(_))
+        ));
+    }
 
     fn placed(version_field: bool) -> Value {
         let mut p = json!({

@@ -60,6 +60,15 @@ const MIGRATIONS: &[Migration] = &[|tx| {
     )
 }];
 
+/// What [`SqliteEventStore::log`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    pub since: Option<orders_domain::Timestamp>,
+    pub until: Option<orders_domain::Timestamp>,
+    pub event_type: Option<String>,
+    pub limit: usize,
+}
+
 /// One row of the log in global order, decoded if it decodes. The tailer parks rows that
 /// do not (with `raw` as the parked record) instead of stopping the stream on them.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +237,43 @@ impl SqliteEventStore {
                 .collect::<Result<Vec<_>, _>>()?)
         })
         .await?)
+    }
+
+    /// Events across orders in log order, for `orders log`: from `since` on, the first
+    /// `limit`; without `since`, the last `limit` (the log's tail). `until` and `event_type`
+    /// narrow both. Times compare as the stored RFC 3339 text, which sorts as time does.
+    pub async fn log(&self, query: &LogQuery) -> Result<Vec<EventEnvelope>, StoreError> {
+        let readers = self.inner.readers.clone();
+        let since = query.since.map(|t| t.to_string());
+        let until = query.until.map(|t| t.to_string());
+        let event_type = query.event_type.clone();
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = sqlite::read(&readers, move |conn| {
+            let order = if since.is_some() { "ASC" } else { "DESC" };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events
+                  WHERE (?1 IS NULL OR occurred_at >= ?1) AND (?2 IS NULL OR occurred_at <= ?2)
+                    AND (?3 IS NULL OR event_type = ?3)
+                  ORDER BY seq {order} LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(params![since, until, event_type, limit], raw_row)?;
+            Ok(rows
+                .map(|r| r.map(RawRow::into_stream_row))
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+        let mut events = rows
+            .into_iter()
+            .map(|row| {
+                row.envelope.map_err(|reason| {
+                    StoreError::Corrupt(format!("event seq {}: {reason}", row.seq))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if query.since.is_none() {
+            events.reverse();
+        }
+        Ok(events)
     }
 
     /// The highest committed `seq`, read from the file: unlike [`head_seq`](Self::head_seq)

@@ -1,0 +1,166 @@
+//! `orders log`: the events of every order, in the order they happened, from the local
+//! data dir or (`--aws`) from the deployed event table through its `by_time` index.
+
+use crate::cli_args::DataDir;
+use crate::replay_cmd::open_existing;
+use anyhow::Context;
+use orders_aws::event_log::{self, LogError};
+use orders_domain::{EventEnvelope, OrderEvent, Timestamp};
+use orders_local::store::events::LogQuery;
+use std::process::ExitCode;
+
+/// How far back `--aws` reads without `--since`.
+const AWS_DEFAULT_HOURS: i64 = 1;
+/// How many hours `--aws` reads at most (16 Queries each).
+const AWS_MAX_HOURS: usize = 31 * 24;
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// From this moment on (RFC 3339 UTC, such as 2026-11-29T10:00:00Z): the first
+    /// --limit events. Without it, the last --limit events (with --aws: of the last hour).
+    #[arg(long)]
+    since: Option<Timestamp>,
+    /// Up to this moment (RFC 3339 UTC).
+    #[arg(long)]
+    until: Option<Timestamp>,
+    /// Only events of this type (OrderPlaced, OrderConfirmed, …).
+    #[arg(long = "type", value_name = "TYPE", value_parser = event_type)]
+    event_type: Option<String>,
+    /// How many events at most.
+    #[arg(long, default_value_t = 50, value_parser = crate::cli_args::at_least_one)]
+    limit: usize,
+    /// Each event's envelope as a JSON line (as `orders events` prints them).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    dir: DataDir,
+    /// Read the deployed stack's event table instead (standard credential chain; its
+    /// by_time index, an hour and shard a Query): the one --stack names, else EVENTS_TABLE.
+    #[arg(long)]
+    aws: bool,
+    /// With --aws: the stack (the name given to `sam deploy`).
+    #[arg(long, env = "ORDERS_STACK")]
+    stack: Option<String>,
+}
+
+fn event_type(s: &str) -> Result<String, String> {
+    OrderEvent::TYPES
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(s))
+        .map(|t| t.to_string())
+        .ok_or_else(|| {
+            format!(
+                "not an event type (one of {})",
+                OrderEvent::TYPES.join(", ")
+            )
+        })
+}
+
+pub async fn run(args: LogArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        anyhow::ensure!(since <= until, "--until {until} is before --since {since}");
+    }
+    let stack = crate::aws_access::stack_for(args.aws, args.stack.clone())?;
+    args.dir.refuse_with_aws(args.aws)?;
+    let query = LogQuery {
+        since: args.since,
+        until: args.until,
+        event_type: args.event_type.clone(),
+        limit: args.limit,
+    };
+    let (events, place) = if args.aws {
+        aws_log(&query, stack.as_deref()).await?
+    } else {
+        let data_dir = &args.dir.data_dir;
+        let stores = open_existing(data_dir).await?;
+        let events = stores
+            .events
+            .log(&query)
+            .await
+            .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+        (events, data_dir.display().to_string())
+    };
+    if events.is_empty() {
+        println!("no events {}in {place}", describe(&query));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &events {
+        if args.json {
+            println!("{}", serde_json::to_string(e)?);
+        } else {
+            println!("{}", line(e));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One event as a line: when, which order and version, what, and its correlation id.
+fn line(e: &EventEnvelope) -> String {
+    format!(
+        "{}  {}  v{:<3} {:<20} correlation {}",
+        e.occurred_at, e.aggregate_id, e.version, e.event_type, e.correlation_id
+    )
+}
+
+/// The filter in words, for "no events …".
+fn describe(q: &LogQuery) -> String {
+    let mut s = String::new();
+    if let Some(t) = &q.event_type {
+        s.push_str(&format!("of type {t} "));
+    }
+    if let Some(since) = q.since {
+        s.push_str(&format!("from {since} "));
+    }
+    if let Some(until) = q.until {
+        s.push_str(&format!("until {until} "));
+    }
+    s
+}
+
+/// The log from the deployed event table: the keys of the range from its `by_time` index,
+/// then the events themselves (BatchGetItem), as many as `limit` asks.
+async fn aws_log(
+    query: &LogQuery,
+    stack: Option<&str>,
+) -> anyhow::Result<(Vec<EventEnvelope>, String)> {
+    let (clients, table) = crate::aws_access::event_table(stack).await?;
+    let client = clients.dynamodb;
+    let until = query.until.unwrap_or_else(event_log::now);
+    let since = query
+        .since
+        .unwrap_or_else(|| Timestamp::from_millis(until.millis() - AWS_DEFAULT_HOURS * 3_600_000));
+    anyhow::ensure!(
+        event_log::hours(since, until).len() <= AWS_MAX_HOURS,
+        "--since {since} to {until} is more than {} days: --aws reads a month at most",
+        AWS_MAX_HOURS / 24
+    );
+    let read = async {
+        event_log::check_index(&client, &table).await?;
+        let mut keys = event_log::keys_between(&client, &table, since, until).await?;
+        if query.since.is_none() {
+            // The tail: the newest first, put back in order at the end.
+            keys.reverse();
+        }
+        let mut events = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut loaded = event_log::load_events(&client, &table, chunk).await?;
+            if let Some(t) = &query.event_type {
+                loaded.retain(|e| &e.event_type == t);
+            }
+            events.extend(loaded);
+            if events.len() >= query.limit {
+                break;
+            }
+        }
+        events.truncate(query.limit);
+        if query.since.is_none() {
+            events.reverse();
+        }
+        Ok::<_, LogError>(events)
+    };
+    let events = read.await.map_err(|e| match e {
+        LogError::NoIndex(why) => anyhow::anyhow!("{why}; --aws reads the log through it"),
+        other => anyhow::anyhow!(other),
+    })?;
+    Ok((events, table))
+}
