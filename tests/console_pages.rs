@@ -14,6 +14,19 @@ fn text(r: &Reply) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
+/// Each query of `cases` on the page at `path` is a 400 page naming its parameter.
+async fn bad_params(c: &mut Connection, path: &str, cases: &[(&str, &str)]) {
+    for (query, param) in cases {
+        let r = get(c, &format!("{path}?{query}")).await;
+        assert_eq!(r.status, 400, "{query}");
+        assert!(
+            text(&r).contains(&format!("<code>{param}</code>")),
+            "{}",
+            text(&r)
+        );
+    }
+}
+
 async fn page(c: &mut Connection, path: &str) -> String {
     let r = get(c, path).await;
     assert_eq!(r.status, 200, "GET {path}: {}", text(&r));
@@ -905,14 +918,79 @@ async fn the_sales_report_shows_the_daily_sales_on_the_cli_over_http_and_in_the_
     assert!(html.contains("Total"), "{html}");
     let html = page(&mut c, "/console/sales?currency=JPY&from=&to=").await;
     assert!(html.contains("No sales."), "{html}");
-    for (query, param) in [("from=2026-13-01", "from"), ("shop=1", "shop")] {
-        let r = get(&mut c, &format!("/console/sales?{query}")).await;
-        assert_eq!(r.status, 400, "{query}");
-        assert!(
-            text(&r).contains(&format!("<code>{param}</code>")),
-            "{}",
-            text(&r)
-        );
+    bad_params(
+        &mut c,
+        "/console/sales",
+        &[("from=2026-13-01", "from"), ("shop=1", "shop")],
+    )
+    .await;
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+/// The log page: every order's events in the order they were appended, newest by default,
+/// filtered by time and type; bad parameters are a 400 naming them.
+#[tokio::test]
+async fn the_log_page_lists_every_orders_events_in_log_order() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let mut ids = vec![];
+    for customer in ["c-l1", "c-l2"] {
+        let r = post(&mut c, "/orders", &[], &order(customer)).await;
+        assert_eq!(r.status, 201, "{}", text(&r));
+        ids.push(json(&r)["order_id"].as_str().expect("id").to_string());
     }
+    let cancel = format!("/orders/{}/cancel", ids[1]);
+    let r = post(
+        &mut c,
+        &cancel,
+        &[("if-match", "1")],
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let log = s
+        .runtime
+        .stores
+        .events
+        .read_from(0, usize::MAX)
+        .await
+        .expect("log");
+    assert_eq!(log.len(), 3);
+
+    let html = page(&mut c, "/console/log").await;
+    // Each event, linked to its order, in log order.
+    let at: Vec<usize> = log
+        .iter()
+        .map(|(_, e)| {
+            let row = format!(
+                "<td>{}</td><td><a href=\"/console/orders/{}\"><code>{}</code></a></td><td class=\"num\">{}</td><td>{}</td>",
+                e.occurred_at, e.aggregate_id, e.aggregate_id, e.version, e.event_type
+            );
+            html.find(&row).unwrap_or_else(|| panic!("{row} in {html}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+    // One type; from a moment on.
+    let html = page(&mut c, "/console/log?type=OrderCancelled&since=&until=").await;
+    assert!(
+        html.contains(&ids[1]) && !html.contains(&ids[0]) && html.contains("selected"),
+        "{html}"
+    );
+    let html = page(&mut c, "/console/log?since=2999-01-01T00:00:00Z").await;
+    assert!(html.contains("No events."), "{html}");
+    bad_params(
+        &mut c,
+        "/console/log",
+        &[
+            ("since=yesterday", "since"),
+            ("type=OrderTeleported", "type"),
+            (
+                "since=2026-11-29T14:00:00Z&until=2026-11-29T13:00:00Z",
+                "until",
+            ),
+            ("order=1", "order"),
+        ],
+    )
+    .await;
     s.runtime.shutdown().await.expect("shutdown");
 }

@@ -4,12 +4,14 @@
 //! fulfilment queue's, and of the stream records the projector parked).
 //!
 //! Pages: executions (list, detail with the state machine drawn as SVG and the history),
-//! orders (list, search by customer, detail with the event timeline), the local
+//! orders (list, search by customer, detail with the event timeline), the log (every
+//! order's events in the order they were appended), the local
 //! mailbox, topic and queues, the sales report, and the projections (generations,
 //! consumers' lag, dead letters).
 
 mod executions;
 mod graph;
+mod log;
 mod messages;
 mod orders;
 mod projections;
@@ -90,6 +92,7 @@ pub fn router(console: Console) -> Router {
         .merge(messages::routes())
         .merge(projections::routes())
         .merge(sales::routes())
+        .merge(log::routes())
         // A mistyped console address gets a page with the navigation, not the API's JSON.
         .route(
             "/console/{*rest}",
@@ -106,6 +109,7 @@ pub(crate) type State = axum::extract::State<Arc<Console>>;
 const NAV: &[(&str, &str)] = &[
     ("/console/executions", "Executions"),
     ("/console/orders", "Orders"),
+    ("/console/log", "Log"),
     ("/console/mail", "Mailbox"),
     ("/console/topic", "Topic"),
     ("/console/queues", "Queues"),

@@ -48,6 +48,11 @@ pub(super) fn bad_request(active: &str, param: &str, detail: &str) -> Response {
         .into_response()
 }
 
+/// A form field's value: an empty field of a filter form is no bound.
+pub(super) fn field<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
 /// Refuses query parameters the page does not know (a typo should not silently do nothing).
 // The error is the finished 400 page, returned by the handler as is.
 #[allow(clippy::result_large_err)]

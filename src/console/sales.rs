@@ -1,7 +1,7 @@
 //! Console page: the sales report (the `daily_sales` read model) over a range of days,
 //! with a total per currency; the same report as `orders sales`.
 
-use super::orders::{bad_request, known_params};
+use super::orders::{bad_request, field, known_params};
 use super::{Console, State, failure, page};
 use crate::sales::{self, SalesFilter, SalesReport};
 use axum::Router;
@@ -26,8 +26,7 @@ async fn show(
     if let Err(r) = known_params(ACTIVE, &params, &["from", "to", "currency"]) {
         return r;
     }
-    // An empty field of the form is no bound.
-    let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let get = |k: &str| field(&params, k);
     let filter = match SalesFilter::parse(get("from"), get("to"), get("currency")) {
         Ok(f) => f,
         Err(e) => return bad_request(ACTIVE, e.field, &e.message),
