@@ -3,14 +3,16 @@
 //! before deploying. Tokens are HS256 JWTs signed with a key kept in the data dir
 //! (`auth.key`, made on first use) and minted by `orders token`. A customer's token says
 //! who they are in `sub` (and, with `--email`, a verified address, as Cognito's ID tokens
-//! do); a warehouse token stands in for the SigV4 signature that the ship route and the
-//! sales report want on AWS. What the API sees is what API Gateway would hand it: the
-//! claims (as strings) or the signing principal in the request context.
+//! do); a warehouse or back-office token stands in for a SigV4 signature by that IAM
+//! principal, and like its IAM policy on AWS (`WarehousePolicy`, `ReportsPolicy`) it
+//! reaches one route: the ship route, or the sales report. What the API sees is what API
+//! Gateway would hand it: the claims (as strings) or the signing principal in the request
+//! context; what it refuses, it refuses with API Gateway's own answers.
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -25,17 +27,60 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const KEY_FILE: &str = "auth.key";
 const ISSUER: &str = "orders-serve";
 const AUDIENCE: &str = "orders-api";
-/// The claim that makes a token the warehouse's.
+/// The claim that makes a token a signed principal's: the warehouse's or the back office's.
 const ROLE_CLAIM: &str = "orders:role";
-const WAREHOUSE: &str = "warehouse";
-/// The principal a warehouse token stands for (what `userArn` would hold on AWS).
-const WAREHOUSE_PRINCIPAL: &str = "arn:aws:iam::123456789012:role/orders-warehouse";
+
+/// An IAM principal a token can stand for, and the one route its policy allows.
+struct Role {
+    claim: &'static str,
+    /// What `userArn` would hold on AWS.
+    principal: &'static str,
+    method: Method,
+    /// The route's path, `*` for one segment.
+    route: &'static str,
+}
+
+const ROLES: [Role; 2] = [
+    Role {
+        claim: "warehouse",
+        principal: "arn:aws:iam::123456789012:role/orders-warehouse",
+        method: Method::POST,
+        route: "/orders/*/ship",
+    },
+    Role {
+        claim: "back-office",
+        principal: "arn:aws:iam::123456789012:role/orders-back-office",
+        method: Method::GET,
+        route: "/sales/daily",
+    },
+];
+
+impl Role {
+    fn allows(&self, method: &Method, path: &str) -> bool {
+        let (mut want, mut got) = (self.route.split('/'), path.split('/'));
+        method == self.method
+            && loop {
+                match (want.next(), got.next()) {
+                    (None, None) => break true,
+                    (Some("*"), Some(seg)) if !seg.is_empty() => {}
+                    (Some(w), Some(g)) if w == g => {}
+                    _ => break false,
+                }
+            }
+    }
+}
 
 /// Who a token is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
-    Customer { id: String, email: Option<String> },
+    Customer {
+        id: String,
+        email: Option<String>,
+    },
+    /// Stands in for the warehouse's IAM principal: the ship route only.
     Warehouse,
+    /// Stands in for the back office's IAM principal: the sales report only.
+    BackOffice,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,7 +143,8 @@ impl Key {
             .as_secs();
         let (sub, email, role) = match holder {
             Holder::Customer { id, email } => (id.clone(), email.clone(), None),
-            Holder::Warehouse => (WAREHOUSE.to_string(), None, Some(WAREHOUSE.to_string())),
+            Holder::Warehouse => role_claims(&ROLES[0]),
+            Holder::BackOffice => role_claims(&ROLES[1]),
         };
         let claims = Claims {
             iss: ISSUER.into(),
@@ -168,29 +214,68 @@ async fn authorize(key: &Key, mut req: Request, next: Next) -> Response {
         None => Err("no bearer token".to_string()),
         Some(t) => key.verify(t),
     };
-    match verified {
-        Ok(claims) => {
-            let context = if claims.get(ROLE_CLAIM).and_then(Value::as_str) == Some(WAREHOUSE) {
-                orders_handlers::caller::signed_call(WAREHOUSE_PRINCIPAL)
-            } else {
-                orders_handlers::caller::verified_token(as_strings(claims))
-            };
-            req.extensions_mut().insert(context);
-            next.run(req).await
-        }
+    let claims = match verified {
+        Ok(claims) => claims,
         Err(why) => {
             tracing::debug!(reason = %why, "request refused by the local authorizer");
-            let mut resp = (
-                StatusCode::UNAUTHORIZED,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"message":"Unauthorized"}"#,
-            )
-                .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+            return unauthorized();
         }
-    }
+    };
+    let role = claims
+        .get(ROLE_CLAIM)
+        .and_then(Value::as_str)
+        .map(|claim| ROLES.iter().find(|r| r.claim == claim));
+    let context = match role {
+        None => orders_handlers::caller::verified_token(as_strings(claims)),
+        Some(Some(role)) if role.allows(req.method(), req.uri().path()) => {
+            orders_handlers::caller::signed_call(role.principal)
+        }
+        // A route IAM guards, not in this principal's policy: API Gateway's 403.
+        Some(Some(role))
+            if ROLES
+                .iter()
+                .any(|r| r.allows(req.method(), req.uri().path())) =>
+        {
+            return not_authorized(role.principal, req.method(), req.uri().path());
+        }
+        // A customer's route wants a customer's token: a signature carries none. (An
+        // unknown role is not one this server mints.)
+        Some(_) => return unauthorized(),
+    };
+    req.extensions_mut().insert(context);
+    next.run(req).await
+}
+
+/// A token's `sub` and role claim for a signed principal.
+fn role_claims(role: &Role) -> (String, Option<String>, Option<String>) {
+    (role.claim.to_string(), None, Some(role.claim.to_string()))
+}
+
+/// API Gateway's answer without a valid token: 401 `{"message":"Unauthorized"}`.
+fn unauthorized() -> Response {
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"message":"Unauthorized"}"#,
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+/// API Gateway's answer to a signed principal whose policy does not allow the route.
+fn not_authorized(principal: &str, method: &Method, path: &str) -> Response {
+    let message = format!(
+        "User: {principal} is not authorized to perform: execute-api:Invoke on resource: \
+         arn:aws:execute-api:us-east-1:123456789012:local/$default/{method}{path}"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "message": message }).to_string(),
+    )
+        .into_response()
 }
 
 /// Claims as API Gateway passes them on: strings (`true` for a boolean true, numbers as
@@ -211,6 +296,31 @@ fn as_strings(claims: Map<String, Value>) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_role_allows_its_one_route_only() {
+        let (warehouse, back_office) = (&ROLES[0], &ROLES[1]);
+        assert!(warehouse.allows(&Method::POST, "/orders/01J/ship"));
+        for (method, path) in [
+            (Method::GET, "/orders/01J/ship"),
+            (Method::POST, "/orders//ship"),
+            (Method::POST, "/orders/01J/ship/more"),
+            (Method::POST, "/orders/01J/cancel"),
+            (Method::POST, "/orders/ship"),
+            (Method::GET, "/sales/daily"),
+        ] {
+            assert!(!warehouse.allows(&method, path), "{method} {path}");
+        }
+        assert!(back_office.allows(&Method::GET, "/sales/daily"));
+        for (method, path) in [
+            (Method::POST, "/sales/daily"),
+            (Method::GET, "/sales/daily/more"),
+            (Method::GET, "/sales"),
+            (Method::POST, "/orders/01J/ship"),
+        ] {
+            assert!(!back_office.allows(&method, path), "{method} {path}");
+        }
+    }
 
     #[test]
     fn a_minted_token_verifies_with_its_key_only_and_not_once_expired() {

@@ -79,22 +79,26 @@ enum Cmd {
         #[command(flatten)]
         workflow: workflow_cmd::WorkflowArgs,
     },
-    /// A token for a server started with --auth: a customer's, or the warehouse's (which
-    /// stands in for the SigV4 signature the ship route and the sales report want on AWS).
+    /// A token for a server started with --auth: a customer's, the warehouse's or the back
+    /// office's (these two stand in for a SigV4 signature by that IAM principal, and reach
+    /// the one route its policy allows on AWS: the ship route, the sales report).
     Token {
         /// The customer id the token is for (its `sub`).
         #[arg(
             long,
-            required_unless_present = "warehouse",
-            conflicts_with = "warehouse"
+            required_unless_present_any = ["warehouse", "back_office"],
+            conflicts_with_all = ["warehouse", "back_office"]
         )]
         customer: Option<String>,
         /// The customer's verified e-mail address (their orders must use it).
         #[arg(long, requires = "customer")]
         email: Option<String>,
-        /// The warehouse's token instead.
-        #[arg(long)]
+        /// The warehouse's token instead: it reports shipments (POST /orders/{id}/ship).
+        #[arg(long, conflicts_with = "back_office")]
         warehouse: bool,
+        /// The back office's token instead: it reads the sales report (GET /sales/daily).
+        #[arg(long)]
+        back_office: bool,
         /// Hours the token is valid.
         #[arg(long, default_value_t = 12)]
         hours: u64,
@@ -297,16 +301,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             customer,
             email,
             warehouse,
+            back_office,
             hours,
             dir: cli_args::DataDir { data_dir },
         } => {
             use orders::local_auth::{Holder, Key};
-            let holder = match (customer, warehouse) {
-                (Some(id), false) => {
+            let holder = match (customer, warehouse, back_office) {
+                (Some(id), _, _) => {
                     anyhow::ensure!(!id.trim().is_empty(), "--customer must not be empty");
                     Holder::Customer { id, email }
                 }
-                _ => Holder::Warehouse,
+                (None, true, _) => Holder::Warehouse,
+                (None, false, _) => Holder::BackOffice,
             };
             anyhow::ensure!(
                 (1..=24 * 366).contains(&hours),

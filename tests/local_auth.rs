@@ -62,6 +62,7 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
     );
     let grace = token(dir.path(), &["--customer", "c-8"]);
     let warehouse = token(dir.path(), &["--warehouse"]);
+    let back_office = token(dir.path(), &["--back-office"]);
     let other_dir = tempfile::tempdir().expect("temp dir");
     let forged = token(other_dir.path(), &["--customer", "c-7"]);
 
@@ -151,16 +152,52 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
     .await;
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
 
-    // The sales report: the back office's (the warehouse's token stands in for a signed
-    // principal), not a customer's, and not without a token.
+    // The sales report: the back office's, not a customer's, and not without a token.
     let sales = "/sales/daily?from=2026-11-01";
     for (t, status) in [
         (None, 401),
         (Some(ada.as_str()), 403),
-        (Some(warehouse.as_str()), 200),
+        (Some(back_office.as_str()), 200),
     ] {
         let r = send(&mut c, http::Method::GET, sales, t, None).await;
         assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // Each signed principal reaches the one route its IAM policy allows: the other IAM
+    // route is API Gateway's 403 naming it, a customer's route its 401 (no JWT there).
+    for (t, principal, method, path) in [
+        (
+            &warehouse,
+            "orders-warehouse",
+            http::Method::GET,
+            "/sales/daily",
+        ),
+        (
+            &back_office,
+            "orders-back-office",
+            http::Method::POST,
+            ship.as_str(),
+        ),
+    ] {
+        let r = send(&mut c, method.clone(), path, Some(t), None).await;
+        assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+        let message = json(&r)["message"].as_str().unwrap_or_default().to_string();
+        assert!(
+            message.contains(principal)
+                && message.contains("is not authorized to perform: execute-api:Invoke")
+                && message.contains(&format!("{method}{path}")),
+            "{message}"
+        );
+    }
+    for t in [&warehouse, &back_office] {
+        for (method, path) in [
+            (http::Method::GET, format!("/orders/{id}")),
+            (http::Method::GET, "/orders?customer_id=c-7".to_string()),
+            (http::Method::POST, cancel.clone()),
+        ] {
+            let r = send(&mut c, method, &path, Some(t), None).await;
+            assert_eq!(r.status, 401, "{path}");
+            assert_eq!(json(&r), json!({"message": "Unauthorized"}));
+        }
     }
 
     // The owner cancels.
@@ -194,12 +231,14 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
 }
 
 #[test]
-fn a_token_is_for_a_customer_or_the_warehouse() {
+fn a_token_is_for_a_customer_the_warehouse_or_the_back_office() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().display().to_string();
-    let wrong: [&[&str]; 4] = [
+    let wrong: [&[&str]; 6] = [
         &[],
         &["--customer", "c-7", "--warehouse"],
+        &["--customer", "c-7", "--back-office"],
+        &["--warehouse", "--back-office"],
         &["--customer", " "],
         &["--customer", "c-7", "--hours", "0"],
     ];
