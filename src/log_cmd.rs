@@ -9,6 +9,9 @@ use orders_domain::{EventEnvelope, OrderEvent, Timestamp};
 use orders_local::store::events::LogQuery;
 use std::process::ExitCode;
 
+/// Rows a follower reads at once, and how often it looks for more.
+const FOLLOW_BATCH: usize = 500;
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// How far back `--aws` reads without `--since`.
 const AWS_DEFAULT_HOURS: i64 = 1;
 /// How many hours `--aws` reads at most (16 Queries each).
@@ -32,6 +35,9 @@ pub struct LogArgs {
     /// Each event's envelope as a JSON line (as `orders events` prints them).
     #[arg(long)]
     json: bool,
+    /// Then keep printing events as they are appended, until Ctrl-C (local only).
+    #[arg(long, conflicts_with_all = ["until", "aws"])]
+    follow: bool,
     #[command(flatten)]
     dir: DataDir,
     /// Read the deployed stack's event table instead (standard credential chain; its
@@ -67,31 +73,66 @@ pub async fn run(args: LogArgs) -> anyhow::Result<ExitCode> {
         until: args.until,
         event_type: args.event_type.clone(),
         limit: args.limit,
+        up_to_seq: None,
     };
-    let (events, place) = if args.aws {
-        aws_log(&query, stack.as_deref()).await?
-    } else {
-        let data_dir = &args.dir.data_dir;
-        let stores = open_existing(data_dir).await?;
-        let events = stores
-            .events
-            .log(&query)
-            .await
-            .with_context(|| format!("reading the log in {}", data_dir.display()))?;
-        (events, data_dir.display().to_string())
-    };
-    if events.is_empty() {
-        println!("no events {}in {place}", describe(&query));
-        return Ok(ExitCode::SUCCESS);
-    }
-    for e in &events {
+    let print = |e: &EventEnvelope| -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(e)?);
         } else {
             println!("{}", line(e));
         }
+        Ok(())
+    };
+    if args.aws {
+        let (events, table) = aws_log(&query, stack.as_deref()).await?;
+        if events.is_empty() {
+            println!("no events {}in {table}", describe(&query));
+        }
+        return events
+            .iter()
+            .try_for_each(print)
+            .map(|()| ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    let data_dir = &args.dir.data_dir;
+    let stores = open_existing(data_dir).await?;
+    let context = || format!("reading the log in {}", data_dir.display());
+    // A follower starts after what it printed: the log's head now.
+    let head = stores.events.last_seq().await.with_context(context)?;
+    let query = LogQuery {
+        up_to_seq: Some(head),
+        ..query
+    };
+    let events = stores.events.log(&query).await.with_context(context)?;
+    if events.is_empty() && !args.follow {
+        println!("no events {}in {}", describe(&query), data_dir.display());
+    }
+    events.iter().try_for_each(print)?;
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut after = head;
+    loop {
+        let rows = stores
+            .events
+            .read_stream(after, FOLLOW_BATCH)
+            .await
+            .with_context(context)?;
+        for row in &rows {
+            after = row.seq;
+            match &row.envelope {
+                Ok(e) if query.matches(e) => print(e)?,
+                Ok(_) => {}
+                // The projector parks such a row; the log names it and goes on.
+                Err(reason) => eprintln!("event seq {}: {reason}", row.seq),
+            }
+        }
+        if rows.len() < FOLLOW_BATCH {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            }
+        }
+    }
 }
 
 /// One event as a line: when, which order and version, what, and its correlation id.

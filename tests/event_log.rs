@@ -115,6 +115,7 @@ async fn the_log_shows_the_tail_a_range_and_one_type_of_every_order() {
             "is before --since",
         ),
         (vec!["--limit", "0"], "1 or more"),
+        (vec!["--follow", "--aws"], "cannot be used with"),
     ] {
         let mut all_args = vec!["log", "--data-dir", d];
         all_args.extend(args);
@@ -132,4 +133,80 @@ async fn the_log_shows_the_tail_a_range_and_one_type_of_every_order() {
         !missing.status.success() && err.contains("no event store"),
         "{err}"
     );
+}
+
+/// `--follow`: the tail first, then each event as it is appended (filtered), until stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_follows_what_is_appended() {
+    let s = common::serve().await;
+    let mut c = common::connect(&s.runtime).await;
+    let first = common::post(&mut c, "/orders", &[], &common::order("c-f1")).await;
+    assert_eq!(first.status, 201);
+    let first = common::json(&first)["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let dir = s.dir.path().to_str().expect("path").to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args([
+            "log",
+            "--follow",
+            "--json",
+            "--type",
+            "OrderPlaced",
+            "--data-dir",
+            &dir,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn orders log --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<EventEnvelope>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(e) = serde_json::from_str(&line) else {
+                break;
+            };
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a line within 10 s")
+    };
+    // What was there: the first order's placement.
+    assert_eq!(next().aggregate_id, first);
+    // Appended after the start: a cancellation (filtered out), then a placement.
+    let cancel = format!("/orders/{first}/cancel");
+    let r = common::post(
+        &mut c,
+        &cancel,
+        &[("if-match", "1")],
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let second = common::post(&mut c, "/orders", &[], &common::order("c-f2")).await;
+    let second = common::json(&second)["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let e = next();
+    assert_eq!(
+        (e.aggregate_id, e.event_type.as_str()),
+        (second, "OrderPlaced")
+    );
+    child.kill().expect("stop the follower");
+    let _ = child.wait();
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "nothing else was printed"
+    );
+    s.runtime.shutdown().await.expect("shutdown");
 }

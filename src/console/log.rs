@@ -56,6 +56,7 @@ async fn show(
         until,
         event_type,
         limit: PAGE,
+        up_to_seq: None,
     };
     match console.events.log(&query).await {
         Ok(events) => page("Log", ACTIVE, body(&query, &events)).into_response(),

@@ -67,6 +67,18 @@ pub struct LogQuery {
     pub until: Option<orders_domain::Timestamp>,
     pub event_type: Option<String>,
     pub limit: usize,
+    /// Only events up to this `seq` (a follower's starting point).
+    pub up_to_seq: Option<u64>,
+}
+
+impl LogQuery {
+    /// Whether `e` passes the filter (time and type; not `limit` nor `up_to_seq`): what a
+    /// follower applies to the events appended after its start.
+    pub fn matches(&self, e: &EventEnvelope) -> bool {
+        self.since.is_none_or(|t| e.occurred_at >= t)
+            && self.until.is_none_or(|t| e.occurred_at <= t)
+            && self.event_type.as_deref().is_none_or(|t| e.event_type == t)
+    }
 }
 
 /// One row of the log in global order, decoded if it decodes. The tailer parks rows that
@@ -248,15 +260,18 @@ impl SqliteEventStore {
         let until = query.until.map(|t| t.to_string());
         let event_type = query.event_type.clone();
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let up_to = query
+            .up_to_seq
+            .map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         let rows = sqlite::read(&readers, move |conn| {
             let order = if since.is_some() { "ASC" } else { "DESC" };
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM events
                   WHERE (?1 IS NULL OR occurred_at >= ?1) AND (?2 IS NULL OR occurred_at <= ?2)
-                    AND (?3 IS NULL OR event_type = ?3)
+                    AND (?3 IS NULL OR event_type = ?3) AND (?5 IS NULL OR seq <= ?5)
                   ORDER BY seq {order} LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![since, until, event_type, limit], raw_row)?;
+            let rows = stmt.query_map(params![since, until, event_type, limit, up_to], raw_row)?;
             Ok(rows
                 .map(|r| r.map(RawRow::into_stream_row))
                 .collect::<Result<Vec<_>, _>>()?)
