@@ -86,7 +86,12 @@ pub async fn run(args: LogArgs) -> anyhow::Result<ExitCode> {
     if args.aws {
         let (events, table) = aws_log(&query, stack.as_deref()).await?;
         if events.is_empty() {
-            println!("no events {}in {table}", describe(&query));
+            let window = if query.since.is_none() {
+                "in the last hour "
+            } else {
+                ""
+            };
+            println!("no events {}{window}in {table}", describe(&query));
         }
         return events
             .iter()
