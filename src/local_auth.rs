@@ -272,7 +272,13 @@ fn not_authorized(principal: &str, method: &Method, path: &str) -> Response {
     );
     (
         StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::HeaderName::from_static("x-amzn-errortype"),
+                "AccessDeniedException",
+            ),
+        ],
         serde_json::json!({ "message": message }).to_string(),
     )
         .into_response()

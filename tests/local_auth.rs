@@ -180,6 +180,10 @@ async fn with_auth_the_local_api_wants_a_token_and_applies_the_access_rules() {
     ] {
         let r = send(&mut c, method.clone(), path, Some(t), None).await;
         assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            header(&r, "x-amzn-errortype"),
+            Some("AccessDeniedException")
+        );
         let message = json(&r)["message"].as_str().unwrap_or_default().to_string();
         assert!(
             message.contains(principal)
