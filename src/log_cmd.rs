@@ -15,7 +15,7 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// How far back `--aws` reads without `--since`.
 const AWS_DEFAULT_HOURS: i64 = 1;
 /// How many hours `--aws` reads at most (16 Queries each).
-const AWS_MAX_HOURS: usize = 31 * 24;
+const AWS_MAX_HOURS: u64 = 31 * 24;
 
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
@@ -176,7 +176,7 @@ async fn aws_log(
         .since
         .unwrap_or_else(|| Timestamp::from_millis(until.millis() - AWS_DEFAULT_HOURS * 3_600_000));
     anyhow::ensure!(
-        event_log::hours(since, until).len() <= AWS_MAX_HOURS,
+        event_log::hour_count(since, until) <= AWS_MAX_HOURS,
         "--since {since} to {until} is more than {} days: --aws reads a month at most",
         AWS_MAX_HOURS / 24
     );

@@ -167,15 +167,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
 
-    let catch_up_later = format!(
-        "orders replay --aws --stack {stack} {} --catch-up {target} --since {}",
-        req.projections
-            .iter()
-            .map(|p| format!("--projection {}", p.as_str()))
-            .collect::<Vec<_>>()
-            .join(" "),
-        built.started_at
-    );
+    let catch_up_later = built.catch_up_command(Some(stack));
     switch_readers(&cfn, stack, &params, &target, &catch_up_later)
         .await
         .with_context(|| {

@@ -386,6 +386,21 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     assert_eq!(got, want);
     let two = log(&["--since", &from, "--until", &to, "--limit", "2"]);
     assert_eq!(two.lines().count(), 2, "{two}");
+    // A range of more than a month is refused before a Query is sent (counted, not listed).
+    let out = orders(&[
+        "log",
+        "--aws",
+        "--stack",
+        &stack,
+        "--since",
+        "0001-01-01T00:00:00Z",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("a month at most"),
+        "{err}"
+    );
     // An event table without the index (a stack deployed before it): one line saying so.
     let plain = unique("events-plain");
     schema::create_events_table_without_index(&db, &plain)

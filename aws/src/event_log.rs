@@ -90,6 +90,15 @@ pub async fn check_index(client: &Client, table: &str) -> Result<(), LogError> {
     }
 }
 
+/// How many hours [`hours`] would list, without listing them (to cap a range first).
+pub fn hour_count(from: Timestamp, to: Timestamp) -> u64 {
+    let (first, last) = (
+        from.millis().div_euclid(HOUR_MS),
+        to.millis().div_euclid(HOUR_MS),
+    );
+    u64::try_from(last.saturating_sub(first).saturating_add(1)).unwrap_or(0)
+}
+
 /// The hours (`YYYY-MM-DDTHH`) from the one of `from` to the one of `to`.
 pub fn hours(from: Timestamp, to: Timestamp) -> Vec<String> {
     let mut hours = Vec::new();
@@ -103,7 +112,8 @@ pub fn hours(from: Timestamp, to: Timestamp) -> Vec<String> {
 
 /// The keys of the events that occurred from `from` to `to` (both included), in time
 /// order (then order id and version), from the index (check it with [`check_index`]
-/// first: without it every Query fails). One Query per hour and shard, 16 at a time.
+/// first: without it every Query fails). One Query per hour and shard, 16 at a time: cap
+/// the range first ([`hour_count`]).
 pub async fn keys_between(
     client: &Client,
     table: &str,
@@ -286,5 +296,14 @@ mod tests {
         );
         assert_eq!(hours(t, t), ["2026-11-26T15"]);
         assert!(hours(t, Timestamp::from_millis(t.millis() - 2 * HOUR_MS)).is_empty());
+        let later = Timestamp::from_millis(t.millis() + 2 * HOUR_MS);
+        assert_eq!(hour_count(t, later), 3);
+        assert_eq!(hour_count(t, t), 1);
+        assert_eq!(hour_count(later, t), 0);
+        // Counted, not listed: a range from year 1 costs nothing to measure.
+        assert_eq!(
+            hour_count(Timestamp::from_millis(-62_135_596_800_000), t),
+            17_758_696
+        );
     }
 }

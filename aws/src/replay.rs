@@ -82,10 +82,11 @@
 //! memory at all; it is not built.
 //!
 //! **Catch-up** finds the newest version of each order with events since the replay
-//! started, through the events table's `by_time` index (`replay/by_time.rs`: a Query per
-//! hour and shard, keys only), or without the index by a Scan that reads only the two keys
-//! of each event; then, for each order the target does not hold up to that version, it
-//! Queries the events after the one it holds and decodes those.
+//! started, through the events table's `by_time` index (`replay/by_time.rs` over
+//! [`crate::event_log`]: a Query per hour and shard, keys only), or without the index by a
+//! Scan that reads only the two keys of each event; then, for each order the target does
+//! not hold up to that version, it Queries the events after the one it holds and decodes
+//! those.
 //!
 //! **Costs.** The Scan reads the whole table once with strongly consistent reads (1 RCU per
 //! 4 KB); each item written costs 1 WCU per KB, and a BatchWriteItem call carries up to 25.
@@ -96,6 +97,7 @@
 use crate::codec::{self, Item, KEY_AGGREGATE, KEY_VERSION};
 use crate::dynamo::{describe, get_n, get_s};
 use crate::read_models::{self, DynamoReadModels, OrderState};
+use crate::retry::{ATTEMPTS, backoff, read_with_retries, retryable};
 use crate::schema::{self, SchemaError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
@@ -123,7 +125,6 @@ use fold::{Done, FoldOptions, Rebuild};
 pub const MAX_BATCH_WRITE: usize = 25;
 /// DynamoDB's limit on `TotalSegments` of a parallel Scan.
 pub const MAX_SEGMENTS: u32 = 1_000_000;
-use crate::retry::{ATTEMPTS, backoff, read_with_retries, retryable};
 
 /// How to rebuild. `Default`: 4 segments, no rate limit, stop on an undecodable event,
 /// every projection, a fresh `-g<N>` table, 8 writes in flight.
@@ -319,15 +320,25 @@ impl ReplaySummary {
         format!(
             "readers still use {}; `orders replay --aws --stack NAME` switches them itself, or \
              deploy the stack with --parameter-overrides ActiveReadModelsTable={} and then run \
-             `orders replay --aws --projection {} --catch-up {} --since {}` for what the old \
-             table got meanwhile",
+             `{}` for what the old table got meanwhile",
             self.source_table,
             self.target_table,
-            self.projections
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(" --projection "),
+            self.catch_up_command(None)
+        )
+    }
+
+    /// The command that catches the rebuilt table up after a switch by hand: the same
+    /// projections, from the replay's start.
+    pub fn catch_up_command(&self, stack: Option<&str>) -> String {
+        let projections: Vec<String> = self
+            .projections
+            .iter()
+            .map(|p| format!("--projection {}", p.as_str()))
+            .collect();
+        format!(
+            "orders replay --aws{} {} --catch-up {} --since {}",
+            stack.map(|s| format!(" --stack {s}")).unwrap_or_default(),
+            projections.join(" "),
             self.target_table,
             self.started_at
         )

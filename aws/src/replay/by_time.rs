@@ -16,7 +16,7 @@ use std::time::Duration;
 pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Hours the index is read over at most (16 Queries each); from further back a Scan is
 /// cheaper in calls, and a replay takes hours, not weeks.
-const MAX_HOURS: usize = 7 * 24;
+const MAX_HOURS: u64 = 7 * 24;
 
 /// What the index gave, or why it cannot be used.
 pub(super) enum ByTime {
@@ -51,7 +51,7 @@ pub(super) async fn appended_since(
     }
     let from = Timestamp::from_millis(since.millis().saturating_sub(CLOCK_SKEW_MS));
     let to = Timestamp::from_millis(until.millis().saturating_add(CLOCK_SKEW_MS));
-    if event_log::hours(from, to).len() > MAX_HOURS {
+    if event_log::hour_count(from, to) > MAX_HOURS {
         return Ok(ByTime::Unavailable(format!(
             "{since} is more than {} days ago, too many hours to query",
             MAX_HOURS / 24
