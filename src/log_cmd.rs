@@ -5,7 +5,9 @@ use crate::cli_args::DataDir;
 use crate::replay_cmd::open_existing;
 use anyhow::Context;
 use orders_aws::event_log::{self, LogError};
+use orders_domain::ports::Clock;
 use orders_domain::{EventEnvelope, OrderEvent, Timestamp};
+use orders_handlers::system::SystemClock;
 use orders_local::store::events::LogQuery;
 use std::process::ExitCode;
 
@@ -171,7 +173,7 @@ async fn aws_log(
 ) -> anyhow::Result<(Vec<EventEnvelope>, String)> {
     let (clients, table) = crate::aws_access::event_table(stack).await?;
     let client = clients.dynamodb;
-    let until = query.until.unwrap_or_else(event_log::now);
+    let until = query.until.unwrap_or_else(|| SystemClock.now());
     let since = query
         .since
         .unwrap_or_else(|| Timestamp::from_millis(until.millis() - AWS_DEFAULT_HOURS * 3_600_000));
@@ -188,7 +190,7 @@ async fn aws_log(
             keys.reverse();
         }
         let mut events = Vec::new();
-        for chunk in keys.chunks(100) {
+        for chunk in keys.chunks(event_log::MAX_BATCH_GET) {
             let mut loaded = event_log::load_events(&client, &table, chunk).await?;
             if let Some(t) = &query.event_type {
                 loaded.retain(|e| &e.event_type == t);

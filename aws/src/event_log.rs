@@ -19,8 +19,8 @@ use tokio::task::JoinSet;
 const HOUR_MS: i64 = 3_600_000;
 /// Queries in flight at once.
 const CONCURRENCY: usize = 16;
-/// DynamoDB's limit on the keys of one `BatchGetItem`.
-const MAX_BATCH_GET: usize = 100;
+/// DynamoDB's limit on the keys of one `BatchGetItem` (what [`load_events`] sends a call).
+pub const MAX_BATCH_GET: usize = 100;
 
 /// An event's place in the index: its key and when it occurred.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,8 +53,9 @@ fn read_err(table: &str, reason: String) -> LogError {
     }
 }
 
-/// The wall clock, as the events' `occurred_at` is.
-pub fn now() -> Timestamp {
+/// The wall clock, as the events' `occurred_at` is (the crate's own: the clock adapter,
+/// `orders_handlers::system::SystemClock`, sits above this crate).
+pub(crate) fn now() -> Timestamp {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -61,7 +61,7 @@ const MIGRATIONS: &[Migration] = &[|tx| {
 }];
 
 /// What [`SqliteEventStore::log`] reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogQuery {
     pub since: Option<orders_domain::Timestamp>,
     pub until: Option<orders_domain::Timestamp>,
