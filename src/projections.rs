@@ -5,7 +5,9 @@
 use crate::replay::ReplayLock;
 use orders_domain::ports::Clock;
 use orders_domain::ports::{ReadModelError, StoreError};
-use orders_local::store::read_models::{FileSpace, replay_checkpoint_targets};
+use orders_local::store::read_models::{
+    FileSpace, replay_checkpoint_targets, retired_checkpoint_name, retired_checkpoint_target,
+};
 use orders_local::store::{SqliteEventStore, SqliteReadModels, SystemClock};
 use orders_local::tailer::TailerConfig;
 use serde::Serialize;
@@ -44,6 +46,12 @@ pub struct GenerationStatus {
     /// Orders with a row in this generation.
     pub orders: u64,
     pub created_at: String,
+    /// A retired generation: the log position it is complete up to (where it was
+    /// retired, or where a switch back that was stopped got to). `None` for the others,
+    /// and for one retired before positions were recorded.
+    pub position: Option<u64>,
+    /// Events appended after `position`: what switching back to it catches up.
+    pub behind: Option<u64>,
 }
 
 /// Something that reads the log and keeps a checkpoint.
@@ -117,22 +125,32 @@ pub async fn status(
     let replay_running = ReplayLock::running(data_dir).map_err(files)?;
     let in_use_by = crate::runtime::in_use_by(data_dir).map_err(files)?;
     let unfinished_seed_after = crate::seed::pending(data_dir).map_err(files)?;
+    let mut checkpoints = read_models.checkpoints().await?;
     let mut generations = vec![];
     for g in read_models.generations().await? {
+        let position = (g.status == "retired")
+            .then(|| {
+                let name = retired_checkpoint_name(g.projection, g.generation);
+                checkpoints.iter().find(|(n, _)| *n == name).map(|c| c.1)
+            })
+            .flatten();
         generations.push(GenerationStatus {
             projection: g.projection.as_str(),
             generation: g.generation,
             orders: read_models.count_orders(g.projection, g.generation).await?,
             status: g.status,
             created_at: g.created_at.to_string(),
+            position,
+            behind: position.map(|p| head.saturating_sub(p)),
         });
     }
+    // Retired generations' positions are listed with them, not as consumers.
+    checkpoints.retain(|(name, _)| retired_checkpoint_target(name).is_none());
     let building = |p: &str, n: u32| {
         generations
             .iter()
             .any(|g| g.projection == p && g.generation == n && g.status == "building")
     };
-    let mut checkpoints = read_models.checkpoints().await?;
     // The live projector has no checkpoint until `orders serve` first projects something.
     let projector = TailerConfig::default().name;
     if !checkpoints.iter().any(|(name, _)| *name == projector) {

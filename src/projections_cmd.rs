@@ -4,10 +4,12 @@
 //! their reason.
 
 use crate::cli_args::DataDir;
-use crate::replay_cmd::{open_existing, parse_projection, replay_lock};
+use crate::replay_cmd::{Progress, open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::Connection;
 use orders::projections::{self, ProjectionsStatus, free_space_line, megabytes};
+use orders::replay::{self, CatchUpStart, ReplayError, ReplayProgress, SwitchBack};
+use orders_domain::projection::ProjectionName;
 use orders_local::store::{DeadLetter, LocalStores};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -39,6 +41,20 @@ enum ProjectionsCmd {
     },
     /// Drop every retired generation (what `orders replay --drop-old` does after a switch).
     Prune,
+    /// Switch readers back to a retired generation (blue/green's way back): catch it up
+    /// from where it was retired, then make it the active one in one transaction. The
+    /// active one is retired, and can be switched back to the same way.
+    Activate {
+        /// `orders` or `daily_sales`.
+        projection: String,
+        generation: u32,
+        /// Say what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Park undecodable events (with their key and reason) instead of stopping.
+        #[arg(long)]
+        skip_undecodable: bool,
+    },
     /// Give the space of dropped generations back to the disk (rewrites read_models.db;
     /// with `orders serve` stopped and no replay running).
     Compact,
@@ -169,6 +185,17 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
                 free_space_hint(&stores).await;
             }
         }
+        ProjectionsCmd::Activate {
+            projection,
+            generation,
+            dry_run,
+            skip_undecodable,
+        } => {
+            let projection = parse_projection(&projection)?;
+            let stores = open_existing(&data_dir).await?;
+            let _lock = replay_lock(&data_dir, "switch generations when it has finished")?;
+            return activate(&stores, projection, generation, dry_run, skip_undecodable).await;
+        }
         ProjectionsCmd::Compact => {
             let stores = open_existing(&data_dir).await?;
             let _serving = orders::runtime::claim_data_dir(
@@ -201,6 +228,87 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `orders projections activate`: the way back to a retired generation.
+async fn activate(
+    stores: &LocalStores,
+    projection: ProjectionName,
+    generation: u32,
+    dry_run: bool,
+    skip_undecodable: bool,
+) -> anyhow::Result<ExitCode> {
+    let p = projection.as_str();
+    let from = |s: &SwitchBack| s.from.map_or("none".into(), |g| format!("generation {g}"));
+    if dry_run {
+        let plan = replay::plan_switch_back(stores, projection, generation).await?;
+        println!("dry run: nothing will be changed");
+        println!(
+            "  {p}: catch generation {generation} up {} ({} events at most), then switch readers from {} to it",
+            start_line(plan.start),
+            plan.head.saturating_sub(plan.start.after()),
+            from(&plan),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = crate::replay_cmd::stop_on_ctrl_c();
+    let progress = Progress::new("catch-up");
+    let result = replay::switch_back(
+        stores,
+        projection,
+        generation,
+        skip_undecodable,
+        &stop,
+        |r: ReplayProgress| progress.events(r.done, r.total),
+    )
+    .await;
+    progress.finish();
+    match result {
+        Ok(done) => {
+            println!(
+                "{p}: caught generation {generation} up {}: {} events in {:.2} s{}",
+                start_line(done.start),
+                done.events_read,
+                done.seconds,
+                if done.parked > 0 {
+                    format!(
+                        "; parked {} undecodable events (see dead letters, source `replay`)",
+                        done.parked
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            match done.from {
+                Some(old) => println!(
+                    "{p}: switched readers from generation {old} to generation {generation}; generation {old} is retired (`orders projections activate {p} {old}` switches back)"
+                ),
+                None => println!("{p}: switched readers to generation {generation}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ReplayError::Stopped) => {
+            eprintln!(
+                "error: interrupted; nothing was switched; the same command continues from where it stopped"
+            );
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where a switch back's catch-up starts, as a phrase.
+fn start_line(start: CatchUpStart) -> String {
+    match start {
+        CatchUpStart::Retired(seq) => format!("from log position {seq}, where it was retired"),
+        CatchUpStart::Parked(seq) => format!(
+            "from log position {}, before the first record the live projector parked",
+            seq.saturating_sub(1)
+        ),
+        CatchUpStart::Unrecorded => {
+            "from the start of the log (it was retired before positions were recorded)".into()
+        }
+    }
 }
 
 /// What dropping generations freed stays in the file (reused by the next replay): says
@@ -248,6 +356,18 @@ fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
             c.position,
             c.behind,
             c.oldest_waiting()
+        );
+    }
+    for g in s.generations.iter().filter(|g| g.status == "retired") {
+        let (p, n) = (g.projection, g.generation);
+        let behind = match g.behind {
+            Some(0) => "up to date".to_string(),
+            Some(b) => format!("{b} events behind"),
+            None => "retired before positions were recorded, so catching it up reads the whole log"
+                .into(),
+        };
+        println!(
+            "{p} generation {n}: retired, {behind}; `orders projections activate {p} {n}` catches it up and switches readers back to it"
         );
     }
     for g in s.building() {

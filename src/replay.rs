@@ -8,10 +8,11 @@ use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::{ReadModelError, StoreError};
 use orders_domain::projection::ProjectionName;
-use orders_local::store::read_models::replay_checkpoint_name;
+use orders_local::store::read_models::{replay_checkpoint_name, retired_checkpoint_name};
 use orders_local::store::{
     BadRow, BulkControl, BulkError, BulkRead, LocalStores, NewDeadLetter, StreamRow, Targets,
 };
+use orders_local::tailer::TailerConfig;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,9 @@ impl ReplayLock {
         DirLock::held(&data_dir.join(LOCK_FILE))
     }
 }
+
+/// Events per transaction of a catch-up, unless `--chunk` says otherwise.
+pub const DEFAULT_CHUNK: usize = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -114,6 +118,23 @@ pub enum ReplayError {
     NothingToResume(&'static str),
     #[error("stopped; continue with --resume (nothing was switched)")]
     Stopped,
+    #[error("{projection} has no generation {generation} (see `orders projections status`)")]
+    NoGeneration {
+        projection: &'static str,
+        generation: u32,
+    },
+    #[error("{projection} generation {generation} is already the active one")]
+    AlreadyActive {
+        projection: &'static str,
+        generation: u32,
+    },
+    #[error(
+        "{projection} generation {generation} is an unfinished replay's: continue it with `orders replay --projection {projection} --resume` (which switches to it), or abandon it with `orders projections drop {projection} {generation}`"
+    )]
+    Unfinished {
+        projection: &'static str,
+        generation: u32,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -416,8 +437,12 @@ pub async fn replay(
     stores.read_models.begin_unit().await?;
     let switched = async {
         while run.step().await? {}
+        let live = TailerConfig::default().name;
         for (p, _, g) in &steps {
-            stores.read_models.activate_generation(*p, *g).await?;
+            stores
+                .read_models
+                .activate_generation(*p, *g, &live)
+                .await?;
         }
         // Done with: nothing resumes a switched replay.
         stores
@@ -458,4 +483,173 @@ pub async fn replay(
         seconds: started.elapsed().as_secs_f64(),
         switches,
     })
+}
+
+/// Where switching back to a retired generation starts catching it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpStart {
+    /// The position it was retired at (the live projector's then).
+    Retired(u64),
+    /// Before the first record the live projector parked: the generation lacks it.
+    Parked(u64),
+    /// The start of the log: it was retired before positions were recorded.
+    Unrecorded,
+}
+
+impl CatchUpStart {
+    /// The log position the catch-up reads after.
+    pub fn after(self) -> u64 {
+        match self {
+            CatchUpStart::Retired(seq) => seq,
+            CatchUpStart::Parked(seq) => seq.saturating_sub(1),
+            CatchUpStart::Unrecorded => 0,
+        }
+    }
+}
+
+/// What switching back to a retired generation does, or did.
+#[derive(Debug, Clone)]
+pub struct SwitchBack {
+    pub projection: ProjectionName,
+    /// The active generation it replaces (retired by the switch).
+    pub from: Option<u32>,
+    pub to: u32,
+    pub start: CatchUpStart,
+    /// The log's last position when it was planned.
+    pub head: u64,
+    /// Events read by the catch-up (0 in a plan).
+    pub events_read: u64,
+    pub parked: u64,
+    pub seconds: f64,
+}
+
+/// Plans [`switch_back`]: checks that `generation` is retired and finds where its catch-up
+/// starts.
+pub async fn plan_switch_back(
+    stores: &LocalStores,
+    projection: ProjectionName,
+    generation: u32,
+) -> Result<SwitchBack, ReplayError> {
+    let generations = stores.read_models.generations().await?;
+    let of = |g: u32| {
+        generations
+            .iter()
+            .find(|x| x.projection == projection && x.generation == g)
+    };
+    let (p, n) = (projection.as_str(), generation);
+    match of(generation).map(|g| g.status.as_str()) {
+        None => {
+            return Err(ReplayError::NoGeneration {
+                projection: p,
+                generation: n,
+            });
+        }
+        Some("active") => {
+            return Err(ReplayError::AlreadyActive {
+                projection: p,
+                generation: n,
+            });
+        }
+        Some("retired") => {}
+        Some(_) => {
+            return Err(ReplayError::Unfinished {
+                projection: p,
+                generation: n,
+            });
+        }
+    }
+    let from = generations
+        .iter()
+        .find(|g| g.projection == projection && g.status == "active")
+        .map(|g| g.generation);
+    let name = retired_checkpoint_name(projection, generation);
+    let retired_at = stores
+        .read_models
+        .checkpoints()
+        .await?
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, seq)| seq);
+    // A record the live projector parked is missing from the generation it was active
+    // for; started after it, the catch-up would find a gap in that order's versions.
+    let parked = stores
+        .read_models
+        .smallest_parked_key(&TailerConfig::default().dead_letter_source())
+        .await?
+        .and_then(|key| key.parse::<u64>().ok());
+    let start = match (retired_at, parked) {
+        (None, _) => CatchUpStart::Unrecorded,
+        (Some(at), Some(seq)) if seq <= at => CatchUpStart::Parked(seq),
+        (Some(at), _) => CatchUpStart::Retired(at),
+    };
+    Ok(SwitchBack {
+        projection,
+        from,
+        to: generation,
+        start,
+        head: stores.events.last_seq().await?,
+        events_read: 0,
+        parked: 0,
+        seconds: 0.0,
+    })
+}
+
+/// Switches readers back to a retired generation of `projection` (blue/green's way back):
+/// catches it up from where it was retired through the live projector's version-guarded
+/// apply, then, in one write transaction that first applies whatever was appended
+/// meanwhile, makes it the active one and retires the current one (which keeps its
+/// position, so the way back again is the same command). Progress goes into the retired
+/// generation's checkpoint as it goes: stopped, nothing is switched and the same call
+/// continues from there. Like a replay, it fires no side effect.
+pub async fn switch_back(
+    stores: &LocalStores,
+    projection: ProjectionName,
+    generation: u32,
+    skip_undecodable: bool,
+    stop: &AtomicBool,
+    progress: impl Fn(ReplayProgress),
+) -> Result<SwitchBack, ReplayError> {
+    let started = Instant::now();
+    let mut plan = plan_switch_back(stores, projection, generation).await?;
+    let opts = ReplayOptions {
+        projections: vec![projection],
+        resume: false,
+        drop_old: false,
+        skip_undecodable,
+        chunk: DEFAULT_CHUNK,
+    };
+    let after = plan.start.after();
+    let mut run = Run {
+        stores,
+        opts: &opts,
+        targets: Targets::only(projection, generation),
+        checkpoint: retired_checkpoint_name(projection, generation),
+        after,
+        events_read: 0,
+        parked: 0,
+    };
+    let total = plan.head.saturating_sub(after);
+    while run.step().await? {
+        progress(reading(run.events_read, total));
+        if stop.load(Ordering::Relaxed) {
+            return Err(ReplayError::Stopped);
+        }
+    }
+    stores.read_models.begin_unit().await?;
+    let switched = async {
+        while run.step().await? {}
+        stores
+            .read_models
+            .activate_generation(projection, generation, &TailerConfig::default().name)
+            .await?;
+        Ok::<_, ReplayError>(())
+    }
+    .await;
+    stores.read_models.end_unit(None).await?;
+    switched?;
+    progress(reading(run.events_read, run.events_read));
+    plan.events_read = run.events_read;
+    plan.parked = run.parked;
+    plan.seconds = started.elapsed().as_secs_f64();
+    Ok(plan)
 }

@@ -34,7 +34,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     skip_undecodable: bool,
     /// Events per transaction.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = replay::DEFAULT_CHUNK)]
     chunk: usize,
     /// Replay on AWS: scan the DynamoDB event table into a fresh read-model table next to
     /// the one readers use, catch it up, and with --stack switch readers to it (standard
@@ -140,6 +140,8 @@ struct Phase {
     /// The count when this unit started: the rate is over what was done since.
     from: u64,
     last_line: Instant,
+    /// The count the last plain line said: the same count again says nothing new.
+    said: Option<(u64, u64)>,
 }
 
 impl Phase {
@@ -149,6 +151,7 @@ impl Phase {
             started: Instant::now(),
             from,
             last_line: Instant::now(),
+            said: None,
         }
     }
 }
@@ -203,8 +206,10 @@ impl Progress {
             }
             return;
         }
-        if new_unit || phase.last_line.elapsed() >= Duration::from_secs(2) || done == total {
+        let due = new_unit || phase.last_line.elapsed() >= Duration::from_secs(2) || done == total;
+        if due && phase.said != Some((done, total)) {
             phase.last_line = Instant::now();
+            phase.said = Some((done, total));
             let secs = phase.started.elapsed().as_secs_f64().max(0.001);
             eprintln!(
                 "{}: {done}/{total} {unit}, {:.0}/s",
@@ -231,6 +236,18 @@ pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<re
     replay::ReplayLock::try_acquire(data_dir)
         .with_context(|| format!("locking {}", data_dir.display()))?
         .with_context(|| format!("a replay is running in {}; {meanwhile}", data_dir.display()))
+}
+
+/// A flag that Ctrl-C sets: long runs stop at their next step, cleanly.
+pub(crate) fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let set = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            set.store(true, Ordering::Relaxed);
+        }
+    });
+    stop
 }
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -274,15 +291,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+    let stop = stop_on_ctrl_c();
     let progress = Progress::new("replay");
     let result = replay::replay(&stores, &opts, &stop, |p: ReplayProgress| {
         progress.events(p.done, p.total)
@@ -388,7 +397,7 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         resume: false,
         drop_old: true,
         skip_undecodable: false,
-        chunk: 5_000,
+        chunk: replay::DEFAULT_CHUNK,
     };
     let progress = Progress::new("seed: building read models");
     let built = replay::replay(&stores, &opts, &AtomicBool::new(false), |p| {

@@ -572,6 +572,37 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
     let head = other.events.head_seq();
     let html = page(&mut c, "/console/projections").await;
     assert!(html.contains(&format!("(last seq {head})")), "{html}");
+    assert!(!html.contains("switch-back"), "no retired generation yet");
+
+    // A retired generation says how far behind it is, and how to switch back to it.
+    let g = reads
+        .create_generation(orders_domain::projection::ProjectionName::Orders)
+        .await
+        .expect("generation");
+    let at = reads.checkpoint("projector").await.expect("checkpoint");
+    reads
+        .activate_generation(
+            orders_domain::projection::ProjectionName::Orders,
+            g,
+            "projector",
+        )
+        .await
+        .expect("switch");
+    let html = page(&mut c, "/console/projections").await;
+    let row = html
+        .split("data-projection=\"orders\" data-generation=\"1\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the retired generation");
+    assert!(row.contains("status retired"), "{row}");
+    assert!(
+        row.contains(&format!("class=\"behind\">{}<", head - at)),
+        "{row}"
+    );
+    assert!(
+        html.contains("orders projections activate &lt;projection&gt; &lt;generation&gt;"),
+        "{html}"
+    );
     s.runtime.shutdown().await.expect("shutdown");
 }
 

@@ -158,6 +158,189 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
     assert_eq!(snapshot(&stores, &ids).await, live);
 }
 
+/// Appends `orders` more seeded orders and projects them as the live projector does,
+/// checkpoint included.
+async fn more_live_orders(stores: &LocalStores, orders: u64) {
+    let after = stores.events.last_seq().await.expect("head");
+    orders::seed::seed(
+        stores.events.clone(),
+        Arc::new(UlidIds::new()),
+        orders_domain::ports::Clock::now(&SystemClock),
+        orders,
+        4,
+        |_| {},
+    )
+    .await
+    .expect("seed");
+    let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
+    for (_, e) in stores
+        .events
+        .read_from(after, usize::MAX)
+        .await
+        .expect("read")
+    {
+        projector
+            .process_envelope(&e)
+            .await
+            .expect("live projection");
+    }
+    let head = stores.events.last_seq().await.expect("head");
+    stores
+        .read_models
+        .set_checkpoint("projector", head)
+        .await
+        .expect("checkpoint");
+}
+
+/// Every order's id in the log.
+async fn order_ids(stores: &LocalStores) -> Vec<String> {
+    let mut ids: Vec<String> = stores
+        .events
+        .read_from(0, usize::MAX)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(_, e)| e.aggregate_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test]
+async fn switching_back_catches_a_retired_generation_up_and_switches_readers() {
+    let (_dir, stores, _) = seeded(40).await;
+    let rm = &stores.read_models;
+    let retired_at = stores.events.last_seq().await.expect("head");
+    rm.set_checkpoint("projector", retired_at)
+        .await
+        .expect("checkpoint");
+    let no_stop = AtomicBool::new(false);
+    replay::replay(&stores, &opts(&ProjectionName::ALL), &no_stop, |_| {})
+        .await
+        .expect("replay");
+    // Generation 2 is live; generation 1 of both stopped where the projector stood.
+    more_live_orders(&stores, 15).await;
+    let ids = order_ids(&stores).await;
+    assert_eq!(ids.len(), 55);
+    let live = snapshot(&stores, &ids).await;
+    let head = stores.events.last_seq().await.expect("head");
+
+    let plan = replay::plan_switch_back(&stores, ProjectionName::Orders, 1)
+        .await
+        .expect("plan");
+    assert_eq!(plan.start, replay::CatchUpStart::Retired(retired_at));
+    assert_eq!((plan.from, plan.to, plan.head), (Some(2), 1, head));
+    let steps = std::sync::Mutex::new(vec![]);
+    let back = replay::switch_back(&stores, ProjectionName::Orders, 1, false, &no_stop, |p| {
+        steps.lock().expect("steps").push(p)
+    })
+    .await
+    .expect("switch back");
+    assert_eq!(back.events_read, head - retired_at, "only what it lacked");
+    assert_eq!(
+        steps.into_inner().expect("steps").last(),
+        Some(&ReplayProgress {
+            done: head - retired_at,
+            total: head - retired_at
+        })
+    );
+    assert_eq!(
+        rm.active_targets().await.expect("targets"),
+        orders_local::store::Targets {
+            orders: Some(1),
+            daily_sales: Some(2)
+        },
+        "the other projection stays where it is"
+    );
+    assert_eq!(
+        snapshot(&stores, &ids).await,
+        live,
+        "the generation switched back to equals the one it replaced"
+    );
+
+    // And forth again: generation 2 was retired where the projector stood, so it lacks
+    // nothing and reads nothing.
+    more_live_orders(&stores, 5).await;
+    let ids = order_ids(&stores).await;
+    let live = snapshot(&stores, &ids).await;
+    let plan = replay::plan_switch_back(&stores, ProjectionName::Orders, 2)
+        .await
+        .expect("plan");
+    assert_eq!(plan.start, replay::CatchUpStart::Retired(head));
+    let forth = replay::switch_back(&stores, ProjectionName::Orders, 2, false, &no_stop, |_| {})
+        .await
+        .expect("switch forth");
+    let now = stores.events.last_seq().await.expect("head");
+    assert_eq!(forth.events_read, now - head);
+    assert_eq!(snapshot(&stores, &ids).await, live);
+
+    // A record the live projector parked is missing from the generation it was parked
+    // under: the catch-up starts before it.
+    rm.park(
+        orders_local::store::NewDeadLetter {
+            source: "stream:projector".into(),
+            key: orders_local::tailer::sequence_number(7),
+            reason: "test".into(),
+            record: "{}".into(),
+        },
+        None,
+    )
+    .await
+    .expect("park");
+    let plan = replay::plan_switch_back(&stores, ProjectionName::Orders, 1)
+        .await
+        .expect("plan");
+    assert_eq!(plan.start, replay::CatchUpStart::Parked(7));
+    assert_eq!(plan.start.after(), 6);
+    // One retired before positions were recorded is caught up from the start of the log
+    // (the version guard skips what it has).
+    rm.delete_checkpoint("retired:orders=g1")
+        .await
+        .expect("forget the position");
+    let plan = replay::plan_switch_back(&stores, ProjectionName::Orders, 1)
+        .await
+        .expect("plan");
+    assert_eq!(plan.start, replay::CatchUpStart::Unrecorded);
+    let back = replay::switch_back(&stores, ProjectionName::Orders, 1, false, &no_stop, |_| {})
+        .await
+        .expect("switch back from the start");
+    assert_eq!(back.events_read, now);
+    assert_eq!(snapshot(&stores, &ids).await, live);
+
+    for (generation, says) in [(1, "already the active one"), (9, "has no generation 9")] {
+        let refused = replay::switch_back(
+            &stores,
+            ProjectionName::Orders,
+            generation,
+            false,
+            &no_stop,
+            |_| {},
+        )
+        .await
+        .expect_err("refused");
+        assert!(refused.to_string().contains(says), "{refused}");
+    }
+    let building = rm
+        .create_generation(ProjectionName::DailySales)
+        .await
+        .expect("a generation a replay would build");
+    let refused = replay::switch_back(
+        &stores,
+        ProjectionName::DailySales,
+        building,
+        false,
+        &no_stop,
+        |_| {},
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(refused, ReplayError::Unfinished { .. }),
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn an_interrupted_replay_switches_nothing_and_resumes() {
     let (_dir, stores, ids) = seeded(30).await;
@@ -809,13 +992,62 @@ async fn a_replay_fires_no_side_effect() {
     );
     // The live runtime keeps running: nothing it sees after the switch may start anything.
     s.runtime.wait_projected().await;
+    let mut views = vec![];
     for id in &ids {
-        assert_eq!(get(&mut c, &format!("/orders/{id}")).await.status, 200);
+        let r = get(&mut c, &format!("/orders/{id}")).await;
+        assert_eq!(r.status, 200);
+        views.push(json(&r));
     }
     assert_eq!(
         side_effects(s.dir.path()),
         before,
         "executions, topic, queue, mail unchanged"
+    );
+
+    // Switching back to the retired generations, with the server running, fires nothing
+    // either; readers see the same views, and the live projector writes into them after.
+    for projection in ["orders", "daily_sales"] {
+        let out = orders_cli(&[
+            "projections",
+            "activate",
+            projection,
+            "1",
+            "--data-dir",
+            &dir,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "{projection}: switched readers from generation 2 to generation 1"
+            )),
+            "{stdout}"
+        );
+    }
+    s.runtime.wait_projected().await;
+    for (id, view) in ids.iter().zip(&views) {
+        assert_eq!(&json(&get(&mut c, &format!("/orders/{id}")).await), view);
+    }
+    assert_eq!(side_effects(s.dir.path()), before);
+    let r = post(&mut c, "/orders", &[], &order("c-9")).await;
+    let id = json(&r)["order_id"].as_str().expect("id").to_string();
+    eventually(&mut c, &format!("/orders/{id}"), |r| {
+        r.status == 200 && json(r)["status"] == "FULFILMENT_REQUESTED"
+    })
+    .await;
+    let after = status(&dir);
+    assert_eq!(
+        generations_of(&after)
+            .into_iter()
+            .filter(|g| g.2 == "active")
+            .map(|g| (g.0, g.1, g.3))
+            .collect::<Vec<_>>(),
+        vec![("daily_sales".into(), 1, 4), ("orders".into(), 1, 4)],
+        "the new order is in the generations switched back to"
     );
     s.runtime.shutdown().await.expect("shutdown");
 }
@@ -986,6 +1218,65 @@ fn projections_status_lists_generations_and_consumers_and_drops_only_unused_ones
     );
     // A switched replay leaves no checkpoint behind: nothing to resume, nothing listed.
     assert_eq!(after["consumers"].as_array().expect("consumers").len(), 1);
+    // The retired generations stopped where the live projector stood: at the log's head.
+    let head = after["log"]["head_seq"].as_u64().expect("head");
+    for g in after["generations"].as_array().expect("generations") {
+        let retired = g["status"] == "retired";
+        assert_eq!(g["position"].as_u64(), retired.then_some(head), "{g}");
+        assert_eq!(g["behind"].as_u64(), retired.then_some(0), "{g}");
+    }
+    let text = orders_cli(&["projections", "status", "--data-dir", &dir]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(
+            "orders generation 2: retired, up to date; `orders projections activate orders 2`"
+        ),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    // The way back, planned, then taken, then undone.
+    let dry = orders_cli(&[
+        "projections",
+        "activate",
+        "orders",
+        "2",
+        "--dry-run",
+        "--data-dir",
+        &dir,
+    ]);
+    assert!(dry.status.success());
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains(&format!(
+            "orders: catch generation 2 up from log position {head}, where it was retired (0 events at most), then switch readers from generation 3 to it"
+        )),
+        "{}",
+        String::from_utf8_lossy(&dry.stdout)
+    );
+    assert_eq!(generations_of(&status(&dir)), generations_of(&after));
+    let back = orders_cli(&["projections", "activate", "orders", "2", "--data-dir", &dir]);
+    assert!(back.status.success());
+    assert!(
+        String::from_utf8_lossy(&back.stdout).contains(
+            "orders: switched readers from generation 3 to generation 2; generation 3 is retired (`orders projections activate orders 3` switches back)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&back.stdout)
+    );
+    fails_with(
+        &orders_cli(&["projections", "activate", "orders", "2", "--data-dir", &dir]),
+        "orders generation 2 is already the active one",
+    );
+    fails_with(
+        &orders_cli(&["projections", "activate", "orders", "7", "--data-dir", &dir]),
+        "orders has no generation 7",
+    );
+    fails_with(
+        &orders_cli(&["projections", "activate", "stock", "1", "--data-dir", &dir]),
+        "unknown projection `stock`",
+    );
+    let forth = orders_cli(&["projections", "activate", "orders", "3", "--data-dir", &dir]);
+    assert!(forth.status.success());
+    assert_eq!(generations_of(&status(&dir)), generations_of(&after));
 
     fails_with(
         &orders_cli(&["projections", "drop", "orders", "3", "--data-dir", &dir]),
@@ -1128,6 +1419,17 @@ async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
     );
     fails_with(
         &orders_cli(&["projections", "prune", "--data-dir", &path]),
+        "a replay is running",
+    );
+    fails_with(
+        &orders_cli(&[
+            "projections",
+            "activate",
+            "orders",
+            "1",
+            "--data-dir",
+            &path,
+        ]),
         "a replay is running",
     );
     assert_eq!(status(&path)["replay_running"], true);

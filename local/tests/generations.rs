@@ -6,6 +6,7 @@ mod contract;
 
 use orders_domain::ports::{ApplyOutcome, EventStore, ReadModels};
 use orders_domain::projection::ProjectionName;
+use orders_local::store::read_models::{retired_checkpoint_name, retired_checkpoint_target};
 use orders_local::store::{LocalStores, Targets};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,10 +55,23 @@ async fn a_rebuild_builds_aside_then_flips() {
     // Readers still see generation 1 (which never got v2).
     assert_eq!(rm.order(&id).await.unwrap().unwrap().version, 1);
 
-    rm.activate_generation(ProjectionName::Orders, g)
+    // The live projector had done the first event: the retired generation keeps that.
+    rm.set_checkpoint("projector", 1).await.unwrap();
+    rm.activate_generation(ProjectionName::Orders, g, "projector")
         .await
         .unwrap();
     assert_eq!(rm.order(&id).await.unwrap().unwrap().version, 2);
+    let retired = retired_checkpoint_name(ProjectionName::Orders, 1);
+    assert_eq!(retired, "retired:orders=g1");
+    assert_eq!(
+        retired_checkpoint_target(&retired),
+        Some((ProjectionName::Orders, 1))
+    );
+    assert_eq!(retired_checkpoint_target("replay:orders=g1"), None);
+    assert_eq!(
+        rm.checkpoints().await.unwrap(),
+        vec![("projector".to_string(), 1), (retired.clone(), 1)]
+    );
     assert_eq!(
         rm.active_targets().await.unwrap(),
         Targets {
@@ -91,8 +105,33 @@ async fn a_rebuild_builds_aside_then_flips() {
         rm.drop_generation(ProjectionName::Orders, 2).await.is_err(),
         "the active generation cannot be dropped"
     );
+    // Back to generation 1 and forth again: each retirement records where it stood, an
+    // activated generation forgets its own.
+    rm.set_checkpoint("projector", 2).await.unwrap();
+    rm.activate_generation(ProjectionName::Orders, 1, "projector")
+        .await
+        .unwrap();
+    assert_eq!(
+        rm.checkpoints().await.unwrap(),
+        vec![
+            ("projector".to_string(), 2),
+            (retired_checkpoint_name(ProjectionName::Orders, 2), 2)
+        ]
+    );
+    rm.activate_generation(ProjectionName::Orders, 2, "projector")
+        .await
+        .unwrap();
+    assert_eq!(
+        rm.checkpoints().await.unwrap(),
+        vec![("projector".to_string(), 2), (retired.clone(), 2)]
+    );
     rm.drop_generation(ProjectionName::Orders, 1).await.unwrap();
     assert_eq!(rm.generations().await.unwrap().len(), 2);
+    assert_eq!(
+        rm.checkpoints().await.unwrap(),
+        vec![("projector".to_string(), 2)],
+        "a dropped generation's position goes with it"
+    );
 
     // Survives a reopen.
     drop(stores);
@@ -146,7 +185,7 @@ async fn read_models_use_large_pages_and_older_files_keep_theirs() {
         .await
         .unwrap();
     assert_eq!(outcomes, vec![Ok(ApplyOutcome::Applied)]);
-    rm.activate_generation(ProjectionName::Orders, g)
+    rm.activate_generation(ProjectionName::Orders, g, "projector")
         .await
         .unwrap();
     assert_eq!(rm.order(&id).await.unwrap().unwrap().version, 1);

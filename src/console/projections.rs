@@ -244,7 +244,7 @@ fn body(
         }
         h2 { "Generations" }
         table.generations {
-            thead { tr { th { "Projection" } th { "Generation" } th { "Status" } th { "Orders" } th { "Created" } } }
+            thead { tr { th { "Projection" } th { "Generation" } th { "Status" } th { "Orders" } th { "Created" } th { "Behind" } } }
             tbody {
                 @for g in &s.generations {
                     tr data-projection=(g.projection) data-generation=(g.generation) {
@@ -253,8 +253,22 @@ fn body(
                         td { span class={ "status " (g.status) } { (g.status) } }
                         td { (g.orders) }
                         td { (g.created_at) }
+                        td.behind {
+                            @match (g.status.as_str(), g.behind) {
+                                ("retired", Some(b)) => (b),
+                                ("retired", None) => "the whole log",
+                                _ => "",
+                            }
+                        }
                     }
                 }
+            }
+        }
+        @if s.generations.iter().any(|g| g.status == "retired") {
+            p.muted.switch-back {
+                "A retired generation stays until it is dropped: "
+                code { "orders projections activate <projection> <generation>" }
+                " catches it up (Behind: the events it lacks) and switches readers back to it."
             }
         }
         p.muted.file-space {

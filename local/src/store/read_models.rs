@@ -113,6 +113,20 @@ pub fn replay_checkpoint_targets(name: &str) -> Option<Vec<(ProjectionName, u32)
         .collect()
 }
 
+/// The checkpoint of a retired generation: the log position it is complete up to (the
+/// live projector's when it was retired), so it can be caught up from there and switched
+/// back to ([`SqliteReadModels::activate_generation`] writes it, and drops it again when
+/// the generation comes back).
+pub fn retired_checkpoint_name(projection: ProjectionName, generation: u32) -> String {
+    format!("retired:{}=g{generation}", projection.as_str())
+}
+
+/// The generation a [`retired_checkpoint_name`] names; `None` for any other checkpoint.
+pub fn retired_checkpoint_target(name: &str) -> Option<(ProjectionName, u32)> {
+    let (p, g) = name.strip_prefix("retired:")?.split_once("=g")?;
+    Some((ProjectionName::parse(p)?, g.parse().ok()?))
+}
+
 /// A record parked where an operator can see it, with why it could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -383,11 +397,17 @@ impl SqliteReadModels {
     /// projector's checkpoint with the live tailer paused; an event applied to the old
     /// generation after the catch-up would be missing from the new one (its successors
     /// would then report a gap rather than fold out of order).
+    ///
+    /// The retired generation keeps the position of `live_checkpoint` (the consumer that
+    /// kept it up to date, whose units commit rows and checkpoint together) under its
+    /// [`retired_checkpoint_name`]: a later switch back catches it up from there.
     pub async fn activate_generation(
         &self,
         projection: ProjectionName,
         generation: u32,
+        live_checkpoint: &str,
     ) -> Result<(), ReadModelError> {
+        let live_checkpoint = live_checkpoint.to_string();
         self.write(move |conn| {
             let exists: Option<String> = conn
                 .query_row(
@@ -403,6 +423,12 @@ impl SqliteReadModels {
                     projection.as_str()
                 )));
             }
+            if let Some(old) = active_targets(conn)?.get(projection)
+                && old != generation
+            {
+                let position = read_checkpoint(conn, &live_checkpoint)?;
+                write_checkpoint(conn, &retired_checkpoint_name(projection, old), position)?;
+            }
             conn.execute(
                 "UPDATE projection_generations SET status = 'retired'
                  WHERE projection = ?1 AND status = 'active'",
@@ -413,6 +439,7 @@ impl SqliteReadModels {
                  WHERE projection = ?1 AND generation = ?2",
                 params![projection.as_str(), generation],
             )?;
+            delete_checkpoint(conn, &retired_checkpoint_name(projection, generation))?;
             Ok(())
         })
         .await
@@ -455,9 +482,10 @@ impl SqliteReadModels {
                 let named = replay_checkpoint_targets(&name)
                     .is_some_and(|t| t.contains(&(projection, generation)));
                 if named {
-                    conn.execute("DELETE FROM checkpoints WHERE name = ?1", [&name])?;
+                    delete_checkpoint(conn, &name)?;
                 }
             }
+            delete_checkpoint(conn, &retired_checkpoint_name(projection, generation))?;
             Ok(())
         })
         .await
@@ -621,12 +649,7 @@ impl SqliteReadModels {
     /// Forgets a checkpoint (a replay that switched, or one that starts afresh).
     pub async fn delete_checkpoint(&self, name: &str) -> Result<(), ReadModelError> {
         let name = name.to_string();
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM checkpoints WHERE name = ?1")?
-                .execute([name])?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| delete_checkpoint(conn, &name)).await
     }
 
     /// Every checkpoint, by name: the live consumers' and those of unfinished replays.
@@ -717,6 +740,21 @@ impl SqliteReadModels {
     }
 
     /// Removes a dead letter (a redrive processed it).
+    /// The smallest key parked from `source` (keys that are zero-padded positions, as the
+    /// stream tailer's are, sort like the positions).
+    pub async fn smallest_parked_key(
+        &self,
+        source: &str,
+    ) -> Result<Option<String>, ReadModelError> {
+        let source = source.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT MIN(key) FROM dead_letters WHERE source = ?1")?
+                .query_row([source], |r| r.get(0))?)
+        })
+        .await
+    }
+
     pub async fn delete_dead_letter(&self, id: u64) -> Result<(), ReadModelError> {
         let id = to_i64(id, "id").map_err(ReadModelError::Corrupt)?;
         self.write(move |conn| {
@@ -920,6 +958,12 @@ fn read_checkpoint(conn: &Connection, name: &str) -> Result<u64, DbError> {
         .query_row([name], |r| r.get(0))
         .optional()?;
     to_u64(seq.unwrap_or(0), "checkpoint").map_err(DbError::Corrupt)
+}
+
+fn delete_checkpoint(conn: &Connection, name: &str) -> Result<(), DbError> {
+    conn.prepare_cached("DELETE FROM checkpoints WHERE name = ?1")?
+        .execute([name])?;
+    Ok(())
 }
 
 fn write_checkpoint(conn: &Connection, name: &str, seq: u64) -> Result<(), DbError> {
