@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// The template parameter that names the table readers use.
 pub const ACTIVE_TABLE_PARAMETER: &str = "ActiveReadModelsTable";
 
+/// The stack output that names its own read-model table (readers use it when
+/// [`ACTIVE_TABLE_PARAMETER`] is empty).
+pub const OWN_TABLE_OUTPUT: &str = "StackReadModelsTableName";
+
 /// How long a switch may take before the command gives up waiting (CloudFormation goes on).
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -36,7 +40,10 @@ pub struct AwsReplay {
     pub dry_run: bool,
     /// Only bring this table up to date (after a switch by hand).
     pub catch_up_only: Option<String>,
-    /// With `catch_up_only`: the events from this moment on (through the `by_time` index).
+    /// Switch readers to this table, one they used before (the way back after a replay).
+    pub switch_to: Option<String>,
+    /// With `catch_up_only` or `switch_to`: the events from this moment on (through the
+    /// `by_time` index).
     pub since: Option<Timestamp>,
     pub options: AwsReplayOptions,
 }
@@ -46,6 +53,8 @@ struct Tables {
     events: String,
     /// The one readers use now.
     active: String,
+    /// The stack's own read-model table (CloudFormation's), when the stack says.
+    own: Option<String>,
 }
 
 pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
@@ -62,6 +71,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
             Tables {
                 events: output("EventsTableName")?,
                 active: output("ReadModelsTableName")?,
+                own: outputs.get(OWN_TABLE_OUTPUT).cloned(),
             }
         }
         None => {
@@ -76,6 +86,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
             Tables {
                 events: var("EVENTS_TABLE")?,
                 active: var("READ_MODELS_TABLE")?,
+                own: None,
             }
         }
     };
@@ -105,6 +116,9 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
             caught.elapsed.as_secs_f64()
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(table) = &req.switch_to {
+        return switch_back(&sdk, &clients, &tables, table, &req).await;
     }
     let switching = req.switch && req.stack.is_some();
     // A stack that cannot be switched is refused before anything is built (or planned).
@@ -168,6 +182,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     };
 
     let catch_up_later = built.catch_up_command(Some(stack));
+    let left_at = now();
     switch_readers(&cfn, stack, &params, &target, &catch_up_later)
         .await
         .with_context(|| {
@@ -185,7 +200,7 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     println!(
         "if samconfig.toml's parameter_overrides sets {ACTIVE_TABLE_PARAMETER}, set it to {target} (or delete it there) before the next `sam deploy`"
     );
-    if req.drop_old {
+    let stays = if req.drop_old {
         match params.active {
             // A table a replay made, and readers have left it.
             Some(old) if old != target => {
@@ -197,18 +212,136 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(|e| anyhow::anyhow!("dropping {old}: {}", DisplayErrorContext(e)))?;
                 println!("dropped {old}");
+                false
             }
-            _ => println!(
-                "{} stays: it is the stack's own table (CloudFormation's to delete)",
-                tables.active
-            ),
+            _ => {
+                println!(
+                    "{} stays: it is the stack's own table (CloudFormation's to delete)",
+                    tables.active
+                );
+                true
+            }
         }
     } else {
         println!(
             "{} stays until you drop it (`--drop-old` on the next replay)",
             tables.active
         );
+        true
+    };
+    if stays {
+        println!(
+            "to switch readers back to {}: `{}`",
+            tables.active,
+            switch_back_command(stack, &req.projections, &tables.active, left_at)
+        );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The wall clock, as the replay's own times are taken.
+fn now() -> Timestamp {
+    orders_domain::ports::Clock::now(&orders_local::store::SystemClock)
+}
+
+/// The command that switches readers back to `table`, which they left at `left_at`.
+fn switch_back_command(
+    stack: &str,
+    projections: &[ProjectionName],
+    table: &str,
+    left_at: Timestamp,
+) -> String {
+    let projections: Vec<String> = projections
+        .iter()
+        .map(|p| format!("--projection {}", p.as_str()))
+        .collect();
+    format!(
+        "orders replay --aws --stack {stack} {} --switch-to {table} --since {left_at}",
+        projections.join(" ")
+    )
+}
+
+/// `--switch-to TABLE`: readers go back to a table they used before. It is caught up
+/// (from `--since`, when readers left it, through the `by_time` index; else by a scan),
+/// the stack is pointed at it (the parameter emptied for the stack's own table), and it is
+/// caught up once more with what the projector wrote to the other table meanwhile.
+async fn switch_back(
+    sdk: &aws_config::SdkConfig,
+    clients: &AwsClients,
+    tables: &Tables,
+    table: &str,
+    req: &AwsReplay,
+) -> anyhow::Result<ExitCode> {
+    let stack = req
+        .stack
+        .as_deref()
+        .context("--switch-to needs --stack: the stack whose readers to switch")?;
+    anyhow::ensure!(
+        table != tables.active,
+        "readers of stack {stack} already use {table}"
+    );
+    let own = tables.own.as_deref().with_context(|| {
+        format!(
+            "stack {stack} has no {OWN_TABLE_OUTPUT} output, so its own table cannot be told from a replay's: deploy the current template.yaml first"
+        )
+    })?;
+    clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot switch to {table}: {}", DisplayErrorContext(e)))?;
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let params = stack_parameters(&cfn, stack).await?;
+    // The stack's own table is the parameter's default: naming it would make it look like
+    // a replay's table, which `--drop-old` deletes.
+    let value = if table == own { "" } else { table };
+    if req.dry_run {
+        println!("dry run: nothing will be changed");
+        println!(
+            "  catch {table} up with {} ({}), then switch stack {stack}'s readers from {} to it ({ACTIVE_TABLE_PARAMETER}={value:?}), then catch it up once more",
+            tables.events,
+            match req.since {
+                Some(since) => format!("the events from {since} on, through its by_time index"),
+                None => "a scan: without --since it reads the whole table".into(),
+            },
+            tables.active
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = now();
+    let caught = bring_up_to_date(clients, &tables.events, table, req, req.since, None).await?;
+    println!(
+        "caught up {table}: {} events applied ({} events {})",
+        caught.events_applied, caught.events_read, caught.read_by
+    );
+    let catch_up_later = format!(
+        "orders replay --aws --stack {stack} {} --catch-up {table} --since {first}",
+        req.projections
+            .iter()
+            .map(|p| format!("--projection {}", p.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let left_at = now();
+    switch_readers(&cfn, stack, &params, value, &catch_up_later)
+        .await
+        .with_context(|| format!("{table} is caught up but readers were not switched to it"))?;
+    // What the projector wrote to the other table since the first catch-up began.
+    let again = bring_up_to_date(clients, &tables.events, table, req, Some(first), None).await?;
+    println!(
+        "switched readers from {} to {table} (stack {stack}); caught up {} more events ({} events {})",
+        tables.active, again.events_applied, again.events_read, again.read_by
+    );
+    println!(
+        "if samconfig.toml's parameter_overrides sets {ACTIVE_TABLE_PARAMETER}, set it to {value:?} (or delete it there) before the next `sam deploy`"
+    );
+    println!(
+        "to switch readers back to {}: `{}`",
+        tables.active,
+        switch_back_command(stack, &req.projections, &tables.active, left_at)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

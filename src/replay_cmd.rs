@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("since_target").args(["catch_up", "switch_to"])))]
 pub struct ReplayArgs {
     /// A projection to rebuild (`orders`, `daily_sales`), repeatable; or `all`.
     #[arg(long = "projection", required = true, value_name = "NAME")]
@@ -53,10 +54,14 @@ pub struct ReplayArgs {
     /// readers to it by hand).
     #[arg(long, value_name = "TABLE", requires = "aws", conflicts_with_all = ["resume", "target_table", "drop_old"])]
     catch_up: Option<String>,
-    /// With --catch-up: read only the events that occurred from TIME on (RFC 3339 UTC,
-    /// e.g. when the replay started), through the event table's by_time index; without
-    /// it the whole table is scanned.
-    #[arg(long, value_name = "TIME", requires = "catch_up")]
+    /// With --aws --stack: switch readers to TABLE, a table they used before (the way
+    /// back after a replay): catch it up, point the stack at it, catch it up once more.
+    #[arg(long, value_name = "TABLE", requires = "aws", conflicts_with_all = ["catch_up", "resume", "target_table", "drop_old", "no_switch"])]
+    switch_to: Option<String>,
+    /// With --catch-up or --switch-to: read only the events that occurred from TIME on
+    /// (RFC 3339 UTC: when the replay started, or when readers left the table), through
+    /// the event table's by_time index; without it the whole table is scanned.
+    #[arg(long, value_name = "TIME", requires = "since_target")]
     since: Option<orders_domain::Timestamp>,
     /// Parallel Scan segments (with --aws).
     #[arg(long, default_value_t = 4, requires = "aws")]
@@ -467,6 +472,7 @@ async fn replay_aws(
         drop_old: args.drop_old,
         dry_run: args.dry_run,
         catch_up_only: args.catch_up,
+        switch_to: args.switch_to,
         since: args.since,
         options,
     })

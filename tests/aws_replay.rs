@@ -74,7 +74,8 @@ fn template(events: &str, own_views: &str) -> String {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {
             "EventsTableName": {"Value": events},
-            "ReadModelsTableName": {"Value": {"Fn::If": ["RebuiltReadModels", {"Ref": "ActiveReadModelsTable"}, own_views]}}
+            "ReadModelsTableName": {"Value": {"Fn::If": ["RebuiltReadModels", {"Ref": "ActiveReadModelsTable"}, own_views]}},
+            "StackReadModelsTableName": {"Value": own_views}
         }
     })
     .to_string()
@@ -180,6 +181,12 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         "{out}"
     );
     assert!(out.contains("it is the stack's own table"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "to switch readers back to {views}: `orders replay --aws --stack {stack} --projection orders --projection daily_sales --switch-to {views} --since "
+        )),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("set it to {first}")),
         "says what samconfig.toml must say: {out}"
@@ -419,6 +426,100 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         "{err}"
     );
 
+    // The way back: readers return to the stack's own table, which they left at the first
+    // replay (here it never had a projector: empty). Planned, then done (by a scan: the
+    // test's events carry times from days ago, before any --since a replay prints).
+    let own = DynamoReadModels::new(db.clone(), &views);
+    assert!(own.order(&ids[0]).await.expect("read").is_none(), "stale");
+    let plan = replay_ok(&stack, &["--switch-to", &views, "--dry-run"]);
+    assert!(
+        plan.contains(&format!(
+            "then switch stack {stack}'s readers from {second} to it (ActiveReadModelsTable=\"\")"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains("a scan"), "{plan}");
+    let out = replay_ok(&stack, &["--switch-to", &views]);
+    assert!(
+        out.contains(&format!("caught up {views}: 8 events applied")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("switched readers from {second} to {views}")),
+        "{out}"
+    );
+    let (params, outputs) = stack_state(&cfn, &stack).await;
+    assert_eq!(
+        params["ActiveReadModelsTable"], "",
+        "the stack's own table is the parameter's default, not its name"
+    );
+    assert_eq!(params["LogLevel"], "debug");
+    assert_eq!(outputs["ReadModelsTableName"], views);
+    for (i, id) in ids.iter().enumerate() {
+        let view = own.order(id).await.expect("read").expect("view");
+        let want = if i < 3 {
+            OrderStatus::Cancelled
+        } else {
+            OrderStatus::Placed
+        };
+        assert_eq!(view.status, want, "{id}");
+    }
+    // It prints the way forth again, from when readers left -g2: through the index.
+    let back = out
+        .lines()
+        .find_map(|l| l.split('`').nth(1).filter(|c| c.contains("--switch-to")))
+        .expect("the command back")
+        .to_string();
+    assert!(
+        back.starts_with(&format!(
+            "orders replay --aws --stack {stack} --projection orders --projection daily_sales --switch-to {second} --since "
+        )),
+        "{back}"
+    );
+    let args: Vec<&str> = back.split_whitespace().skip(1).collect();
+    let out = ok(&args);
+    assert!(
+        out.contains(&format!("switched readers from {views} to {second}")),
+        "{out}"
+    );
+    assert!(out.contains("read through the by_time index"), "{out}");
+    let (params, _) = stack_state(&cfn, &stack).await;
+    assert_eq!(params["ActiveReadModelsTable"], second);
+    for (more, says) in [
+        (vec!["--switch-to", second.as_str()], "already use"),
+        (
+            vec!["--switch-to", "no-such-table"],
+            "cannot switch to no-such-table",
+        ),
+    ] {
+        let out = replay(&stack, &more);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.trim().lines().count() == 1 && err.contains(says),
+            "{err}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args([
+            "replay",
+            "--aws",
+            "--projection",
+            "all",
+            "--switch-to",
+            &views,
+        ])
+        .env_remove("ORDERS_STACK")
+        .env("EVENTS_TABLE", &events)
+        .env("READ_MODELS_TABLE", &second)
+        .output()
+        .expect("run orders");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--switch-to needs --stack"),
+        "{err}"
+    );
+
     // A stack deployed from a template without the parameter: refused in one line before
     // anything is built.
     let old = unique("orders-stack");
@@ -438,6 +539,12 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("has no ActiveReadModelsTable parameter"),
+        "{err}"
+    );
+    let out = replay(&old, &["--switch-to", &views]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has no StackReadModelsTableName output"),
         "{err}"
     );
     assert!(!table_exists(&clients, &format!("{views}-g3")).await);
