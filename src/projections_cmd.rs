@@ -270,14 +270,7 @@ async fn activate(
                 start_line(done.start),
                 done.events_read,
                 done.seconds,
-                if done.parked > 0 {
-                    format!(
-                        "; parked {} undecodable events (see dead letters, source `replay`)",
-                        done.parked
-                    )
-                } else {
-                    String::new()
-                }
+                crate::replay_cmd::parked_note(done.parked)
             );
             match done.from {
                 Some(old) => println!(

@@ -300,6 +300,43 @@ impl Run<'_> {
         Ok(true)
     }
 
+    /// Catches the targets up chunk by chunk (a stop is seen between chunks), then
+    /// switches: one write transaction that first applies whatever was appended since,
+    /// then makes every target the active generation and forgets this run's checkpoint
+    /// (nothing resumes a switched run). The live projector (in this or another process)
+    /// waits for it, so no event lands in the old generation only.
+    async fn catch_up_and_switch(
+        &mut self,
+        total: u64,
+        stop: &AtomicBool,
+        progress: &impl Fn(ReplayProgress),
+    ) -> Result<(), ReplayError> {
+        while self.step().await? {
+            progress(reading(self.events_read, total));
+            if stop.load(Ordering::Relaxed) {
+                return Err(ReplayError::Stopped);
+            }
+        }
+        let read_models = &self.stores.read_models;
+        read_models.begin_unit().await?;
+        let switched = async {
+            while self.step().await? {}
+            let live = TailerConfig::default().name;
+            for p in ProjectionName::ALL {
+                if let Some(g) = self.targets.get(p) {
+                    read_models.activate_generation(p, g, &live).await?;
+                }
+            }
+            read_models.delete_checkpoint(&self.checkpoint).await?;
+            Ok::<_, ReplayError>(())
+        }
+        .await;
+        read_models.end_unit(None).await?;
+        switched?;
+        progress(reading(self.events_read, self.events_read));
+        Ok(())
+    }
+
     /// A fresh build: folds the whole log on every core, one order at a time in order-id
     /// order, and writes each order's final rows once while later orders are folded (one
     /// read and one write per event would dominate). Rows are committed as they go, but
@@ -425,36 +462,7 @@ pub async fn replay(
     if after == 0 {
         run.bulk(stop, total, &progress).await?;
     }
-    while run.step().await? {
-        progress(reading(run.events_read, total));
-        if stop.load(Ordering::Relaxed) {
-            return Err(ReplayError::Stopped);
-        }
-    }
-    // The switch: one write transaction that first applies whatever was appended since,
-    // then flips every projection. The live projector (in this or another process) waits
-    // for it, so no event lands in the old generation only.
-    stores.read_models.begin_unit().await?;
-    let switched = async {
-        while run.step().await? {}
-        let live = TailerConfig::default().name;
-        for (p, _, g) in &steps {
-            stores
-                .read_models
-                .activate_generation(*p, *g, &live)
-                .await?;
-        }
-        // Done with: nothing resumes a switched replay.
-        stores
-            .read_models
-            .delete_checkpoint(&run.checkpoint)
-            .await?;
-        Ok::<_, ReplayError>(())
-    }
-    .await;
-    stores.read_models.end_unit(None).await?;
-    switched?;
-    progress(reading(run.events_read, run.events_read));
+    run.catch_up_and_switch(total, stop, &progress).await?;
 
     let mut switches = vec![];
     let mut orders_rebuilt = 0;
@@ -628,26 +636,8 @@ pub async fn switch_back(
         events_read: 0,
         parked: 0,
     };
-    let total = plan.head.saturating_sub(after);
-    while run.step().await? {
-        progress(reading(run.events_read, total));
-        if stop.load(Ordering::Relaxed) {
-            return Err(ReplayError::Stopped);
-        }
-    }
-    stores.read_models.begin_unit().await?;
-    let switched = async {
-        while run.step().await? {}
-        stores
-            .read_models
-            .activate_generation(projection, generation, &TailerConfig::default().name)
-            .await?;
-        Ok::<_, ReplayError>(())
-    }
-    .await;
-    stores.read_models.end_unit(None).await?;
-    switched?;
-    progress(reading(run.events_read, run.events_read));
+    run.catch_up_and_switch(plan.head.saturating_sub(after), stop, &progress)
+        .await?;
     plan.events_read = run.events_read;
     plan.parked = run.parked;
     plan.seconds = started.elapsed().as_secs_f64();

@@ -251,14 +251,19 @@ fn switch_back_command(
     table: &str,
     left_at: Timestamp,
 ) -> String {
-    let projections: Vec<String> = projections
+    format!(
+        "orders replay --aws --stack {stack} {} --switch-to {table} --since {left_at}",
+        projection_flags(projections)
+    )
+}
+
+/// `--projection orders --projection daily_sales`, as a command line says them.
+fn projection_flags(projections: &[ProjectionName]) -> String {
+    let flags: Vec<String> = projections
         .iter()
         .map(|p| format!("--projection {}", p.as_str()))
         .collect();
-    format!(
-        "orders replay --aws --stack {stack} {} --switch-to {table} --since {left_at}",
-        projections.join(" ")
-    )
+    flags.join(" ")
 }
 
 /// `--switch-to TABLE`: readers go back to a table they used before. It is caught up
@@ -318,11 +323,7 @@ async fn switch_back(
     );
     let catch_up_later = format!(
         "orders replay --aws --stack {stack} {} --catch-up {table} --since {first}",
-        req.projections
-            .iter()
-            .map(|p| format!("--projection {}", p.as_str()))
-            .collect::<Vec<_>>()
-            .join(" ")
+        projection_flags(&req.projections)
     );
     let left_at = now();
     switch_readers(&cfn, stack, &params, value, &catch_up_later)

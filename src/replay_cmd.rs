@@ -243,6 +243,18 @@ pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<re
         .with_context(|| format!("a replay is running in {}; {meanwhile}", data_dir.display()))
 }
 
+/// The end of a summary line that says how many undecodable events a run parked.
+pub(crate) fn parked_note(parked: u64) -> String {
+    if parked > 0 {
+        format!(
+            "; parked {parked} undecodable events (see dead letters, source `{}`)",
+            replay::DEAD_LETTER_SOURCE
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// A flag that Ctrl-C sets: long runs stop at their next step, cleanly.
 pub(crate) fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -328,14 +340,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 s.orders_rebuilt,
                 s.seconds,
                 s.rate(),
-                if s.parked > 0 {
-                    format!(
-                        "; parked {} undecodable events (see dead letters, source `replay`)",
-                        s.parked
-                    )
-                } else {
-                    String::new()
-                }
+                parked_note(s.parked)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -71,27 +71,8 @@ async fn snapshot(stores: &LocalStores, ids: &[String]) -> Value {
 async fn seeded(orders: u64) -> (tempfile::TempDir, LocalStores, Vec<String>) {
     let dir = tempfile::tempdir().expect("dir");
     let stores = LocalStores::open(dir.path()).expect("open");
-    orders::seed::seed(
-        stores.events.clone(),
-        Arc::new(UlidIds::new()),
-        orders_domain::ports::Clock::now(&SystemClock),
-        orders,
-        4,
-        |_| {},
-    )
-    .await
-    .expect("seed");
-    let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
-    let mut ids = vec![];
-    for (_, e) in stores.events.read_from(0, usize::MAX).await.expect("read") {
-        projector
-            .process_envelope(&e)
-            .await
-            .expect("live projection");
-        ids.push(e.aggregate_id);
-    }
-    ids.sort();
-    ids.dedup();
+    seed_and_project(&stores, orders).await;
+    let ids = order_ids(&stores).await;
     (dir, stores, ids)
 }
 
@@ -159,8 +140,8 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
 }
 
 /// Appends `orders` more seeded orders and projects them as the live projector does,
-/// checkpoint included.
-async fn more_live_orders(stores: &LocalStores, orders: u64) {
+/// without moving its checkpoint (this projection is not the tailer's).
+async fn seed_and_project(stores: &LocalStores, orders: u64) {
     let after = stores.events.last_seq().await.expect("head");
     orders::seed::seed(
         stores.events.clone(),
@@ -184,6 +165,11 @@ async fn more_live_orders(stores: &LocalStores, orders: u64) {
             .await
             .expect("live projection");
     }
+}
+
+/// [`seed_and_project`], with the live projector's checkpoint moved after them.
+async fn more_live_orders(stores: &LocalStores, orders: u64) {
+    seed_and_project(stores, orders).await;
     let head = stores.events.last_seq().await.expect("head");
     stores
         .read_models
@@ -211,6 +197,7 @@ async fn order_ids(stores: &LocalStores) -> Vec<String> {
 async fn switching_back_catches_a_retired_generation_up_and_switches_readers() {
     let (_dir, stores, _) = seeded(40).await;
     let rm = &stores.read_models;
+    // The live projector stands at the log's head.
     let retired_at = stores.events.last_seq().await.expect("head");
     rm.set_checkpoint("projector", retired_at)
         .await
@@ -1262,34 +1249,34 @@ fn projections_status_lists_generations_and_consumers_and_drops_only_unused_ones
         "{}",
         String::from_utf8_lossy(&back.stdout)
     );
-    fails_with(
-        &orders_cli(&["projections", "activate", "orders", "2", "--data-dir", &dir]),
+    let refused = |verb: &str, projection: &str, generation: &str, says: &str| {
+        fails_with(
+            &orders_cli(&[
+                "projections",
+                verb,
+                projection,
+                generation,
+                "--data-dir",
+                &dir,
+            ]),
+            says,
+        )
+    };
+    refused(
+        "activate",
+        "orders",
+        "2",
         "orders generation 2 is already the active one",
     );
-    fails_with(
-        &orders_cli(&["projections", "activate", "orders", "7", "--data-dir", &dir]),
-        "orders has no generation 7",
-    );
-    fails_with(
-        &orders_cli(&["projections", "activate", "stock", "1", "--data-dir", &dir]),
-        "unknown projection `stock`",
-    );
+    refused("activate", "orders", "7", "orders has no generation 7");
+    refused("activate", "stock", "1", "unknown projection `stock`");
     let forth = orders_cli(&["projections", "activate", "orders", "3", "--data-dir", &dir]);
     assert!(forth.status.success());
     assert_eq!(generations_of(&status(&dir)), generations_of(&after));
 
-    fails_with(
-        &orders_cli(&["projections", "drop", "orders", "3", "--data-dir", &dir]),
-        "generation 3 is the active one",
-    );
-    fails_with(
-        &orders_cli(&["projections", "drop", "orders", "7", "--data-dir", &dir]),
-        "orders has no generation 7",
-    );
-    fails_with(
-        &orders_cli(&["projections", "drop", "inventory", "1", "--data-dir", &dir]),
-        "unknown projection `inventory`",
-    );
+    refused("drop", "orders", "3", "generation 3 is the active one");
+    refused("drop", "orders", "7", "orders has no generation 7");
+    refused("drop", "inventory", "1", "unknown projection `inventory`");
     fails_with(
         &orders_cli(&["projections", "status", "--data-dir", "/nonexistent/orders"]),
         "no event store",
