@@ -55,6 +55,10 @@ struct Report {
     /// system) per order, from the first POST until the last execution ended: on a shared
     /// machine a steadier measure of the cost of an order than the rates.
     cpu_ms_per_order: f64,
+    /// The share of the machine's CPU time (all cores) the hypervisor gave to other guests
+    /// while the load ran and drained (`steal` in `/proc/stat`), in percent; `None` where
+    /// the kernel does not say. On a shared VM it tells a slow run from a slow build.
+    host_steal_percent: Option<f64>,
     post_ms_p50: f64,
     post_ms_p99: f64,
     confirmed_ms_p50: f64,
@@ -188,6 +192,11 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
             report.sqs_messages,
             report.emails,
         );
+        if let Some(steal) = report.host_steal_percent {
+            println!(
+                "  host          {steal:.1} % of the machine's CPU time went to other guests (steal)"
+            );
+        }
         if !report.timeline.is_empty() {
             println!("  second  orders  cores  confirmed p50 / p99 / max (ms)");
             for s in &report.timeline {
@@ -244,6 +253,7 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
 
     let started = Instant::now();
     let cpu_before = process_cpu();
+    let steal_before = host_cpu();
     let cores = args.timeline.then(|| sample_cores(started));
     let (posted, mut post_ms, errors) =
         load(runtime.addr, args, Duration::from_secs(args.seconds), body).await?;
@@ -252,6 +262,7 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     let after = wait_complete(runtime, before.succeeded + n, drain).await?;
     let complete_seconds = started.elapsed().as_secs_f64();
     let cpu = process_cpu().saturating_sub(cpu_before);
+    let host_steal_percent = steal_between(steal_before, host_cpu());
     runtime.wait_projected().await;
 
     let confirmed = confirmed.lock().map(|c| c.clone()).unwrap_or_default();
@@ -284,6 +295,7 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
         completed_per_sec: done as f64 / complete_seconds,
         complete_seconds,
         cpu_ms_per_order: cpu.as_secs_f64() * 1000.0 / (posted.len().max(1) as f64),
+        host_steal_percent,
         post_ms_p50: percentile(&post_ms, 0.5),
         post_ms_p99: percentile(&post_ms, 0.99),
         confirmed_ms_p50: percentile(&lat, 0.5),
@@ -376,6 +388,34 @@ fn seconds(
         .collect()
 }
 
+/// The machine's CPU time so far, in the kernel's ticks: (stolen by the hypervisor, all).
+type HostCpu = Option<(u64, u64)>;
+
+fn host_cpu() -> HostCpu {
+    parse_host_cpu(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line of `/proc/stat`: user, nice, system, idle, iowait, irq, softirq, steal
+/// (guest time is already counted in user).
+fn parse_host_cpu(stat: &str) -> HostCpu {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let steal = *ticks.get(7)?;
+    Some((steal, ticks.iter().sum()))
+}
+
+fn steal_between(before: HostCpu, after: HostCpu) -> Option<f64> {
+    let ((s0, t0), (s1, t1)) = (before?, after?);
+    let total = t1.checked_sub(t0).filter(|t| *t > 0)?;
+    Some(s1.saturating_sub(s0) as f64 * 100.0 / total as f64)
+}
+
 /// The CPU time this process has used so far, all threads.
 fn process_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -438,4 +478,26 @@ async fn load(
         errors += e;
     }
     Ok((posted, post_ms, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_the_share_of_all_ticks_between_two_readings() {
+        let stat = |steal: u64, idle: u64| {
+            format!(
+                "cpu  100 0 50 {idle} 5 0 3 {steal} 0 0\ncpu0 50 0 25 {idle} 2 0 1 {steal} 0 0\nintr 1 2\n"
+            )
+        };
+        let before = parse_host_cpu(&stat(10, 1000));
+        assert_eq!(before, Some((10, 1168)));
+        let after = parse_host_cpu(&stat(40, 1270));
+        // 300 ticks went by, 30 of them stolen.
+        assert_eq!(steal_between(before, after), Some(10.0));
+        assert_eq!(steal_between(before, before), None, "no time went by");
+        assert_eq!(parse_host_cpu("cpu  1 2 3\n"), None, "no steal column");
+        assert_eq!(parse_host_cpu("intr 1 2\n"), None);
+    }
 }

@@ -719,6 +719,11 @@ fn the_end_to_end_benchmark_counts_every_effect_and_the_cpu_per_order() {
     );
     let cpu = report["cpu_ms_per_order"].as_f64().expect("cpu");
     assert!(cpu > 0.0 && cpu.is_finite(), "{report}");
+    // Linux says how much of the machine the hypervisor gave to others meanwhile.
+    let steal = report["host_steal_percent"]
+        .as_f64()
+        .expect("the host's steal");
+    assert!((0.0..=100.0).contains(&steal), "{report}");
     // The timeline splits the same orders by the second they were POSTed in.
     let timeline = report["timeline"].as_array().expect("a timeline");
     let per_second: Vec<u64> = timeline
