@@ -539,13 +539,11 @@ pub async fn plan_switch_back(
     generation: u32,
 ) -> Result<SwitchBack, ReplayError> {
     let generations = stores.read_models.generations().await?;
-    let of = |g: u32| {
-        generations
-            .iter()
-            .find(|x| x.projection == projection && x.generation == g)
-    };
+    let found = generations
+        .iter()
+        .find(|g| g.projection == projection && g.generation == generation);
     let (p, n) = (projection.as_str(), generation);
-    match of(generation).map(|g| g.status.as_str()) {
+    match found.map(|g| g.status.as_str()) {
         None => {
             return Err(ReplayError::NoGeneration {
                 projection: p,

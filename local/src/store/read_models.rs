@@ -739,7 +739,6 @@ impl SqliteReadModels {
         .await
     }
 
-    /// Removes a dead letter (a redrive processed it).
     /// The smallest key parked from `source` (keys that are zero-padded positions, as the
     /// stream tailer's are, sort like the positions).
     pub async fn smallest_parked_key(
@@ -755,6 +754,7 @@ impl SqliteReadModels {
         .await
     }
 
+    /// Removes a dead letter (a redrive processed it).
     pub async fn delete_dead_letter(&self, id: u64) -> Result<(), ReadModelError> {
         let id = to_i64(id, "id").map_err(ReadModelError::Corrupt)?;
         self.write(move |conn| {
