@@ -603,6 +603,77 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         html.contains("orders projections activate &lt;projection&gt; &lt;generation&gt;"),
         "{html}"
     );
+    // Its Switch back button: the form posts the generation's projection and number.
+    assert!(
+        row.contains("action=\"/console/projections/activate\"")
+            && row.contains("name=\"projection\" value=\"orders\"")
+            && row.contains("name=\"generation\" value=\"1\""),
+        "{row}"
+    );
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut post = async |body: &str| {
+        let r = c
+            .send(
+                http::Method::POST,
+                "/console/projections/activate",
+                &form,
+                Some(body.to_string().into()),
+            )
+            .await
+            .expect("post");
+        (r.status, header(&r, "location").map(str::to_string))
+    };
+    // Refused, and nothing switched: bad fields, an unknown generation, the active one.
+    for (body, status) in [
+        ("projection=orders&generation=x", 400),
+        ("projection=stock&generation=1", 400),
+        ("projection=orders&generation=1&more=1", 400),
+        ("projection=orders&generation=9", 404),
+        ("projection=orders&generation=2", 409),
+    ] {
+        assert_eq!(post(body).await.0, status, "{body}");
+    }
+    let lock = orders::replay::ReplayLock::try_acquire(s.dir.path())
+        .expect("lock file")
+        .expect("free");
+    assert_eq!(
+        post("projection=orders&generation=1").await.0,
+        409,
+        "a replay runs"
+    );
+    drop(lock);
+    assert_eq!(
+        reads.active_targets().await.expect("targets").orders,
+        Some(g),
+        "nothing switched yet"
+    );
+    let (status, location) = post("projection=orders&generation=1").await;
+    assert_eq!(status, 303);
+    let location = location.expect("a redirect");
+    assert!(
+        location.starts_with("/console/projections?activated=orders&generation=1&caught_up="),
+        "{location}"
+    );
+    assert_eq!(
+        reads.active_targets().await.expect("targets").orders,
+        Some(1)
+    );
+    let html = page(&mut c, &location).await;
+    assert!(
+        html.contains("Switched readers of <code>orders</code> back to generation 1"),
+        "{html}"
+    );
+    let row = html
+        .split(&format!(
+            "data-projection=\"orders\" data-generation=\"{g}\""
+        ))
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the generation switched away from");
+    assert!(
+        row.contains("status retired") && row.contains("Switch back"),
+        "{row}"
+    );
     s.runtime.shutdown().await.expect("shutdown");
 }
 
@@ -727,6 +798,38 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
     .await;
     assert_eq!(r.status, 303, "{}", text(&r));
     assert!(!in_dlq());
+    // So is switching generations (here to a retired one that exists).
+    let reads = &s.runtime.stores.read_models;
+    let g = reads
+        .create_generation(orders_domain::projection::ProjectionName::Orders)
+        .await
+        .expect("generation");
+    reads
+        .activate_generation(
+            orders_domain::projection::ProjectionName::Orders,
+            g,
+            "projector",
+        )
+        .await
+        .expect("switch");
+    let r = c
+        .send(
+            http::Method::POST,
+            "/console/projections/activate",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            Some("projection=orders&generation=1".into()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert_eq!(
+        reads.active_targets().await.expect("targets").orders,
+        Some(g),
+        "a refused switch switched nothing"
+    );
     s.runtime.shutdown().await.expect("shutdown");
 }
 

@@ -1,11 +1,12 @@
-//! Console page: projections. Each projection's generations, the consumers' positions in
-//! the log and their lag, an unfinished replay, and the dead letters (the records the live
-//! projector or a replay parked), filtered by source and paged; the projector's can be
-//! redriven, one or all.
+//! Console page: projections. Each projection's generations (a retired one can be switched
+//! back to), the consumers' positions in the log and their lag, an unfinished replay, and
+//! the dead letters (the records the live projector or a replay parked), filtered by source
+//! and paged; the projector's can be redriven, one or all.
 
 use super::orders::{bad_request, known_params, limit_param, pretty, seg};
 use super::{Console, State, failure, not_found, page};
 use crate::projections::{self, ProjectionsStatus};
+use crate::replay::{self, ReplayError, ReplayLock};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -14,23 +15,111 @@ use axum::response::Redirect;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
+use orders_domain::projection::ProjectionName;
 use orders_handlers::problem::Problem;
 use orders_local::redrive::Redriven;
-use orders_local::store::DeadLetter;
+use orders_local::store::{DeadLetter, LocalStores};
 use orders_local::tailer::TailerConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 const ACTIVE: &str = "/console/projections";
 const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 200;
 
 const REDRIVE: &str = "/console/projections/redrive";
+const ACTIVATE: &str = "/console/projections/activate";
 
 pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route(ACTIVE, get(show))
         .route(REDRIVE, post(redrive))
+        .route(ACTIVATE, post(activate))
+}
+
+/// The data dir, where the event store's file sits beside the replay lock.
+fn data_dir(console: &Console) -> &std::path::Path {
+    console
+        .events
+        .path()
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+}
+
+/// `POST /console/projections/activate` (form: `projection`, `generation`): switches
+/// readers back to a retired generation, as `orders projections activate` does (caught
+/// up first, under the replay lock), then 303 to the page with what it did.
+async fn activate(axum::extract::State(console): State, body: Bytes) -> Response {
+    let form = super::messages::parse_form(&body);
+    if let Some(k) = form
+        .keys()
+        .find(|k| !["projection", "generation"].contains(&k.as_str()))
+    {
+        return bad_request(
+            ACTIVE,
+            k,
+            "is not a field of the switch-back form (projection, generation)",
+        );
+    }
+    let Some(projection) = form
+        .get("projection")
+        .and_then(|p| ProjectionName::parse(p))
+    else {
+        return bad_request(ACTIVE, "projection", "must name a projection");
+    };
+    let Some(generation) = form.get("generation").and_then(|g| g.parse::<u32>().ok()) else {
+        return bad_request(ACTIVE, "generation", "must be a generation's number");
+    };
+    let refused = |status: StatusCode, title: &str, detail: String| -> Response {
+        let body =
+            html! { h1 { (title) } p.muted { (detail) } p { a href=(ACTIVE) { "← Projections" } } };
+        (status, page(title, ACTIVE, body)).into_response()
+    };
+    let _lock = match ReplayLock::try_acquire(data_dir(&console)) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            return refused(
+                StatusCode::CONFLICT,
+                "A replay is running",
+                "Generations switch when it has finished.".into(),
+            );
+        }
+        Err(e) => return failure(ACTIVE, e),
+    };
+    let stores = LocalStores {
+        events: console.events.clone(),
+        read_models: console.reads.clone(),
+    };
+    let never = AtomicBool::new(false);
+    match replay::switch_back(&stores, projection, generation, false, &never, |_| {}).await {
+        Ok(done) => {
+            tracing::info!(
+                projection = projection.as_str(),
+                generation,
+                events = done.events_read,
+                "console switch back"
+            );
+            Redirect::to(&format!(
+                "{ACTIVE}?activated={}&generation={generation}&caught_up={}",
+                projection.as_str(),
+                done.events_read
+            ))
+            .into_response()
+        }
+        Err(e @ ReplayError::NoGeneration { .. }) => not_found(ACTIVE, &e.to_string()),
+        Err(
+            e @ (ReplayError::AlreadyActive { .. }
+            | ReplayError::Unfinished { .. }
+            | ReplayError::Undecodable { .. }
+            | ReplayError::Projection { .. }),
+        ) => refused(
+            StatusCode::CONFLICT,
+            "Not switched back",
+            format!("{e} (nothing was switched)"),
+        ),
+        Err(e) => failure(ACTIVE, e),
+    }
 }
 
 async fn show(
@@ -40,7 +129,16 @@ async fn show(
     if let Err(r) = known_params(
         ACTIVE,
         &params,
-        &["source", "after", "limit", "redriven", "failed"],
+        &[
+            "source",
+            "after",
+            "limit",
+            "redriven",
+            "failed",
+            "activated",
+            "generation",
+            "caught_up",
+        ],
     ) {
         return r;
     }
@@ -53,16 +151,11 @@ async fn show(
         Some(Ok(a)) => a,
         Some(Err(_)) => return bad_request(ACTIVE, "after", "must be a dead letter's id"),
     };
-    // The event store's file sits in the data dir, beside the replay lock.
-    let data_dir = console
-        .events
-        .path()
-        .parent()
-        .unwrap_or(std::path::Path::new("."));
-    let status = match projections::status(&console.events, &console.reads, data_dir).await {
-        Ok(s) => s,
-        Err(e) => return failure(ACTIVE, e),
-    };
+    let status =
+        match projections::status(&console.events, &console.reads, data_dir(&console)).await {
+            Ok(s) => s,
+            Err(e) => return failure(ACTIVE, e),
+        };
     let source = params.get("source").map(String::as_str);
     if let Some(s) = source
         && !status.dead_letters.by_source.contains_key(s)
@@ -85,10 +178,15 @@ async fn show(
     // The redrive's outcome, carried over its redirect.
     let count = |k: &str| params.get(k).and_then(|v| v.parse::<u64>().ok());
     let notice = count("redriven").map(|r| (r, count("failed").unwrap_or(0)));
+    // A switch back's outcome, carried over its redirect.
+    let switched = match (params.get("activated"), count("generation")) {
+        (Some(p), Some(g)) => ProjectionName::parse(p).map(|p| (p, g, count("caught_up"))),
+        _ => None,
+    };
     page(
         "Projections",
         ACTIVE,
-        body(&status, source, limit, after, &letters, notice),
+        body(&status, source, limit, after, &letters, notice, switched),
     )
     .into_response()
 }
@@ -219,6 +317,7 @@ fn body(
     after: u64,
     letters: &[DeadLetter],
     notice: Option<(u64, u64)>,
+    switched: Option<(ProjectionName, u64, Option<u64>)>,
 ) -> Markup {
     let stream = TailerConfig::default().dead_letter_source();
     let redrivable = s.dead_letters.by_source.get(&stream).copied().unwrap_or(0);
@@ -235,6 +334,13 @@ fn body(
                 "."
             }
         }
+        @if let Some((p, g, caught_up)) = switched {
+            p.card.notice.switch-notice {
+                "Switched readers of " code { (p.as_str()) } " back to generation " (g)
+                @if let Some(n) = caught_up { ", after catching up " (n) " event(s)" }
+                "."
+            }
+        }
         p.muted {
             "The log holds " strong.log-events { (s.log.events) } " events (last seq "
             (s.log.head_seq) "). Rebuild with " code { "orders replay --projection all" } "."
@@ -244,7 +350,7 @@ fn body(
         }
         h2 { "Generations" }
         table.generations {
-            thead { tr { th { "Projection" } th { "Generation" } th { "Status" } th { "Orders" } th { "Created" } th { "Behind" } } }
+            thead { tr { th { "Projection" } th { "Generation" } th { "Status" } th { "Orders" } th { "Created" } th { "Behind" } th {} } }
             tbody {
                 @for g in &s.generations {
                     tr data-projection=(g.projection) data-generation=(g.generation) {
@@ -260,15 +366,24 @@ fn body(
                                 _ => "",
                             }
                         }
+                        td {
+                            @if g.status == "retired" && !s.replay_running {
+                                form.activate method="post" action=(ACTIVATE) {
+                                    input type="hidden" name="projection" value=(g.projection);
+                                    input type="hidden" name="generation" value=(g.generation);
+                                    button type="submit" { "Switch back" }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
         @if s.generations.iter().any(|g| g.status == "retired") {
             p.muted.switch-back {
-                "A retired generation stays until it is dropped: "
+                "A retired generation stays until it is dropped: Switch back (or "
                 code { "orders projections activate <projection> <generation>" }
-                " catches it up (Behind: the events it lacks) and switches readers back to it."
+                ") catches it up (Behind: the events it lacks) and switches readers back to it."
             }
         }
         p.muted.file-space {
