@@ -378,6 +378,18 @@ async fn the_redrive_button_moves_a_dead_letter_back_to_the_queue() {
     s.runtime.shutdown().await.expect("shutdown");
 }
 
+/// Switches readers of `orders` to a new, empty generation, retiring the active one
+/// where the live projector stands; returns the new one's number.
+async fn retire_orders_generation(reads: &orders_local::store::SqliteReadModels) -> u32 {
+    let orders = orders_domain::projection::ProjectionName::Orders;
+    let g = reads.create_generation(orders).await.expect("generation");
+    reads
+        .activate_generation(orders, g, "projector")
+        .await
+        .expect("switch");
+    g
+}
+
 #[tokio::test]
 async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_letters() {
     let s = serve().await;
@@ -575,19 +587,8 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
     assert!(!html.contains("switch-back"), "no retired generation yet");
 
     // A retired generation says how far behind it is, and how to switch back to it.
-    let g = reads
-        .create_generation(orders_domain::projection::ProjectionName::Orders)
-        .await
-        .expect("generation");
     let at = reads.checkpoint("projector").await.expect("checkpoint");
-    reads
-        .activate_generation(
-            orders_domain::projection::ProjectionName::Orders,
-            g,
-            "projector",
-        )
-        .await
-        .expect("switch");
+    let g = retire_orders_generation(reads).await;
     let html = page(&mut c, "/console/projections").await;
     let row = html
         .split("data-projection=\"orders\" data-generation=\"1\"")
@@ -800,18 +801,7 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
     assert!(!in_dlq());
     // So is switching generations (here to a retired one that exists).
     let reads = &s.runtime.stores.read_models;
-    let g = reads
-        .create_generation(orders_domain::projection::ProjectionName::Orders)
-        .await
-        .expect("generation");
-    reads
-        .activate_generation(
-            orders_domain::projection::ProjectionName::Orders,
-            g,
-            "projector",
-        )
-        .await
-        .expect("switch");
+    let g = retire_orders_generation(reads).await;
     let r = c
         .send(
             http::Method::POST,
