@@ -22,6 +22,7 @@ mod aws_dead_letters;
 mod bench_e2e;
 mod cli_args;
 mod log_cmd;
+mod projections_aws;
 mod projections_cmd;
 mod replay_aws;
 mod replay_cmd;

@@ -31,6 +31,13 @@ enum ProjectionsCmd {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// A deployed stack's tables instead: the event table, and each read-model table
+        /// (the stack's own and those replays made), with the one readers use.
+        #[arg(long)]
+        aws: bool,
+        /// With --aws: the stack (the name given to `sam deploy`).
+        #[arg(long, env = "ORDERS_STACK")]
+        stack: Option<String>,
     },
     /// Drop one generation that readers do not use: a retired one, or the one an
     /// interrupted replay was building (which abandons that replay).
@@ -111,9 +118,24 @@ enum DeadLettersCmd {
 }
 
 pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = args.dir.data_dir;
+    let dir = args.dir;
+    let data_dir = dir.data_dir.clone();
     match args.command {
-        ProjectionsCmd::Status { json } => {
+        ProjectionsCmd::Status { json, aws, stack } => {
+            let stack = crate::aws_access::stack_for(aws, stack)?;
+            if aws {
+                dir.refuse_with_aws(aws)?;
+                let stack = stack.context(
+                    "--aws needs --stack (or ORDERS_STACK): the stack whose tables to show",
+                )?;
+                let tables = crate::projections_aws::stack_tables(&stack).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&tables)?);
+                } else {
+                    crate::projections_aws::print(&tables);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let stores = open_existing(&data_dir).await?;
             let status = projections::status(&stores.events, &stores.read_models, &data_dir)
                 .await

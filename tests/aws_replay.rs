@@ -500,6 +500,62 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
             "{err}"
         );
     }
+    // The stack's tables as an operator looks for the way back: the own one and the
+    // replay's readers use (the first replay's table was dropped by --drop-old).
+    let tables: serde_json::Value = serde_json::from_str(&ok(&[
+        "projections",
+        "status",
+        "--aws",
+        "--stack",
+        &stack,
+        "--json",
+    ]))
+    .expect("JSON");
+    assert_eq!(tables["events"]["name"], events.as_str(), "{tables}");
+    assert_eq!(tables["by_time_index"], "ACTIVE", "{tables}");
+    let listed: Vec<(String, bool, bool)> = tables["read_models"]
+        .as_array()
+        .expect("read-model tables")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name").to_string(),
+                t["own"] == true,
+                t["active"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(views.clone(), true, false), (second.clone(), false, true)]
+    );
+    assert!(
+        tables["read_models"][1]["items"].as_i64().expect("items") > 0,
+        "{tables}"
+    );
+    let text = ok(&["projections", "status", "--aws", "--stack", &stack]);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line(&views).ends_with("the stack's own"), "{text}");
+    assert!(
+        line(&second).ends_with("a replay's; readers use it"),
+        "{text}"
+    );
+    assert!(text.contains("--switch-to TABLE"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["projections", "status", "--aws"])
+        .env_remove("ORDERS_STACK")
+        .output()
+        .expect("run orders");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--aws needs --stack"),
+        "{err}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_orders"))
         .args([
             "replay",
@@ -541,11 +597,17 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         err.contains("has no ActiveReadModelsTable parameter"),
         "{err}"
     );
-    let out = replay(&old, &["--switch-to", &views]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("has no StackReadModelsTableName output"),
-        "{err}"
-    );
+    for out in [
+        replay(&old, &["--switch-to", &views]),
+        orders(&["projections", "status", "--aws", "--stack", &old]),
+    ] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.trim().lines().count() == 1
+                && err.contains("has no StackReadModelsTableName output"),
+            "{err}"
+        );
+    }
     assert!(!table_exists(&clients, &format!("{views}-g3")).await);
 }

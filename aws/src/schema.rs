@@ -182,3 +182,65 @@ pub async fn wait_active(client: &Client, table: &str) -> Result<(), SchemaError
     }
     Err(err(table, "did not become ACTIVE within two minutes"))
 }
+
+/// What DynamoDB says of a table, as plain data (for the CLI's listings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSummary {
+    pub name: String,
+    /// `ACTIVE`, `CREATING`, … (`UNKNOWN` if DynamoDB said nothing).
+    pub status: String,
+    /// DynamoDB's item count (refreshed about every six hours on AWS).
+    pub items: Option<i64>,
+    pub created_at_ms: Option<i64>,
+    /// Each global secondary index and its status.
+    pub indexes: Vec<(String, String)>,
+}
+
+/// DescribeTable, summarised.
+pub async fn summary(client: &Client, table: &str) -> Result<TableSummary, SchemaError> {
+    let out = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| err(table, describe(&e)))?;
+    let t = out
+        .table()
+        .ok_or_else(|| err(table, "DynamoDB described no table"))?;
+    let status = |s: Option<&str>| s.unwrap_or("UNKNOWN").to_string();
+    Ok(TableSummary {
+        name: table.to_string(),
+        status: status(t.table_status().map(|s| s.as_str())),
+        items: t.item_count(),
+        created_at_ms: t.creation_date_time().and_then(|d| d.to_millis().ok()),
+        indexes: t
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap_or_default().to_string(),
+                    status(i.index_status().map(|s| s.as_str())),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// Every table's name (ListTables, all pages).
+pub async fn table_names(client: &Client) -> Result<Vec<String>, SchemaError> {
+    let mut names = vec![];
+    let mut start: Option<String> = None;
+    loop {
+        let page = client
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .send()
+            .await
+            .map_err(|e| err("(all)", describe(&e)))?;
+        names.extend(page.table_names().iter().cloned());
+        match page.last_evaluated_table_name() {
+            Some(last) => start = Some(last.to_string()),
+            None => return Ok(names),
+        }
+    }
+}
