@@ -290,13 +290,9 @@ async fn switch_back(
             "stack {stack} has no {OWN_TABLE_OUTPUT} output, so its own table cannot be told from a replay's: deploy the current template.yaml first"
         )
     })?;
-    clients
-        .dynamodb
-        .describe_table()
-        .table_name(table)
-        .send()
+    orders_aws::schema::summary(&clients.dynamodb, table)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot switch to {table}: {}", DisplayErrorContext(e)))?;
+        .map_err(|e| anyhow::anyhow!("cannot switch to {table}: {}", e.reason))?;
     let cfn = aws_sdk_cloudformation::Client::new(sdk);
     let params = stack_parameters(&cfn, stack).await?;
     // The stack's own table is the parameter's default: naming it would make it look like

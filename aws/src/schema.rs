@@ -163,25 +163,22 @@ pub async fn create_read_models_table(client: &Client, table: &str) -> Result<()
 /// Waits (up to two minutes) until the table and its indexes are ACTIVE.
 pub async fn wait_active(client: &Client, table: &str) -> Result<(), SchemaError> {
     for _ in 0..240 {
-        let out = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| err(table, describe(&e)))?;
-        if let Some(t) = out.table() {
-            let indexes_active = t
-                .global_secondary_indexes()
-                .iter()
-                .all(|i| i.index_status().is_none_or(|s| s.as_str() == "ACTIVE"));
-            if t.table_status() == Some(&TableStatus::Active) && indexes_active {
-                return Ok(());
-            }
+        let t = summary(client, table).await?;
+        // An index without a status (DynamoDB Local's) is as good as ACTIVE.
+        let indexes_active = t
+            .indexes
+            .iter()
+            .all(|(_, s)| s == TableStatus::Active.as_str() || s == UNKNOWN);
+        if t.status == TableStatus::Active.as_str() && indexes_active {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(err(table, "did not become ACTIVE within two minutes"))
 }
+
+/// The status of a table or index DynamoDB gave none for.
+pub const UNKNOWN: &str = "UNKNOWN";
 
 /// What DynamoDB says of a table, as plain data (for the CLI's listings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +204,7 @@ pub async fn summary(client: &Client, table: &str) -> Result<TableSummary, Schem
     let t = out
         .table()
         .ok_or_else(|| err(table, "DynamoDB described no table"))?;
-    let status = |s: Option<&str>| s.unwrap_or("UNKNOWN").to_string();
+    let status = |s: Option<&str>| s.unwrap_or(UNKNOWN).to_string();
     Ok(TableSummary {
         name: table.to_string(),
         status: status(t.table_status().map(|s| s.as_str())),
