@@ -164,7 +164,7 @@ pub async fn create_read_models_table(client: &Client, table: &str) -> Result<()
 pub async fn wait_active(client: &Client, table: &str) -> Result<(), SchemaError> {
     for _ in 0..240 {
         let t = summary(client, table).await?;
-        // An index without a status (DynamoDB Local's) is as good as ACTIVE.
+        // An index DynamoDB gives no status for counts as ACTIVE.
         let indexes_active = t
             .indexes
             .iter()
