@@ -1059,9 +1059,7 @@ async fn the_log_page_lists_every_orders_events_in_log_order() {
     let mut c = connect(&s.runtime).await;
     let mut ids = vec![];
     for customer in ["c-l1", "c-l2"] {
-        let r = post(&mut c, "/orders", &[], &order(customer)).await;
-        assert_eq!(r.status, 201, "{}", text(&r));
-        ids.push(json(&r)["order_id"].as_str().expect("id").to_string());
+        ids.push(place(&mut c, customer).await);
     }
     let cancel = format!("/orders/{}/cancel", ids[1]);
     let r = post(
