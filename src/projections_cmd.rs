@@ -8,7 +8,7 @@ use crate::replay_cmd::{Progress, open_existing, parse_projection, replay_lock};
 use anyhow::Context;
 use orders::client::Connection;
 use orders::projections::{self, ProjectionsStatus, free_space_line, megabytes};
-use orders::replay::{self, CatchUpStart, ReplayError, ReplayProgress, SwitchBack};
+use orders::replay::{self, CatchUpStart, ReplayError, ReplayProgress};
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{DeadLetter, LocalStores};
 use serde_json::{Value, json};
@@ -261,7 +261,6 @@ async fn activate(
     skip_undecodable: bool,
 ) -> anyhow::Result<ExitCode> {
     let p = projection.as_str();
-    let from = |s: &SwitchBack| s.from.map_or("none".into(), |g| format!("generation {g}"));
     if dry_run {
         let plan = replay::plan_switch_back(stores, projection, generation).await?;
         println!("dry run: nothing will be changed");
@@ -269,7 +268,8 @@ async fn activate(
             "  {p}: catch generation {generation} up {} ({} events at most), then switch readers from {} to it",
             start_line(plan.start),
             plan.head.saturating_sub(plan.start.after()),
-            from(&plan),
+            plan.from
+                .map_or("none".into(), |g| format!("generation {g}")),
         );
         return Ok(ExitCode::SUCCESS);
     }
