@@ -8,13 +8,38 @@ use hyper::body::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
+/// How the `bench` commands drive `POST /orders` (shared by `bench api` and `bench e2e`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Load {
+    /// Keep-alive connections the orders are sent on.
+    #[arg(long, default_value_t = 32)]
     pub connections: usize,
-    pub duration: Duration,
-    /// Open-loop target rate (orders/s over all connections); `None` = as fast as possible.
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Open-loop rate in orders/s (default: as fast as the connections go).
+    #[arg(long)]
     pub rate: Option<u64>,
-    pub warmup: Duration,
+    /// Seconds of unmeasured load first (caches, page cache).
+    #[arg(long, default_value_t = 2)]
+    pub warmup_seconds: u64,
+}
+
+/// One order the load placed.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub order_id: String,
+    /// When its `POST` was sent.
+    pub sent: Instant,
+    /// How long the `POST` took, in ms.
+    pub ms: f64,
+}
+
+/// What a load run placed, and how many `POST`s did not answer 201 with an order id.
+#[derive(Debug, Default)]
+pub struct LoadRun {
+    pub posted: Vec<Posted>,
+    pub errors: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -33,7 +58,8 @@ pub struct BenchReport {
     pub lag_samples: usize,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile (0 to 1) of sorted values, 0 for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -41,7 +67,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
+pub async fn api(load: Load) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(load.connections > 0, "--connections must be at least 1");
     let dir = tempdir()?;
     let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -71,26 +98,28 @@ pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let body = Bytes::from(serde_json::to_vec(&crate::sample::order("bench"))?);
 
     // Warm-up: fill caches and the SQLite page cache, unmeasured.
-    run_load(addr, &opts, opts.warmup, body.clone()).await?;
+    let warmup = Duration::from_secs(load.warmup_seconds);
+    post_orders(addr, &load, warmup, body.clone()).await?;
     runtime.wait_projected().await;
     measuring.store(true, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let (mut latencies, errors) = run_load(addr, &opts, opts.duration, body).await?;
+    let run = post_orders(addr, &load, Duration::from_secs(load.seconds), body).await?;
     let seconds = started.elapsed().as_secs_f64();
     runtime.wait_projected().await;
     measuring.store(false, std::sync::atomic::Ordering::Relaxed);
     runtime.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
 
+    let mut latencies: Vec<f64> = run.posted.iter().map(|p| p.ms).collect();
     latencies.sort_by(f64::total_cmp);
     let mut lags = lags.lock().map(|l| l.clone()).unwrap_or_default();
     lags.sort_by(f64::total_cmp);
     Ok(BenchReport {
-        connections: opts.connections,
-        target_rate: opts.rate,
+        connections: load.connections,
+        target_rate: load.rate,
         seconds,
         orders: latencies.len(),
-        errors,
+        errors: run.errors,
         orders_per_sec: latencies.len() as f64 / seconds,
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p99: percentile(&latencies, 0.99),
@@ -101,52 +130,56 @@ pub async fn api(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     })
 }
 
-async fn run_load(
+/// `POST`s the order `body` for `duration` from `load.connections` keep-alive connections:
+/// closed loop, or open loop at `load.rate` orders/s over all of them.
+pub async fn post_orders(
     addr: std::net::SocketAddr,
-    opts: &BenchOptions,
+    load: &Load,
     duration: Duration,
     body: Bytes,
-) -> anyhow::Result<(Vec<f64>, usize)> {
+) -> anyhow::Result<LoadRun> {
     let deadline = Instant::now() + duration;
-    let per_conn_interval = opts
+    let interval = load
         .rate
-        .map(|r| Duration::from_secs_f64(opts.connections as f64 / r.max(1) as f64));
+        .map(|r| Duration::from_secs_f64(load.connections as f64 / r.max(1) as f64));
     let mut tasks = Vec::new();
-    for i in 0..opts.connections {
+    for i in 0..load.connections {
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Connection::open(addr).await?;
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
+            let mut run = LoadRun::default();
             // Stagger open-loop senders so that they do not fire in lockstep.
             let mut next = Instant::now()
-                + per_conn_interval.map_or(Duration::ZERO, |d| d.mul_f64(i as f64 / 8.0 % 1.0));
+                + interval.map_or(Duration::ZERO, |d| d.mul_f64(i as f64 / 8.0 % 1.0));
             while Instant::now() < deadline {
-                if let Some(interval) = per_conn_interval {
+                if let Some(interval) = interval {
                     tokio::time::sleep_until(next.into()).await;
                     next += interval;
                 }
-                let t = Instant::now();
+                let sent = Instant::now();
                 let reply = conn
                     .send(http::Method::POST, "/orders", &[], Some(body.clone()))
                     .await?;
-                if reply.status == 201 {
-                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                } else {
-                    errors += 1;
+                let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                let order_id = (reply.status == 201)
+                    .then(|| serde_json::from_slice::<serde_json::Value>(&reply.body).ok())
+                    .flatten()
+                    .and_then(|v| v["order_id"].as_str().map(str::to_string));
+                match order_id {
+                    Some(order_id) => run.posted.push(Posted { order_id, sent, ms }),
+                    None => run.errors += 1,
                 }
             }
-            anyhow::Ok((latencies, errors))
+            anyhow::Ok(run)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
+    let mut all = LoadRun::default();
     for t in tasks {
-        let (l, e) = t.await.context("load task")??;
-        all.extend(l);
-        errors += e;
+        let run = t.await.context("load task")??;
+        all.posted.extend(run.posted);
+        all.errors += run.errors;
     }
-    Ok((all, errors))
+    Ok(all)
 }
 
 fn tempdir() -> anyhow::Result<std::path::PathBuf> {

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use hyper::body::Bytes;
-use orders::client::Connection;
+use orders::bench::{Load, Posted, percentile, post_orders};
 use orders::runtime::{Runtime, RuntimeConfig};
 use orders_local::workflow::{WorkflowOptions, services};
 use std::collections::HashMap;
@@ -15,15 +15,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct E2eArgs {
-    #[arg(long, default_value_t = 32)]
-    connections: usize,
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// Open-loop rate in orders/s (default: as fast as the connections go).
-    #[arg(long)]
-    rate: Option<u64>,
-    #[arg(long, default_value_t = 2)]
-    warmup_seconds: u64,
+    #[command(flatten)]
+    load: Load,
     /// How long to wait for the last executions after the load stops.
     #[arg(long, default_value_t = 120)]
     drain_timeout_seconds: u64,
@@ -87,14 +80,6 @@ struct Second {
     confirmed_ms_max: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 type Times = Arc<Mutex<HashMap<String, Instant>>>;
 
 struct Counts {
@@ -126,7 +111,10 @@ fn counts(db: &orders_local::workflow::db::WorkflowDb) -> anyhow::Result<Counts>
 }
 
 pub async fn run(args: E2eArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(
+        args.load.connections > 0,
+        "--connections must be at least 1"
+    );
     let dir = std::env::temp_dir().join(format!(
         "orders-bench-e2e-{}-{}",
         std::process::id(),
@@ -238,14 +226,9 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     let body = Bytes::from(serde_json::to_vec(&orders::sample::order("bench"))?);
     let drain = Duration::from_secs(args.drain_timeout_seconds);
     // Warm-up, unmeasured, and drained so the measured run starts from quiet.
-    let (warm, _, _) = load(
-        runtime.addr,
-        args,
-        Duration::from_secs(args.warmup_seconds),
-        body.clone(),
-    )
-    .await?;
-    wait_complete(runtime, warm.len() as u64, drain).await?;
+    let warmup = Duration::from_secs(args.load.warmup_seconds);
+    let warm = post_orders(runtime.addr, &args.load, warmup, body.clone()).await?;
+    wait_complete(runtime, warm.posted.len() as u64, drain).await?;
     let before = {
         let db = runtime.workflow().context("no workflow")?.db.clone();
         tokio::task::spawn_blocking(move || counts(&db)).await??
@@ -255,8 +238,9 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     let cpu_before = process_cpu();
     let steal_before = host_cpu();
     let cores = args.timeline.then(|| sample_cores(started));
-    let (posted, mut post_ms, errors) =
-        load(runtime.addr, args, Duration::from_secs(args.seconds), body).await?;
+    let seconds_of_load = Duration::from_secs(args.load.seconds);
+    let run = post_orders(runtime.addr, &args.load, seconds_of_load, body).await?;
+    let (posted, errors) = (run.posted, run.errors);
     let load_seconds = started.elapsed().as_secs_f64();
     let n = posted.len() as u64;
     let after = wait_complete(runtime, before.succeeded + n, drain).await?;
@@ -268,13 +252,14 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     let confirmed = confirmed.lock().map(|c| c.clone()).unwrap_or_default();
     let mut lat: Vec<f64> = posted
         .iter()
-        .filter_map(|(id, t)| {
+        .filter_map(|p| {
             confirmed
-                .get(id)
-                .map(|c| c.saturating_duration_since(*t).as_secs_f64() * 1000.0)
+                .get(&p.order_id)
+                .map(|c| c.saturating_duration_since(p.sent).as_secs_f64() * 1000.0)
         })
         .collect();
     lat.sort_by(f64::total_cmp);
+    let mut post_ms: Vec<f64> = posted.iter().map(|p| p.ms).collect();
     post_ms.sort_by(f64::total_cmp);
     let timeline = match cores {
         Some((stop, sampler)) => {
@@ -286,8 +271,8 @@ async fn measure(runtime: &Runtime, args: &E2eArgs, confirmed: &Times) -> anyhow
     };
     let done = after.succeeded - before.succeeded;
     Ok(Report {
-        connections: args.connections,
-        target_rate: args.rate,
+        connections: args.load.connections,
+        target_rate: args.load.rate,
         load_seconds,
         orders: posted.len(),
         errors,
@@ -352,20 +337,20 @@ fn sample_cores(
 
 /// The latency of the orders POSTed in each second of the load, with that second's cores.
 fn seconds(
-    posted: &[(String, Instant)],
+    posted: &[Posted],
     confirmed: &HashMap<String, Instant>,
     started: Instant,
     cores: &[(f64, f64)],
 ) -> Vec<Second> {
     let mut by_second: std::collections::BTreeMap<u64, (usize, Vec<f64>)> = Default::default();
-    for (id, t) in posted {
+    for p in posted {
         let slot = by_second
-            .entry(t.saturating_duration_since(started).as_secs())
+            .entry(p.sent.saturating_duration_since(started).as_secs())
             .or_default();
         slot.0 += 1;
-        if let Some(c) = confirmed.get(id) {
+        if let Some(c) = confirmed.get(&p.order_id) {
             slot.1
-                .push(c.saturating_duration_since(*t).as_secs_f64() * 1000.0);
+                .push(c.saturating_duration_since(p.sent).as_secs_f64() * 1000.0);
         }
     }
     by_second
@@ -423,61 +408,6 @@ fn process_cpu() -> Duration {
         u64::try_from(t.tv_sec).unwrap_or(0),
         u32::try_from(t.tv_nsec).unwrap_or(0),
     )
-}
-
-/// POSTs for `duration`; returns (order id, POST start) pairs, POST latencies, errors.
-async fn load(
-    addr: std::net::SocketAddr,
-    args: &E2eArgs,
-    duration: Duration,
-    body: Bytes,
-) -> anyhow::Result<(Vec<(String, Instant)>, Vec<f64>, usize)> {
-    let deadline = Instant::now() + duration;
-    let interval = args
-        .rate
-        .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(1) as f64));
-    let mut tasks = Vec::new();
-    for i in 0..args.connections {
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::open(addr).await?;
-            let mut posted = Vec::new();
-            let mut post_ms = Vec::new();
-            let mut errors = 0usize;
-            let mut next = Instant::now()
-                + interval.map_or(Duration::ZERO, |d| d.mul_f64(i as f64 / 8.0 % 1.0));
-            while Instant::now() < deadline {
-                if let Some(iv) = interval {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += iv;
-                }
-                let t = Instant::now();
-                let reply = conn
-                    .send(http::Method::POST, "/orders", &[], Some(body.clone()))
-                    .await?;
-                let id = (reply.status == 201)
-                    .then(|| serde_json::from_slice::<serde_json::Value>(&reply.body).ok())
-                    .flatten()
-                    .and_then(|v| v["order_id"].as_str().map(str::to_string));
-                match id {
-                    Some(id) => {
-                        post_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                        posted.push((id, t));
-                    }
-                    None => errors += 1,
-                }
-            }
-            anyhow::Ok((posted, post_ms, errors))
-        }));
-    }
-    let (mut posted, mut post_ms, mut errors) = (Vec::new(), Vec::new(), 0);
-    for t in tasks {
-        let (p, l, e) = t.await.context("load task")??;
-        posted.extend(p);
-        post_ms.extend(l);
-        errors += e;
-    }
-    Ok((posted, post_ms, errors))
 }
 
 #[cfg(test)]

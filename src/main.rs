@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use orders::bench::{self, BenchOptions};
+use orders::bench;
 use orders::browser_guard;
 use orders::client::Connection;
 use orders::runtime::{Runtime, RuntimeConfig};
@@ -184,15 +184,8 @@ enum Cmd {
 enum BenchCmd {
     /// POST /orders against an in-process runtime: orders/s, latency, projection lag.
     Api {
-        #[arg(long, default_value_t = 32)]
-        connections: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Open-loop rate in orders/s (default: as fast as the connections go).
-        #[arg(long)]
-        rate: Option<u64>,
-        #[arg(long, default_value_t = 2)]
-        warmup_seconds: u64,
+        #[command(flatten)]
+        load: bench::Load,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -354,23 +347,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Sales(args) => sales_cmd::run(args).await,
         Cmd::Log(args) => log_cmd::run(args).await,
         Cmd::Bench {
-            what:
-                BenchCmd::Api {
-                    connections,
-                    seconds,
-                    rate,
-                    warmup_seconds,
-                    json,
-                },
+            what: BenchCmd::Api { load, json },
         } => {
-            anyhow::ensure!(connections > 0, "--connections must be at least 1");
-            let report = bench::api(BenchOptions {
-                connections,
-                duration: Duration::from_secs(seconds),
-                rate,
-                warmup: Duration::from_secs(warmup_seconds),
-            })
-            .await?;
+            let report = bench::api(load).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

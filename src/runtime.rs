@@ -13,7 +13,7 @@ use orders_handlers::api::{self, Api};
 use orders_handlers::commands::Commands;
 use orders_handlers::projector::{LoggingStarter, Projector};
 use orders_local::redrive;
-use orders_local::store::{LocalStores, SqliteReadModels, SystemClock, UlidIds};
+use orders_local::store::{LocalStores, SqliteReadModels};
 use orders_local::tailer::{self, Handled, StreamHandler, TailerConfig, TailerHandle};
 use orders_local::workflow::db::WorkflowDb;
 use orders_local::workflow::poller::PollerHandle;
@@ -230,11 +230,7 @@ impl Runtime {
             )),
             false => None,
         };
-        let commands = Arc::new(Commands::new(
-            stores.events.clone(),
-            Arc::new(SystemClock),
-            Arc::new(UlidIds::new()),
-        ));
+        let commands = Arc::new(Commands::live(stores.events.clone()));
         let workflow = match workflow {
             None => None,
             Some(options) => {
@@ -290,11 +286,7 @@ impl Runtime {
         };
 
         let api = Arc::new(Api {
-            commands: Commands::new(
-                stores.events.clone(),
-                Arc::new(SystemClock),
-                Arc::new(UlidIds::new()),
-            ),
+            commands: Commands::live(stores.events.clone()),
             reads: stores.read_models.clone(),
             // The execution pages exist only when the workflow runs here.
             links: match &workflow {

@@ -7,7 +7,7 @@ use orders_handlers::caller::CustomerAuth;
 use orders_handlers::commands::Commands;
 use orders_handlers::gateway;
 use orders_handlers::links::ConsoleLinks;
-use orders_handlers::system::{SystemClock, UlidIds};
+use orders_handlers::system::SystemClock;
 use orders_local::store::LocalStores;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -91,11 +91,7 @@ fn api_function(customers: CustomerAuth) -> (tempfile::TempDir, LocalStores, axu
     let dir = tempfile::tempdir().expect("temp dir");
     let stores = LocalStores::open(dir.path()).expect("stores");
     let router = api::router(Arc::new(Api {
-        commands: Commands::new(
-            stores.events.clone(),
-            Arc::new(SystemClock),
-            Arc::new(UlidIds::new()),
-        ),
+        commands: Commands::live(stores.events.clone()),
         reads: stores.read_models.clone(),
         links: ConsoleLinks::Off,
         customers,

@@ -69,6 +69,15 @@ impl<E: EventStore> Commands<E> {
         Commands { events, clock, ids }
     }
 
+    /// On the wall clock with ULIDs, as the Lambda functions and `orders serve` run.
+    pub fn live(events: E) -> Self {
+        Self::new(
+            events,
+            Arc::new(crate::system::SystemClock),
+            Arc::new(crate::system::UlidIds::new()),
+        )
+    }
+
     pub async fn load(
         &self,
         aggregate_id: &str,

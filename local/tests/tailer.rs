@@ -8,7 +8,9 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamViewType};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use orders_domain::ports::EventStore;
 use orders_local::store::LocalStores;
-use orders_local::tailer::{self, Handled, StreamHandler, TailerConfig, sequence_number};
+use orders_local::tailer::{
+    self, Handled, StreamHandler, TailerConfig, TailerHandle, sequence_number,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,6 +121,16 @@ async fn place_orders(stores: &LocalStores, n: usize) -> Vec<String> {
     ids
 }
 
+/// The tailer over `stores`' log and checkpoints.
+fn tail<H: StreamHandler>(stores: &LocalStores, handler: H, config: TailerConfig) -> TailerHandle {
+    tailer::spawn(
+        stores.events.clone(),
+        stores.read_models.clone(),
+        handler,
+        config,
+    )
+}
+
 fn open(dir: &tempfile::TempDir) -> LocalStores {
     LocalStores::open(dir.path()).unwrap()
 }
@@ -137,12 +149,7 @@ async fn delivers_real_dynamodb_stream_records_in_order() {
         .unwrap();
 
     let handler = Arc::new(Scripted::default());
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        fast("projector"),
-    );
+    let t = tail(&stores, handler.clone(), fast("projector"));
     timeout(WAIT, t.wait_for(4)).await.unwrap();
     t.shutdown().await;
 
@@ -204,12 +211,7 @@ async fn a_record_that_keeps_failing_is_retried_then_parked() {
     let stores = open(&dir);
     let ids = place_orders(&stores, 5).await;
     let handler = Arc::new(Scripted::failing(3, u32::MAX));
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        fast("projector"),
-    );
+    let t = tail(&stores, handler.clone(), fast("projector"));
     timeout(WAIT, t.wait_for(5)).await.unwrap();
     t.shutdown().await;
 
@@ -265,12 +267,7 @@ async fn a_failure_mid_batch_redelivers_from_that_record_only() {
     let stores = open(&dir);
     place_orders(&stores, 5).await;
     let handler = Arc::new(Scripted::failing(3, 1));
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        fast("projector"),
-    );
+    let t = tail(&stores, handler.clone(), fast("projector"));
     timeout(WAIT, t.wait_for(5)).await.unwrap();
     t.shutdown().await;
     assert_eq!(handler.batches(), vec![vec![1, 2, 3, 4, 5], vec![3, 4, 5]]);
@@ -294,12 +291,7 @@ async fn a_function_error_fails_the_batch_and_parks_with_its_message() {
         batch_size: 1,
         ..fast("projector")
     };
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        config,
-    );
+    let t = tail(&stores, handler.clone(), config);
     timeout(WAIT, t.wait_for(3)).await.unwrap();
     t.shutdown().await;
     assert_eq!(
@@ -324,12 +316,7 @@ async fn restart_resumes_from_the_checkpoint() {
         let stores = open(&dir);
         place_orders(&stores, 3).await;
         let first = Arc::new(Scripted::default());
-        let t = tailer::spawn(
-            stores.events.clone(),
-            stores.read_models.clone(),
-            first.clone(),
-            fast("projector"),
-        );
+        let t = tail(&stores, first.clone(), fast("projector"));
         timeout(WAIT, t.wait_for(3)).await.unwrap();
         t.shutdown().await;
         assert_eq!(first.handled(), vec![1, 2, 3]);
@@ -339,12 +326,7 @@ async fn restart_resumes_from_the_checkpoint() {
     let stores = open(&dir);
     place_orders(&stores, 1).await;
     let second = Arc::new(Scripted::default());
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        second.clone(),
-        fast("projector"),
-    );
+    let t = tail(&stores, second.clone(), fast("projector"));
     timeout(WAIT, t.wait_for(6)).await.unwrap();
     assert_eq!(t.checkpoint(), 6);
     t.shutdown().await;
@@ -356,12 +338,7 @@ async fn restart_resumes_from_the_checkpoint() {
 
     // Another consumer with its own checkpoint starts from the beginning.
     let other = Arc::new(Scripted::default());
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        other.clone(),
-        fast("audit"),
-    );
+    let t = tail(&stores, other.clone(), fast("audit"));
     timeout(WAIT, t.wait_for(6)).await.unwrap();
     t.shutdown().await;
     assert_eq!(other.handled(), vec![1, 2, 3, 4, 5, 6]);
@@ -376,12 +353,7 @@ async fn wakes_on_commit_without_polling() {
         poll_interval: Duration::from_secs(3600),
         ..fast("projector")
     };
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        config,
-    );
+    let t = tail(&stores, handler.clone(), config);
     tokio::time::sleep(Duration::from_millis(50)).await; // let it go idle
     let started = std::time::Instant::now();
     place_orders(&stores, 1).await;
@@ -402,12 +374,7 @@ async fn shutdown_finishes_the_batch_in_flight() {
         delay: Duration::from_millis(300),
         ..Default::default()
     });
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        fast("projector"),
-    );
+    let t = tail(&stores, handler.clone(), fast("projector"));
     timeout(WAIT, handler.started.notified()).await.unwrap();
     timeout(WAIT, t.shutdown()).await.unwrap();
     assert_eq!(handler.handled(), vec![1, 2, 3]);
@@ -436,12 +403,7 @@ async fn an_undecodable_row_is_parked_and_the_stream_goes_on() {
         poll_interval: Duration::from_millis(20),
         ..fast("projector")
     };
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        config,
-    );
+    let t = tail(&stores, handler.clone(), config);
     timeout(WAIT, t.wait_for(3)).await.unwrap();
     t.shutdown().await;
     assert_eq!(handler.handled(), vec![1, 3]);
@@ -469,12 +431,7 @@ async fn a_panicking_handler_fails_the_batch_but_not_the_tailer() {
         panic: true,
         ..Scripted::failing(2, 1)
     });
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        fast("projector"),
-    );
+    let t = tail(&stores, handler.clone(), fast("projector"));
     timeout(WAIT, t.wait_for(3)).await.unwrap();
     t.shutdown().await;
     // The panicking delivery recorded nothing; the whole batch came again.
@@ -494,12 +451,7 @@ async fn feeds_the_real_projector() {
     let stores = open(&dir);
     let ids = place_orders(&stores, 250).await;
     let projector = orders_handlers::projector::Projector::replay(stores.read_models.clone());
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        projector,
-        fast("projector"),
-    );
+    let t = tail(&stores, projector, fast("projector"));
     timeout(WAIT, t.wait_for(250)).await.unwrap();
     for id in &ids {
         let view = stores.read_models.order(id).await.unwrap();
@@ -529,12 +481,7 @@ async fn a_parked_record_redriven_after_the_fix_is_processed_alone_and_leaves_th
     // Three deliveries park seq 3; the fourth failure stands for the bug not fixed yet.
     let handler = Arc::new(Scripted::failing(3, 4));
     let config = fast("projector");
-    let t = tailer::spawn(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        handler.clone(),
-        config.clone(),
-    );
+    let t = tail(&stores, handler.clone(), config.clone());
     timeout(WAIT, t.wait_for(5)).await.unwrap();
     let rm = &stores.read_models;
     let letter = rm.dead_letters(None, 0, 10).await.unwrap().remove(0);

@@ -8,7 +8,6 @@ use orders_handlers::caller::CustomerAuth;
 use orders_handlers::commands::Commands;
 use orders_handlers::gateway;
 use orders_handlers::links::ConsoleLinks;
-use orders_handlers::system::{SystemClock, UlidIds};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -16,11 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     orders_handlers::telemetry::init_json();
     let clients = orders_aws::AwsClients::load(orders_aws::TrustRoots::AmazonTrustServices).await?;
     let api = Arc::new(Api {
-        commands: Commands::new(
-            clients.event_store_from_env()?,
-            Arc::new(SystemClock),
-            Arc::new(UlidIds::new()),
-        ),
+        commands: Commands::live(clients.event_store_from_env()?),
         reads: clients.read_models_from_env()?,
         links: ConsoleLinks::Aws {
             state_machine_arn: orders_aws::WorkflowConfig::from_env()?.state_machine_arn,

@@ -5,18 +5,12 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use orders_handlers::commands::Commands;
-use orders_handlers::system::{SystemClock, UlidIds};
-use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     orders_handlers::telemetry::init_json();
     let clients = orders_aws::AwsClients::load(orders_aws::TrustRoots::AmazonTrustServices).await?;
-    let commands = Commands::new(
-        clients.event_store_from_env()?,
-        Arc::new(SystemClock),
-        Arc::new(UlidIds::new()),
-    );
+    let commands = Commands::live(clients.event_store_from_env()?);
     let commands = &commands;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
