@@ -205,7 +205,10 @@ async fn main() -> ExitCode {
         Cmd::Bench { .. } => tracing::level_filters::LevelFilter::WARN,
         _ => tracing::level_filters::LevelFilter::INFO,
     };
-    orders_handlers::telemetry::init_human(default_level);
+    if let Err(e) = orders_handlers::telemetry::init_local(default_level) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

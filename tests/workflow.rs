@@ -556,15 +556,20 @@ struct Server {
 
 fn start(dir: &Path, delay: Option<&str>) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
+    cmd.env("RUST_LOG", "warn")
         .env_remove(orders_local::workflow::resources::DELAY_ENV)
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(d) = delay {
         cmd.env(orders_local::workflow::resources::DELAY_ENV, d);
     }
+    spawn_server(cmd, dir)
+}
+
+/// `orders serve` on an ephemeral port, from `cmd` (its environment and stderr set).
+fn spawn_server(mut cmd: Command, dir: &Path) -> Server {
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("orders serve starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
@@ -578,6 +583,74 @@ fn start(dir: &Path, delay: Option<&str>) -> Server {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     Server { child, addr }
+}
+
+/// `orders serve`'s log on stderr (not a terminal here), in the format `format` asks for:
+/// a server started, one order placed and confirmed, then the server killed.
+async fn server_log(format: Option<&str>) -> (String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
+    cmd.env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove(orders_local::workflow::resources::DELAY_ENV)
+        .env_remove(orders_handlers::telemetry::LOCAL_FORMAT_VAR)
+        .stderr(Stdio::piped());
+    if let Some(f) = format {
+        cmd.env(orders_handlers::telemetry::LOCAL_FORMAT_VAR, f);
+    }
+    let mut server = spawn_server(cmd, dir.path());
+    let mut c = Connection::open(server.addr).await.expect("connect");
+    let id = place(&mut c, "corr-log").await;
+    let db = open_db(dir.path());
+    until("the execution", Duration::from_secs(15), || {
+        let r = db.find_execution(&id).ok()??;
+        (r.status == asl::ExecutionStatus::Succeeded).then_some(())
+    })
+    .await;
+    server.child.kill().expect("kill");
+    let out = server.child.wait_with_output().expect("its stderr");
+    (id, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn the_log_is_plain_text_off_a_terminal_and_json_lines_on_request() {
+    let (id, text) = server_log(None).await;
+    assert!(text.contains("stream tailer started"), "{text}");
+    assert!(text.contains(&id), "the order's spans name it: {text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no escape codes in a piped log: {text:?}"
+    );
+
+    let (id, json) = server_log(Some("json")).await;
+    let lines: Vec<Value> = json
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["timestamp"].is_string() && l["level"].is_string())
+    );
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "workflow started")
+        .unwrap_or_else(|| panic!("no workflow start in {json}"));
+    assert_eq!(started["span"]["order_id"], id.as_str());
+    assert_eq!(started["span"]["correlation_id"], "corr-log");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .args(["log", "--data-dir"])
+        .arg(dir.path())
+        .env(orders_handlers::telemetry::LOCAL_FORMAT_VAR, "yaml")
+        .output()
+        .expect("orders log");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ORDERS_LOG_FORMAT"), "{stderr}");
 }
 
 #[tokio::test]
