@@ -10,10 +10,8 @@ use orders_domain::ports::EventStore;
 use orders_local::workflow::db::WorkflowDb;
 use orders_local::workflow::services;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn open_db(dir: &Path) -> WorkflowDb {
@@ -549,40 +547,13 @@ async fn a_poison_message_ends_in_the_dlq_with_its_reason_and_redrive_moves_it_b
     s.runtime.shutdown().await.expect("shutdown");
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-fn start(dir: &Path, delay: Option<&str>) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders"));
-    cmd.env("RUST_LOG", "warn")
-        .env_remove(orders_local::workflow::resources::DELAY_ENV)
-        .stderr(Stdio::inherit());
+fn start(dir: &Path, delay: Option<&str>) -> ServerProcess {
+    let mut cmd = quiet_orders();
+    cmd.env_remove(orders_local::workflow::resources::DELAY_ENV);
     if let Some(d) = delay {
         cmd.env(orders_local::workflow::resources::DELAY_ENV, d);
     }
     spawn_server(cmd, dir)
-}
-
-/// `orders serve` on an ephemeral port, from `cmd` (its environment and stderr set).
-fn spawn_server(mut cmd: Command, dir: &Path) -> Server {
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("orders serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    Server { child, addr }
 }
 
 /// `orders serve`'s log on stderr (not a terminal here), in the format `format` asks for:
@@ -608,8 +579,10 @@ async fn server_log(format: Option<&str>) -> (String, String) {
     })
     .await;
     server.child.kill().expect("kill");
-    let out = server.child.wait_with_output().expect("its stderr");
-    (id, String::from_utf8_lossy(&out.stderr).into_owned())
+    let mut log = String::new();
+    let mut stderr = server.child.stderr.take().expect("its stderr");
+    std::io::Read::read_to_string(&mut stderr, &mut log).expect("the log");
+    (id, log)
 }
 
 #[tokio::test]

@@ -215,3 +215,47 @@ pub async fn orders_cli_off_thread(args: &[&str]) -> std::process::Output {
     .await
     .expect("cli task")
 }
+
+/// `orders serve` run as its own process on an ephemeral port. Dropped (a test that fails
+/// midway), it is killed: it holds neither its data dir nor the harness's output pipe.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `orders` binary, logging warnings only, to the test's stderr.
+pub fn quiet_orders() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_orders"));
+    cmd.env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::inherit());
+    cmd
+}
+
+/// Runs `cmd` (the `orders` binary, its environment and stderr set) as `orders serve` on
+/// `dir`; returns once it says where it listens.
+pub fn spawn_server(mut cmd: std::process::Command, dir: &std::path::Path) -> ServerProcess {
+    use std::io::BufRead;
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("orders serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    ServerProcess { child, addr }
+}
