@@ -1,8 +1,8 @@
 //! Engine behaviour: named executions, resources, task tokens, retries, resume.
 
 use asl::{
-    Engine, ExecutionStatus, ExecutionStore, Failure, InMemoryStore, RedriveError,
-    ResourceRegistry, TaskContext, TaskFuture,
+    Engine, ExecutionOutcome, ExecutionStatus, ExecutionStore, Failure, InMemoryStore,
+    RedriveError, ResourceRegistry, StateMachine, TaskContext, TaskFuture, TaskResource,
 };
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -10,6 +10,89 @@ use std::sync::{Arc, Mutex};
 
 const TASK: &str = r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::sns:publish",
   "Retry":[{"ErrorEquals":["Flaky"],"IntervalSeconds":5,"MaxAttempts":2}],"End":true}}}"#;
+
+/// What a test resource does with one invocation.
+enum Answer {
+    /// Answers at once (on the first poll).
+    Now(Result<Value, Failure>),
+    /// Never answers: the process "crashes" while the task runs.
+    Never,
+}
+
+/// A task resource that answers at once with what `answer` decides, or never (a
+/// process that crashed mid-task). `answer` runs when the task is invoked.
+fn resource(
+    answer: impl Fn(Value, &TaskContext) -> Answer + Send + Sync + 'static,
+) -> Arc<dyn TaskResource> {
+    Arc::new(move |p: Value, c: TaskContext| -> TaskFuture {
+        match answer(p, &c) {
+            Answer::Now(result) => Box::pin(std::future::ready(result)),
+            Answer::Never => Box::pin(std::future::pending()),
+        }
+    })
+}
+
+/// A resource that counts its invocations in `calls` and answers `value`.
+fn counted(calls: &Arc<AtomicU32>, value: Value) -> Arc<dyn TaskResource> {
+    let calls = calls.clone();
+    resource(move |_, _| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Answer::Now(Ok(value.clone()))
+    })
+}
+
+/// A resource that answers `value`, or never when `hang` (a process that crashed).
+fn answers_unless(hang: bool, value: Value) -> Arc<dyn TaskResource> {
+    resource(move |_, _| {
+        if hang {
+            Answer::Never
+        } else {
+            Answer::Now(Ok(value.clone()))
+        }
+    })
+}
+
+/// What a task switched by `mode` does: 0 fails with `failure`, 1 never answers (a
+/// crash), anything else answers `value`.
+fn by_mode(mode: &AtomicU32, failure: Failure, value: Value) -> Answer {
+    match mode.load(Ordering::SeqCst) {
+        0 => Answer::Now(Err(failure)),
+        1 => Answer::Never,
+        _ => Answer::Now(Ok(value)),
+    }
+}
+
+/// An engine on `store` with `resources`: one process of a test that restarts.
+fn process(store: &Arc<InMemoryStore>, resources: ResourceRegistry) -> Engine {
+    Engine::builder()
+        .store(store.clone())
+        .resources(resources)
+        .build()
+}
+
+/// Starts execution "e" of `sm` and returns how it ended, which one poll must decide.
+fn run_at_once(engine: &Engine, sm: &StateMachine, input: Value) -> ExecutionOutcome {
+    engine
+        .start_execution(sm, "e", input)
+        .unwrap()
+        .poll_now()
+        .unwrap()
+}
+
+/// Redrives `arn` and returns how the redrive ended, which one poll must decide.
+fn redrive_at_once(engine: &Engine, arn: &str) -> ExecutionOutcome {
+    engine.redrive_execution(arn).unwrap().poll_now().unwrap()
+}
+
+/// The types of the events in `arn`'s history, in order.
+fn event_types(engine: &Engine, arn: &str) -> Vec<String> {
+    engine
+        .history(arn)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
 
 #[test]
 fn named_executions_follow_aws_semantics() {
@@ -38,18 +121,16 @@ fn retries_then_succeeds_with_invocation_keys() {
     let mut reg = ResourceRegistry::new();
     reg.register(
         "arn:aws:states:::sns:publish",
-        Arc::new(move |p: Value, ctx: TaskContext| -> TaskFuture {
+        resource(move |p, ctx| {
             let n = {
                 let mut g = c.lock().unwrap();
                 g.push(ctx.invocation_key.clone());
                 g.len()
             };
-            Box::pin(async move {
-                if n < 2 {
-                    Err(Failure::new("Flaky", "try again"))
-                } else {
-                    Ok(json!({"ok": p}))
-                }
+            Answer::Now(if n < 2 {
+                Err(Failure::new("Flaky", "try again"))
+            } else {
+                Ok(json!({"ok": p}))
             })
         }),
     );
@@ -64,12 +145,7 @@ fn retries_then_succeeds_with_invocation_keys() {
         keys[0].ends_with("/2/0") && keys[1].ends_with("/2/1"),
         "{keys:?}"
     );
-    let types: Vec<String> = engine
-        .history(&h.execution_arn)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect();
+    let types = event_types(&engine, &h.execution_arn);
     assert_eq!(
         types,
         [
@@ -91,11 +167,7 @@ fn retries_then_succeeds_with_invocation_keys() {
 fn unregistered_resource_fails_clearly() {
     let engine = Engine::builder().build();
     let sm = engine.state_machine("m", TASK).unwrap();
-    let out = engine
-        .start_execution(&sm, "e", json!({}))
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = run_at_once(&engine, &sm, json!({}));
     assert_eq!(out.status, ExecutionStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("States.TaskFailed"));
     assert!(out.cause.unwrap().contains("arn:aws:states:::sns:publish"));
@@ -108,9 +180,9 @@ fn wait_for_task_token() {
     let mut reg = ResourceRegistry::new();
     reg.register(
         "arn:aws:states:::sqs:sendMessage",
-        Arc::new(move |_p: Value, ctx: TaskContext| -> TaskFuture {
+        resource(move |_, ctx| {
             *t.lock().unwrap() = ctx.task_token.clone();
-            Box::pin(async { Ok(json!({"MessageId": "m"})) })
+            Answer::Now(Ok(json!({"MessageId": "m"})))
         }),
     );
     let engine = Engine::builder().resources(reg).build();
@@ -130,12 +202,7 @@ fn wait_for_task_token() {
         .unwrap();
     let out = h.poll_now().unwrap();
     assert_eq!(out.output, Some(json!({"done": true})));
-    let types: Vec<String> = engine
-        .history(&h.execution_arn)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect();
+    let types = event_types(&engine, &h.execution_arn);
     assert!(types.contains(&"TaskSubmitted".to_string()));
 }
 
@@ -148,41 +215,25 @@ fn resume_reuses_recorded_task_results() {
     let calls = Arc::new(AtomicU32::new(0));
     let registry = |block_second: bool, calls: Arc<AtomicU32>| {
         let mut reg = ResourceRegistry::new();
-        let c1 = calls.clone();
         reg.register(
             "arn:aws:states:::sns:publish",
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-                c1.fetch_add(1, Ordering::SeqCst);
-                Box::pin(async { Ok(json!("sns")) })
-            }),
+            counted(&calls, json!("sns")),
         );
         reg.register(
             "arn:aws:states:::sqs:sendMessage",
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-                if block_second {
-                    Box::pin(futures_util::future::pending())
-                } else {
-                    Box::pin(async { Ok(json!("sqs")) })
-                }
-            }),
+            answers_unless(block_second, json!("sqs")),
         );
         reg
     };
     // First process: T1 completes, T2 never answers ("crash").
-    let e1 = Engine::builder()
-        .store(store.clone())
-        .resources(registry(true, calls.clone()))
-        .build();
+    let e1 = process(&store, registry(true, calls.clone()));
     let sm = e1.state_machine("m", def).unwrap();
     let h = e1.start_execution(&sm, "e", json!({})).unwrap();
     assert!(h.poll_now().is_none());
     drop(h);
     drop(e1);
     // Second process: resume; T1 must not be called again.
-    let e2 = Engine::builder()
-        .store(store.clone())
-        .resources(registry(false, calls.clone()))
-        .build();
+    let e2 = process(&store, registry(false, calls.clone()));
     let handles = e2.resume_all().unwrap();
     assert_eq!(handles.len(), 1);
     let out = handles[0].poll_now().unwrap();
@@ -206,7 +257,7 @@ fn heartbeat_timeout_without_heartbeats() {
     let mut reg = ResourceRegistry::new();
     reg.register(
         "arn:aws:states:::sqs:sendMessage",
-        Arc::new(|_p: Value, _c: TaskContext| -> TaskFuture { Box::pin(async { Ok(json!({})) }) }),
+        resource(|_, _| Answer::Now(Ok(json!({})))),
     );
     let engine = Engine::builder().resources(reg).build();
     let sm = engine
@@ -216,19 +267,10 @@ fn heartbeat_timeout_without_heartbeats() {
                "TimeoutSeconds":600,"HeartbeatSeconds":5,"End":true}}}"#,
         )
         .unwrap();
-    let out = engine
-        .start_execution(&sm, "e", json!({}))
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = run_at_once(&engine, &sm, json!({}));
     assert_eq!(out.status, ExecutionStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("States.Timeout"));
-    let types: Vec<String> = engine
-        .history(&out.execution_arn)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect();
+    let types = event_types(&engine, &out.execution_arn);
     assert_eq!(types[types.len() - 2], "TaskTimedOut");
 }
 
@@ -286,11 +328,7 @@ fn endless_loop_hits_history_limit() {
             r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"A"},"Z":{"Type":"Succeed"}}}"#,
         )
         .unwrap();
-    let out = engine
-        .start_execution(&sm, "e", json!({}))
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = run_at_once(&engine, &sm, json!({}));
     assert_eq!(out.status, ExecutionStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("States.Runtime"));
 }
@@ -305,40 +343,19 @@ fn resume_matches_interleaved_parallel_branches() {
     let b_calls = Arc::new(AtomicU32::new(0));
     let registry = |first_run: bool, b_calls: Arc<AtomicU32>| {
         let mut reg = ResourceRegistry::new();
-        let answer = |v: &'static str, hang: bool| -> Arc<dyn asl::TaskResource> {
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-                if hang {
-                    Box::pin(futures_util::future::pending())
-                } else {
-                    Box::pin(async move { Ok(json!(v)) })
-                }
-            })
-        };
-        reg.register("arn:aws:states:::a", answer("a", first_run));
-        reg.register(
-            "arn:aws:states:::b",
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-                b_calls.fetch_add(1, Ordering::SeqCst);
-                Box::pin(async { Ok(json!("b")) })
-            }),
-        );
-        reg.register("arn:aws:states:::c", answer("c", first_run));
+        reg.register("arn:aws:states:::a", answers_unless(first_run, json!("a")));
+        reg.register("arn:aws:states:::b", counted(&b_calls, json!("b")));
+        reg.register("arn:aws:states:::c", answers_unless(first_run, json!("c")));
         reg
     };
-    let e1 = Engine::builder()
-        .store(store.clone())
-        .resources(registry(true, b_calls.clone()))
-        .build();
+    let e1 = process(&store, registry(true, b_calls.clone()));
     let sm = e1.state_machine("m", def).unwrap();
     let h = e1.start_execution(&sm, "e", json!({})).unwrap();
     assert!(h.poll_now().is_none());
     let recorded = store.history(&h.execution_arn).unwrap().len();
     drop(h);
     drop(e1);
-    let e2 = Engine::builder()
-        .store(store.clone())
-        .resources(registry(false, b_calls.clone()))
-        .build();
+    let e2 = process(&store, registry(false, b_calls.clone()));
     let handles = e2.resume_all().unwrap();
     let out = handles[0].poll_now().unwrap();
     assert_eq!(out.output, Some(json!(["a", "c"])));
@@ -371,11 +388,7 @@ fn map_item_batcher_groups_items() {
                 "ItemProcessor":{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},"End":true}}}"#,
         )
         .unwrap();
-    let out = engine
-        .start_execution(&sm, "e", json!({"xs": [1, 2, 3], "k": "K"}))
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = run_at_once(&engine, &sm, json!({"xs": [1, 2, 3], "k": "K"}));
     assert_eq!(
         out.output,
         Some(json!([
@@ -401,11 +414,7 @@ fn ever_deeper_loop_fails_fast() {
         )
         .unwrap();
     let t = std::time::Instant::now();
-    let out = engine
-        .start_execution(&sm, "e", json!({}))
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = run_at_once(&engine, &sm, json!({}));
     assert_eq!(out.status, ExecutionStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("States.Runtime"));
     assert!(t.elapsed().as_secs() < 20);
@@ -566,32 +575,21 @@ fn redrive_goes_on_from_the_state_that_failed() {
     let sqs_keys = Arc::new(Mutex::new(Vec::new()));
     let registry = || {
         let mut reg = ResourceRegistry::new();
-        let c = sns_calls.clone();
         reg.register(
             "arn:aws:states:::sns:publish",
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-                c.fetch_add(1, Ordering::SeqCst);
-                Box::pin(async { Ok(json!("sns")) })
-            }),
+            counted(&sns_calls, json!("sns")),
         );
         let (m, keys) = (mode.clone(), sqs_keys.clone());
         reg.register(
             "arn:aws:states:::sqs:sendMessage",
-            Arc::new(move |p: Value, c: TaskContext| -> TaskFuture {
+            resource(move |p, c| {
                 keys.lock().unwrap().push(c.invocation_key.clone());
-                match m.load(Ordering::SeqCst) {
-                    0 => Box::pin(async { Err(Failure::new("Flaky", "the queue is down")) }),
-                    1 => Box::pin(futures_util::future::pending()),
-                    _ => Box::pin(async move { Ok(p) }),
-                }
+                by_mode(&m, Failure::new("Flaky", "the queue is down"), p)
             }),
         );
         reg
     };
-    let e1 = Engine::builder()
-        .store(store.clone())
-        .resources(registry())
-        .build();
+    let e1 = process(&store, registry());
     let sm = e1.state_machine("m", def).unwrap();
     let h = e1.start_execution(&sm, "e", json!({})).unwrap();
     let failed = h.poll_now().unwrap();
@@ -619,10 +617,7 @@ fn redrive_goes_on_from_the_state_that_failed() {
 
     // The next process resumes the redrive and finishes it.
     mode.store(2, Ordering::SeqCst);
-    let e2 = Engine::builder()
-        .store(store.clone())
-        .resources(registry())
-        .build();
+    let e2 = process(&store, registry());
     let handles = e2.resume_all().unwrap();
     assert_eq!(handles.len(), 1);
     let out = handles[0].poll_now().unwrap();
@@ -675,24 +670,20 @@ fn redrive_inside_a_parallel_reruns_only_the_unfinished_branches() {
     let mode = Arc::new(AtomicU32::new(0));
     let (sns_calls, sqs_calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let mut reg = ResourceRegistry::new();
-    let c = sns_calls.clone();
     reg.register(
         "arn:aws:states:::sns:publish",
-        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
-            c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Ok(json!("sent")) })
-        }),
+        counted(&sns_calls, json!("sent")),
     );
     let (m, c) = (mode.clone(), sqs_calls.clone());
     reg.register(
         "arn:aws:states:::sqs:sendMessage",
-        Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+        resource(move |_, _| {
             c.fetch_add(1, Ordering::SeqCst);
-            match m.load(Ordering::SeqCst) {
-                0 => Box::pin(async { Err(Failure::new("Broken", "the queue is down")) }),
-                1 => Box::pin(futures_util::future::pending()),
-                _ => Box::pin(async { Ok(json!("queued")) }),
-            }
+            by_mode(
+                &m,
+                Failure::new("Broken", "the queue is down"),
+                json!("queued"),
+            )
         }),
     );
     let engine = Engine::builder().resources(reg).build();
@@ -719,18 +710,13 @@ fn redrive_inside_a_parallel_reruns_only_the_unfinished_branches() {
     // With the queue back, a redrive succeeds with both branches' results.
     let redriven = |arn: &str| {
         mode.store(2, Ordering::SeqCst);
-        let out = engine.redrive_execution(arn).unwrap().poll_now().unwrap();
+        let out = redrive_at_once(&engine, arn);
         assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
         assert_eq!(out.output, Some(json!(["sent", "queued"])));
     };
     redriven(&h.execution_arn);
     assert_eq!(counts(), (1, 2), "A once, B twice");
-    let types: Vec<String> = engine
-        .history(&h.execution_arn)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect();
+    let types = event_types(&engine, &h.execution_arn);
     let count = |t: &str| types.iter().filter(|x| *x == t).count();
     assert_eq!(count("ParallelStateEntered"), 1, "{types:?}");
     assert_eq!(count("ParallelStateFailed"), 1);
@@ -757,13 +743,13 @@ fn redrive_inside_a_map_reruns_only_the_failed_iterations() {
     let (b, c) = (broken.clone(), calls.clone());
     reg.register(
         "arn:aws:states:::sns:publish",
-        Arc::new(move |p: Value, _c: TaskContext| -> TaskFuture {
+        resource(move |p, _| {
             c.lock().unwrap().push(p.clone());
-            if p == json!(2) && b.load(Ordering::SeqCst) {
-                Box::pin(async { Err(Failure::new("Broken", "item 2")) })
+            Answer::Now(if p == json!(2) && b.load(Ordering::SeqCst) {
+                Err(Failure::new("Broken", "item 2"))
             } else {
-                Box::pin(async move { Ok(p) })
-            }
+                Ok(p)
+            })
         }),
     );
     let engine = Engine::builder().resources(reg).build();
@@ -781,11 +767,7 @@ fn redrive_inside_a_map_reruns_only_the_failed_iterations() {
     assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
     broken.store(false, Ordering::SeqCst);
     let before = calls.lock().unwrap().len();
-    let out = engine
-        .redrive_execution(&h.execution_arn)
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = redrive_at_once(&engine, &h.execution_arn);
     assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
     assert_eq!(out.output, Some(json!([1, 2, 3])));
     let again: Vec<Value> = calls.lock().unwrap()[before..].to_vec();
@@ -838,17 +820,15 @@ fn a_resume_after_a_parallel_whose_branches_finished_out_of_order_matches_its_hi
         );
         reg.register(
             "arn:aws:states:::sqs:sendMessage",
-            Arc::new(|_p: Value, _c: TaskContext| -> TaskFuture {
-                Box::pin(async { Ok(json!("b")) })
-            }),
+            resource(|_, _| Answer::Now(Ok(json!("b")))),
         );
         // The state after the Parallel never answers: the process "crashes" there.
         let keys = after_keys.clone();
         reg.register(
             "arn:aws:states:::lambda:invoke",
-            Arc::new(move |_p: Value, c: TaskContext| -> TaskFuture {
+            resource(move |_, c| {
                 keys.lock().unwrap().push(c.invocation_key.clone());
-                Box::pin(futures_util::future::pending())
+                Answer::Never
             }),
         );
         reg
@@ -857,10 +837,7 @@ fn a_resume_after_a_parallel_whose_branches_finished_out_of_order_matches_its_hi
       {"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","End":true}}},
       {"StartAt":"B","States":{"B":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage","End":true}}}]},
       "After":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","End":true}}}"#;
-    let e1 = Engine::builder()
-        .store(store.clone())
-        .resources(registry())
-        .build();
+    let e1 = process(&store, registry());
     let sm = e1.state_machine("m", def).unwrap();
     let h = e1.start_execution(&sm, "e", json!({})).unwrap();
     assert!(h.poll_now().is_none());
@@ -871,10 +848,7 @@ fn a_resume_after_a_parallel_whose_branches_finished_out_of_order_matches_its_hi
     drop(h);
     drop(e1);
 
-    let e2 = Engine::builder()
-        .store(store.clone())
-        .resources(registry())
-        .build();
+    let e2 = process(&store, registry());
     let handles = e2.resume_all().unwrap();
     assert!(handles[0].poll_now().is_none());
     let after = store.history(&arn).unwrap();
@@ -909,13 +883,13 @@ fn nested_parallel_redriven(failing: &str) -> (Vec<String>, Vec<String>) {
         let fails = name == failing;
         reg.register(
             arn,
-            Arc::new(move |_p: Value, _c: TaskContext| -> TaskFuture {
+            resource(move |_, _| {
                 c.lock().unwrap().push(name.to_string());
-                if fails && b.load(Ordering::SeqCst) {
-                    Box::pin(async { Err(Failure::new("Broken", "the service is down")) })
+                Answer::Now(if fails && b.load(Ordering::SeqCst) {
+                    Err(Failure::new("Broken", "the service is down"))
                 } else {
-                    Box::pin(async move { Ok(json!(name)) })
-                }
+                    Ok(json!(name))
+                })
             }),
         );
     }
@@ -936,11 +910,7 @@ fn nested_parallel_redriven(failing: &str) -> (Vec<String>, Vec<String>) {
     assert_eq!(h.poll_now().unwrap().status, ExecutionStatus::Failed);
     let first = calls.lock().unwrap().clone();
     broken.store(false, Ordering::SeqCst);
-    let out = engine
-        .redrive_execution(&h.execution_arn)
-        .unwrap()
-        .poll_now()
-        .unwrap();
+    let out = redrive_at_once(&engine, &h.execution_arn);
     assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
     assert_eq!(out.output, Some(json!(["after", "z"])));
     let all = calls.lock().unwrap().clone();
