@@ -14,3 +14,4 @@ pub mod sales;
 pub mod sample;
 pub mod seed;
 pub mod throttle;
+pub mod verify;

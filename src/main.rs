@@ -28,6 +28,7 @@ mod replay_aws;
 mod replay_cmd;
 mod sales_cmd;
 mod states_cmd;
+mod verify_cmd;
 mod workflow_cmd;
 
 #[derive(Parser)]

@@ -65,6 +65,11 @@ enum ProjectionsCmd {
     /// Give the space of dropped generations back to the disk (rewrites read_models.db;
     /// with `orders serve` stopped and no replay running).
     Compact,
+    /// Check that the read models are what the log says: fold the whole log afresh into
+    /// a scratch store (removed afterwards) and compare it, row by row, with what readers
+    /// see. Lists the orders and days that differ, with the fields; exits 1 if any do.
+    /// Changes nothing and fires no side effect; `orders serve` may run meanwhile.
+    Verify(crate::verify_cmd::VerifyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -217,6 +222,11 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
             let stores = open_existing(&data_dir).await?;
             let _lock = replay_lock(&data_dir, "switch generations when it has finished")?;
             return activate(&stores, projection, generation, dry_run, skip_undecodable).await;
+        }
+        ProjectionsCmd::Verify(args) => {
+            let stores = open_existing(&data_dir).await?;
+            let _lock = replay_lock(&data_dir, "verify when it has finished")?;
+            return crate::verify_cmd::run(&stores, &data_dir, args).await;
         }
         ProjectionsCmd::Compact => {
             let stores = open_existing(&data_dir).await?;

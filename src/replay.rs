@@ -215,23 +215,27 @@ fn key(aggregate_id: &str, version: u64, seq: u64) -> String {
     format!("{aggregate_id}#v{version} (seq {seq})")
 }
 
-struct Run<'a> {
-    stores: &'a LocalStores,
-    opts: &'a ReplayOptions,
-    targets: Targets,
-    checkpoint: String,
-    after: u64,
-    events_read: u64,
-    parked: u64,
+pub(crate) struct Run<'a> {
+    pub(crate) stores: &'a LocalStores,
+    pub(crate) opts: &'a ReplayOptions,
+    pub(crate) targets: Targets,
+    pub(crate) checkpoint: String,
+    /// The last log position applied.
+    pub(crate) after: u64,
+    pub(crate) events_read: u64,
+    pub(crate) parked: u64,
 }
 
 impl Run<'_> {
-    /// The next rows of the log, decoded; undecodable ones are parked or stop the run.
+    /// The next rows of the log (up to position `until`), decoded; undecodable ones are
+    /// parked or stop the run.
     async fn next_chunk(
         &mut self,
         limit: usize,
+        until: u64,
     ) -> Result<Option<(u64, Vec<(EventEnvelope, OrderEvent)>, Vec<String>)>, ReplayError> {
-        let rows = self.stores.events.read_stream(self.after, limit).await?;
+        let mut rows = self.stores.events.read_stream(self.after, limit).await?;
+        rows.retain(|r| r.seq <= until);
         let Some(last) = rows.last().map(|r| r.seq) else {
             return Ok(None);
         };
@@ -276,9 +280,22 @@ impl Run<'_> {
 
     /// Applies the next chunk through the store; `false` when the log is exhausted.
     async fn step(&mut self) -> Result<bool, ReplayError> {
-        let Some((last, batch, keys)) = self.next_chunk(self.opts.chunk).await? else {
+        self.step_until(u64::MAX, None).await
+    }
+
+    /// Applies the next chunk of the log up to position `until` through the store, adding
+    /// the orders it touched to `touched`; `false` when there is nothing more.
+    pub(crate) async fn step_until(
+        &mut self,
+        until: u64,
+        touched: Option<&mut std::collections::BTreeSet<String>>,
+    ) -> Result<bool, ReplayError> {
+        let Some((last, batch, keys)) = self.next_chunk(self.opts.chunk, until).await? else {
             return Ok(false);
         };
+        if let Some(touched) = touched {
+            touched.extend(batch.iter().map(|(e, _)| e.aggregate_id.clone()));
+        }
         let results = self
             .stores
             .read_models
@@ -341,7 +358,7 @@ impl Run<'_> {
     /// order, and writes each order's final rows once while later orders are folded (one
     /// read and one write per event would dominate). Rows are committed as they go, but
     /// the checkpoint only with the last ones: an interruption leaves it at the start.
-    async fn bulk(
+    pub(crate) async fn bulk(
         &mut self,
         stop: &AtomicBool,
         total: u64,

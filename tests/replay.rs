@@ -1419,6 +1419,10 @@ async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
         ]),
         "a replay is running",
     );
+    fails_with(
+        &orders_cli(&["projections", "verify", "--data-dir", &path]),
+        "a replay is running",
+    );
     assert_eq!(status(&path)["replay_running"], true);
     drop(lock);
     assert_eq!(status(&path)["replay_running"], false);
@@ -1587,4 +1591,325 @@ async fn compact_gives_the_dropped_generations_space_back() {
         String::from_utf8_lossy(&again.stdout).contains("nothing free"),
         "{again:?}"
     );
+}
+
+/// Appends `events` (each the next version of its order) to the log, unprojected.
+async fn append_unprojected(stores: &LocalStores, events: &[orders_domain::EventEnvelope]) {
+    for e in events {
+        stores
+            .events
+            .append(AppendRequest {
+                aggregate_id: e.aggregate_id.clone(),
+                expected_version: e.version - 1,
+                events: vec![e.clone()],
+                idempotency: None,
+            })
+            .await
+            .expect("append");
+    }
+}
+
+/// Read models that drifted from the log as they do when the live projector parks
+/// records: verify names exactly the orders, trackers and days that differ (with the
+/// fields), leaves everything as it was, and fires nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
+    use orders::verify::verify;
+    let (dir, stores, _) = seeded(30).await;
+    let rm = &stores.read_models;
+    let live_head = || async {
+        let head = stores.events.last_seq().await.expect("head");
+        rm.set_checkpoint("projector", head)
+            .await
+            .expect("checkpoint");
+        head
+    };
+    let head = live_head().await;
+    let all = ProjectionName::ALL;
+    let stop = AtomicBool::new(false);
+    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+        .await
+        .expect("verify");
+    assert!(v.same(), "{v:?}");
+    assert_eq!((v.position, v.compared.orders_in_log), (head, 30));
+    assert_eq!((v.not_yet_projected, v.undecodable), (0, 0));
+    assert!(v.compared.days_in_log > 0);
+    assert_eq!(v.events_read, head);
+
+    // Drift: an order whose second event was parked (its view stops at version 1), an
+    // order parked whole (missing), and a view no event in the log explains (extra).
+    let ids = UlidIds::new();
+    let now = orders_domain::ports::Clock::now(&SystemClock);
+    let stale = orders::seed::history(1_000, &ids, now).expect("history");
+    let parked = orders::seed::history(1_001, &ids, now).expect("history");
+    let ghost = orders::seed::history(1_002, &ids, now).expect("history");
+    append_unprojected(&stores, &stale[..2]).await;
+    append_unprojected(&stores, &parked).await;
+    let projector = orders_handlers::projector::Projector::replay(rm.clone());
+    for e in [&stale[0], &ghost[0]] {
+        projector.process_envelope(e).await.expect("projected");
+    }
+    let head = live_head().await;
+    let before = snapshot(&stores, &order_ids(&stores).await).await;
+    let generations = rm.generations().await.expect("generations");
+
+    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+        .await
+        .expect("verify");
+    assert_eq!(v.position, head);
+    let kinds: Vec<(&str, Option<u64>, Option<u64>)> = v
+        .compared
+        .orders
+        .iter()
+        .map(|d| (d.order_id.as_str(), d.read_model_version, d.log_version))
+        .collect();
+    let mut expected = vec![
+        (stale[0].aggregate_id.as_str(), Some(1), Some(2)),
+        (
+            parked[0].aggregate_id.as_str(),
+            None,
+            Some(parked.len() as u64),
+        ),
+        (ghost[0].aggregate_id.as_str(), Some(1), None),
+    ];
+    expected.sort();
+    assert_eq!(kinds, expected);
+    let stale_diff = v
+        .compared
+        .orders
+        .iter()
+        .find(|d| d.order_id == stale[0].aggregate_id)
+        .expect("the stale order");
+    let status = stale_diff
+        .fields
+        .iter()
+        .find(|f| f.path == "status")
+        .expect("its status differs");
+    assert_eq!(status.read_model, json!("PLACED"));
+    assert_ne!(status.log, json!("PLACED"));
+    assert_eq!(
+        v.compared.orders_in_log, 32,
+        "30 seeded, the stale one and the parked one"
+    );
+    // The parked and the ghost order count on the days they were placed; the trackers
+    // of the parked one (missing), the ghost (extra) and the stale one (if its second
+    // event was a cancellation) differ.
+    assert!(!v.compared.days.is_empty(), "{:?}", v.compared.days);
+    let trackers: Vec<&str> = v
+        .compared
+        .trackers
+        .iter()
+        .map(|d| d.order_id.as_str())
+        .collect();
+    assert!(
+        trackers.contains(&parked[0].aggregate_id.as_str()),
+        "{trackers:?}"
+    );
+    assert!(
+        trackers.contains(&ghost[0].aggregate_id.as_str()),
+        "{trackers:?}"
+    );
+    assert_eq!(
+        v.differing(),
+        vec![ProjectionName::Orders, ProjectionName::DailySales]
+    );
+
+    // Only one projection: only its rows.
+    let orders_only = verify(
+        &stores,
+        dir.path(),
+        &[ProjectionName::Orders],
+        &stop,
+        |_| {},
+    )
+    .await
+    .expect("verify");
+    assert_eq!(orders_only.compared.orders.len(), 3);
+    assert!(orders_only.compared.trackers.is_empty() && orders_only.compared.days.is_empty());
+
+    // Nothing changed: what readers see, the generations, no scratch store left behind,
+    // no dead letter.
+    assert_eq!(snapshot(&stores, &order_ids(&stores).await).await, before);
+    assert_eq!(rm.generations().await.expect("generations"), generations);
+    assert!(!dir.path().join("verify.tmp").exists());
+    assert_eq!(rm.count_dead_letters(None).await.expect("letters"), 0);
+
+    // The live projector behind the log (a server stopped before it caught up): the
+    // orders it has not applied are left out, not reported as different.
+    let later = orders::seed::history(1_003, &ids, now).expect("history");
+    append_unprojected(&stores, &later).await;
+    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+        .await
+        .expect("verify");
+    assert_eq!(v.position, head, "the live projector's position");
+    assert_eq!(v.not_yet_projected, 1);
+    assert!(
+        v.compared
+            .orders
+            .iter()
+            .all(|d| d.order_id != later[0].aggregate_id),
+        "{:?}",
+        v.compared.orders
+    );
+    assert_eq!(v.compared.orders.len(), 3);
+}
+
+/// `orders projections verify` on the command line: exit 0 and a closing line when the
+/// read models are what the log says, exit 1 and the orders when not, JSON on request,
+/// bad input in one line.
+#[tokio::test]
+async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
+    let (dir, stores, _) = seeded(6).await;
+    let path = dir.path().to_string_lossy().to_string();
+    let head = stores.events.last_seq().await.expect("head");
+    stores
+        .read_models
+        .set_checkpoint("projector", head)
+        .await
+        .expect("checkpoint");
+    let out = orders_cli(&["projections", "verify", "--data-dir", &path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("orders (generation 1): 6 orders in the log: 6 the same"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("the read models are what the log says\n"),
+        "{stdout}"
+    );
+
+    let parked = orders::seed::history(
+        99,
+        &UlidIds::new(),
+        orders_domain::ports::Clock::now(&SystemClock),
+    )
+    .expect("history");
+    append_unprojected(&stores, &parked).await;
+    let head = stores.events.last_seq().await.expect("head");
+    stores
+        .read_models
+        .set_checkpoint("projector", head)
+        .await
+        .expect("checkpoint");
+    let id = parked[0].aggregate_id.clone();
+    let out = orders_cli(&[
+        "projections",
+        "verify",
+        "--data-dir",
+        &path,
+        "--projection",
+        "orders",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{id}: missing from the read model (the log has it at version {})",
+            parked.len()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("`orders replay --projection orders` rebuilds"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("daily_sales"),
+        "only the projection asked for: {stdout}"
+    );
+
+    let out = orders_cli(&["projections", "verify", "--data-dir", &path, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["compared"]["orders"][0]["order_id"], id.as_str());
+    assert_eq!(
+        v["compared"]["orders"][0]["read_model_version"],
+        Value::Null
+    );
+    assert_eq!(v["position"], head);
+    assert_eq!(
+        v["generations"][0],
+        json!({"projection": "orders", "generation": 1})
+    );
+
+    fails_with(
+        &orders_cli(&[
+            "projections",
+            "verify",
+            "--data-dir",
+            &path,
+            "--projection",
+            "bogus",
+        ]),
+        "unknown projection `bogus`",
+    );
+    fails_with(
+        &orders_cli(&["projections", "verify", "--data-dir", &path, "--limit", "0"]),
+        "--limit",
+    );
+    let missing = dir.path().join("nowhere").to_string_lossy().to_string();
+    let out = orders_cli(&["projections", "verify", "--data-dir", &missing]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+/// With the server running and taking orders meanwhile, verify finds nothing to report
+/// (the orders placed while it runs are not false differences) and fires nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_beside_a_running_server_taking_orders_reports_no_false_difference() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    for i in 0..10 {
+        let r = post(&mut c, "/orders", &[], &order(&format!("c-{}", i % 3))).await;
+        assert_eq!(r.status, 201);
+    }
+    until("the executions", std::time::Duration::from_secs(20), || {
+        let e = side_effects(s.dir.path());
+        (e[0] == 10 && e.iter().all(|n| *n >= 10)).then_some(())
+    })
+    .await;
+    s.runtime.wait_projected().await;
+    let before = side_effects(s.dir.path());
+    let dir = s.dir.path().to_string_lossy().to_string();
+    let out = orders_cli_off_thread(&["projections", "verify", "--data-dir", &dir]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(side_effects(s.dir.path()), before, "verify fires nothing");
+
+    // Orders placed while it runs.
+    let addr = s.runtime.addr;
+    let placing = tokio::spawn(async move {
+        let mut c = orders::client::Connection::open(addr)
+            .await
+            .expect("connect");
+        for i in 0..60 {
+            let r = post(&mut c, "/orders", &[], &order(&format!("c-{}", i % 3))).await;
+            assert_eq!(r.status, 201);
+        }
+    });
+    for _ in 0..3 {
+        let out =
+            orders_cli_off_thread(&["projections", "verify", "--data-dir", &dir, "--json"]).await;
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert!(out.status.success(), "{v}");
+    }
+    placing.await.expect("orders placed");
+    s.runtime.wait_projected().await;
+    let dead: u64 = s
+        .runtime
+        .stores
+        .read_models
+        .count_dead_letters(None)
+        .await
+        .expect("letters");
+    assert_eq!(dead, 0, "the live projector parked nothing while held off");
+    s.runtime.shutdown().await.expect("shutdown");
 }

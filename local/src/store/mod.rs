@@ -5,12 +5,14 @@
 //! so the projector never contends with API appends for a write lock.
 
 pub mod bulk;
+pub mod compare;
 pub mod events;
 pub mod projection;
 pub mod read_models;
 pub(crate) mod sqlite;
 
 pub use bulk::{BadRow, BulkControl, BulkDone, BulkError, BulkRead};
+pub use compare::{Compared, DayDiff, FieldDiff, RowDiff};
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
 pub use projection::{FoldedBatch, OrderFold, Targets};
 pub use read_models::{BulkEnd, DeadLetter, NewDeadLetter, SqliteReadModels};

@@ -329,6 +329,49 @@ impl SqliteReadModels {
         .await
     }
 
+    /// Compares the active generations of `projections` with the active ones of
+    /// `fresh` (another store: the same projections folded afresh from the log), in one
+    /// snapshot of each; with `only`, just those orders' rows. Inside an open unit of
+    /// work ([`begin_unit`](Self::begin_unit)) it reads through the writing connection,
+    /// so nothing this store's writers do can move under it.
+    pub async fn compare_with(
+        &self,
+        fresh: &SqliteReadModels,
+        projections: &[ProjectionName],
+        only: Option<std::collections::BTreeSet<String>>,
+    ) -> Result<super::Compared, ReadModelError> {
+        let fresh_path = fresh.path().to_path_buf();
+        let selected = projections.to_vec();
+        let compare = move |conn: &Connection| -> Result<super::Compared, DbError> {
+            let pick = |all: Targets| {
+                let mut t = Targets::default();
+                for &p in &selected {
+                    t.set(p, all.get(p));
+                }
+                t
+            };
+            let mut fresh_conn = sqlite::open_reader(&fresh_path)?;
+            let fresh_tx = fresh_conn.transaction()?;
+            let fresh_targets = pick(active_targets(&fresh_tx)?);
+            let ours = pick(active_targets(conn)?);
+            let compared =
+                super::compare::compare(conn, ours, &fresh_tx, fresh_targets, only.as_ref())?;
+            fresh_tx.finish()?;
+            Ok(compared)
+        };
+        let in_unit = self
+            .inner
+            .unit_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if in_unit {
+            self.write(move |conn| compare(conn)).await
+        } else {
+            self.read(compare).await
+        }
+    }
+
     // ---- generations (blue/green rebuilds) ----
 
     /// The generation of each projection that readers and the live projector use.

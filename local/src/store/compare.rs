@@ -1,0 +1,340 @@
+//! Two generations of the read models compared row by row: a projection as readers see it
+//! against the same projection folded afresh from the log (`orders projections verify`).
+//! The two sides may live in different database files; each is read through its own
+//! connection, in key order, and merged.
+
+use super::DbError;
+use super::projection::Targets;
+use orders_domain::projection::DailySales;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+/// Field differences kept per row: enough to see what went wrong.
+const FIELDS_PER_ROW: usize = 8;
+
+/// One row (an order's view, or its sales tracker) that is not the same on both sides.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RowDiff {
+    pub order_id: String,
+    /// The last version the read model applied; `None`: it has no row for the order.
+    pub read_model_version: Option<u64>,
+    /// The version folded from the log; `None`: the log has no such order.
+    pub log_version: Option<u64>,
+    /// What differs, field by field (the first few), where both have a row.
+    pub fields: Vec<FieldDiff>,
+}
+
+/// A value that is not the same: `path` as `status`, `items[0].quantity`; `null` where a
+/// side lacks it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldDiff {
+    pub path: String,
+    pub read_model: Value,
+    pub log: Value,
+}
+
+/// A day and currency of `daily_sales` that is not the same on both sides.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DayDiff {
+    pub date: String,
+    pub currency: String,
+    pub read_model: Option<DailySales>,
+    pub log: Option<DailySales>,
+}
+
+/// What differs between two generations (empty: the same).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Compared {
+    /// `orders`: the order views.
+    pub orders: Vec<RowDiff>,
+    /// `daily_sales`: the per-order trackers (what a later cancellation subtracts).
+    pub trackers: Vec<RowDiff>,
+    /// `daily_sales`: the days.
+    pub days: Vec<DayDiff>,
+    /// Rows of the fresh side (orders with a view; with `only`, those of `only`).
+    pub orders_in_log: u64,
+    /// Days and currencies of the fresh side.
+    pub days_in_log: u64,
+}
+
+/// Compares the generations `ours` (in `conn`) with `fresh` (in `fresh_conn`), of the
+/// projections both select. With `only`, just those orders' rows (the days always).
+pub(crate) fn compare(
+    conn: &Connection,
+    ours: Targets,
+    fresh_conn: &Connection,
+    fresh: Targets,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Compared, DbError> {
+    let mut out = Compared::default();
+    if let (Some(a), Some(b)) = (ours.orders, fresh.orders) {
+        let sql = |g: u32| {
+            format!("SELECT order_id, version, view, customer_id, placed_at FROM orders_g{g}")
+        };
+        let (diffs, fresh_rows) = rows(conn, &sql(a), fresh_conn, &sql(b), only, view_row)?;
+        out.orders = diffs;
+        out.orders_in_log = fresh_rows;
+    }
+    if let (Some(a), Some(b)) = (ours.daily_sales, fresh.daily_sales) {
+        let sql = |g: u32| format!("SELECT order_id, version, tracker FROM sales_trackers_g{g}");
+        out.trackers = rows(conn, &sql(a), fresh_conn, &sql(b), only, tracker_row)?.0;
+        let (days, fresh_days) = days(conn, a, fresh_conn, b)?;
+        out.days = days;
+        out.days_in_log = fresh_days;
+    }
+    Ok(out)
+}
+
+/// A row keyed by order id: its version and what is compared (the JSON, with the
+/// columns kept beside it folded in so that they are compared too).
+struct Row {
+    order_id: String,
+    version: u64,
+    value: Value,
+}
+
+fn json(text: &str, what: &str, order_id: &str) -> Result<Value, DbError> {
+    serde_json::from_str(text)
+        .map_err(|e| DbError::Corrupt(format!("the {what} of order {order_id}: {e}")))
+}
+
+fn version(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn view_row(r: &rusqlite::Row<'_>) -> Result<Row, DbError> {
+    let order_id: String = r.get(0)?;
+    let mut value = json(&r.get::<_, String>(2)?, "view", &order_id)?;
+    // The paging and customer columns are derived from the view; a row whose columns
+    // disagree with it is as wrong as a wrong view.
+    if let Value::Object(m) = &mut value {
+        m.insert("(customer_id column)".into(), r.get::<_, String>(3)?.into());
+        m.insert("(placed_at column)".into(), r.get::<_, i64>(4)?.into());
+    }
+    Ok(Row {
+        version: version(r.get(1)?),
+        value,
+        order_id,
+    })
+}
+
+fn tracker_row(r: &rusqlite::Row<'_>) -> Result<Row, DbError> {
+    let order_id: String = r.get(0)?;
+    Ok(Row {
+        version: version(r.get(1)?),
+        value: json(&r.get::<_, String>(2)?, "sales tracker", &order_id)?,
+        order_id,
+    })
+}
+
+/// Merges two tables keyed by order id; returns the rows that differ and how many rows
+/// the fresh side has.
+fn rows(
+    conn: &Connection,
+    sql: &str,
+    fresh_conn: &Connection,
+    fresh_sql: &str,
+    only: Option<&BTreeSet<String>>,
+    read: fn(&rusqlite::Row<'_>) -> Result<Row, DbError>,
+) -> Result<(Vec<RowDiff>, u64), DbError> {
+    let mut diffs = Vec::new();
+    let mut fresh_rows = 0;
+    let mut pair = |ours: Option<Row>, fresh: Option<Row>| {
+        fresh_rows += u64::from(fresh.is_some());
+        if let Some(d) = row_diff(ours, fresh) {
+            diffs.push(d);
+        }
+    };
+    match only {
+        Some(ids) => {
+            let one = |c: &Connection, sql: &str, id: &str| -> Result<Option<Row>, DbError> {
+                let mut stmt = c.prepare_cached(&format!("{sql} WHERE order_id = ?1"))?;
+                let row = stmt
+                    .query_row([id], |r| Ok(read(r)))
+                    .optional()?
+                    .transpose()?;
+                Ok(row)
+            };
+            for id in ids {
+                pair(one(conn, sql, id)?, one(fresh_conn, fresh_sql, id)?);
+            }
+        }
+        None => {
+            let mut a = conn.prepare(&format!("{sql} ORDER BY order_id"))?;
+            let mut b = fresh_conn.prepare(&format!("{fresh_sql} ORDER BY order_id"))?;
+            let mut a = a.query([])?;
+            let mut b = b.query([])?;
+            let mut next_a = next(&mut a, read)?;
+            let mut next_b = next(&mut b, read)?;
+            loop {
+                let order = match (&next_a, &next_b) {
+                    (None, None) => break,
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some(x), Some(y)) => x.order_id.cmp(&y.order_id),
+                };
+                match order {
+                    Ordering::Less => {
+                        pair(next_a.take(), None);
+                        next_a = next(&mut a, read)?;
+                    }
+                    Ordering::Greater => {
+                        pair(None, next_b.take());
+                        next_b = next(&mut b, read)?;
+                    }
+                    Ordering::Equal => {
+                        pair(next_a.take(), next_b.take());
+                        next_a = next(&mut a, read)?;
+                        next_b = next(&mut b, read)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok((diffs, fresh_rows))
+}
+
+fn next(
+    rows: &mut rusqlite::Rows<'_>,
+    read: fn(&rusqlite::Row<'_>) -> Result<Row, DbError>,
+) -> Result<Option<Row>, DbError> {
+    rows.next()?.map(read).transpose()
+}
+
+fn row_diff(ours: Option<Row>, fresh: Option<Row>) -> Option<RowDiff> {
+    let (order_id, ours_version, fresh_version) = match (&ours, &fresh) {
+        (None, None) => return None,
+        (Some(a), Some(b)) if a.version == b.version && a.value == b.value => return None,
+        (Some(a), b) => (
+            a.order_id.clone(),
+            Some(a.version),
+            b.as_ref().map(|b| b.version),
+        ),
+        (None, Some(b)) => (b.order_id.clone(), None, Some(b.version)),
+    };
+    let mut fields = Vec::new();
+    if let (Some(a), Some(b)) = (&ours, &fresh) {
+        field_diffs(&a.value, &b.value, String::new(), &mut fields);
+    }
+    Some(RowDiff {
+        order_id,
+        read_model_version: ours_version,
+        log_version: fresh_version,
+        fields,
+    })
+}
+
+/// The paths where `a` (the read model's) and `b` (the log's) differ, the first
+/// [`FIELDS_PER_ROW`] of them, depth first.
+fn field_diffs(a: &Value, b: &Value, path: String, out: &mut Vec<FieldDiff>) {
+    if out.len() >= FIELDS_PER_ROW || a == b {
+        return;
+    }
+    let child = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                field_diffs(va, vb, child(k), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                field_diffs(va, vb, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => out.push(FieldDiff {
+            path: if path.is_empty() {
+                "(row)".into()
+            } else {
+                path
+            },
+            read_model: a.clone(),
+            log: b.clone(),
+        }),
+    }
+}
+
+fn days(
+    conn: &Connection,
+    ours: u32,
+    fresh_conn: &Connection,
+    fresh: u32,
+) -> Result<(Vec<DayDiff>, u64), DbError> {
+    let all = |c: &Connection, g: u32| -> Result<Vec<DailySales>, DbError> {
+        let mut stmt = c.prepare(&format!(
+            "SELECT date, currency, orders_placed, amount_placed, orders_cancelled,
+                    amount_cancelled, net_amount
+             FROM daily_sales_g{g} ORDER BY date, currency"
+        ))?;
+        let rows = stmt.query_map(params![], |r| {
+            Ok(DailySales {
+                date: r.get(0)?,
+                currency: r.get(1)?,
+                orders_placed: r.get(2)?,
+                amount_placed: r.get(3)?,
+                orders_cancelled: r.get(4)?,
+                amount_cancelled: r.get(5)?,
+                net_amount: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    // A day is a few rows a currency: both sides fit in memory.
+    let (a, b) = (all(conn, ours)?, all(fresh_conn, fresh)?);
+    let key = |d: &DailySales| (d.date.clone(), d.currency.clone());
+    let keys: BTreeSet<(String, String)> = a.iter().chain(&b).map(key).collect();
+    let find = |v: &[DailySales], k: &(String, String)| v.iter().find(|d| key(d) == *k).cloned();
+    let diffs = keys
+        .into_iter()
+        .filter_map(|k| {
+            let (x, y) = (find(&a, &k), find(&b, &k));
+            (x != y).then_some(DayDiff {
+                date: k.0,
+                currency: k.1,
+                read_model: x,
+                log: y,
+            })
+        })
+        .collect();
+    Ok((diffs, b.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_differences_name_their_paths() {
+        let mut out = Vec::new();
+        field_diffs(
+            &json!({"status": "CONFIRMED", "items": [{"q": 1}, {"q": 2}], "a": {"b": 1}}),
+            &json!({"status": "SHIPPED", "items": [{"q": 1}, {"q": 3}], "a": {"b": 1, "c": 2}}),
+            String::new(),
+            &mut out,
+        );
+        let paths: Vec<&str> = out.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a.c", "items[1].q", "status"]);
+        assert_eq!(out[2].read_model, json!("CONFIRMED"));
+        assert_eq!(out[2].log, json!("SHIPPED"));
+        assert_eq!(out[0].read_model, Value::Null);
+
+        let mut out = Vec::new();
+        field_diffs(&json!([1]), &json!([1, 2]), "items".into(), &mut out);
+        assert_eq!(out.len(), 1, "arrays of other lengths differ as a whole");
+        assert_eq!(out[0].path, "items");
+    }
+}
