@@ -87,17 +87,34 @@ pub(crate) fn compare(
     Ok(out)
 }
 
-/// A row keyed by order id: its version and what is compared (the JSON, with the
-/// columns kept beside it folded in so that they are compared too).
+/// A row keyed by order id: its version, its JSON as stored, and the columns kept
+/// beside it (derived from it: a row whose columns disagree is as wrong as a wrong view).
 struct Row {
     order_id: String,
     version: u64,
-    value: Value,
+    json: String,
+    columns: Option<(String, i64)>,
 }
 
-fn json(text: &str, what: &str, order_id: &str) -> Result<Value, DbError> {
-    serde_json::from_str(text)
-        .map_err(|e| DbError::Corrupt(format!("the {what} of order {order_id}: {e}")))
+impl Row {
+    /// The row as one JSON value, its columns folded in, to name what differs.
+    fn value(&self) -> Value {
+        let mut value = serde_json::from_str(&self.json).unwrap_or_else(
+            |e| serde_json::json!({"(unreadable JSON)": e.to_string(), "(text)": self.json}),
+        );
+        if let (Value::Object(m), Some((customer_id, placed_at))) = (&mut value, &self.columns) {
+            m.insert("(customer_id column)".into(), customer_id.clone().into());
+            m.insert("(placed_at column)".into(), (*placed_at).into());
+        }
+        value
+    }
+
+    /// The same row: the same text, or (written by another path) the same JSON.
+    fn same_as(&self, other: &Row) -> bool {
+        self.version == other.version
+            && self.columns == other.columns
+            && (self.json == other.json || self.value() == other.value())
+    }
 }
 
 fn version(n: i64) -> u64 {
@@ -105,27 +122,20 @@ fn version(n: i64) -> u64 {
 }
 
 fn view_row(r: &rusqlite::Row<'_>) -> Result<Row, DbError> {
-    let order_id: String = r.get(0)?;
-    let mut value = json(&r.get::<_, String>(2)?, "view", &order_id)?;
-    // The paging and customer columns are derived from the view; a row whose columns
-    // disagree with it is as wrong as a wrong view.
-    if let Value::Object(m) = &mut value {
-        m.insert("(customer_id column)".into(), r.get::<_, String>(3)?.into());
-        m.insert("(placed_at column)".into(), r.get::<_, i64>(4)?.into());
-    }
     Ok(Row {
+        order_id: r.get(0)?,
         version: version(r.get(1)?),
-        value,
-        order_id,
+        json: r.get(2)?,
+        columns: Some((r.get(3)?, r.get(4)?)),
     })
 }
 
 fn tracker_row(r: &rusqlite::Row<'_>) -> Result<Row, DbError> {
-    let order_id: String = r.get(0)?;
     Ok(Row {
+        order_id: r.get(0)?,
         version: version(r.get(1)?),
-        value: json(&r.get::<_, String>(2)?, "sales tracker", &order_id)?,
-        order_id,
+        json: r.get(2)?,
+        columns: None,
     })
 }
 
@@ -206,7 +216,7 @@ fn next(
 fn row_diff(ours: Option<Row>, fresh: Option<Row>) -> Option<RowDiff> {
     let (order_id, ours_version, fresh_version) = match (&ours, &fresh) {
         (None, None) => return None,
-        (Some(a), Some(b)) if a.version == b.version && a.value == b.value => return None,
+        (Some(a), Some(b)) if a.same_as(b) => return None,
         (Some(a), b) => (
             a.order_id.clone(),
             Some(a.version),
@@ -216,7 +226,7 @@ fn row_diff(ours: Option<Row>, fresh: Option<Row>) -> Option<RowDiff> {
     };
     let mut fields = Vec::new();
     if let (Some(a), Some(b)) = (&ours, &fresh) {
-        field_diffs(&a.value, &b.value, String::new(), &mut fields);
+        field_diffs(&a.value(), &b.value(), String::new(), &mut fields);
     }
     Some(RowDiff {
         order_id,
