@@ -327,6 +327,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn row(json: &str, customer: &str) -> Row {
+        Row {
+            order_id: "o-1".into(),
+            version: 2,
+            json: json.into(),
+            columns: Some((customer.into(), 7)),
+        }
+    }
+
+    #[test]
+    fn rows_are_the_same_by_text_or_by_value_and_their_columns_count() {
+        let a = row(r#"{"a":1,"b":[1,2]}"#, "c-1");
+        assert!(a.same_as(&row(r#"{"a":1,"b":[1,2]}"#, "c-1")));
+        assert!(
+            a.same_as(&row(r#"{"b": [1, 2], "a": 1}"#, "c-1")),
+            "another key order"
+        );
+        assert!(!a.same_as(&row(r#"{"a":1,"b":[2,1]}"#, "c-1")));
+        let moved = row(r#"{"a":1,"b":[1,2]}"#, "c-2");
+        assert!(!a.same_as(&moved), "the customer column differs");
+        let diff = row_diff(Some(a), Some(moved)).expect("a difference");
+        assert_eq!(diff.fields.len(), 1);
+        assert_eq!(diff.fields[0].path, "(customer_id column)");
+        assert!(row_diff(None, None).is_none());
+    }
+
     #[test]
     fn field_differences_name_their_paths() {
         let mut out = Vec::new();
