@@ -1116,3 +1116,90 @@ async fn the_log_page_lists_every_orders_events_in_log_order() {
     .await;
     s.runtime.shutdown().await.expect("shutdown");
 }
+
+/// The Projections page's Verify button: the read models against the log, in the server's
+/// process. As the log says first; then a view no event explains is named, with a link to
+/// its order; a bad form and a running replay are refused; nothing is changed.
+#[tokio::test]
+async fn the_verify_button_compares_the_read_models_with_the_log() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-verify").await;
+    s.runtime.wait_projected().await;
+    let html = page(&mut c, "/console/projections").await;
+    assert!(
+        html.contains("action=\"/console/projections/verify\""),
+        "{html}"
+    );
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut post = async |body: &str| {
+        let r = c
+            .send(
+                http::Method::POST,
+                "/console/projections/verify",
+                &form,
+                Some(body.to_string().into()),
+            )
+            .await
+            .expect("post");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let (status, html) = post("").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("The read models are what the log says."),
+        "{html}"
+    );
+    assert!(
+        html.contains("1 orders in the log, 0 not as the log says."),
+        "{html}"
+    );
+
+    // A view that no event in the log explains.
+    let reads = &s.runtime.stores.read_models;
+    let mut ghost = s
+        .runtime
+        .stores
+        .events
+        .read_from(0, 1)
+        .await
+        .expect("read")
+        .remove(0)
+        .1;
+    ghost.aggregate_id = "01GHOSTORDER00000000000001".into();
+    ghost.event_id = "01GHOSTORDER00000000000001-e".into();
+    orders_handlers::projector::Projector::replay(reads.clone())
+        .process_envelope(&ghost)
+        .await
+        .expect("projected");
+    let (status, html) = post("projection=orders").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("The read models differ from the log"),
+        "{html}"
+    );
+    assert!(html.contains("orders replay --projection orders"), "{html}");
+    assert!(
+        html.contains("href=\"/console/orders/01GHOSTORDER00000000000001\""),
+        "{html}"
+    );
+    assert!(
+        !html.contains("daily_sales"),
+        "only orders was asked for: {html}"
+    );
+    assert!(!html.contains(&format!("data-order=\"{id}\"")), "{html}");
+
+    for body in ["projection=stock", "shop=1"] {
+        assert_eq!(post(body).await.0, 400, "{body}");
+    }
+    let lock = orders::replay::ReplayLock::try_acquire(s.dir.path())
+        .expect("lock file")
+        .expect("free");
+    assert_eq!(post("").await.0, 409, "a replay runs");
+    drop(lock);
+    // Nothing changed: the ghost is still there, no scratch store is left.
+    let (_, html) = post("").await;
+    assert!(html.contains("01GHOSTORDER00000000000001"), "{html}");
+    assert!(!s.dir.path().join("verify.tmp").exists());
+    s.runtime.shutdown().await.expect("shutdown");
+}

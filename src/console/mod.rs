@@ -17,6 +17,7 @@ mod orders;
 mod projections;
 mod sales;
 mod trace;
+mod verify;
 
 use axum::Router;
 use axum::http::{StatusCode, header};

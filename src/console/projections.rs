@@ -36,10 +36,11 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route(ACTIVE, get(show))
         .route(REDRIVE, post(redrive))
         .route(ACTIVATE, post(activate))
+        .route(super::verify::VERIFY, post(super::verify::verify))
 }
 
 /// The data dir, where the event store's file sits beside the replay lock.
-fn data_dir(console: &Console) -> &std::path::Path {
+pub(super) fn data_dir(console: &Console) -> &std::path::Path {
     console
         .events
         .path()
@@ -344,6 +345,13 @@ fn body(
         p.muted {
             "The log holds " strong.log-events { (s.log.events) } " events (last seq "
             (s.log.head_seq) "). Rebuild with " code { "orders replay --projection all" } "."
+        }
+        @if !s.replay_running {
+            form.verify method="post" action=(super::verify::VERIFY) {
+                button type="submit" { "Verify against the log" }
+                " "
+                span.muted { "folds the whole log afresh and compares it with what readers see (" code { "orders projections verify" } "); changes nothing" }
+            }
         }
         @if s.replay_running {
             p.card.notice.replay-running { "A replay is running: it builds the generations marked building, readers keep the active ones until it switches." }

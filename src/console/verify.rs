@@ -1,0 +1,175 @@
+//! Console: `POST /console/projections/verify` runs `orders projections verify` in the
+//! server's process (under the replay lock; the live projector waits only for the second,
+//! short comparison) and shows what differs from the log.
+
+use super::orders::bad_request;
+use super::{State, failure, page};
+use crate::replay::{ReplayError, ReplayLock};
+use crate::verify::{self, Verdict};
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use orders_domain::projection::{DailySales, ProjectionName};
+use orders_local::store::{LocalStores, RowDiff};
+use std::sync::atomic::AtomicBool;
+
+pub(super) const VERIFY: &str = "/console/projections/verify";
+const ACTIVE: &str = "/console/projections";
+/// Differences listed per kind; the CLI's `--json` has them all.
+const SHOWN: usize = 100;
+
+/// The form: `projection` (optional, repeatable; all by default).
+pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) -> Response {
+    let mut projections = vec![];
+    for (k, v) in form_urlencoded::parse(&form) {
+        if k != "projection" {
+            return bad_request(ACTIVE, &k, "is not a field of the verify form (projection)");
+        }
+        match ProjectionName::parse(&v) {
+            Some(p) => projections.push(p),
+            None => return bad_request(ACTIVE, "projection", "must name a projection"),
+        }
+    }
+    if projections.is_empty() {
+        projections.extend(ProjectionName::ALL);
+    }
+    projections.sort();
+    projections.dedup();
+    let data_dir = super::projections::data_dir(&console).to_path_buf();
+    let _lock = match ReplayLock::try_acquire(&data_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            let body = html! {
+                h1 { "A replay is running" }
+                p.muted { "Verify when it has finished." }
+                p { a href=(ACTIVE) { "← Projections" } }
+            };
+            return (StatusCode::CONFLICT, page("Verify", ACTIVE, body)).into_response();
+        }
+        Err(e) => return failure(ACTIVE, e),
+    };
+    let stores = LocalStores {
+        events: console.events.clone(),
+        read_models: console.reads.clone(),
+    };
+    let never = AtomicBool::new(false);
+    match verify::verify(&stores, &data_dir, &projections, &never, |_| {}).await {
+        Ok(v) => {
+            tracing::info!(same = v.same(), position = v.position, "console verify");
+            page("Verify", ACTIVE, verdict(&v)).into_response()
+        }
+        Err(e @ (ReplayError::Projection { .. } | ReplayError::Undecodable { .. })) => {
+            let body = html! {
+                h1 { "Not verified" }
+                p.muted { (e.to_string()) }
+                p { a href=(ACTIVE) { "← Projections" } }
+            };
+            (StatusCode::CONFLICT, page("Verify", ACTIVE, body)).into_response()
+        }
+        Err(e) => failure(ACTIVE, e),
+    }
+}
+
+fn verdict(v: &Verdict) -> Markup {
+    let c = &v.compared;
+    let differing: Vec<&str> = v.differing().iter().map(|p| p.as_str()).collect();
+    html! {
+        h1 { "Verify" }
+        p.muted {
+            "Folded " (v.events_read) " events of the log afresh and compared them with the read models at log position "
+            (v.position) " (" (format!("{:.1}", v.seconds)) " s)."
+        }
+        @if v.same() {
+            p.card.notice.verify-same { "The read models are what the log says." }
+        } @else {
+            p.card.notice.verify-differs {
+                "The read models differ from the log: "
+                code { "orders replay --projection " (differing.join(" --projection ")) }
+                " rebuilds them from it."
+            }
+        }
+        @for g in &v.generations {
+            @match g.projection {
+                ProjectionName::Orders => {
+                    h2 { code { "orders" } " (generation " (g.generation) ")" }
+                    p.muted.orders-counts {
+                        (c.orders_in_log) " orders in the log, " (c.orders.len()) " not as the log says."
+                    }
+                    (rows(&c.orders))
+                }
+                ProjectionName::DailySales => {
+                    h2 { code { "daily_sales" } " (generation " (g.generation) ")" }
+                    p.muted.days-counts {
+                        (c.days_in_log) " days and currencies in the log, " (c.days.len())
+                        " not as the log says; " (c.trackers.len()) " orders' sales trackers differ."
+                    }
+                    @if !c.days.is_empty() {
+                        table.days {
+                            thead { tr { th { "Day" } th { "Currency" } th { "Read model" } th { "Log" } } }
+                            tbody {
+                                @for d in c.days.iter().take(SHOWN) {
+                                    tr { td { (d.date) } td { (d.currency) } td { (day(&d.read_model)) } td { (day(&d.log)) } }
+                                }
+                            }
+                        }
+                    }
+                    (rows(&c.trackers))
+                }
+            }
+        }
+        @if v.undecodable > 0 {
+            p.muted { (v.undecodable) " events of the log do not decode: no read model holds them." }
+        }
+        @if v.not_yet_projected > 0 {
+            p.muted { (v.not_yet_projected) " orders have events the live projector has not applied yet: not compared." }
+        }
+        @if v.live_dead_letters > 0 && !v.same() {
+            p.muted { "The live projector parked " (v.live_dead_letters) " records (dead letters on the Projections page)." }
+        }
+        p { a href=(ACTIVE) { "← Projections" } }
+    }
+}
+
+fn rows(diffs: &[RowDiff]) -> Markup {
+    html! {
+        @if !diffs.is_empty() {
+            table.differences {
+                thead { tr { th { "Order" } th { "Read model" } th { "Log" } th { "What differs" } } }
+                tbody {
+                    @for d in diffs.iter().take(SHOWN) {
+                        tr data-order=(d.order_id) {
+                            td { a href={ "/console/orders/" (d.order_id) } { code { (d.order_id) } } }
+                            td { (version(d.read_model_version)) }
+                            td { (version(d.log_version)) }
+                            td {
+                                @for f in &d.fields {
+                                    div.field { code { (f.path) } ": " (f.read_model.to_string()) " / " (f.log.to_string()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if diffs.len() > SHOWN {
+                p.muted { "… and " (diffs.len() - SHOWN) " more: " code { "orders projections verify --json" } " lists them all." }
+            }
+        }
+    }
+}
+
+fn version(v: Option<u64>) -> String {
+    v.map_or("no row".into(), |v| format!("version {v}"))
+}
+
+fn day(d: &Option<DailySales>) -> String {
+    match d {
+        Some(s) => format!(
+            "{} placed, {} cancelled, net {}",
+            s.orders_placed,
+            s.orders_cancelled,
+            crate::sales::money(s.net_amount, &s.currency)
+        ),
+        None => "no row".into(),
+    }
+}
