@@ -135,7 +135,7 @@ fn rows(diffs: &[RowDiff]) -> Markup {
     html! {
         @if !diffs.is_empty() {
             table.differences {
-                thead { tr { th { "Order" } th { "Read model" } th { "Log" } th { "What differs" } } }
+                thead { tr { th { "Order" } th { "Read model" } th { "Log" } th { "What differs (read model / log)" } } }
                 tbody {
                     @for d in diffs.iter().take(SHOWN) {
                         tr data-order=(d.order_id) {
@@ -143,6 +143,11 @@ fn rows(diffs: &[RowDiff]) -> Markup {
                             td { (version(d.read_model_version)) }
                             td { (version(d.log_version)) }
                             td {
+                                @match (d.read_model_version, d.log_version) {
+                                    (None, _) => span.muted { "missing from the read model" },
+                                    (_, None) => span.muted { "no event in the log explains it" },
+                                    _ => {},
+                                }
                                 @for f in &d.fields {
                                     div.field { code { (f.path) } ": " (f.read_model.to_string()) " / " (f.log.to_string()) }
                                 }
