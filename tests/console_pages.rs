@@ -38,6 +38,19 @@ async fn page(c: &mut Connection, path: &str) -> String {
     text(&r)
 }
 
+/// A console form posted as the browser does (same origin: no cross-site headers).
+async fn post_form(c: &mut Connection, path: &str, body: &str) -> Reply {
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    c.send(
+        http::Method::POST,
+        path,
+        &form,
+        Some(body.to_string().into()),
+    )
+    .await
+    .expect("post")
+}
+
 async fn place(c: &mut Connection, customer: &str) -> String {
     let r = post(c, "/orders", &[], &order(customer)).await;
     assert_eq!(r.status, 201, "{}", text(&r));
@@ -336,25 +349,14 @@ async fn the_redrive_button_moves_a_dead_letter_back_to_the_queue() {
 
     // Bad form input changes nothing.
     let form = [("content-type", "application/x-www-form-urlencoded")];
-    let r = c
-        .send(
-            http::Method::POST,
-            "/console/queues/redrive",
-            &form,
-            Some("message_id=no-such-message".into()),
-        )
-        .await
-        .expect("post");
+    let r = post_form(
+        &mut c,
+        "/console/queues/redrive",
+        "message_id=no-such-message",
+    )
+    .await;
     assert_eq!(r.status, 404);
-    let r = c
-        .send(
-            http::Method::POST,
-            "/console/queues/redrive",
-            &form,
-            Some("queue=main".into()),
-        )
-        .await
-        .expect("post");
+    let r = post_form(&mut c, "/console/queues/redrive", "queue=main").await;
     assert_eq!(r.status, 400);
     assert!(text(&r).contains("<code>queue</code>"));
     assert!(in_queue("orders-fulfilment-dlq")().is_some());
@@ -481,7 +483,6 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
     );
     assert_eq!(one.matches("class=\"redrive\"").count(), 1);
     assert!(html.contains("Redrive all 1 from"), "{html}");
-    let form = [("content-type", "application/x-www-form-urlencoded")];
     let mut posted = vec![];
     for body in [
         "all=1",
@@ -491,15 +492,7 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         "bogus=1",
         "id=31&all=1",
     ] {
-        let r = c
-            .send(
-                http::Method::POST,
-                "/console/projections/redrive",
-                &form,
-                Some(body.into()),
-            )
-            .await
-            .expect("post");
+        let r = post_form(&mut c, "/console/projections/redrive", body).await;
         posted.push((body, r.status, header(&r, "location").map(str::to_string)));
     }
     assert_eq!(
@@ -611,17 +604,8 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
             && row.contains("name=\"generation\" value=\"1\""),
         "{row}"
     );
-    let form = [("content-type", "application/x-www-form-urlencoded")];
     let mut post = async |body: &str| {
-        let r = c
-            .send(
-                http::Method::POST,
-                "/console/projections/activate",
-                &form,
-                Some(body.to_string().into()),
-            )
-            .await
-            .expect("post");
+        let r = post_form(&mut c, "/console/projections/activate", body).await;
         (r.status, header(&r, "location").map(str::to_string))
     };
     // Refused, and nothing switched: bad fields, an unknown generation, the active one.
@@ -1131,17 +1115,8 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
         html.contains("action=\"/console/projections/verify\""),
         "{html}"
     );
-    let form = [("content-type", "application/x-www-form-urlencoded")];
     let mut post = async |body: &str| {
-        let r = c
-            .send(
-                http::Method::POST,
-                "/console/projections/verify",
-                &form,
-                Some(body.to_string().into()),
-            )
-            .await
-            .expect("post");
+        let r = post_form(&mut c, "/console/projections/verify", body).await;
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     };
     let (status, html) = post("").await;

@@ -170,12 +170,19 @@ async fn seed_and_project(stores: &LocalStores, orders: u64) {
 /// [`seed_and_project`], with the live projector's checkpoint moved after them.
 async fn more_live_orders(stores: &LocalStores, orders: u64) {
     seed_and_project(stores, orders).await;
+    live_at_head(stores).await;
+}
+
+/// Puts the live projector's checkpoint at the log's head (as if it had applied, or
+/// parked, everything); returns the head.
+async fn live_at_head(stores: &LocalStores) -> u64 {
     let head = stores.events.last_seq().await.expect("head");
     stores
         .read_models
         .set_checkpoint("projector", head)
         .await
         .expect("checkpoint");
+    head
 }
 
 /// Every order's id in the log.
@@ -1617,14 +1624,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     use orders::verify::verify;
     let (dir, stores, _) = seeded(30).await;
     let rm = &stores.read_models;
-    let live_head = || async {
-        let head = stores.events.last_seq().await.expect("head");
-        rm.set_checkpoint("projector", head)
-            .await
-            .expect("checkpoint");
-        head
-    };
-    let head = live_head().await;
+    let head = live_at_head(&stores).await;
     let all = ProjectionName::ALL;
     let stop = AtomicBool::new(false);
     let v = verify(&stores, dir.path(), &all, &stop, |_| {})
@@ -1649,7 +1649,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     for e in [&stale[0], &ghost[0]] {
         projector.process_envelope(e).await.expect("projected");
     }
-    let head = live_head().await;
+    let head = live_at_head(&stores).await;
     let before = snapshot(&stores, &order_ids(&stores).await).await;
     let generations = rm.generations().await.expect("generations");
 
@@ -1761,12 +1761,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
 async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
     let (dir, stores, _) = seeded(6).await;
     let path = dir.path().to_string_lossy().to_string();
-    let head = stores.events.last_seq().await.expect("head");
-    stores
-        .read_models
-        .set_checkpoint("projector", head)
-        .await
-        .expect("checkpoint");
+    live_at_head(&stores).await;
     let out = orders_cli(&["projections", "verify", "--data-dir", &path]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -1790,12 +1785,7 @@ async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
     )
     .expect("history");
     append_unprojected(&stores, &parked).await;
-    let head = stores.events.last_seq().await.expect("head");
-    stores
-        .read_models
-        .set_checkpoint("projector", head)
-        .await
-        .expect("checkpoint");
+    let head = live_at_head(&stores).await;
     let id = parked[0].aggregate_id.clone();
     let out = orders_cli(&[
         "projections",

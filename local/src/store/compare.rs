@@ -4,9 +4,9 @@
 //! connection, in key order, and merged.
 
 use super::DbError;
-use super::projection::Targets;
+use super::projection::{self, Targets};
 use orders_domain::projection::DailySales;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -283,27 +283,11 @@ fn days(
     fresh_conn: &Connection,
     fresh: u32,
 ) -> Result<(Vec<DayDiff>, u64), DbError> {
-    let all = |c: &Connection, g: u32| -> Result<Vec<DailySales>, DbError> {
-        let mut stmt = c.prepare(&format!(
-            "SELECT date, currency, orders_placed, amount_placed, orders_cancelled,
-                    amount_cancelled, net_amount
-             FROM daily_sales_g{g} ORDER BY date, currency"
-        ))?;
-        let rows = stmt.query_map(params![], |r| {
-            Ok(DailySales {
-                date: r.get(0)?,
-                currency: r.get(1)?,
-                orders_placed: r.get(2)?,
-                amount_placed: r.get(3)?,
-                orders_cancelled: r.get(4)?,
-                amount_cancelled: r.get(5)?,
-                net_amount: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    };
     // A day is a few rows a currency: both sides fit in memory.
-    let (a, b) = (all(conn, ours)?, all(fresh_conn, fresh)?);
+    let (a, b) = (
+        projection::daily_sales(conn, ours)?,
+        projection::daily_sales(fresh_conn, fresh)?,
+    );
     let key = |d: &DailySales| (d.date.clone(), d.currency.clone());
     let keys: BTreeSet<(String, String)> = a.iter().chain(&b).map(key).collect();
     let find = |v: &[DailySales], k: &(String, String)| v.iter().find(|d| key(d) == *k).cloned();
