@@ -23,6 +23,17 @@ use std::time::Instant;
 /// lock; one left by a killed verify is removed by the next).
 const SCRATCH_DIR: &str = "verify.tmp";
 
+/// Undecodable events named in a verdict, at most.
+pub const UNDECODABLE_LISTED: usize = 20;
+
+/// An event of the log that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Undecodable {
+    /// `<order id>#v<version> (seq <seq>)`, as a replay parks it.
+    pub key: String,
+    pub reason: String,
+}
+
 /// A projection compared, and the generation readers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Compares {
@@ -42,6 +53,8 @@ pub struct Verdict {
     /// Events that do not decode: no read model can hold them (the live projector parks
     /// them too).
     pub undecodable: u64,
+    /// The first of them ([`UNDECODABLE_LISTED`]): key and reason.
+    pub undecodable_events: Vec<Undecodable>,
     /// Orders with events past `position` that the live projector has not applied yet
     /// (it is behind the log, or not running): left out of the comparison.
     pub not_yet_projected: u64,
@@ -219,6 +232,16 @@ async fn compare(
     {
         compared.orders_in_log = scratch.count_orders(ProjectionName::Orders, g).await?;
     }
+    // The fold parked them in the scratch store, which goes with it.
+    let undecodable_events = scratch
+        .dead_letters(None, 0, UNDECODABLE_LISTED)
+        .await?
+        .into_iter()
+        .map(|l| Undecodable {
+            key: l.key,
+            reason: l.reason,
+        })
+        .collect();
     let live_dead_letters = stores
         .read_models
         .count_dead_letters(Some(&format!("stream:{live}")))
@@ -228,6 +251,7 @@ async fn compare(
         position,
         events_read: run.events_read,
         undecodable: run.parked,
+        undecodable_events,
         not_yet_projected: ahead.len() as u64,
         live_dead_letters,
         compared,

@@ -106,6 +106,15 @@ fn report(v: &Verdict, limit: usize) -> String {
             "{} events of the log do not decode: no read model holds them (`orders replay --skip-undecodable` parks them)\n",
             v.undecodable
         );
+        for e in &v.undecodable_events {
+            out += &format!("  {}: {}\n", e.key, e.reason);
+        }
+        if v.undecodable > v.undecodable_events.len() as u64 {
+            out += &format!(
+                "  … and {} more (`orders replay --skip-undecodable` parks them all, with their reasons)\n",
+                v.undecodable - v.undecodable_events.len() as u64
+            );
+        }
     }
     if v.not_yet_projected > 0 {
         out += &format!(

@@ -1752,6 +1752,36 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
         v.compared.orders
     );
     assert_eq!(v.compared.orders.len(), 3);
+
+    // An event that does not decode: no read model holds it, so no difference; counted
+    // and named, with its key and reason.
+    append_undecodable(&stores.events, &stale[0], "01UNDECODABLE0000000000001").await;
+    let head = live_at_head(&stores).await;
+    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+        .await
+        .expect("verify");
+    assert_eq!(
+        (v.position, v.undecodable, v.not_yet_projected),
+        (head, 1, 0)
+    );
+    assert_eq!(v.undecodable_events.len(), 1);
+    assert!(
+        v.undecodable_events[0]
+            .key
+            .starts_with("01UNDECODABLE0000000000001#v1"),
+        "{:?}",
+        v.undecodable_events
+    );
+    assert!(
+        v.undecodable_events[0].reason.contains("OrderTeleported"),
+        "{:?}",
+        v.undecodable_events
+    );
+    assert_eq!(
+        v.compared.orders.len(),
+        4,
+        "the three before, and `later` now compared"
+    );
 }
 
 /// `orders projections verify` on the command line: exit 0 and a closing line when the

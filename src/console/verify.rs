@@ -120,6 +120,9 @@ fn verdict(v: &Verdict) -> Markup {
         }
         @if v.undecodable > 0 {
             p.muted { (v.undecodable) " events of the log do not decode: no read model holds them." }
+            ul.undecodable {
+                @for e in &v.undecodable_events { li { code { (e.key) } ": " (e.reason) } }
+            }
         }
         @if v.not_yet_projected > 0 {
             p.muted { (v.not_yet_projected) " orders have events the live projector has not applied yet: not compared." }
