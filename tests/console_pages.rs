@@ -51,6 +51,18 @@ async fn post_form(c: &mut Connection, path: &str, body: &str) -> Reply {
     .expect("post")
 }
 
+/// The log's first event, as if it were the first of `order_id` (to append or project
+/// as another order's).
+async fn first_event_as(
+    events: &orders_local::store::SqliteEventStore,
+    order_id: &str,
+) -> orders_domain::EventEnvelope {
+    let mut e = events.read_from(0, 1).await.expect("read").remove(0).1;
+    e.aggregate_id = order_id.into();
+    e.event_id = format!("{order_id}-e");
+    e
+}
+
 async fn place(c: &mut Connection, customer: &str) -> String {
     let r = post(c, "/orders", &[], &order(customer)).await;
     assert_eq!(r.status, 201, "{}", text(&r));
@@ -554,15 +566,7 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         .await
         .expect("open task")
         .expect("stores");
-    let mut copy = other
-        .events
-        .read_from(0, 1)
-        .await
-        .expect("read")
-        .remove(0)
-        .1;
-    copy.aggregate_id = "01OTHERPROCESS000000000001".into();
-    copy.event_id = "01OTHERPROCESS000000000001-e".into();
+    let copy = first_event_as(&other.events, "01OTHERPROCESS000000000001").await;
     orders_domain::ports::EventStore::append(
         &other.events,
         orders_domain::ports::AppendRequest {
@@ -1132,17 +1136,7 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
 
     // A view that no event in the log explains.
     let reads = &s.runtime.stores.read_models;
-    let mut ghost = s
-        .runtime
-        .stores
-        .events
-        .read_from(0, 1)
-        .await
-        .expect("read")
-        .remove(0)
-        .1;
-    ghost.aggregate_id = "01GHOSTORDER00000000000001".into();
-    ghost.event_id = "01GHOSTORDER00000000000001-e".into();
+    let ghost = first_event_as(&s.runtime.stores.events, "01GHOSTORDER00000000000001").await;
     orders_handlers::projector::Projector::replay(reads.clone())
         .process_envelope(&ghost)
         .await

@@ -1600,22 +1600,6 @@ async fn compact_gives_the_dropped_generations_space_back() {
     );
 }
 
-/// Appends `events` (each the next version of its order) to the log, unprojected.
-async fn append_unprojected(stores: &LocalStores, events: &[orders_domain::EventEnvelope]) {
-    for e in events {
-        stores
-            .events
-            .append(AppendRequest {
-                aggregate_id: e.aggregate_id.clone(),
-                expected_version: e.version - 1,
-                events: vec![e.clone()],
-                idempotency: None,
-            })
-            .await
-            .expect("append");
-    }
-}
-
 /// Read models that drifted from the log as they do when the live projector parks
 /// records: verify names exactly the orders, trackers and days that differ (with the
 /// fields), leaves everything as it was, and fires nothing.
@@ -1643,8 +1627,8 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     let stale = orders::seed::history(1_000, &ids, now).expect("history");
     let parked = orders::seed::history(1_001, &ids, now).expect("history");
     let ghost = orders::seed::history(1_002, &ids, now).expect("history");
-    append_unprojected(&stores, &stale[..2]).await;
-    append_unprojected(&stores, &parked).await;
+    append_each(&stores.events, &stale[..2]).await;
+    append_each(&stores.events, &parked).await;
     let projector = orders_handlers::projector::Projector::replay(rm.clone());
     for e in [&stale[0], &ghost[0]] {
         projector.process_envelope(e).await.expect("projected");
@@ -1737,7 +1721,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     // The live projector behind the log (a server stopped before it caught up): the
     // orders it has not applied are left out, not reported as different.
     let later = orders::seed::history(1_003, &ids, now).expect("history");
-    append_unprojected(&stores, &later).await;
+    append_each(&stores.events, &later).await;
     let v = verify(&stores, dir.path(), &all, &stop, |_| {})
         .await
         .expect("verify");
@@ -1814,7 +1798,7 @@ async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
         orders_domain::ports::Clock::now(&SystemClock),
     )
     .expect("history");
-    append_unprojected(&stores, &parked).await;
+    append_each(&stores.events, &parked).await;
     let head = live_at_head(&stores).await;
     let id = parked[0].aggregate_id.clone();
     let out = orders_cli(&[

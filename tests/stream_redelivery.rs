@@ -1,9 +1,11 @@
 //! Property: however stream batches are duplicated, redelivered and interleaved (keeping
 //! each order's own events in order, as DynamoDB Streams does), the views are the same.
 
+mod common;
+
 use orders_domain::envelope::{EventEnvelope, EventMeta};
 use orders_domain::order::*;
-use orders_domain::ports::{EventStore, ReadModels};
+use orders_domain::ports::ReadModels;
 use orders_domain::{Currency, Money, Timestamp, decide, evolve};
 use orders_handlers::projector::Projector;
 use orders_local::store::LocalStores;
@@ -117,18 +119,7 @@ async fn views(log: &[EventEnvelope], deliveries: &[(usize, usize)], replay: boo
     let dir = tempfile::tempdir().expect("dir");
     let stores = LocalStores::open(dir.path()).expect("open");
     if replay {
-        for e in log {
-            stores
-                .events
-                .append(orders_domain::ports::AppendRequest {
-                    aggregate_id: e.aggregate_id.clone(),
-                    expected_version: e.version - 1,
-                    events: vec![e.clone()],
-                    idempotency: None,
-                })
-                .await
-                .expect("append");
-        }
+        common::append_each(&stores.events, log).await;
     }
     let projector = Projector::replay(stores.read_models.clone());
     let config = TailerConfig::default();

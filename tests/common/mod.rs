@@ -259,3 +259,24 @@ pub fn spawn_server(mut cmd: std::process::Command, dir: &std::path::Path) -> Se
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     ServerProcess { child, addr }
 }
+
+/// Appends `log` one event at a time, each the next version of its order (nothing
+/// projects them here).
+pub async fn append_each(
+    events: &orders_local::store::SqliteEventStore,
+    log: &[orders_domain::EventEnvelope],
+) {
+    for e in log {
+        orders_domain::ports::EventStore::append(
+            events,
+            orders_domain::ports::AppendRequest {
+                aggregate_id: e.aggregate_id.clone(),
+                expected_version: e.version - 1,
+                events: vec![e.clone()],
+                idempotency: None,
+            },
+        )
+        .await
+        .expect("append");
+    }
+}
