@@ -12,7 +12,7 @@
 
 use crate::replay::{ReplayError, ReplayOptions, ReplayProgress, Run};
 use orders_domain::projection::ProjectionName;
-use orders_local::store::{Compared, LocalStores, SqliteReadModels, Targets};
+use orders_local::store::{Compared, LocalStores, Repaired, SqliteReadModels, Targets};
 use orders_local::tailer::TailerConfig;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,6 +22,20 @@ use std::time::Instant;
 /// The scratch store's directory under the data dir (one verify at a time: the replay
 /// lock; one left by a killed verify is removed by the next).
 const SCRATCH_DIR: &str = "verify.tmp";
+
+/// What `--repair` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Repair {
+    /// The differing rows, rewritten from the log in the transaction that found them;
+    /// `still_different` counts what a comparison right after still found (0).
+    Repaired {
+        rows: Repaired,
+        still_different: u64,
+    },
+    /// Nothing was rewritten: why.
+    Refused(String),
+}
 
 /// Undecodable events named in a verdict, at most.
 pub const UNDECODABLE_LISTED: usize = 20;
@@ -61,8 +75,11 @@ pub struct Verdict {
     /// Records the live projector parked (dead letters of `stream:projector`): their
     /// orders are likely among those that differ.
     pub live_dead_letters: u64,
-    /// The differences, and how many orders and days the log gives.
+    /// The differences found, and how many orders and days the log gives.
     pub compared: Compared,
+    /// With `repair`: what was rewritten from the log, or why nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
     pub seconds: f64,
 }
 
@@ -70,6 +87,16 @@ impl Verdict {
     /// Whether the read models are what the log says.
     pub fn same(&self) -> bool {
         self.differing().is_empty()
+    }
+
+    /// Whether the read models are what the log says now: the same, or repaired.
+    pub fn sound(&self) -> bool {
+        match &self.repair {
+            Some(Repair::Repaired {
+                still_different, ..
+            }) => *still_different == 0,
+            _ => self.same(),
+        }
     }
 
     /// The projections whose read models differ from the log.
@@ -87,12 +114,14 @@ impl Verdict {
 }
 
 /// Verifies `projections` of `stores` (in `data_dir`, whose replay lock the caller
-/// holds). `progress` reports the fold; `stop` ends it early (nothing to resume: nothing
-/// was changed).
+/// holds); with `repair`, rewrites what differs from the log, in the transaction of the
+/// comparison that found it. `progress` reports the fold; `stop` ends it early (nothing
+/// to resume: nothing was changed).
 pub async fn verify(
     stores: &LocalStores,
     data_dir: &Path,
     projections: &[ProjectionName],
+    repair: bool,
     stop: &AtomicBool,
     progress: impl Fn(ReplayProgress),
 ) -> Result<Verdict, ReplayError> {
@@ -100,7 +129,7 @@ pub async fn verify(
     let scratch = tokio::task::spawn_blocking(move || open_scratch(&dir))
         .await
         .map_err(|e| store_error(format!("opening the scratch store: {e}")))??;
-    let verdict = compare(stores, &scratch, projections, stop, progress).await;
+    let verdict = compare(stores, &scratch, projections, repair, stop, progress).await;
     let dir = scratch.path().parent().map(Path::to_path_buf);
     drop(scratch);
     if let Some(dir) = dir {
@@ -133,6 +162,7 @@ async fn compare(
     stores: &LocalStores,
     scratch: &SqliteReadModels,
     projections: &[ProjectionName],
+    repair: bool,
     stop: &AtomicBool,
     progress: impl Fn(ReplayProgress),
 ) -> Result<Verdict, ReplayError> {
@@ -200,11 +230,40 @@ async fn compare(
             .read_models
             .compare_with(scratch, projections, Some(recheck))
             .await?;
-        Ok::<_, ReplayError>((position, compared))
+        let different = |c: &Compared| c.orders.len() + c.trackers.len() + c.days.len();
+        let repaired = match (repair, different(&compared)) {
+            (false, _) | (true, 0) => None,
+            // The fold went further than the live projector: the scratch is not what
+            // the log says at its position.
+            (true, _) if folded_to > position => Some(Repair::Refused(format!(
+                "the live projector is behind the log (at position {position} of {folded_to}): let `orders serve` catch up, then repair"
+            ))),
+            (true, _) => {
+                let ids: BTreeSet<String> = compared
+                    .orders
+                    .iter()
+                    .chain(&compared.trackers)
+                    .map(|d| d.order_id.clone())
+                    .collect();
+                let rows = stores
+                    .read_models
+                    .repair_from(scratch, projections, compared.clone())
+                    .await?;
+                let left = stores
+                    .read_models
+                    .compare_with(scratch, projections, Some(ids))
+                    .await?;
+                Some(Repair::Repaired {
+                    rows,
+                    still_different: different(&left) as u64,
+                })
+            }
+        };
+        Ok::<_, ReplayError>((position, compared, repaired))
     }
     .await;
     stores.read_models.end_unit(None).await?;
-    let (position, mut compared) = second?;
+    let (position, mut compared, repair) = second?;
 
     // The fold went further than the live projector: those orders are not compared.
     let mut ahead = BTreeSet::new();
@@ -255,6 +314,7 @@ async fn compare(
         not_yet_projected: ahead.len() as u64,
         live_dead_letters,
         compared,
+        repair,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -19,6 +19,11 @@ pub struct VerifyArgs {
     /// The verdict as JSON: the differences, each with its fields.
     #[arg(long)]
     json: bool,
+    /// Rewrite what differs from the log (each such order's rows, each such day) in the
+    /// active generations, in the transaction of the comparison that found it: for a few
+    /// drifted orders. After a projection change, replay instead (blue/green: a way back).
+    #[arg(long)]
+    repair: bool,
 }
 
 pub async fn run(
@@ -33,6 +38,7 @@ pub async fn run(
         stores,
         data_dir,
         &projections,
+        args.repair,
         &stop,
         |r: ReplayProgress| progress.events(r.done, r.total),
     )
@@ -51,7 +57,7 @@ pub async fn run(
     } else {
         print!("{}", report(&verdict, args.limit));
     }
-    Ok(if verdict.same() {
+    Ok(if verdict.sound() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -127,6 +133,31 @@ fn report(v: &Verdict, limit: usize) -> String {
             "the live projector parked {} records, whose orders it could not bring up to date (`orders dead-letters list --source stream:projector`)\n",
             v.live_dead_letters
         );
+    }
+    match &v.repair {
+        Some(verify::Repair::Repaired {
+            rows,
+            still_different,
+        }) => {
+            out += &format!(
+                "repaired from the log, with the live projector held off: {} order views, {} sales trackers and {} days rewritten\n",
+                rows.orders, rows.trackers, rows.days
+            );
+            if *still_different == 0 {
+                out += "the read models are now what the log says";
+                if v.live_dead_letters > 0 {
+                    out += " (the parked records stay listed until redriven: `orders dead-letters redrive --all` finds them applied)";
+                }
+                out += "\n";
+            } else {
+                out += &format!(
+                    "{still_different} rows still differ after the repair: replay (`orders replay --projection all`)\n"
+                );
+            }
+            return out;
+        }
+        Some(verify::Repair::Refused(why)) => out += &format!("not repaired: {why}\n"),
+        None => {}
     }
     if v.same() {
         out += "the read models are what the log says\n";

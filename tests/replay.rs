@@ -1611,7 +1611,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     let head = live_at_head(&stores).await;
     let all = ProjectionName::ALL;
     let stop = AtomicBool::new(false);
-    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+    let v = verify(&stores, dir.path(), &all, false, &stop, |_| {})
         .await
         .expect("verify");
     assert!(v.same(), "{v:?}");
@@ -1637,7 +1637,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     let before = snapshot(&stores, &order_ids(&stores).await).await;
     let generations = rm.generations().await.expect("generations");
 
-    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+    let v = verify(&stores, dir.path(), &all, false, &stop, |_| {})
         .await
         .expect("verify");
     assert_eq!(v.position, head);
@@ -1703,6 +1703,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
         &stores,
         dir.path(),
         &[ProjectionName::Orders],
+        false,
         &stop,
         |_| {},
     )
@@ -1722,7 +1723,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     // orders it has not applied are left out, not reported as different.
     let later = orders::seed::history(1_003, &ids, now).expect("history");
     append_each(&stores.events, &later).await;
-    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+    let v = verify(&stores, dir.path(), &all, false, &stop, |_| {})
         .await
         .expect("verify");
     assert_eq!(v.position, head, "the live projector's position");
@@ -1741,7 +1742,7 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
     // and named, with its key and reason.
     append_undecodable(&stores.events, &stale[0], "01UNDECODABLE0000000000001").await;
     let head = live_at_head(&stores).await;
-    let v = verify(&stores, dir.path(), &all, &stop, |_| {})
+    let v = verify(&stores, dir.path(), &all, false, &stop, |_| {})
         .await
         .expect("verify");
     assert_eq!(
@@ -1765,6 +1766,78 @@ async fn verify_names_exactly_what_differs_from_the_log_and_changes_nothing() {
         v.compared.orders.len(),
         4,
         "the three before, and `later` now compared"
+    );
+
+    // Repaired: the differing rows rewritten from the log, in the comparison's
+    // transaction; then the same, and what readers see is what a replay would build.
+    let v = verify(&stores, dir.path(), &all, true, &stop, |_| {})
+        .await
+        .expect("repair");
+    assert!(!v.same(), "what it found is reported");
+    let Some(orders::verify::Repair::Repaired {
+        rows,
+        still_different,
+    }) = v.repair
+    else {
+        panic!("not repaired: {:?}", v.repair);
+    };
+    assert_eq!((rows.orders, still_different), (4, 0));
+    assert!(rows.trackers >= 3 && rows.days >= 1, "{rows:?}");
+    assert!(v.sound());
+    let v = verify(&stores, dir.path(), &all, false, &stop, |_| {})
+        .await
+        .expect("verify");
+    assert!(v.same(), "{:?}", v.compared);
+    let all_ids = order_ids(&stores).await;
+    let repaired = snapshot(&stores, &all_ids).await;
+    let skipping = ReplayOptions {
+        skip_undecodable: true,
+        ..opts(&all)
+    };
+    replay::replay(&stores, &skipping, &stop, |_| {})
+        .await
+        .expect("replay");
+    assert_eq!(
+        snapshot(&stores, &all_ids).await,
+        repaired,
+        "as a replay builds them"
+    );
+    assert!(
+        stores
+            .read_models
+            .order(&ghost[0].aggregate_id)
+            .await
+            .expect("read")
+            .is_none(),
+        "the view no event explains is gone"
+    );
+
+    // With the live projector behind the log, nothing is repaired.
+    let ghost2 = orders::seed::history(1_005, &ids, now).expect("history");
+    projector
+        .process_envelope(&ghost2[0])
+        .await
+        .expect("projected");
+    append_each(
+        &stores.events,
+        &orders::seed::history(1_004, &ids, now).expect("history"),
+    )
+    .await;
+    let v = verify(&stores, dir.path(), &all, true, &stop, |_| {})
+        .await
+        .expect("verify");
+    assert!(
+        matches!(&v.repair, Some(orders::verify::Repair::Refused(why)) if why.contains("behind the log")),
+        "{:?}",
+        v.repair
+    );
+    assert!(!v.sound());
+    assert!(
+        rm.order(&ghost2[0].aggregate_id)
+            .await
+            .expect("read")
+            .is_some(),
+        "nothing rewritten"
     );
 }
 
@@ -1839,6 +1912,26 @@ async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
     assert_eq!(
         v["generations"][0],
         json!({"projection": "orders", "generation": 1})
+    );
+
+    // Repaired: the missing order is written from the log, and verify then agrees.
+    let out = orders_cli(&["projections", "verify", "--data-dir", &path, "--repair"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("repaired from the log, with the live projector held off: 1 order views"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("the read models are now what the log says\n"),
+        "{stdout}"
+    );
+    assert!(stores.read_models.order(&id).await.expect("read").is_some());
+    let out = orders_cli(&["projections", "verify", "--data-dir", &path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     fails_with(

@@ -54,7 +54,7 @@ pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) ->
         read_models: console.reads.clone(),
     };
     let never = AtomicBool::new(false);
-    match verify::verify(&stores, &data_dir, &projections, &never, |_| {}).await {
+    match verify::verify(&stores, &data_dir, &projections, false, &never, |_| {}).await {
         Ok(v) => {
             tracing::info!(same = v.same(), position = v.position, "console verify");
             page("Verify", ACTIVE, verdict(&v)).into_response()

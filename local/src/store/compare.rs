@@ -59,6 +59,78 @@ pub struct Compared {
     pub days_in_log: u64,
 }
 
+/// What a repair rewrote in `ours` from `fresh`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Repaired {
+    pub orders: u64,
+    pub trackers: u64,
+    pub days: u64,
+}
+
+/// Rewrites in the generations `ours` (in `conn`) the rows `compared` found different
+/// from `fresh`: each such order's view and tracker and each such day as `fresh` has
+/// them, or gone where `fresh` has none. Inside the caller's transaction.
+pub(crate) fn repair(
+    conn: &Connection,
+    ours: Targets,
+    fresh_conn: &Connection,
+    fresh: Targets,
+    compared: &Compared,
+) -> Result<Repaired, DbError> {
+    let mut done = Repaired::default();
+    let copy = |table: &str, columns: &str, a: u32, b: u32, ids: &[RowDiff]| {
+        let mut n = 0;
+        for d in ids {
+            let row: Option<Vec<rusqlite::types::Value>> = fresh_conn
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM {table}_g{b} WHERE order_id = ?1"
+                ))?
+                .query_row([&d.order_id], |r| {
+                    (0..r.as_ref().column_count())
+                        .map(|i| r.get(i))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .optional()?;
+            match row {
+                Some(values) => {
+                    let marks = vec!["?"; values.len()].join(", ");
+                    conn.prepare_cached(&format!(
+                        "INSERT OR REPLACE INTO {table}_g{a} ({columns}) VALUES ({marks})"
+                    ))?
+                    .execute(rusqlite::params_from_iter(values))?;
+                }
+                None => {
+                    conn.prepare_cached(&format!("DELETE FROM {table}_g{a} WHERE order_id = ?1"))?
+                        .execute([&d.order_id])?;
+                }
+            }
+            n += 1;
+        }
+        Ok::<u64, DbError>(n)
+    };
+    if let (Some(a), Some(b)) = (ours.orders, fresh.orders) {
+        let columns = "order_id, version, customer_id, placed_at, view";
+        done.orders = copy("orders", columns, a, b, &compared.orders)?;
+    }
+    if let (Some(a), Some(b)) = (ours.daily_sales, fresh.daily_sales) {
+        let columns = "order_id, version, tracker";
+        done.trackers = copy("sales_trackers", columns, a, b, &compared.trackers)?;
+        for d in &compared.days {
+            match &d.log {
+                Some(day) => projection::save_day(conn, a, day)?,
+                None => {
+                    conn.prepare_cached(&format!(
+                        "DELETE FROM daily_sales_g{a} WHERE date = ?1 AND currency = ?2"
+                    ))?
+                    .execute([&d.date, &d.currency])?;
+                }
+            }
+            done.days += 1;
+        }
+    }
+    Ok(done)
+}
+
 /// Compares the generations `ours` (in `conn`) with `fresh` (in `fresh_conn`), of the
 /// projections both select. With `only`, just those orders' rows (the days always).
 pub(crate) fn compare(

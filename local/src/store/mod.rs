@@ -12,7 +12,7 @@ pub mod read_models;
 pub(crate) mod sqlite;
 
 pub use bulk::{BadRow, BulkControl, BulkDone, BulkError, BulkRead};
-pub use compare::{Compared, DayDiff, FieldDiff, RowDiff};
+pub use compare::{Compared, DayDiff, FieldDiff, Repaired, RowDiff};
 pub use events::{MAX_EVENTS_PER_APPEND, SqliteEventStore, StreamRow, StreamSummary};
 pub use projection::{FoldedBatch, OrderFold, Targets};
 pub use read_models::{BulkEnd, DeadLetter, NewDeadLetter, SqliteReadModels};

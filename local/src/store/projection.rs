@@ -602,7 +602,7 @@ fn load_day(
         .optional()?)
 }
 
-fn save_day(conn: &Connection, g: u32, d: &DailySales) -> Result<(), DbError> {
+pub(crate) fn save_day(conn: &Connection, g: u32, d: &DailySales) -> Result<(), DbError> {
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO daily_sales_g{g} ({DAY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
     ))?

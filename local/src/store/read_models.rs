@@ -343,21 +343,9 @@ impl SqliteReadModels {
         let fresh_path = fresh.path().to_path_buf();
         let selected = projections.to_vec();
         let compare = move |conn: &Connection| -> Result<super::Compared, DbError> {
-            let pick = |all: Targets| {
-                let mut t = Targets::default();
-                for &p in &selected {
-                    t.set(p, all.get(p));
-                }
-                t
-            };
-            let mut fresh_conn = sqlite::open_reader(&fresh_path)?;
-            let fresh_tx = fresh_conn.transaction()?;
-            let fresh_targets = pick(active_targets(&fresh_tx)?);
-            let ours = pick(active_targets(conn)?);
-            let compared =
-                super::compare::compare(conn, ours, &fresh_tx, fresh_targets, only.as_ref())?;
-            fresh_tx.finish()?;
-            Ok(compared)
+            against_fresh(conn, &fresh_path, &selected, |ours, fresh_conn, fresh| {
+                super::compare::compare(conn, ours, fresh_conn, fresh, only.as_ref())
+            })
         };
         let in_unit = self
             .inner
@@ -370,6 +358,36 @@ impl SqliteReadModels {
         } else {
             self.read(compare).await
         }
+    }
+
+    /// Rewrites the rows `compared` found different in the active generations from those
+    /// of `fresh` (see [`compare_with`](Self::compare_with)); only inside an open unit of
+    /// work, in which the comparison was made, so nothing moved in between.
+    pub async fn repair_from(
+        &self,
+        fresh: &SqliteReadModels,
+        projections: &[ProjectionName],
+        compared: super::Compared,
+    ) -> Result<super::compare::Repaired, ReadModelError> {
+        let in_unit = self
+            .inner
+            .unit_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !in_unit {
+            return Err(ReadModelError::Unavailable(
+                "a repair needs the unit of work its comparison was made in".into(),
+            ));
+        }
+        let fresh_path = fresh.path().to_path_buf();
+        let selected = projections.to_vec();
+        self.write(move |conn| {
+            against_fresh(conn, &fresh_path, &selected, |ours, fresh_conn, fresh| {
+                super::compare::repair(conn, ours, fresh_conn, fresh, &compared)
+            })
+        })
+        .await
     }
 
     // ---- generations (blue/green rebuilds) ----
@@ -957,6 +975,30 @@ fn active_targets(conn: &Connection) -> Result<Targets, DbError> {
         }
     }
     Ok(targets)
+}
+
+/// Runs `f` with the active generations of `projections` in `conn` and in a snapshot of
+/// the read-model store at `fresh_path` (its connection passed along).
+fn against_fresh<T>(
+    conn: &Connection,
+    fresh_path: &Path,
+    projections: &[ProjectionName],
+    f: impl FnOnce(Targets, &Connection, Targets) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let pick = |all: Targets| {
+        let mut t = Targets::default();
+        for &p in projections {
+            t.set(p, all.get(p));
+        }
+        t
+    };
+    let mut fresh_conn = sqlite::open_reader(fresh_path)?;
+    let fresh_tx = fresh_conn.transaction()?;
+    let fresh = pick(active_targets(&fresh_tx)?);
+    let ours = pick(active_targets(conn)?);
+    let out = f(ours, &fresh_tx, fresh)?;
+    fresh_tx.finish()?;
+    Ok(out)
 }
 
 fn active(conn: &Connection, projection: ProjectionName) -> Result<u32, DbError> {
