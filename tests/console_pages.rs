@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use orders::client::{Connection, Reply};
+use orders_domain::ports::ReadModels;
 use orders_local::workflow::services;
 use serde_json::Value;
 use std::time::Duration;
@@ -1158,7 +1159,12 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
     );
     assert!(!html.contains(&format!("data-order=\"{id}\"")), "{html}");
 
-    for body in ["projection=stock", "shop=1"] {
+    assert!(
+        html.contains("action=\"/console/projections/verify\"")
+            && html.contains("name=\"repair\" value=\"1\""),
+        "a Repair button: {html}"
+    );
+    for body in ["projection=stock", "shop=1", "repair=yes"] {
         assert_eq!(post(body).await.0, 400, "{body}");
     }
     let lock = orders::replay::ReplayLock::try_acquire(s.dir.path())
@@ -1170,5 +1176,26 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
     let (_, html) = post("").await;
     assert!(html.contains("01GHOSTORDER00000000000001"), "{html}");
     assert!(!s.dir.path().join("verify.tmp").exists());
+    // The Repair button's form: the ghost view goes, and verify then agrees.
+    let (status, html) = post("repair=1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Repaired from the log")
+            && html.contains(": 1 order views, 1 sales trackers and 1 days"),
+        "{html}"
+    );
+    assert!(
+        reads
+            .order("01GHOSTORDER00000000000001")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(reads.order(&id).await.expect("read").is_some());
+    let (_, html) = post("").await;
+    assert!(
+        html.contains("The read models are what the log says."),
+        "{html}"
+    );
     s.runtime.shutdown().await.expect("shutdown");
 }

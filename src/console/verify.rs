@@ -5,7 +5,7 @@
 use super::orders::bad_request;
 use super::{State, failure, page};
 use crate::replay::{ReplayError, ReplayLock};
-use crate::verify::{self, Verdict};
+use crate::verify::{self, Repair, Verdict};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,16 +19,26 @@ const ACTIVE: &str = "/console/projections";
 /// Differences listed per kind; the CLI's `--json` has them all.
 const SHOWN: usize = 100;
 
-/// The form: `projection` (optional, repeatable; all by default).
+/// The form: `projection` (optional, repeatable; all by default), `repair=1` to rewrite
+/// what differs from the log (as `--repair` does).
 pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) -> Response {
     let mut projections = vec![];
+    let mut repair = false;
     for (k, v) in form_urlencoded::parse(&form) {
-        if k != "projection" {
-            return bad_request(ACTIVE, &k, "is not a field of the verify form (projection)");
-        }
-        match ProjectionName::parse(&v) {
-            Some(p) => projections.push(p),
-            None => return bad_request(ACTIVE, "projection", "must name a projection"),
+        match (k.as_ref(), v.as_ref()) {
+            ("projection", name) => match ProjectionName::parse(name) {
+                Some(p) => projections.push(p),
+                None => return bad_request(ACTIVE, "projection", "must name a projection"),
+            },
+            ("repair", "1") => repair = true,
+            ("repair", _) => return bad_request(ACTIVE, "repair", "must be 1"),
+            (other, _) => {
+                return bad_request(
+                    ACTIVE,
+                    other,
+                    "is not a field of the verify form (projection, repair)",
+                );
+            }
         }
     }
     if projections.is_empty() {
@@ -54,9 +64,14 @@ pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) ->
         read_models: console.reads.clone(),
     };
     let never = AtomicBool::new(false);
-    match verify::verify(&stores, &data_dir, &projections, false, &never, |_| {}).await {
+    match verify::verify(&stores, &data_dir, &projections, repair, &never, |_| {}).await {
         Ok(v) => {
-            tracing::info!(same = v.same(), position = v.position, "console verify");
+            tracing::info!(
+                same = v.same(),
+                repaired = v.repair.is_some(),
+                position = v.position,
+                "console verify"
+            );
             page("Verify", ACTIVE, verdict(&v)).into_response()
         }
         Err(e @ (ReplayError::Projection { .. } | ReplayError::Undecodable { .. })) => {
@@ -80,13 +95,33 @@ fn verdict(v: &Verdict) -> Markup {
             "Folded " (v.events_read) " events of the log afresh and compared them with the read models at log position "
             (v.position) " (" (format!("{:.1}", v.seconds)) " s)."
         }
+        @match &v.repair {
+            Some(Repair::Repaired { rows, still_different: 0 }) => {
+                p.card.notice.verify-repaired {
+                    "Repaired from the log, with the live projector held off: " (rows.orders) " order views, "
+                    (rows.trackers) " sales trackers and " (rows.days) " days rewritten. The read models are now what the log says."
+                }
+            }
+            Some(Repair::Repaired { still_different, .. }) => {
+                p.card.notice.verify-differs { (still_different) " rows still differ after the repair: replay." }
+            }
+            Some(Repair::Refused(why)) => {
+                p.card.notice.verify-differs { "Not repaired: " (why) "." }
+            }
+            None => {}
+        }
         @if v.same() {
             p.card.notice.verify-same { "The read models are what the log says." }
-        } @else {
-            p.card.notice.verify-differs {
+        } @else if v.repair.is_none() {
+            div.card.notice.verify-differs {
                 "The read models differ from the log: "
                 code { "orders replay --projection " (differing.join(" --projection ")) }
-                " rebuilds them from it."
+                " rebuilds them from it, or repair just what differs:"
+                form.repair method="post" action=(VERIFY) {
+                    @for p in v.differing() { input type="hidden" name="projection" value=(p.as_str()); }
+                    input type="hidden" name="repair" value="1";
+                    button type="submit" { "Repair from the log" }
+                }
             }
         }
         @for g in &v.generations {
