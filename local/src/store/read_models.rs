@@ -299,6 +299,15 @@ impl SqliteReadModels {
         Ok(result?)
     }
 
+    /// Whether this store has a unit of work open ([`begin_unit`](Self::begin_unit)).
+    fn in_unit(&self) -> bool {
+        self.inner
+            .unit_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// Runs `f` in one read transaction (a consistent snapshot) on a pooled connection.
     async fn read<T: Send + 'static>(
         &self,
@@ -347,13 +356,7 @@ impl SqliteReadModels {
                 super::compare::compare(conn, ours, fresh_conn, fresh, only.as_ref())
             })
         };
-        let in_unit = self
-            .inner
-            .unit_permit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
-        if in_unit {
+        if self.in_unit() {
             self.write(move |conn| compare(conn)).await
         } else {
             self.read(compare).await
@@ -369,13 +372,7 @@ impl SqliteReadModels {
         projections: &[ProjectionName],
         compared: super::Compared,
     ) -> Result<super::compare::Repaired, ReadModelError> {
-        let in_unit = self
-            .inner
-            .unit_permit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
-        if !in_unit {
+        if !self.in_unit() {
             return Err(ReadModelError::Unavailable(
                 "a repair needs the unit of work its comparison was made in".into(),
             ));
