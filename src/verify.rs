@@ -86,7 +86,7 @@ pub struct Verdict {
 impl Verdict {
     /// Whether the read models are what the log says.
     pub fn same(&self) -> bool {
-        self.differing().is_empty()
+        self.compared.differences() == 0
     }
 
     /// Whether the read models are what the log says now: the same, or repaired.
@@ -213,12 +213,7 @@ async fn compare(
         .read_models
         .compare_with(scratch, projections, None)
         .await?;
-    let mut recheck: BTreeSet<String> = first
-        .orders
-        .iter()
-        .chain(&first.trackers)
-        .map(|d| d.order_id.clone())
-        .collect();
+    let mut recheck = first.order_ids();
 
     // Second pass, with the live projector held off: the scratch caught up to where it
     // is now, and what differed or changed compared again.
@@ -230,8 +225,7 @@ async fn compare(
             .read_models
             .compare_with(scratch, projections, Some(recheck))
             .await?;
-        let different = |c: &Compared| c.orders.len() + c.trackers.len() + c.days.len();
-        let repaired = match (repair, different(&compared)) {
+        let repaired = match (repair, compared.differences()) {
             (false, _) | (true, 0) => None,
             // The fold went further than the live projector: the scratch is not what
             // the log says at its position.
@@ -239,12 +233,7 @@ async fn compare(
                 "the live projector is behind the log (at position {position} of {folded_to}): let `orders serve` catch up, then repair"
             ))),
             (true, _) => {
-                let ids: BTreeSet<String> = compared
-                    .orders
-                    .iter()
-                    .chain(&compared.trackers)
-                    .map(|d| d.order_id.clone())
-                    .collect();
+                let ids = compared.order_ids();
                 let rows = stores
                     .read_models
                     .repair_from(scratch, projections, compared.clone())
@@ -255,7 +244,7 @@ async fn compare(
                     .await?;
                 Some(Repair::Repaired {
                     rows,
-                    still_different: different(&left) as u64,
+                    still_different: left.differences() as u64,
                 })
             }
         };

@@ -59,6 +59,22 @@ pub struct Compared {
     pub days_in_log: u64,
 }
 
+impl Compared {
+    /// Rows that differ, of every kind.
+    pub fn differences(&self) -> usize {
+        self.orders.len() + self.trackers.len() + self.days.len()
+    }
+
+    /// The orders with a view or a tracker that differs.
+    pub fn order_ids(&self) -> std::collections::BTreeSet<String> {
+        self.orders
+            .iter()
+            .chain(&self.trackers)
+            .map(|d| d.order_id.clone())
+            .collect()
+    }
+}
+
 /// What a repair rewrote in `ours` from `fresh`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Repaired {
