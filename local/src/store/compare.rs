@@ -372,17 +372,20 @@ fn days(
     fresh: u32,
 ) -> Result<(Vec<DayDiff>, u64), DbError> {
     // A day is a few rows a currency: both sides fit in memory.
-    let (a, b) = (
-        projection::daily_sales(conn, ours)?,
-        projection::daily_sales(fresh_conn, fresh)?,
-    );
-    let key = |d: &DailySales| (d.date.clone(), d.currency.clone());
-    let keys: BTreeSet<(String, String)> = a.iter().chain(&b).map(key).collect();
-    let find = |v: &[DailySales], k: &(String, String)| v.iter().find(|d| key(d) == *k).cloned();
+    let by_key =
+        |rows: Vec<DailySales>| -> std::collections::BTreeMap<(String, String), DailySales> {
+            rows.into_iter()
+                .map(|d| ((d.date.clone(), d.currency.clone()), d))
+                .collect()
+        };
+    let mut a = by_key(projection::daily_sales(conn, ours)?);
+    let mut b = by_key(projection::daily_sales(fresh_conn, fresh)?);
+    let fresh_days = b.len() as u64;
+    let keys: BTreeSet<(String, String)> = a.keys().chain(b.keys()).cloned().collect();
     let diffs = keys
         .into_iter()
         .filter_map(|k| {
-            let (x, y) = (find(&a, &k), find(&b, &k));
+            let (x, y) = (a.remove(&k), b.remove(&k));
             (x != y).then_some(DayDiff {
                 date: k.0,
                 currency: k.1,
@@ -391,7 +394,7 @@ fn days(
             })
         })
         .collect();
-    Ok((diffs, b.len() as u64))
+    Ok((diffs, fresh_days))
 }
 
 #[cfg(test)]
