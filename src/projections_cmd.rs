@@ -68,7 +68,8 @@ enum ProjectionsCmd {
     /// Check that the read models are what the log says: fold the whole log afresh into
     /// a scratch store (removed afterwards) and compare it, row by row, with what readers
     /// see. Lists the orders and days that differ, with the fields; exits 1 if any do.
-    /// Changes nothing and fires no side effect; `orders serve` may run meanwhile.
+    /// Changes nothing and fires no side effect; `orders serve` may run meanwhile. With
+    /// --aws, a deployed stack's tables on DynamoDB.
     Verify(crate::verify_cmd::VerifyArgs),
 }
 
@@ -224,6 +225,10 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
             return activate(&stores, projection, generation, dry_run, skip_undecodable).await;
         }
         ProjectionsCmd::Verify(args) => {
+            if args.aws() {
+                dir.refuse_with_aws(true)?;
+                return crate::verify_cmd::run_aws(args).await;
+            }
             let stores = open_existing(&data_dir).await?;
             let _lock = replay_lock(&data_dir, "verify when it has finished")?;
             return crate::verify_cmd::run(&stores, &data_dir, args).await;

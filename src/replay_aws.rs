@@ -49,47 +49,17 @@ pub struct AwsReplay {
 }
 
 /// Where the tables are: the stack's outputs, or the functions' own variables.
-struct Tables {
-    events: String,
+pub(crate) struct Tables {
+    pub(crate) events: String,
     /// The one readers use now.
-    active: String,
+    pub(crate) active: String,
     /// The stack's own read-model table (CloudFormation's), when the stack says.
     own: Option<String>,
 }
 
 pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
     let sdk = crate::aws_access::sdk_config(true).await?;
-    let tables = match &req.stack {
-        Some(stack) => {
-            let outputs = crate::workflow_cmd::executions::stack_outputs(&sdk, stack).await?;
-            let output = |key: &str| {
-                outputs
-                    .get(key)
-                    .cloned()
-                    .with_context(|| format!("stack {stack} has no {key} output"))
-            };
-            Tables {
-                events: output("EventsTableName")?,
-                active: output("ReadModelsTableName")?,
-                own: outputs.get(OWN_TABLE_OUTPUT).cloned(),
-            }
-        }
-        None => {
-            let var = |name: &str| {
-                std::env::var(name)
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-                    .with_context(|| {
-                        format!("{name} is not set (the DynamoDB table to replay with --aws; or pass --stack NAME)")
-                    })
-            };
-            Tables {
-                events: var("EVENTS_TABLE")?,
-                active: var("READ_MODELS_TABLE")?,
-                own: None,
-            }
-        }
-    };
+    let tables = tables(&sdk, req.stack.as_deref()).await?;
     let clients = AwsClients::from_sdk_config(&sdk, &Endpoints::default());
     if let Some(table) = &req.catch_up_only {
         if req.dry_run {
@@ -240,6 +210,47 @@ pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
 }
 
 /// The wall clock, as the replay's own times are taken.
+/// The stack's tables (its outputs), or without a stack the functions' own variables
+/// (`EVENTS_TABLE`, `READ_MODELS_TABLE`).
+pub(crate) async fn tables(
+    sdk: &aws_config::SdkConfig,
+    stack: Option<&str>,
+) -> anyhow::Result<Tables> {
+    Ok(match stack {
+        Some(stack) => {
+            let outputs = crate::workflow_cmd::executions::stack_outputs(sdk, stack).await?;
+            let output = |key: &str| {
+                outputs
+                    .get(key)
+                    .cloned()
+                    .with_context(|| format!("stack {stack} has no {key} output"))
+            };
+            Tables {
+                events: output("EventsTableName")?,
+                active: output("ReadModelsTableName")?,
+                own: outputs.get(OWN_TABLE_OUTPUT).cloned(),
+            }
+        }
+        None => {
+            let var = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .with_context(|| {
+                        format!(
+                            "{name} is not set (a DynamoDB table, with --aws; or pass --stack NAME)"
+                        )
+                    })
+            };
+            Tables {
+                events: var("EVENTS_TABLE")?,
+                active: var("READ_MODELS_TABLE")?,
+                own: None,
+            }
+        }
+    })
+}
+
 fn now() -> Timestamp {
     orders_domain::ports::Clock::now(&orders_local::store::SystemClock)
 }

@@ -101,15 +101,7 @@ impl Verdict {
 
     /// The projections whose read models differ from the log.
     pub fn differing(&self) -> Vec<ProjectionName> {
-        let c = &self.compared;
-        let mut out = vec![];
-        if !c.orders.is_empty() {
-            out.push(ProjectionName::Orders);
-        }
-        if !c.trackers.is_empty() || !c.days.is_empty() {
-            out.push(ProjectionName::DailySales);
-        }
-        out
+        self.compared.differing()
     }
 }
 

@@ -1,9 +1,14 @@
 //! `orders projections verify`: runs [`orders::verify`] and says what differs.
 
 use crate::replay_cmd::{Progress, parse_projections, stop_on_ctrl_c};
+use anyhow::Context;
 use orders::replay::{ReplayError, ReplayProgress};
+use orders::verify::UNDECODABLE_LISTED;
 use orders::verify::{self, Verdict};
-use orders_local::store::{DayDiff, LocalStores, RowDiff};
+use orders_aws::replay::verify::{AwsVerdict, AwsVerifyOptions, VerifyProgress, verify_table};
+use orders_domain::compare::{Compared, DayDiff, RowDiff};
+use orders_domain::projection::ProjectionName;
+use orders_local::store::LocalStores;
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,6 +29,24 @@ pub struct VerifyArgs {
     /// drifted orders. After a projection change, replay instead (blue/green: a way back).
     #[arg(long)]
     repair: bool,
+    /// A deployed stack's read-model table (the one readers use) against its event table
+    /// on DynamoDB, while the live projector runs: rows are judged by the version they
+    /// carry, so nothing is locked and nothing is written. No --repair: replay instead.
+    #[arg(long, conflicts_with = "repair")]
+    aws: bool,
+    /// With --aws: the stack (the name given to `sam deploy`); without it, the tables
+    /// named by EVENTS_TABLE and READ_MODELS_TABLE.
+    #[arg(long, env = "ORDERS_STACK")]
+    stack: Option<String>,
+    /// With --aws: parallel Scan segments, for each table.
+    #[arg(long, default_value_t = 4, requires = "aws", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    segments: u32,
+}
+
+impl VerifyArgs {
+    pub fn aws(&self) -> bool {
+        self.aws
+    }
 }
 
 pub async fn run(
@@ -31,6 +54,7 @@ pub async fn run(
     data_dir: &Path,
     args: VerifyArgs,
 ) -> anyhow::Result<ExitCode> {
+    crate::aws_access::stack_for(false, args.stack.clone())?;
     let projections = parse_projections(&args.projections)?;
     let stop = stop_on_ctrl_c();
     let progress = Progress::new("folding the log");
@@ -64,64 +88,193 @@ pub async fn run(
     })
 }
 
+/// `orders projections verify --aws`: runs [`orders_aws::replay::verify`] on the stack's
+/// tables and says what differs.
+pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let projections = parse_projections(&args.projections)?;
+    let stack = crate::aws_access::stack_for(true, args.stack.clone())?;
+    let sdk = crate::aws_access::sdk_config(true).await?;
+    let tables = crate::replay_aws::tables(&sdk, stack.as_deref()).await?;
+    let clients = orders_aws::AwsClients::from_sdk_config(&sdk, &orders_aws::Endpoints::default());
+    let opts = AwsVerifyOptions {
+        projections,
+        segments: args.segments,
+        ..AwsVerifyOptions::default()
+    };
+    let progress = Progress::new("scanning the event table");
+    let verdict = verify_table(
+        &clients.dynamodb,
+        &tables.events,
+        &tables.active,
+        &opts,
+        |p| match p {
+            VerifyProgress::Events { read, estimate } => {
+                progress.events(read, estimate.unwrap_or(read).max(read))
+            }
+            VerifyProgress::ReadModels { read, estimate } => {
+                progress.update("read-model items", read, estimate.unwrap_or(read).max(read))
+            }
+            VerifyProgress::Rechecking { done, total } => {
+                progress.update("orders read again", done, total)
+            }
+        },
+    )
+    .await;
+    progress.finish();
+    let verdict = verdict.with_context(|| format!("verifying {}", tables.active))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else {
+        print!("{}", report_aws(&verdict, stack.as_deref(), args.limit));
+    }
+    Ok(if verdict.same() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The AWS verdict as lines of text, `limit` differences of each kind at most.
+fn report_aws(v: &AwsVerdict, stack: Option<&str>, limit: usize) -> String {
+    let mut out = format!(
+        "folded {} events of {} and compared them with the {} items of {} ({:.1} s)\n",
+        v.events_read, v.events_table, v.read_model_items, v.read_models_table, v.seconds
+    );
+    for &p in &v.projections {
+        sections(
+            &mut out,
+            p,
+            &format!("table {}", v.read_models_table),
+            &v.compared,
+            limit,
+        );
+    }
+    undecodable(
+        &mut out,
+        v.undecodable.len() as u64,
+        v.undecodable
+            .iter()
+            .take(UNDECODABLE_LISTED)
+            .map(|u| (u.key.as_str(), u.reason.as_str())),
+    );
+    if !v.not_yet_projected.is_empty() {
+        out += &format!(
+            "{} orders have events the live projector has not applied yet (younger than a minute): not compared\n",
+            v.not_yet_projected.len()
+        );
+    }
+    if !v.unsettled_days.is_empty() {
+        let days: Vec<String> = v
+            .unsettled_days
+            .iter()
+            .take(limit)
+            .map(|(d, c)| format!("{d} {c}"))
+            .collect();
+        out += &format!(
+            "{} days and currencies were written while being read, so not compared: {}{}\n",
+            v.unsettled_days.len(),
+            days.join(", "),
+            if v.unsettled_days.len() > limit {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    if v.same() {
+        out += "the read models are what the log says\n";
+    } else {
+        let names: Vec<&str> = v.compared.differing().iter().map(|p| p.as_str()).collect();
+        let stack = stack.map_or(String::new(), |s| format!(" --stack {s}"));
+        out += &format!(
+            "the read models differ from the log: `orders replay --aws{stack} --projection {}` rebuilds them from it\n",
+            names.join(" --projection ")
+        );
+    }
+    out
+}
+
+/// The lines of one projection: counts, then the differences.
+fn sections(out: &mut String, projection: ProjectionName, label: &str, c: &Compared, limit: usize) {
+    match projection {
+        ProjectionName::Orders => {
+            let (missing, extra, differ) = kinds(&c.orders);
+            let same = c
+                .orders_in_log
+                .saturating_sub((differ.len() + missing.len()) as u64);
+            *out += &format!(
+                "orders ({label}): {} orders in the log: {same} the same, {} differ, {} missing from the read model, {} in the read model only\n",
+                c.orders_in_log,
+                differ.len(),
+                missing.len(),
+                extra.len()
+            );
+            list(out, &differ, limit, row_line);
+            list(out, &missing, limit, row_line);
+            list(out, &extra, limit, row_line);
+        }
+        ProjectionName::DailySales => {
+            *out += &format!(
+                "daily_sales ({label}): {} days and currencies in the log: {} differ; {} orders' sales trackers differ\n",
+                c.days_in_log,
+                c.days.len(),
+                c.trackers.len()
+            );
+            let days: Vec<&DayDiff> = c.days.iter().collect();
+            list(out, &days, limit, day_line);
+            let trackers: Vec<&RowDiff> = c.trackers.iter().collect();
+            list(out, &trackers, limit, row_line);
+        }
+    }
+}
+
+/// The undecodable events: how many, and the first of them.
+fn undecodable<'a>(out: &mut String, count: u64, listed: impl Iterator<Item = (&'a str, &'a str)>) {
+    if count == 0 {
+        return;
+    }
+    *out += &format!(
+        "{count} events of the log do not decode: no read model holds them (`orders replay --skip-undecodable` parks them)\n"
+    );
+    let mut shown = 0;
+    for (key, reason) in listed {
+        *out += &format!("  {key}: {reason}\n");
+        shown += 1;
+    }
+    if count > shown {
+        *out += &format!(
+            "  … and {} more (`orders replay --skip-undecodable` parks them all, with their reasons)\n",
+            count - shown
+        );
+    }
+}
+
 /// The verdict as lines of text, `limit` differences of each kind at most.
 fn report(v: &Verdict, limit: usize) -> String {
     let mut out = format!(
         "folded {} events of the log afresh and compared them with the read models at log position {} ({:.1} s)\n",
         v.events_read, v.position, v.seconds
     );
-    let c = &v.compared;
     for &verify::Compares {
         projection,
         generation: g,
     } in &v.generations
     {
-        match projection {
-            orders_domain::projection::ProjectionName::Orders => {
-                let (missing, extra, differ) = kinds(&c.orders);
-                let same = c
-                    .orders_in_log
-                    .saturating_sub((differ.len() + missing.len()) as u64);
-                out += &format!(
-                    "orders (generation {g}): {} orders in the log: {same} the same, {} differ, {} missing from the read model, {} in the read model only\n",
-                    c.orders_in_log,
-                    differ.len(),
-                    missing.len(),
-                    extra.len()
-                );
-                list(&mut out, &differ, limit, row_line);
-                list(&mut out, &missing, limit, row_line);
-                list(&mut out, &extra, limit, row_line);
-            }
-            orders_domain::projection::ProjectionName::DailySales => {
-                out += &format!(
-                    "daily_sales (generation {g}): {} days and currencies in the log: {} differ; {} orders' sales trackers differ\n",
-                    c.days_in_log,
-                    c.days.len(),
-                    c.trackers.len()
-                );
-                let days: Vec<&DayDiff> = c.days.iter().collect();
-                list(&mut out, &days, limit, day_line);
-                let trackers: Vec<&RowDiff> = c.trackers.iter().collect();
-                list(&mut out, &trackers, limit, row_line);
-            }
-        }
-    }
-    if v.undecodable > 0 {
-        out += &format!(
-            "{} events of the log do not decode: no read model holds them (`orders replay --skip-undecodable` parks them)\n",
-            v.undecodable
+        sections(
+            &mut out,
+            projection,
+            &format!("generation {g}"),
+            &v.compared,
+            limit,
         );
-        for e in &v.undecodable_events {
-            out += &format!("  {}: {}\n", e.key, e.reason);
-        }
-        if v.undecodable > v.undecodable_events.len() as u64 {
-            out += &format!(
-                "  … and {} more (`orders replay --skip-undecodable` parks them all, with their reasons)\n",
-                v.undecodable - v.undecodable_events.len() as u64
-            );
-        }
     }
+    undecodable(
+        &mut out,
+        v.undecodable,
+        v.undecodable_events
+            .iter()
+            .map(|e| (e.key.as_str(), e.reason.as_str())),
+    );
     if v.not_yet_projected > 0 {
         out += &format!(
             "{} orders have events the live projector has not applied yet (it is at log position {}): not compared; `orders serve` applies them\n",

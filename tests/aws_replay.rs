@@ -266,6 +266,54 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         assert!(err.contains(var) && err.contains("--stack"), "{err}");
     };
     nowhere(&["events", &ids[0], "--aws"], "EVENTS_TABLE");
+    // The cancellation is in the log, not in the table readers use (no live projector
+    // here, and it is long past): verify names it and the replay that rebuilds it.
+    let verify = |more: &[&str]| {
+        let mut args = vec!["projections", "verify", "--aws", "--stack", stack.as_str()];
+        args.extend_from_slice(more);
+        orders(&args)
+    };
+    let out = verify(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("compared them with the 11 items of {first}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("5 orders in the log: 4 the same, 1 differ, 0 missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: version 1 in the read model, 2 from the log;",
+            ids[0]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"status "PLACED" (read model) / "CANCELLED" (log)"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "`orders replay --aws --stack {stack} --projection orders --projection daily_sales` rebuilds them"
+        )),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&verify(&["--json", "--projection", "orders"]).stdout)
+            .expect("the verdict as JSON");
+    assert_eq!(json["compared"]["orders"][0]["order_id"], ids[0].as_str());
+    assert_eq!(json["compared"]["trackers"], serde_json::json!([]));
+    assert_eq!(json["read_models_table"], first.as_str());
+    let refused = verify(&["--repair"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--repair"),
+        "{err}"
+    );
+    nowhere(&["projections", "verify", "--aws"], "EVENTS_TABLE");
     let second = format!("{views}-g2");
     let out = replay_ok(&stack, &["--drop-old"]);
     assert!(
@@ -285,6 +333,14 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     let rebuilt = DynamoReadModels::new(db.clone(), &second);
     let view = rebuilt.order(&ids[0]).await.expect("read").expect("view");
     assert_eq!(view.status, OrderStatus::Cancelled);
+    let out = verify(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("items of {second}")), "{text}");
+    assert!(
+        text.ends_with("the read models are what the log says\n"),
+        "{text}"
+    );
     // The sales report, from the table the stack's readers use now.
     let report: serde_json::Value =
         serde_json::from_str(&ok(&["sales", "--aws", "--stack", &stack, "--json"]))

@@ -1949,6 +1949,26 @@ async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
         &orders_cli(&["projections", "verify", "--data-dir", &path, "--limit", "0"]),
         "--limit",
     );
+    // The AWS flags: --stack and --segments go with --aws, which goes without --data-dir.
+    fails_with(
+        &orders_cli(&["projections", "verify", "--data-dir", &path, "--stack", "x"]),
+        "--stack needs --aws",
+    );
+    fails_with(
+        &orders_cli(&[
+            "projections",
+            "verify",
+            "--data-dir",
+            &path,
+            "--segments",
+            "2",
+        ]),
+        "--aws",
+    );
+    fails_with(
+        &orders_cli(&["projections", "verify", "--data-dir", &path, "--aws"]),
+        "--data-dir",
+    );
     let missing = dir.path().join("nowhere").to_string_lossy().to_string();
     let out = orders_cli(&["projections", "verify", "--data-dir", &missing]);
     assert!(!out.status.success());

@@ -45,9 +45,10 @@ pub const GSI_BY_CUSTOMER: &str = "by_customer";
 pub const GSI1_PK: &str = "gsi1pk";
 pub const GSI1_SK: &str = "gsi1sk";
 
-const SK_VIEW: &str = "VIEW";
-const SK_SALES_TRACKER: &str = "SALES";
-const SALES_PREFIX: &str = "SALES#";
+pub(crate) const SK_VIEW: &str = "VIEW";
+pub(crate) const SK_SALES_TRACKER: &str = "SALES";
+pub(crate) const SALES_PREFIX: &str = "SALES#";
+pub(crate) const ORDER_PREFIX: &str = "ORDER#";
 
 /// How often `apply` re-reads and retries when another writer moved a guard first.
 const APPLY_ATTEMPTS: usize = 5;
@@ -57,7 +58,7 @@ pub const MAX_PAGE: usize = 1000;
 type Item = HashMap<String, AttributeValue>;
 
 pub fn order_pk(order_id: &str) -> String {
-    format!("ORDER#{order_id}")
+    format!("{ORDER_PREFIX}{order_id}")
 }
 
 pub fn sales_pk(date: &str) -> String {
@@ -553,7 +554,7 @@ impl DynamoReadModels {
     }
 }
 
-fn version_of(item: &Item) -> Result<u64, ReadModelError> {
+pub(crate) fn version_of(item: &Item) -> Result<u64, ReadModelError> {
     get_n(item, "version").ok_or_else(|| {
         ReadModelError::Corrupt(format!(
             "{:?}/{:?}: `version` is missing or not a number",
@@ -563,7 +564,7 @@ fn version_of(item: &Item) -> Result<u64, ReadModelError> {
     })
 }
 
-fn view_from_item(item: &Item) -> Result<OrderView, ReadModelError> {
+pub(crate) fn view_from_item(item: &Item) -> Result<OrderView, ReadModelError> {
     let view = item.get("view").cloned().ok_or_else(|| {
         ReadModelError::Corrupt(format!("{:?}: no `view` attribute", get_s(item, PK)))
     })?;
@@ -571,7 +572,7 @@ fn view_from_item(item: &Item) -> Result<OrderView, ReadModelError> {
         .map_err(|e| ReadModelError::Corrupt(format!("{:?}: {e}", get_s(item, PK))))
 }
 
-fn sales_from_item(item: &Item) -> Result<DailySales, ReadModelError> {
+pub(crate) fn sales_from_item(item: &Item) -> Result<DailySales, ReadModelError> {
     let text = |k: &str| {
         get_s(item, k)
             .map(str::to_string)

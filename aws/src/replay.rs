@@ -117,6 +117,7 @@ use tracing::Instrument;
 
 mod by_time;
 mod fold;
+pub mod verify;
 use by_time::ByTime;
 pub use by_time::CLOCK_SKEW_MS;
 use fold::{Done, FoldOptions, Rebuild};
@@ -232,6 +233,8 @@ pub enum ReplayError {
         order_id: String,
         reason: String,
     },
+    #[error("reading the day counters of {table} failed: {reason}")]
+    Days { table: String, reason: String },
     #[error("writing {table} failed: {reason}")]
     Write { table: String, reason: String },
     #[error("target table {0} already holds items (reuse it only to resume a replay into it)")]

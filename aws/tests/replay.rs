@@ -7,6 +7,7 @@ use support::events::append;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use orders_aws::replay::verify::{AwsVerdict, AwsVerifyOptions, verify_table};
 use orders_aws::replay::{
     AppliedVersions, AwsReplayOptions, CLOCK_SKEW_MS, CatchUpRead, EventKey, ReplayError,
     ReplayPhase, ReplayProgress, catch_up, replay_to_table,
@@ -774,4 +775,330 @@ async fn one_projection_only_and_bad_options() {
     .await
     .unwrap();
     assert_eq!(next.target_table, format!("{}-g2", live.table()));
+}
+
+// ---- verify ----------------------------------------------------------------------------
+
+/// Every item of `table`, in key order: what a verify must leave as it was.
+async fn table_items(client: &Client, table: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(page.items().iter().map(|i| {
+            // JSON objects sort their keys: one text per item, whatever the map's order.
+            serde_dynamo::from_item::<_, Value>(i.clone())
+                .unwrap()
+                .to_string()
+        }));
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    items.sort();
+    items
+}
+
+fn order_key(id: &str) -> std::collections::HashMap<String, AttributeValue> {
+    std::collections::HashMap::from([
+        ("pk".to_string(), AttributeValue::S(format!("ORDER#{id}"))),
+        ("sk".to_string(), AttributeValue::S("VIEW".into())),
+    ])
+}
+
+async fn verify(t: &Env, table: &str, projections: &[ProjectionName]) -> AwsVerdict {
+    let opts = AwsVerifyOptions {
+        projections: projections.to_vec(),
+        segments: 3,
+        ..Default::default()
+    };
+    verify_table(&t.client, &t.events, table, &opts, |_| {})
+        .await
+        .unwrap()
+}
+
+fn ids_of(diffs: &[orders_domain::compare::RowDiff]) -> Vec<&str> {
+    diffs.iter().map(|d| d.order_id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivered() {
+    let t = env().await;
+    let (ids, _) = seed(&t.store, 10).await;
+    let live = live_table(&t.client).await;
+    project_live(&t.store, &ids, &live).await;
+    let all = [ProjectionName::Orders, ProjectionName::DailySales];
+
+    let v = verify(&t, live.table(), &all).await;
+    assert!(v.same(), "{:?}", v.compared);
+    assert_eq!(v.compared.orders_in_log, 10);
+    assert!(v.compared.days_in_log >= 5, "{}", v.compared.days_in_log);
+    assert!(v.events_read >= 40, "{}", v.events_read);
+    assert_eq!(v.rechecked, 0);
+    assert!(v.not_yet_projected.is_empty() && v.unsettled_days.is_empty());
+    assert!(v.undecodable.is_empty());
+
+    // Drift, as it happens in life. ids[0]: its view deleted by hand.
+    let (missing, tampered, stale, young) = (&ids[0], &ids[1], &ids[2], &ids[5]);
+    t.client
+        .delete_item()
+        .table_name(live.table())
+        .set_key(Some(order_key(missing)))
+        .send()
+        .await
+        .unwrap();
+    // ids[1]: its status edited.
+    t.client
+        .update_item()
+        .table_name(live.table())
+        .set_key(Some(order_key(tampered)))
+        .update_expression("SET #v.#s = :s")
+        .expression_attribute_names("#v", "view")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
+        .send()
+        .await
+        .unwrap();
+    // A view no event explains.
+    let ghost = support::unique("ghost");
+    let mut item = t
+        .client
+        .get_item()
+        .table_name(live.table())
+        .set_key(Some(order_key(tampered)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    item.insert("pk".into(), AttributeValue::S(format!("ORDER#{ghost}")));
+    t.client
+        .put_item()
+        .table_name(live.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    // ids[2]: a cancellation of long ago that the live projector never applied.
+    let v2 = t.store.load(stale).await.unwrap().len() as u64;
+    append(&t.store, stale, v2, &[cancelled()], T0 + 60 * HOUR).await;
+    // ids[5]: a cancellation of a moment ago, which the stream has not delivered yet.
+    let v5 = t.store.load(young).await.unwrap().len() as u64;
+    append(&t.store, young, v5, &[cancelled()], now_ms()).await;
+    // A day's counter moved by hand.
+    let day = live.daily_sales().await.unwrap()[0].clone();
+    t.client
+        .update_item()
+        .table_name(live.table())
+        .key("pk", AttributeValue::S(format!("SALES#{}", day.date)))
+        .key("sk", AttributeValue::S(day.currency.clone()))
+        .update_expression("ADD orders_placed :one")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let before = table_items(&t.client, live.table()).await;
+    let v = verify(&t, live.table(), &all).await;
+    let mut want = vec![missing.as_str(), tampered, stale, &ghost];
+    want.sort();
+    assert_eq!(
+        ids_of(&v.compared.orders),
+        want,
+        "{:#?} {:?}",
+        v.compared.orders,
+        v.not_yet_projected
+    );
+    let by_id = |id: &str| v.compared.orders.iter().find(|d| d.order_id == id).unwrap();
+    assert_eq!(by_id(missing).read_model_version, None);
+    assert!(by_id(missing).log_version.is_some());
+    assert_eq!(by_id(&ghost).log_version, None);
+    let edited = by_id(tampered);
+    assert_eq!(edited.read_model_version, edited.log_version);
+    assert_eq!(edited.fields.len(), 1, "{:?}", edited.fields);
+    assert_eq!(edited.fields[0].path, "status");
+    assert_eq!(edited.fields[0].read_model, json!("SHIPPED"));
+    let behind = by_id(stale);
+    assert_eq!(behind.read_model_version, Some(v2));
+    assert_eq!(behind.log_version, Some(v2 + 1));
+    assert!(
+        behind
+            .fields
+            .iter()
+            .any(|f| f.path == "status" && f.log == json!("CANCELLED"))
+    );
+    assert_eq!(ids_of(&v.compared.trackers), [stale.as_str()]);
+    assert_eq!(v.compared.days.len(), 1, "{:#?}", v.compared.days);
+    let d = &v.compared.days[0];
+    assert_eq!((&d.date, &d.currency), (&day.date, &day.currency));
+    assert_eq!(
+        d.read_model.as_ref().unwrap().orders_placed,
+        d.log.as_ref().unwrap().orders_placed + 1
+    );
+    assert_eq!(v.not_yet_projected, std::slice::from_ref(young));
+    assert!(v.unsettled_days.is_empty());
+    assert_eq!(v.compared.differing(), all);
+    assert_eq!(
+        table_items(&t.client, live.table()).await,
+        before,
+        "nothing written"
+    );
+
+    // One projection: only its rows.
+    let v = verify(&t, live.table(), &[ProjectionName::Orders]).await;
+    assert_eq!(ids_of(&v.compared.orders), want);
+    assert!(v.compared.trackers.is_empty() && v.compared.days.is_empty());
+    let v = verify(&t, live.table(), &[ProjectionName::DailySales]).await;
+    assert!(v.compared.orders.is_empty());
+    assert_eq!(ids_of(&v.compared.trackers), [stale.as_str()]);
+    assert_eq!(v.compared.days.len(), 1);
+
+    // The stream delivers: the young one was only late, the stale one is right again.
+    for id in [stale, young] {
+        let history = t.store.load(id).await.unwrap();
+        let last = history.last().unwrap();
+        live.apply(last, &last.decode().unwrap()).await.unwrap();
+    }
+    let v = verify(&t, live.table(), &all).await;
+    want.retain(|id| *id != stale.as_str());
+    assert_eq!(ids_of(&v.compared.orders), want);
+    assert!(v.compared.trackers.is_empty());
+    assert!(v.not_yet_projected.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_beside_a_busy_live_projector_finds_nothing_wrong() {
+    let t = env().await;
+    let (ids, customers) = seed(&t.store, 8).await;
+    let live = live_table(&t.client).await;
+    project_live(&t.store, &ids, &live).await;
+    let all = [ProjectionName::Orders, ProjectionName::DailySales];
+
+    // The live path meanwhile: orders placed and cancelled now, each event applied right
+    // after it is appended (a quick stream), as long as the verifies run.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, live, done) = (t.store.clone(), live.clone(), done.clone());
+        let customer = customers.iter().next().unwrap().clone();
+        tokio::spawn(async move {
+            let mut placed_ids: Vec<String> = Vec::new();
+            let mut events = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || events < 20 {
+                let id = support::unique("busy");
+                append(
+                    &store,
+                    &id,
+                    0,
+                    &[placed(&id, &customer, 250, "EUR")],
+                    now_ms(),
+                )
+                .await;
+                placed_ids.push(id);
+                if placed_ids.len().is_multiple_of(2) {
+                    let id = &placed_ids[placed_ids.len() - 2];
+                    append(&store, id, 1, &[cancelled()], now_ms()).await;
+                }
+                for id in placed_ids.iter().rev().take(2) {
+                    for e in store.load(id).await.unwrap() {
+                        live.apply(&e, &e.decode().unwrap()).await.unwrap();
+                    }
+                }
+                events += 1;
+            }
+            placed_ids.len()
+        })
+    };
+    let mut verdicts = Vec::new();
+    for _ in 0..3 {
+        verdicts.push(verify(&t, live.table(), &all).await);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let placed_meanwhile = writer.await.unwrap();
+    assert!(placed_meanwhile >= 20);
+    for v in &verdicts {
+        assert_eq!(v.compared.differences(), 0, "{:#?}", v.compared);
+    }
+    // Quiet again: everything compared, the same.
+    let v = verify(&t, live.table(), &all).await;
+    assert!(v.same(), "{:#?}", v.compared);
+    assert!(v.unsettled_days.is_empty() && v.not_yet_projected.is_empty());
+    assert_eq!(v.compared.orders_in_log, 8 + placed_meanwhile as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_names_undecodable_events_and_what_a_replay_builds_is_the_same() {
+    let t = env().await;
+    let (ids, _) = seed(&t.store, 6).await;
+    let bad = support::unique("order");
+    append(&t.store, &bad, 0, &[placed(&bad, "c-bad", 999, "EUR")], T0).await;
+    put_undecodable(&t, &bad).await;
+    append(&t.store, &bad, 2, &[cancelled()], T0 + 2 * HOUR).await;
+    let live = live_table(&t.client).await;
+    project_live(&t.store, &ids, &live).await;
+    // The live projector stops the bad order at version 1, as it parks version 2.
+    let history = t.store.load(&bad).await.unwrap();
+    live.apply(&history[0], &history[0].decode().unwrap())
+        .await
+        .unwrap();
+    let all = [ProjectionName::Orders, ProjectionName::DailySales];
+    let v = verify(&t, live.table(), &all).await;
+    assert!(v.same(), "{:#?}", v.compared);
+    let keys: Vec<&str> = v.undecodable.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(keys.len(), 2, "{:?}", v.undecodable);
+    assert!(
+        keys[0].contains(&bad) && keys[0].contains("version=2"),
+        "{keys:?}"
+    );
+    assert!(v.undecodable[0].reason.contains("OrderTeleported"));
+    assert!(keys[1].contains("version=3"), "{keys:?}");
+
+    // A replay's table is what the log says too.
+    let summary = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions {
+            skip_undecodable: true,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let v = verify(&t, &summary.target_table, &all).await;
+    assert!(v.same(), "{:#?}", v.compared);
+    assert_eq!(v.compared.orders_in_log, 7);
+
+    // Bad options are refused before anything is read.
+    let err = verify_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsVerifyOptions {
+            segments: 0,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("segments"), "{err}");
+    let err = verify_table(
+        &t.client,
+        &t.events,
+        "no-such-table",
+        &AwsVerifyOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no-such-table"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! The order domain: the aggregate, its events and their envelope, money, validation,
 //! the read models as pure folds, and the ports the application needs. No I/O here.
 
+pub mod compare;
 pub mod envelope;
 pub mod money;
 pub mod order;
