@@ -30,9 +30,10 @@ pub struct VerifyArgs {
     #[arg(long)]
     repair: bool,
     /// A deployed stack's read-model table (the one readers use) against its event table
-    /// on DynamoDB, while the live projector runs: rows are judged by the version they
-    /// carry, so nothing is locked and nothing is written. No --repair: replay instead.
-    #[arg(long, conflicts_with = "repair")]
+    /// on DynamoDB, while the projector Lambda runs: rows are judged by the version they
+    /// carry, so nothing is locked. With --repair, every write is conditional on the row
+    /// still holding what was read.
+    #[arg(long)]
     aws: bool,
     /// With --aws: the stack (the name given to `sam deploy`); without it, the tables
     /// named by EVENTS_TABLE and READ_MODELS_TABLE.
@@ -99,6 +100,7 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let opts = AwsVerifyOptions {
         projections,
         segments: args.segments,
+        repair: args.repair,
         ..AwsVerifyOptions::default()
     };
     let progress = Progress::new("scanning the event table");
@@ -127,7 +129,7 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", report_aws(&verdict, stack.as_deref(), args.limit));
     }
-    Ok(if verdict.same() {
+    Ok(if verdict.sound() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -180,6 +182,27 @@ fn report_aws(v: &AwsVerdict, stack: Option<&str>, limit: usize) -> String {
                 ""
             }
         );
+    }
+    if let Some(r) = &v.repair {
+        let done = &r.repaired;
+        out += &format!(
+            "repaired from the log, each write conditional on what was read: {} rows rewritten, {} deleted, {} events applied, {} days corrected\n",
+            done.rows_rewritten, done.rows_deleted, done.events_applied, done.days_corrected
+        );
+        if !done.moved.is_empty() {
+            out += &format!(
+                "{} moved meanwhile and were left as the projector wrote them: {}\n",
+                done.moved.len(),
+                done.moved.join(", ")
+            );
+        }
+        out += &match r.still_different {
+            0 => "verified again: the read models are what the log says\n".to_string(),
+            n => {
+                format!("verified again: {n} rows and days still differ: run it again, or replay\n")
+            }
+        };
+        return out;
     }
     if v.same() {
         out += "the read models are what the log says\n";

@@ -7,7 +7,7 @@ use support::events::append;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use orders_aws::replay::verify::{AwsVerdict, AwsVerifyOptions, verify_table};
+use orders_aws::replay::verify::{AwsVerdict, AwsVerifyOptions, repair_table, verify_table};
 use orders_aws::replay::{
     AppliedVersions, AwsReplayOptions, CLOCK_SKEW_MS, CatchUpRead, EventKey, ReplayError,
     ReplayPhase, ReplayProgress, catch_up, replay_to_table,
@@ -832,7 +832,7 @@ fn ids_of(diffs: &[orders_domain::compare::RowDiff]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivered() {
     let t = env().await;
-    let (ids, _) = seed(&t.store, 10).await;
+    let (ids, customers) = seed(&t.store, 10).await;
     let live = live_table(&t.client).await;
     project_live(&t.store, &ids, &live).await;
     let all = [ProjectionName::Orders, ProjectionName::DailySales];
@@ -972,6 +972,92 @@ async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivere
     assert_eq!(ids_of(&v.compared.orders), want);
     assert!(v.compared.trackers.is_empty());
     assert!(v.not_yet_projected.is_empty());
+
+    // A repair reads each order again and judges it then: an order edited after the
+    // verify is rewritten all the same. A day that moved since the verify read it is
+    // left as it is.
+    let edited_later = &ids[7];
+    t.client
+        .update_item()
+        .table_name(live.table())
+        .set_key(Some(order_key(edited_later)))
+        .update_expression("SET #v.#s = :s")
+        .expression_attribute_names("#v", "view")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut later = v.clone();
+    later.compared.orders = vec![orders_domain::compare::RowDiff {
+        order_id: edited_later.clone(),
+        read_model_version: None,
+        log_version: None,
+        fields: vec![],
+    }];
+    later.compared.trackers.clear();
+    let mut moved_day = v.compared.days[0].clone();
+    if let Some(rm) = moved_day.read_model.as_mut() {
+        rm.orders_placed += 5; // not what the table holds
+    }
+    later.compared.days = vec![moved_day.clone()];
+    let days_before = live.daily_sales().await.unwrap();
+    let repaired = repair_table(&t.client, &t.events, live.table(), &all, &later)
+        .await
+        .unwrap();
+    assert_eq!(repaired.rows_rewritten, 1, "{repaired:?}");
+    assert_eq!(
+        repaired.moved,
+        [format!("day {} {}", moved_day.date, moved_day.currency)]
+    );
+    assert_eq!(repaired.days_corrected, 0);
+    assert_eq!(live.daily_sales().await.unwrap(), days_before);
+    let after = verify(&t, live.table(), &all).await;
+    assert_eq!(
+        ids_of(&after.compared.orders),
+        want,
+        "only that order repaired"
+    );
+
+    // --repair: the rest, each write conditional on what was read; then the same, and what
+    // readers see is what a replay builds.
+    let opts = AwsVerifyOptions {
+        projections: all.to_vec(),
+        segments: 2,
+        repair: true,
+        ..Default::default()
+    };
+    let v = verify_table(&t.client, &t.events, live.table(), &opts, |_| {})
+        .await
+        .unwrap();
+    let r = v.repair.as_ref().expect("a repair");
+    assert_eq!(
+        (
+            r.repaired.rows_rewritten,
+            r.repaired.rows_deleted,
+            r.repaired.days_corrected
+        ),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    let missing_events = t.store.load(missing).await.unwrap().len() as u64;
+    assert_eq!(r.repaired.events_applied, missing_events, "{r:?}");
+    assert!(r.repaired.moved.is_empty());
+    assert_eq!((r.still_different, r.still_pending), (0, 0));
+    assert!(v.sound() && !v.same());
+    assert!(verify(&t, live.table(), &all).await.same());
+    let summary = replay_to_table(
+        &t.client,
+        &t.events,
+        live.table(),
+        &AwsReplayOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let rebuilt = DynamoReadModels::new(t.client.clone(), &summary.target_table);
+    assert_same_read_models(&live, &rebuilt, &ids, &customers).await;
+    assert!(live.order(&ghost).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1020,12 +1106,49 @@ async fn a_verify_beside_a_busy_live_projector_finds_nothing_wrong() {
     for _ in 0..3 {
         verdicts.push(verify(&t, live.table(), &all).await);
     }
+    // A view edited and a tracker deleted by hand, repaired while the projector goes on.
+    t.client
+        .update_item()
+        .table_name(live.table())
+        .set_key(Some(order_key(&ids[0])))
+        .update_expression("SET #v.#s = :s")
+        .expression_attribute_names("#v", "view")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut tracker = order_key(&ids[1]);
+    tracker.insert("sk".into(), AttributeValue::S("SALES".into()));
+    t.client
+        .delete_item()
+        .table_name(live.table())
+        .set_key(Some(tracker))
+        .send()
+        .await
+        .unwrap();
+    let opts = AwsVerifyOptions {
+        projections: all.to_vec(),
+        segments: 3,
+        repair: true,
+        ..Default::default()
+    };
+    let repaired = verify_table(&t.client, &t.events, live.table(), &opts, |_| {})
+        .await
+        .unwrap();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let placed_meanwhile = writer.await.unwrap();
     assert!(placed_meanwhile >= 20);
     for v in &verdicts {
         assert_eq!(v.compared.differences(), 0, "{:#?}", v.compared);
     }
+    assert_eq!(ids_of(&repaired.compared.orders), [ids[0].as_str()]);
+    assert_eq!(ids_of(&repaired.compared.trackers), [ids[1].as_str()]);
+    assert!(!repaired.compared.days.is_empty());
+    let r = repaired.repair.as_ref().expect("a repair");
+    assert_eq!(r.still_different, 0, "{r:?}");
+    assert_eq!(r.repaired.rows_rewritten, 1, "{r:?}");
+    assert!(r.repaired.events_applied >= 2, "{r:?}");
     // Quiet again: everything compared, the same.
     let v = verify(&t, live.table(), &all).await;
     assert!(v.same(), "{:#?}", v.compared);
