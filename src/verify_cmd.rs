@@ -103,7 +103,7 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         repair: args.repair,
         ..AwsVerifyOptions::default()
     };
-    let progress = Progress::new("scanning the event table");
+    let progress = Progress::new("verifying");
     let verdict = verify_table(
         &clients.dynamodb,
         &tables.events,

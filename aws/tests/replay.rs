@@ -793,10 +793,8 @@ async fn table_items(client: &Client, table: &str) -> Vec<String> {
             .await
             .unwrap();
         items.extend(page.items().iter().map(|i| {
-            // JSON objects sort their keys: one text per item, whatever the map's order.
-            serde_dynamo::from_item::<_, Value>(i.clone())
-                .unwrap()
-                .to_string()
+            let value: Value = serde_dynamo::from_item(i.clone()).unwrap();
+            sorted(value).to_string()
         }));
         start = page.last_evaluated_key().cloned();
         if start.is_none() {
@@ -805,6 +803,20 @@ async fn table_items(client: &Client, table: &str) -> Vec<String> {
     }
     items.sort();
     items
+}
+
+/// `v` with every object's keys in order: one text per value, whatever order a map (or
+/// serde_json's `preserve_order`, which another crate may turn on) gives them.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let entries: std::collections::BTreeMap<String, Value> =
+                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 fn order_key(id: &str) -> std::collections::HashMap<String, AttributeValue> {
