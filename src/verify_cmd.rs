@@ -124,10 +124,22 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     .await;
     progress.finish();
     let verdict = verdict.with_context(|| format!("verifying {}", tables.active))?;
+    // Batches the projector Lambda gave up on are the likely cause of a difference.
+    let parked = match (verdict.same(), stack.as_deref()) {
+        (false, Some(stack)) => parked_batches(&sdk, stack).await,
+        _ => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        let mut json = serde_json::to_value(&verdict)?;
+        if let (Some(n), Some(map)) = (parked, json.as_object_mut()) {
+            map.insert("projector_dead_letters".into(), n.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", report_aws(&verdict, stack.as_deref(), args.limit));
+        print!(
+            "{}",
+            report_aws(&verdict, stack.as_deref(), parked, args.limit)
+        );
     }
     Ok(if verdict.sound() {
         ExitCode::SUCCESS
@@ -136,8 +148,40 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The AWS verdict as lines of text, `limit` differences of each kind at most.
-fn report_aws(v: &AwsVerdict, stack: Option<&str>, limit: usize) -> String {
+/// How many batches wait in the stack's projector dead-letter queue (about: SQS counts
+/// approximately); `None` when that cannot be read, which is no reason to fail a verify.
+async fn parked_batches(sdk: &aws_config::SdkConfig, stack: &str) -> Option<u64> {
+    let outputs = crate::workflow_cmd::executions::stack_outputs(sdk, stack)
+        .await
+        .ok()?;
+    let url = outputs.get("ProjectorDeadLetterQueueUrl")?;
+    let attributes = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .inspect_err(|e| tracing::debug!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "reading the projector's dead-letter queue"))
+        .ok()?;
+    let count = |name| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// The AWS verdict as lines of text, `limit` differences of each kind at most;
+/// `parked`: the batches in the projector's dead-letter queue.
+fn report_aws(v: &AwsVerdict, stack: Option<&str>, parked: Option<u64>, limit: usize) -> String {
     let mut out = format!(
         "folded {} events of {} and compared them with the {} items of {} ({:.1} s)\n",
         v.events_read, v.events_table, v.read_model_items, v.read_models_table, v.seconds
@@ -181,6 +225,11 @@ fn report_aws(v: &AwsVerdict, stack: Option<&str>, limit: usize) -> String {
             } else {
                 ""
             }
+        );
+    }
+    if let (Some(n @ 1..), Some(stack)) = (parked, stack) {
+        out += &format!(
+            "the projector Lambda gave up on {n} batches, whose orders it could not bring up to date (`orders dead-letters list --aws --stack {stack}`)\n"
         );
     }
     if let Some(r) = &v.repair {

@@ -71,8 +71,12 @@ fn template(events: &str, own_views: &str) -> String {
         "Conditions": {
             "RebuiltReadModels": {"Fn::Not": [{"Fn::Equals": [{"Ref": "ActiveReadModelsTable"}, ""]}]}
         },
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Resources": {
+            "Topic": {"Type": "AWS::SNS::Topic"},
+            "ProjectorDeadLetterQueue": {"Type": "AWS::SQS::Queue"}
+        },
         "Outputs": {
+            "ProjectorDeadLetterQueueUrl": {"Value": {"Ref": "ProjectorDeadLetterQueue"}},
             "EventsTableName": {"Value": events},
             "ReadModelsTableName": {"Value": {"Fn::If": ["RebuiltReadModels", {"Ref": "ActiveReadModelsTable"}, own_views]}},
             "StackReadModelsTableName": {"Value": own_views}
@@ -273,9 +277,25 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
         args.extend_from_slice(more);
         orders(&args)
     };
+    // A batch the projector Lambda gave up on, waiting in its dead-letter queue: named as
+    // the likely cause.
+    let (_, outputs) = stack_state(&cfn, &stack).await;
+    let dlq = aws_sdk_sqs::Client::new(&sdk);
+    dlq.send_message()
+        .queue_url(&outputs["ProjectorDeadLetterQueueUrl"])
+        .message_body("{}")
+        .send()
+        .await
+        .expect("SendMessage on moto");
     let out = verify(&[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the projector Lambda gave up on 1 batches, whose orders it could not bring up to date (`orders dead-letters list --aws --stack {stack}`)"
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("compared them with the 11 items of {first}")),
         "{text}"
@@ -307,6 +327,7 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     assert_eq!(json["compared"]["orders"][0]["order_id"], ids[0].as_str());
     assert_eq!(json["compared"]["trackers"], serde_json::json!([]));
     assert_eq!(json["read_models_table"], first.as_str());
+    assert_eq!(json["projector_dead_letters"], 1);
     // --repair: the missing event applied, then verified again.
     let out = verify(&["--repair"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -648,8 +669,12 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     // anything is built.
     let old = unique("orders-stack");
     let bare = serde_json::json!({
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {"EventsTableName": {"Value": events}, "ReadModelsTableName": {"Value": second}}
+        "Resources": {
+            "Topic": {"Type": "AWS::SNS::Topic"},
+            "ProjectorDeadLetterQueue": {"Type": "AWS::SQS::Queue"}
+        },
+        "Outputs": {
+            "ProjectorDeadLetterQueueUrl": {"Value": {"Ref": "ProjectorDeadLetterQueue"}},"EventsTableName": {"Value": events}, "ReadModelsTableName": {"Value": second}}
     });
     cfn.create_stack()
         .stack_name(&old)
