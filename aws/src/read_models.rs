@@ -172,6 +172,22 @@ pub(crate) fn tracker_item(order_id: &str, tracker: &SalesTracker) -> Result<Ite
     ]))
 }
 
+/// The attribute names of a day's item, by the placeholders the updates of its counters
+/// use (`#date`, `#cur`, `#op`, `#ap`, `#oc`, `#ac`).
+pub(crate) fn day_names() -> HashMap<String, String> {
+    [
+        ("#date", "date"),
+        ("#cur", "currency"),
+        ("#op", "orders_placed"),
+        ("#ap", "amount_placed"),
+        ("#oc", "orders_cancelled"),
+        ("#ac", "amount_cancelled"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// A day's counters with their final values (`SALES#<date>` / `<currency>`): the same
 /// attributes the live path's `ADD`s build up, written whole by a rebuild.
 pub(crate) fn sales_item(row: &DailySales) -> Item {
@@ -341,12 +357,7 @@ impl DynamoReadModels {
                 "SET #date = :date, #cur = :cur \
                  ADD #op :op, #ap :ap, #oc :oc, #ac :ac",
             )
-            .expression_attribute_names("#date", "date")
-            .expression_attribute_names("#cur", "currency")
-            .expression_attribute_names("#op", "orders_placed")
-            .expression_attribute_names("#ap", "amount_placed")
-            .expression_attribute_names("#oc", "orders_cancelled")
-            .expression_attribute_names("#ac", "amount_cancelled")
+            .set_expression_attribute_names(Some(day_names()))
             .expression_attribute_values(":date", s(&d.date))
             .expression_attribute_values(":cur", s(&d.currency))
             .expression_attribute_values(":op", n(d.orders_placed))

@@ -600,14 +600,20 @@ async fn put_undecodable(t: &Env, id: &str) {
         .unwrap();
 }
 
+/// An order placed, then [`put_undecodable`] at version 2, then cancelled: its id.
+async fn undecodable_order(t: &Env) -> String {
+    let bad = support::unique("order");
+    append(&t.store, &bad, 0, &[placed(&bad, "c-bad", 999, "EUR")], T0).await;
+    put_undecodable(t, &bad).await;
+    append(&t.store, &bad, 2, &[cancelled()], T0 + 2 * HOUR).await;
+    bad
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_event_stops_the_replay_or_is_parked() {
     let t = env().await;
     let (ids, customers) = seed(&t.store, 12).await;
-    let bad = support::unique("order");
-    append(&t.store, &bad, 0, &[placed(&bad, "c-bad", 999, "EUR")], T0).await;
-    put_undecodable(&t, &bad).await;
-    append(&t.store, &bad, 2, &[cancelled()], T0 + 2 * HOUR).await;
+    let bad = undecodable_order(&t).await;
     let live = live_table(&t.client).await;
     project_live(&t.store, &ids, &live).await;
     // The live projector folds the bad order's placement; it dead-letters version 2 and
@@ -1172,10 +1178,7 @@ async fn a_verify_beside_a_busy_live_projector_finds_nothing_wrong() {
 async fn a_verify_names_undecodable_events_and_what_a_replay_builds_is_the_same() {
     let t = env().await;
     let (ids, _) = seed(&t.store, 6).await;
-    let bad = support::unique("order");
-    append(&t.store, &bad, 0, &[placed(&bad, "c-bad", 999, "EUR")], T0).await;
-    put_undecodable(&t, &bad).await;
-    append(&t.store, &bad, 2, &[cancelled()], T0 + 2 * HOUR).await;
+    let bad = undecodable_order(&t).await;
     let live = live_table(&t.client).await;
     project_live(&t.store, &ids, &live).await;
     // The live projector stops the bad order at version 1, as it parks version 2.

@@ -963,13 +963,23 @@ fn same_item(item: &Item, right: &Item, sk: &str) -> bool {
     }
 }
 
-fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+/// A conditional write's outcome: `Ok(false)` when its condition failed (the row moved).
+fn written<T, E, R>(r: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>) -> Result<bool, String>
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
 {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
+    match r {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .and_then(|s| s.code())
+                .is_some_and(|c| c == "ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(describe(&e)),
+    }
 }
 
 /// Puts `item` if the row is still at `version`; `Ok(false)` if it moved.
@@ -988,11 +998,7 @@ async fn put_if_version(
         .expression_attribute_values(":seen", AttributeValue::N(version.to_string()))
         .send()
         .await;
-    match r {
-        Ok(_) => Ok(true),
-        Err(e) if condition_failed(&e) => Ok(false),
-        Err(e) => Err(describe(&e)),
-    }
+    written(r)
 }
 
 /// Deletes an order's row if it is still at `version`; `Ok(false)` if it moved.
@@ -1013,11 +1019,7 @@ async fn delete_if_version(
         .expression_attribute_values(":seen", AttributeValue::N(version.to_string()))
         .send()
         .await;
-    match r {
-        Ok(_) => Ok(true),
-        Err(e) if condition_failed(&e) => Ok(false),
-        Err(e) => Err(describe(&e)),
-    }
+    written(r)
 }
 
 /// Sets a day's counters to `want` if they still hold `read` (`None`: no item);
@@ -1038,12 +1040,7 @@ async fn set_day(
         .update_expression(
             "SET #date = :date, #cur = :cur, #op = :op, #ap = :ap, #oc = :oc, #ac = :ac",
         )
-        .expression_attribute_names("#date", "date")
-        .expression_attribute_names("#cur", "currency")
-        .expression_attribute_names("#op", "orders_placed")
-        .expression_attribute_names("#ap", "amount_placed")
-        .expression_attribute_names("#oc", "orders_cancelled")
-        .expression_attribute_names("#ac", "amount_cancelled")
+        .set_expression_attribute_names(Some(read_models::day_names()))
         .expression_attribute_values(":date", AttributeValue::S(want.date.clone()))
         .expression_attribute_values(":cur", AttributeValue::S(want.currency.clone()))
         .expression_attribute_values(":op", n(want.orders_placed))
@@ -1062,9 +1059,5 @@ async fn set_day(
             .expression_attribute_values(":oc0", n(have.orders_cancelled))
             .expression_attribute_values(":ac0", n(have.amount_cancelled)),
     };
-    match update.send().await {
-        Ok(_) => Ok(true),
-        Err(e) if condition_failed(&e) => Ok(false),
-        Err(e) => Err(describe(&e)),
-    }
+    written(update.send().await)
 }
