@@ -825,6 +825,21 @@ fn sorted(v: Value) -> Value {
     }
 }
 
+/// An order view's status set to SHIPPED in the table, as a hand edit would.
+async fn shipped_by_hand(client: &Client, table: &str, id: &str) {
+    client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(order_key(id)))
+        .update_expression("SET #v.#s = :s")
+        .expression_attribute_names("#v", "view")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn order_key(id: &str) -> std::collections::HashMap<String, AttributeValue> {
     std::collections::HashMap::from([
         ("pk".to_string(), AttributeValue::S(format!("ORDER#{id}"))),
@@ -874,17 +889,7 @@ async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivere
         .await
         .unwrap();
     // ids[1]: its status edited.
-    t.client
-        .update_item()
-        .table_name(live.table())
-        .set_key(Some(order_key(tampered)))
-        .update_expression("SET #v.#s = :s")
-        .expression_attribute_names("#v", "view")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
-        .send()
-        .await
-        .unwrap();
+    shipped_by_hand(&t.client, live.table(), tampered).await;
     // A view no event explains.
     let ghost = support::unique("ghost");
     let mut item = t
@@ -995,17 +1000,7 @@ async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivere
     // verify is rewritten all the same. A day that moved since the verify read it is
     // left as it is.
     let edited_later = &ids[7];
-    t.client
-        .update_item()
-        .table_name(live.table())
-        .set_key(Some(order_key(edited_later)))
-        .update_expression("SET #v.#s = :s")
-        .expression_attribute_names("#v", "view")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
-        .send()
-        .await
-        .unwrap();
+    shipped_by_hand(&t.client, live.table(), edited_later).await;
     let mut later = v.clone();
     later.compared.orders = vec![orders_domain::compare::RowDiff {
         order_id: edited_later.clone(),
@@ -1125,17 +1120,7 @@ async fn a_verify_beside_a_busy_live_projector_finds_nothing_wrong() {
         verdicts.push(verify(&t, live.table(), &all).await);
     }
     // A view edited and a tracker deleted by hand, repaired while the projector goes on.
-    t.client
-        .update_item()
-        .table_name(live.table())
-        .set_key(Some(order_key(&ids[0])))
-        .update_expression("SET #v.#s = :s")
-        .expression_attribute_names("#v", "view")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":s", AttributeValue::S("SHIPPED".into()))
-        .send()
-        .await
-        .unwrap();
+    shipped_by_hand(&t.client, live.table(), &ids[0]).await;
     let mut tracker = order_key(&ids[1]);
     tracker.insert("sk".into(), AttributeValue::S("SALES".into()));
     t.client
