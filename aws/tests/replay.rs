@@ -848,9 +848,20 @@ fn order_key(id: &str) -> std::collections::HashMap<String, AttributeValue> {
 }
 
 async fn verify(t: &Env, table: &str, projections: &[ProjectionName]) -> AwsVerdict {
+    verify_with(t, table, projections, false).await
+}
+
+/// [`verify`], with `--repair` or not.
+async fn verify_with(
+    t: &Env,
+    table: &str,
+    projections: &[ProjectionName],
+    repair: bool,
+) -> AwsVerdict {
     let opts = AwsVerifyOptions {
         projections: projections.to_vec(),
         segments: 3,
+        repair,
         ..Default::default()
     };
     verify_table(&t.client, &t.events, table, &opts, |_| {})
@@ -1034,15 +1045,7 @@ async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivere
 
     // --repair: the rest, each write conditional on what was read; then the same, and what
     // readers see is what a replay builds.
-    let opts = AwsVerifyOptions {
-        projections: all.to_vec(),
-        segments: 2,
-        repair: true,
-        ..Default::default()
-    };
-    let v = verify_table(&t.client, &t.events, live.table(), &opts, |_| {})
-        .await
-        .unwrap();
+    let v = verify_with(&t, live.table(), &all, true).await;
     let r = v.repair.as_ref().expect("a repair");
     assert_eq!(
         (
@@ -1130,15 +1133,7 @@ async fn a_verify_beside_a_busy_live_projector_finds_nothing_wrong() {
         .send()
         .await
         .unwrap();
-    let opts = AwsVerifyOptions {
-        projections: all.to_vec(),
-        segments: 3,
-        repair: true,
-        ..Default::default()
-    };
-    let repaired = verify_table(&t.client, &t.events, live.table(), &opts, |_| {})
-        .await
-        .unwrap();
+    let repaired = verify_with(&t, live.table(), &all, true).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let placed_meanwhile = writer.await.unwrap();
     assert!(placed_meanwhile >= 20);
