@@ -11,6 +11,7 @@
 //! Never starts a workflow, publishes, enqueues or emails, and changes no read model.
 
 use crate::replay::{ReplayError, ReplayOptions, ReplayProgress, Run};
+pub use orders_domain::compare::Undecodable;
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{Compared, LocalStores, Repaired, SqliteReadModels, Targets};
 use orders_local::tailer::TailerConfig;
@@ -39,14 +40,6 @@ pub enum Repair {
 
 /// Undecodable events named in a verdict, at most.
 pub const UNDECODABLE_LISTED: usize = 20;
-
-/// An event of the log that does not decode.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Undecodable {
-    /// `<order id>#v<version> (seq <seq>)`, as a replay parks it.
-    pub key: String,
-    pub reason: String,
-}
 
 /// A projection compared, and the generation readers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

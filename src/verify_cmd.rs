@@ -6,7 +6,7 @@ use orders::replay::{ReplayError, ReplayProgress};
 use orders::verify::UNDECODABLE_LISTED;
 use orders::verify::{self, Verdict};
 use orders_aws::replay::verify::{AwsVerdict, AwsVerifyOptions, VerifyProgress, verify_table};
-use orders_domain::compare::{Compared, DayDiff, RowDiff};
+use orders_domain::compare::{Compared, DayDiff, RowDiff, Undecodable};
 use orders_domain::projection::ProjectionName;
 use orders_local::store::LocalStores;
 use serde_json::Value;
@@ -195,14 +195,8 @@ fn report_aws(v: &AwsVerdict, stack: Option<&str>, parked: Option<u64>, limit: u
             limit,
         );
     }
-    undecodable(
-        &mut out,
-        v.undecodable.len() as u64,
-        v.undecodable
-            .iter()
-            .take(UNDECODABLE_LISTED)
-            .map(|u| (u.key.as_str(), u.reason.as_str())),
-    );
+    let listed = &v.undecodable[..v.undecodable.len().min(UNDECODABLE_LISTED)];
+    undecodable(&mut out, v.undecodable.len() as u64, listed);
     if !v.not_yet_projected.is_empty() {
         out += &format!(
             "{} orders have events the live projector has not applied yet (younger than a minute): not compared\n",
@@ -301,22 +295,20 @@ fn sections(out: &mut String, projection: ProjectionName, label: &str, c: &Compa
 }
 
 /// The undecodable events: how many, and the first of them.
-fn undecodable<'a>(out: &mut String, count: u64, listed: impl Iterator<Item = (&'a str, &'a str)>) {
+fn undecodable(out: &mut String, count: u64, listed: &[Undecodable]) {
     if count == 0 {
         return;
     }
     *out += &format!(
         "{count} events of the log do not decode: no read model holds them (`orders replay --skip-undecodable` parks them)\n"
     );
-    let mut shown = 0;
-    for (key, reason) in listed {
-        *out += &format!("  {key}: {reason}\n");
-        shown += 1;
+    for e in listed {
+        *out += &format!("  {}: {}\n", e.key, e.reason);
     }
-    if count > shown {
+    if count > listed.len() as u64 {
         *out += &format!(
             "  … and {} more (`orders replay --skip-undecodable` parks them all, with their reasons)\n",
-            count - shown
+            count - listed.len() as u64
         );
     }
 }
@@ -340,13 +332,7 @@ fn report(v: &Verdict, limit: usize) -> String {
             limit,
         );
     }
-    undecodable(
-        &mut out,
-        v.undecodable,
-        v.undecodable_events
-            .iter()
-            .map(|e| (e.key.as_str(), e.reason.as_str())),
-    );
+    undecodable(&mut out, v.undecodable, &v.undecodable_events);
     if v.not_yet_projected > 0 {
         out += &format!(
             "{} orders have events the live projector has not applied yet (it is at log position {}): not compared; `orders serve` applies them\n",

@@ -39,6 +39,14 @@ pub struct DayDiff {
     pub log: Option<DailySales>,
 }
 
+/// An event of the log that no read model can hold: it does not decode, or follows one
+/// that does not. `key` names it as the store does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Undecodable {
+    pub key: String,
+    pub reason: String,
+}
+
 /// What differs between two generations (empty: the same).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Compared {

@@ -39,7 +39,7 @@ use crate::retry::{ATTEMPTS, backoff, read_with_retries};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use orders_domain::Timestamp;
-use orders_domain::compare::{Compared, DayDiff, RowDiff, field_diffs};
+use orders_domain::compare::{Compared, DayDiff, RowDiff, Undecodable, field_diffs};
 use orders_domain::envelope::EventEnvelope;
 use orders_domain::order::OrderEvent;
 use orders_domain::ports::ReadModels;
@@ -114,13 +114,6 @@ pub struct AwsRepair {
     /// Orders that verify found not yet projected, and days it could not compare.
     pub still_pending: u64,
     pub still_unsettled: u64,
-}
-
-/// An event of the log that no read model can hold.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Undecodable {
-    pub key: String,
-    pub reason: String,
 }
 
 impl AwsVerdict {
