@@ -193,62 +193,10 @@ async fn compare(
         orders: opts.projections.contains(&ProjectionName::Orders),
         daily_sales: opts.projections.contains(&ProjectionName::DailySales),
     };
-
-    // The fold: every order's rows as the log gives them, and the days they add up to.
-    let mut rebuild = Rebuild::new(
-        FoldOptions {
-            orders: select.orders,
-            daily_sales: select.daily_sales,
-            skip_undecodable: true,
-        },
-        opts.segments as usize,
-    );
-    let mut folded: HashMap<String, Expected> = HashMap::new();
-    let events_progress = |p: ReplayProgress| {
-        if p.phase == ReplayPhase::Scanning {
-            progress(VerifyProgress::Events {
-                read: p.events_read,
-                estimate: p.events_estimate,
-            })
-        }
-    };
-    let scan = scan_events(
-        client,
-        events_table,
-        &scan_opts,
-        &super::WHOLE_EVENTS,
-        &events_progress,
-        async |segment, events| {
-            let mut done = Vec::new();
-            for decoded in events {
-                let (envelope, event) = *decoded;
-                rebuild.add(segment as usize, envelope, event, &mut done)?;
-            }
-            folded.extend(
-                done.into_iter()
-                    .map(|d| (d.order_id, Expected::of(&d.state))),
-            );
-            Ok(())
-        },
-    )
-    .await?;
-    folded.extend(
-        rebuild
-            .finish_scan()?
-            .into_iter()
-            .map(|d| (d.order_id, Expected::of(&d.state))),
-    );
-    // Orders with events the fold met after it handed them over: judged afresh.
-    let mut recheck: BTreeMap<String, Option<u64>> = rebuild
-        .take_late()
-        .into_iter()
-        .map(|(id, _)| (id, None))
-        .collect();
-    let rebuilt = rebuild.into_result();
+    let mut fold = fold_log(client, events_table, &scan_opts, select, progress).await?;
 
     // The read-model table, between two reads of the days.
-    let mut days_log = rebuilt.sales;
-    let day_keys: Vec<(String, String)> = days_log.keys().cloned().collect();
+    let day_keys: Vec<(String, String)> = fold.days.keys().cloned().collect();
     let days_before = match select.daily_sales {
         true => read_days(client, read_models_table, &day_keys).await?,
         false => HashMap::new(),
@@ -268,18 +216,18 @@ async fn compare(
         &items_progress,
         async |_, items| {
             for item in items {
-                seen.take(item, &folded, select, &mut recheck);
+                seen.take(item, &fold.expected, select, &mut fold.recheck);
             }
             Ok(())
         },
     )
     .await?;
-    for (order_id, state) in &folded {
+    for (order_id, state) in &fold.expected {
         if select.daily_sales && state.tracker.is_some() && !seen.trackers.contains(order_id) {
-            recheck.insert(order_id.clone(), Some(0));
+            fold.recheck.insert(order_id.clone(), Some(0));
         }
         if select.orders && state.view.is_some() && !seen.views.contains(order_id) {
-            recheck.entry(order_id.clone()).or_insert(None);
+            fold.recheck.entry(order_id.clone()).or_insert(None);
         }
     }
     let mut all_days: BTreeSet<(String, String)> = day_keys.into_iter().collect();
@@ -292,12 +240,165 @@ async fn compare(
         false => HashMap::new(),
     };
 
-    // Each order that did not settle: its rows and its events, read again.
-    let total = recheck.len() as u64;
+    let rechecked = fold.recheck.len() as u64;
     let mut compared = Compared::default();
+    let not_yet_projected = recheck(
+        client,
+        (events_table, read_models_table),
+        opts,
+        select,
+        &mut fold,
+        &mut compared,
+        progress,
+    )
+    .await?;
+
+    // The days, where they held still.
+    let mut unsettled_days = Vec::new();
+    if select.daily_sales {
+        all_days.extend(fold.days.keys().cloned());
+        for key in all_days {
+            let before = days_before.get(&key).or_else(|| seen.days.get(&key));
+            let after = days_after.get(&key);
+            if before != after {
+                unsettled_days.push(key);
+                continue;
+            }
+            let log = fold.days.get(&key).filter(|d| !empty(d));
+            if after.filter(|d| !empty(d)) != log {
+                compared.days.push(DayDiff {
+                    date: key.0,
+                    currency: key.1,
+                    read_model: after.cloned(),
+                    log: log.cloned(),
+                });
+            }
+        }
+        compared.days_in_log = fold.days.values().filter(|d| !empty(d)).count() as u64;
+    }
+    compared.orders_in_log = fold.expected.values().filter(|s| s.view.is_some()).count() as u64;
+    Ok(AwsVerdict {
+        events_table: events_table.to_string(),
+        read_models_table: read_models_table.to_string(),
+        projections: opts.projections.clone(),
+        events_read: fold.events_read,
+        read_model_items: scanned.events_read,
+        undecodable: fold.undecodable,
+        not_yet_projected,
+        unsettled_days,
+        rechecked,
+        compared,
+        repair: None,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What the event table folds to.
+struct Fold {
+    /// Each order's rows, in little.
+    expected: HashMap<String, Expected>,
+    /// The days and currencies, at the versions folded.
+    days: BTreeMap<(String, String), DailySales>,
+    /// The orders to read again, each with the version of its tracker the scan of the
+    /// read-model table read, when that differed (`None`: as folded).
+    recheck: BTreeMap<String, Option<u64>>,
+    undecodable: Vec<Undecodable>,
+    events_read: u64,
+}
+
+/// Scans and folds the event table as a replay does.
+async fn fold_log(
+    client: &Client,
+    events_table: &str,
+    scan_opts: &AwsReplayOptions,
+    select: Select,
+    progress: &(impl Fn(VerifyProgress) + Send + Sync),
+) -> Result<Fold, ReplayError> {
+    let mut rebuild = Rebuild::new(
+        FoldOptions {
+            orders: select.orders,
+            daily_sales: select.daily_sales,
+            skip_undecodable: true,
+        },
+        scan_opts.segments as usize,
+    );
+    let mut expected: HashMap<String, Expected> = HashMap::new();
+    let events_progress = |p: ReplayProgress| {
+        if p.phase == ReplayPhase::Scanning {
+            progress(VerifyProgress::Events {
+                read: p.events_read,
+                estimate: p.events_estimate,
+            })
+        }
+    };
+    let scan = scan_events(
+        client,
+        events_table,
+        scan_opts,
+        &super::WHOLE_EVENTS,
+        &events_progress,
+        async |segment, events| {
+            let mut done = Vec::new();
+            for decoded in events {
+                let (envelope, event) = *decoded;
+                rebuild.add(segment as usize, envelope, event, &mut done)?;
+            }
+            expected.extend(
+                done.into_iter()
+                    .map(|d| (d.order_id, Expected::of(&d.state))),
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    expected.extend(
+        rebuild
+            .finish_scan()?
+            .into_iter()
+            .map(|d| (d.order_id, Expected::of(&d.state))),
+    );
+    // Orders with events the fold met after it handed them over: judged afresh.
+    let recheck = rebuild
+        .take_late()
+        .into_iter()
+        .map(|(id, _)| (id, None))
+        .collect();
+    let rebuilt = rebuild.into_result();
+    let mut undecodable: Vec<Undecodable> = scan
+        .parked
+        .into_iter()
+        .chain(rebuilt.parked)
+        .map(|p: ParkedEvent| Undecodable {
+            key: p.key.to_string(),
+            reason: p.reason,
+        })
+        .collect();
+    undecodable.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Fold {
+        expected,
+        days: rebuilt.sales,
+        recheck,
+        undecodable,
+        events_read: scan.events_read,
+    })
+}
+
+/// Reads again each order of `fold.recheck` (its rows, then its events; a few at once),
+/// adds what differs to `compared`, and moves the fold's days to the versions of the
+/// trackers the scan read. Returns the orders not yet projected.
+async fn recheck(
+    client: &Client,
+    (events_table, read_models_table): (&str, &str),
+    opts: &AwsVerifyOptions,
+    select: Select,
+    fold: &mut Fold,
+    compared: &mut Compared,
+    progress: &(impl Fn(VerifyProgress) + Send + Sync),
+) -> Result<Vec<String>, ReplayError> {
+    let total = fold.recheck.len() as u64;
     let mut not_yet_projected = Vec::new();
     let mut tasks = JoinSet::new();
-    let mut queue = recheck.into_iter();
+    let mut queue = std::mem::take(&mut fold.recheck).into_iter();
     let mut done = 0;
     let now = crate::event_log::now();
     loop {
@@ -309,10 +410,11 @@ async fn compare(
                 events_table.to_string(),
                 read_models_table.to_string(),
             );
-            let tracker_at_scan = tracker_at_scan
-                .or_else(|| folded.get(&order_id).map(Expected::tracker_version))
-                .unwrap_or(0);
-            let folded_at = folded.get(&order_id).map_or(0, Expected::tracker_version);
+            let folded_at = fold
+                .expected
+                .get(&order_id)
+                .map_or(0, Expected::tracker_version);
+            let tracker_at_scan = tracker_at_scan.unwrap_or(folded_at);
             let grace = opts.pending_grace;
             tasks.spawn(async move {
                 let order = read_order(&client, &events_table, &table, &order_id).await?;
@@ -341,7 +443,8 @@ async fn compare(
             not_yet_projected.push(judged.order_id);
         }
         for (delta, sign) in judged.days {
-            let row = days_log
+            let row = fold
+                .days
                 .entry((delta.date.clone(), delta.currency.clone()))
                 .or_insert_with(|| DailySales::new(&delta.date, &delta.currency));
             row.add(&scaled(&delta, sign));
@@ -352,56 +455,7 @@ async fn compare(
         .trackers
         .sort_by(|a, b| a.order_id.cmp(&b.order_id));
     not_yet_projected.sort();
-
-    // The days, where they held still.
-    let mut unsettled_days = Vec::new();
-    if select.daily_sales {
-        all_days.extend(days_log.keys().cloned());
-        for key in all_days {
-            let before = days_before.get(&key).or_else(|| seen.days.get(&key));
-            let after = days_after.get(&key);
-            if before != after {
-                unsettled_days.push(key);
-                continue;
-            }
-            let log = days_log.get(&key).filter(|d| !empty(d));
-            if after.filter(|d| !empty(d)) != log {
-                compared.days.push(DayDiff {
-                    date: key.0,
-                    currency: key.1,
-                    read_model: after.cloned(),
-                    log: log.cloned(),
-                });
-            }
-        }
-        compared.days_in_log = days_log.values().filter(|d| !empty(d)).count() as u64;
-    }
-    compared.orders_in_log = folded.values().filter(|s| s.view.is_some()).count() as u64;
-
-    let mut undecodable: Vec<Undecodable> = scan
-        .parked
-        .into_iter()
-        .chain(rebuilt.parked)
-        .map(|p: ParkedEvent| Undecodable {
-            key: p.key.to_string(),
-            reason: p.reason,
-        })
-        .collect();
-    undecodable.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(AwsVerdict {
-        events_table: events_table.to_string(),
-        read_models_table: read_models_table.to_string(),
-        projections: opts.projections.clone(),
-        events_read: scan.events_read,
-        read_model_items: scanned.events_read,
-        undecodable,
-        not_yet_projected,
-        unsettled_days,
-        rechecked: total,
-        compared,
-        repair: None,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(not_yet_projected)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -430,7 +484,7 @@ impl Seen {
     fn take(
         &mut self,
         item: Item,
-        folded: &HashMap<String, Expected>,
+        expected: &HashMap<String, Expected>,
         select: Select,
         recheck: &mut BTreeMap<String, Option<u64>>,
     ) {
@@ -446,7 +500,7 @@ impl Seen {
         let Some(order_id) = pk.strip_prefix(ORDER_PREFIX) else {
             return;
         };
-        let state = folded.get(order_id);
+        let state = expected.get(order_id);
         match sk {
             SK_VIEW if select.orders => {
                 self.views.insert(order_id.to_string());
