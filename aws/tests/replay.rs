@@ -1043,6 +1043,35 @@ async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivere
         "only that order repaired"
     );
 
+    // A tracker past its order's last event (as if events were lost): set back to the
+    // log's head, its days left as they are (counted once).
+    let ahead = &ids[8];
+    let mut key = order_key(ahead);
+    key.insert("sk".into(), AttributeValue::S("SALES".into()));
+    t.client
+        .update_item()
+        .table_name(live.table())
+        .set_key(Some(key))
+        .update_expression("SET #v = #v + :five, #t.#v = #t.#v + :five")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#t", "tracker")
+        .expression_attribute_values(":five", AttributeValue::N("5".into()))
+        .send()
+        .await
+        .unwrap();
+    let v = verify(&t, live.table(), &all).await;
+    let head = t.store.load(ahead).await.unwrap().len() as u64;
+    let behind = v
+        .compared
+        .trackers
+        .iter()
+        .find(|d| &d.order_id == ahead)
+        .expect("the tracker ahead");
+    assert_eq!(
+        (behind.read_model_version, behind.log_version),
+        (Some(head + 5), Some(head))
+    );
+
     // --repair: the rest, each write conditional on what was read; then the same, and what
     // readers see is what a replay builds.
     let v = verify_with(&t, live.table(), &all, true).await;
@@ -1053,7 +1082,7 @@ async fn a_verify_names_what_drifted_and_leaves_what_the_stream_has_not_delivere
             r.repaired.rows_deleted,
             r.repaired.days_corrected
         ),
-        (1, 1, 1),
+        (2, 1, 1),
         "{r:?}"
     );
     let missing_events = t.store.load(missing).await.unwrap().len() as u64;

@@ -92,15 +92,18 @@ pub async fn repair_table(
                 continue;
             };
             let version = read_models::version_of(item).unwrap_or(0);
-            let at = history.at(version.min(history.states.len() as u64));
+            // A row past the log's head is set back to the head: its day counters were
+            // compared at the head already (the verify has no deltas past it), so
+            // nothing is applied again.
+            let fix_at = version.min(history.states.len() as u64);
             let right = match sk {
-                SK_VIEW => at
+                SK_VIEW => history
+                    .at(fix_at)
                     .and_then(|s| s.view.as_ref())
-                    .filter(|v| v.version == version)
                     .map(read_models::view_item),
-                _ => at
+                _ => history
+                    .at(fix_at)
                     .and_then(|s| s.tracker.as_ref())
-                    .filter(|t| t.version == version)
                     .map(|t| read_models::tracker_item(&order_id, t)),
             }
             .transpose()
@@ -113,23 +116,22 @@ pub async fn repair_table(
                     if matches!(r, Ok(true)) {
                         done.rows_rewritten += 1;
                     }
-                    r
+                    r.map(|ok| ok.then_some(fix_at))
                 }
-                Some(_) => Ok(true),
-                // No such row at that version in the log: gone, then rebuilt from the
-                // events, if the log has any.
+                Some(_) => Ok(Some(fix_at)),
+                // No event behind it (or no version to go by): gone, then rebuilt from
+                // the events, if the log has any.
                 None => {
                     let r = delete_if_version(client, table, &order_id, sk, version).await;
                     if matches!(r, Ok(true)) {
                         done.rows_deleted += 1;
-                        from = 0;
                     }
-                    r
+                    r.map(|ok| ok.then_some(0))
                 }
             };
             match result {
-                Ok(true) => from = from.min(version.min(history.states.len() as u64)),
-                Ok(false) => done.moved.push(format!("order {order_id} ({sk})")),
+                Ok(Some(at)) => from = from.min(at),
+                Ok(None) => done.moved.push(format!("order {order_id} ({sk})")),
                 Err(e) => return Err(write_err(e)),
             }
         }
