@@ -78,7 +78,7 @@ impl Aws {
         };
         let queue_url = match (&stack, given(&args.queue_url)) {
             (Some(outputs), _) => outputs
-                .get("ProjectorDeadLetterQueueUrl")
+                .get(crate::replay_aws::DEAD_LETTER_QUEUE_OUTPUT)
                 .cloned()
                 .context("the stack has no ProjectorDeadLetterQueueUrl output")?,
             (None, Some(url)) => url,

@@ -28,6 +28,9 @@ pub const ACTIVE_TABLE_PARAMETER: &str = "ActiveReadModelsTable";
 /// [`ACTIVE_TABLE_PARAMETER`] is empty).
 pub const OWN_TABLE_OUTPUT: &str = "StackReadModelsTableName";
 
+/// The stack output that names the projector's dead-letter queue.
+pub const DEAD_LETTER_QUEUE_OUTPUT: &str = "ProjectorDeadLetterQueueUrl";
+
 /// How long a switch may take before the command gives up waiting (CloudFormation goes on).
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -55,6 +58,8 @@ pub(crate) struct Tables {
     pub(crate) active: String,
     /// The stack's own read-model table (CloudFormation's), when the stack says.
     own: Option<String>,
+    /// The projector's dead-letter queue, when the stack says.
+    pub(crate) dead_letter_queue: Option<String>,
 }
 
 pub async fn run(req: AwsReplay) -> anyhow::Result<ExitCode> {
@@ -229,6 +234,7 @@ pub(crate) async fn tables(
                 events: output("EventsTableName")?,
                 active: output("ReadModelsTableName")?,
                 own: outputs.get(OWN_TABLE_OUTPUT).cloned(),
+                dead_letter_queue: outputs.get(DEAD_LETTER_QUEUE_OUTPUT).cloned(),
             }
         }
         None => {
@@ -246,6 +252,7 @@ pub(crate) async fn tables(
                 events: var("EVENTS_TABLE")?,
                 active: var("READ_MODELS_TABLE")?,
                 own: None,
+                dead_letter_queue: None,
             }
         }
     })

@@ -125,8 +125,8 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     progress.finish();
     let verdict = verdict.with_context(|| format!("verifying {}", tables.active))?;
     // Batches the projector Lambda gave up on are the likely cause of a difference.
-    let parked = match (verdict.same(), stack.as_deref()) {
-        (false, Some(stack)) => parked_batches(&sdk, stack).await,
+    let parked = match (verdict.same(), &tables.dead_letter_queue) {
+        (false, Some(url)) => parked_batches(&sdk, url).await,
         _ => None,
     };
     if args.json {
@@ -148,13 +148,9 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// How many batches wait in the stack's projector dead-letter queue (about: SQS counts
+/// How many batches wait in the projector's dead-letter queue `url` (about: SQS counts
 /// approximately); `None` when that cannot be read, which is no reason to fail a verify.
-async fn parked_batches(sdk: &aws_config::SdkConfig, stack: &str) -> Option<u64> {
-    let outputs = crate::workflow_cmd::executions::stack_outputs(sdk, stack)
-        .await
-        .ok()?;
-    let url = outputs.get("ProjectorDeadLetterQueueUrl")?;
+async fn parked_batches(sdk: &aws_config::SdkConfig, url: &str) -> Option<u64> {
     let attributes = aws_sdk_sqs::Client::new(sdk)
         .get_queue_attributes()
         .queue_url(url)

@@ -257,7 +257,7 @@ impl DynamoReadModels {
     }
 
     /// A strongly consistent Query of the items of one partition.
-    fn partition(
+    pub(crate) fn partition(
         &self,
         pk: String,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {

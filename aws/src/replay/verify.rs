@@ -716,15 +716,9 @@ async fn read_order(
     table: &str,
     order_id: &str,
 ) -> Result<Order, ReplayError> {
+    let rows = read_models::DynamoReadModels::new(client.clone(), table);
     let rows = read_with_retries("read an order's rows", || {
-        client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", AttributeValue::S(read_models::order_pk(order_id)))
-            .consistent_read(true)
-            .send()
+        rows.partition(read_models::order_pk(order_id)).send()
     })
     .await
     .map_err(|e| ReplayError::Read {
