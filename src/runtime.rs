@@ -306,6 +306,7 @@ impl Runtime {
                 .as_ref()
                 .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
             redrive: redriver,
+            jobs: Arc::default(),
         };
         let mut api_router = match auth_key {
             Some(key) => crate::local_auth::guard(api::router(api), key),

@@ -122,7 +122,7 @@ async fn the_console_shows_the_execution_in_a_real_browser() {
             .expect("script task")
     };
     assert!(ok, "tests/browser/console.mjs failed:\n{output}");
-    for name in ["list.png", "detail.png"] {
+    for name in ["list.png", "detail.png", "replay.png"] {
         assert!(is_png(&shots.join(name)), "{name} is not a PNG screenshot");
     }
     s.runtime.shutdown().await.expect("shutdown");

@@ -52,6 +52,33 @@ async fn post_form(c: &mut Connection, path: &str, body: &str) -> Reply {
     .expect("post")
 }
 
+/// Posts a form that starts a console job (a replay, verify or switch back). Refused at
+/// once (400, 409), that reply; started, 303 to the job's page, which answers 202 while the
+/// job runs: then the job's page as it ended (its outcome, or 303 to the page showing it).
+async fn job(c: &mut Connection, path: &str, body: &str) -> Reply {
+    let r = post_form(c, path, body).await;
+    let Some(at) = header(&r, "location")
+        .filter(|l| l.starts_with("/console/jobs/"))
+        .map(str::to_string)
+    else {
+        return r;
+    };
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = get(c, &at).await;
+        if r.status != 202 {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{at} still runs: {}",
+            text(&r)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The log's first event, as if it were the first of `order_id` (to append or project
 /// as another order's).
 async fn first_event_as(
@@ -610,7 +637,7 @@ async fn the_projections_page_shows_generations_consumers_and_pages_of_dead_lett
         "{row}"
     );
     let mut post = async |body: &str| {
-        let r = post_form(&mut c, "/console/projections/activate", body).await;
+        let r = job(&mut c, "/console/projections/activate", body).await;
         (r.status, header(&r, "location").map(str::to_string))
     };
     // Refused, and nothing switched: bad fields, an unknown generation, the active one.
@@ -809,6 +836,23 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
         Some(g),
         "a refused switch switched nothing"
     );
+    // And a replay: no job, no generation.
+    let generations = reads.generations().await.expect("generations");
+    let r = c
+        .send(
+            http::Method::POST,
+            "/console/projections/replay",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            Some("projection=all".into()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert_eq!(get(&mut c, "/console/jobs/1").await.status, 404);
+    assert_eq!(reads.generations().await.expect("generations"), generations);
     s.runtime.shutdown().await.expect("shutdown");
 }
 
@@ -1121,7 +1165,7 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
         "{html}"
     );
     let mut post = async |body: &str| {
-        let r = post_form(&mut c, "/console/projections/verify", body).await;
+        let r = job(&mut c, "/console/projections/verify", body).await;
         (r.status, String::from_utf8_lossy(&r.body).into_owned())
     };
     let (status, html) = post("").await;
@@ -1198,4 +1242,227 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
         "{html}"
     );
     s.runtime.shutdown().await.expect("shutdown");
+}
+
+/// Every side effect the workflow can cause, counted in the local services.
+fn side_effects(dir: &std::path::Path) -> Vec<u64> {
+    let db = orders_local::workflow::db::WorkflowDb::open(dir).expect("workflows.db");
+    db.read(|c| {
+        ["executions", "topic_messages", "queue_messages", "mail"]
+            .iter()
+            .map(|t| services::count(c, t))
+            .collect::<Result<Vec<u64>, _>>()
+    })
+    .expect("count effects")
+}
+
+#[tokio::test]
+async fn the_replay_button_rebuilds_the_projections_as_a_job_and_fires_nothing() {
+    let s = serve_workflow(workflow_options()).await;
+    let mut c = connect(&s.runtime).await;
+    let mut views = vec![];
+    for customer in ["c-ada", "c-bob", "c-cy"] {
+        let id = place(&mut c, customer).await;
+        views.push((id.clone(), settled(&mut c, &id).await));
+    }
+    s.runtime.wait_projected().await;
+    let before = side_effects(s.dir.path());
+    assert_eq!(before[0], 3, "one execution per order: {before:?}");
+    let html = page(&mut c, "/console/projections").await;
+    assert!(
+        html.contains("action=\"/console/projections/replay\"")
+            && html.contains("<option value=\"all\">"),
+        "{html}"
+    );
+    assert!(!html.contains("class=\"jobs\""), "no job yet: {html}");
+
+    // Refused at once, starting nothing: bad fields, and a replay that already runs.
+    for (body, field) in [
+        ("projection=stock", "projection"),
+        ("drop_old=yes", "drop_old"),
+        ("shop=1", "shop"),
+    ] {
+        let r = post_form(&mut c, "/console/projections/replay", body).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(
+            text(&r).contains(&format!("<code>{field}</code>")),
+            "{body}"
+        );
+    }
+    let lock = orders::replay::ReplayLock::try_acquire(s.dir.path())
+        .expect("lock file")
+        .expect("free");
+    let r = post_form(&mut c, "/console/projections/replay", "projection=all").await;
+    assert_eq!(r.status, 409, "{}", text(&r));
+    drop(lock);
+    let reads = &s.runtime.stores.read_models;
+    let active = reads.active_targets().await.expect("targets");
+    assert_eq!((active.orders, active.daily_sales), (Some(1), Some(1)));
+
+    let r = job(
+        &mut c,
+        "/console/projections/replay",
+        "projection=all&drop_old=1",
+    )
+    .await;
+    let html = text(&r);
+    assert_eq!(r.status, 200, "{html}");
+    let events = s.runtime.stores.events.count().await.expect("count");
+    assert!(
+        html.contains(&format!("Replayed {events} events and rebuilt 3 orders in")),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code>orders</code>: readers switched from generation 1 to generation 2; the old generations were dropped."),
+        "{html}"
+    );
+    let active = reads.active_targets().await.expect("targets");
+    assert_eq!((active.orders, active.daily_sales), (Some(2), Some(2)));
+    assert!(
+        reads
+            .generations()
+            .await
+            .expect("generations")
+            .iter()
+            .all(|g| g.generation == 2),
+        "generation 1 dropped"
+    );
+    // Readers see the same orders, and nothing was fired again.
+    for (id, view) in &views {
+        let r = get(&mut c, &format!("/orders/{id}")).await;
+        assert_eq!(json(&r)["status"], view["status"], "{id}");
+        assert_eq!(json(&r)["version"], view["version"], "{id}");
+        assert_eq!(json(&r)["total"], view["total"], "{id}");
+    }
+    assert_eq!(side_effects(s.dir.path()), before, "a replay fires nothing");
+    // The live projector goes on in the generations switched to.
+    let id = place(&mut c, "c-dee").await;
+    settled(&mut c, &id).await;
+    s.runtime.wait_projected().await;
+    let r = job(&mut c, "/console/projections/verify", "").await;
+    assert!(
+        text(&r).contains("4 orders in the log, 0 not as the log says."),
+        "{}",
+        text(&r)
+    );
+    // The projections page lists the job, which keeps its outcome.
+    let html = page(&mut c, "/console/projections").await;
+    let row = html
+        .split("<tr data-job=\"1\">")
+        .nth(1)
+        .expect("the job's row");
+    assert!(
+        row.contains("Replay of orders and daily_sales") && row.contains("finished"),
+        "{row}"
+    );
+    // Without drop_old the old generation stays, retired, and the page says how back.
+    let r = job(&mut c, "/console/projections/replay", "projection=orders").await;
+    let html = text(&r);
+    assert_eq!(r.status, 200, "{html}");
+    assert!(
+        html.contains("generation 2 is retired: Switch back on the"),
+        "{html}"
+    );
+    assert_eq!(
+        reads.active_targets().await.expect("targets").orders,
+        Some(3)
+    );
+    // Unknown jobs are 404 pages.
+    for path in ["/console/jobs/99", "/console/jobs/x"] {
+        assert_eq!(get(&mut c, path).await.status, 404, "{path}");
+    }
+    assert_eq!(
+        post_form(&mut c, "/console/jobs/99/stop", "").await.status,
+        404
+    );
+    s.runtime.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_console_replay_shows_its_progress_stops_and_resumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    // A history long enough that the replay is still running when Stop arrives.
+    let seeded =
+        orders_cli_off_thread(&["seed", "--orders", "10000", "--data-dir", data_dir]).await;
+    assert!(seeded.status.success(), "{seeded:?}");
+    let runtime = start_in(dir.path()).await;
+    let mut c = connect(&runtime).await;
+    let events = runtime.stores.events.count().await.expect("count");
+    let reads = &runtime.stores.read_models;
+    let seeded = reads.active_targets().await.expect("targets");
+    let (orders, sales) = (
+        seeded.orders.expect("active"),
+        seeded.daily_sales.expect("active"),
+    );
+
+    let r = post_form(&mut c, "/console/projections/replay", "projection=all").await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let at = header(&r, "location").expect("location").to_string();
+    // Once it has read the log's length, its page says how far it is.
+    let running = eventually(&mut c, &at, |r| {
+        r.status != 202 || text(r).contains(&format!(" of {events} events"))
+    })
+    .await;
+    assert_eq!(running.status, 202, "{}", text(&running));
+    let html = text(&running);
+    assert!(
+        html.contains("<meta http-equiv=\"refresh\" content=\"1\">")
+            && html.contains(&format!(" of {events} events"))
+            && html.contains(&format!("action=\"{at}/stop\"")),
+        "{html}"
+    );
+    // Verify and switch back wait for it; the projections page links to it.
+    let r = post_form(&mut c, "/console/projections/verify", "").await;
+    assert_eq!(r.status, 409);
+    assert!(text(&r).contains(&format!("href=\"{at}\"")), "{}", text(&r));
+    let r = post_form(&mut c, &format!("{at}/stop"), "").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(header(&r, "location"), Some(at.as_str()));
+    let stopped = eventually(&mut c, &at, |r| r.status != 202).await;
+    let html = text(&stopped);
+    assert_eq!(stopped.status, 200, "{html}");
+    assert!(html.contains("Stopped: nothing was switched"), "{html}");
+    assert_eq!(reads.active_targets().await.expect("targets"), seeded);
+
+    // The projections page offers to resume both generations the replay was building.
+    let html = page(&mut c, "/console/projections").await;
+    let card = html
+        .split("class=\"card interrupted\"")
+        .nth(1)
+        .expect("an interrupted replay");
+    assert!(
+        card.contains("name=\"projection\" value=\"orders\"")
+            && card.contains("name=\"projection\" value=\"daily_sales\"")
+            && card.contains("name=\"resume\" value=\"1\""),
+        "{card}"
+    );
+    // A fresh replay is refused by the interrupted one; Resume finishes it.
+    let r = job(&mut c, "/console/projections/replay", "projection=all").await;
+    assert_eq!(r.status, 409, "{}", text(&r));
+    assert!(text(&r).contains("was interrupted"), "{}", text(&r));
+    let r = job(
+        &mut c,
+        "/console/projections/replay",
+        "projection=orders&projection=daily_sales&resume=1",
+    )
+    .await;
+    let html = text(&r);
+    assert_eq!(r.status, 200, "{html}");
+    assert!(
+        html.contains("Replayed ") && html.contains("rebuilt 10000 orders"),
+        "{html}"
+    );
+    let active = reads.active_targets().await.expect("targets");
+    assert_eq!(
+        (active.orders, active.daily_sales),
+        (Some(orders + 1), Some(sales + 1))
+    );
+    let r = job(&mut c, "/console/projections/verify", "").await;
+    assert!(
+        text(&r).contains("The read models are what the log says."),
+        "{}",
+        text(&r)
+    );
+    runtime.shutdown().await.expect("shutdown");
 }

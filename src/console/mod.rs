@@ -1,7 +1,9 @@
 //! The local console at `/console`: server-rendered HTML (maud) with its CSS and script
 //! embedded in the binary, so it works offline with no build step. It reads the same
-//! stores the runtime writes; the only things it changes are dead-letter redrives (of the
-//! fulfilment queue's, and of the stream records the projector parked).
+//! stores the runtime writes; what it changes: dead-letter redrives (of the fulfilment
+//! queue's, and of the stream records the projector parked), executions stopped or
+//! redriven, and the read models, which a replay, a repair or a switch back rebuilds (run
+//! as jobs with their progress, see [`jobs`]).
 //!
 //! Pages: executions (list, detail with the state machine drawn as SVG and the history),
 //! orders (list, search by customer, detail with the event timeline), the log (every
@@ -11,10 +13,12 @@
 
 mod executions;
 mod graph;
+mod jobs;
 mod log;
 mod messages;
 mod orders;
 mod projections;
+mod replay;
 mod sales;
 mod trace;
 mod verify;
@@ -40,7 +44,11 @@ pub struct Console {
     pub workflow: Option<ConsoleWorkflow>,
     /// Hands a parked stream record back to the live projector.
     pub redrive: Redriver,
+    /// The replays, verifies and switches back started from the console.
+    pub jobs: Arc<Jobs>,
 }
+
+pub use jobs::Jobs;
 
 /// Redrives one dead letter of the projector's stream (see [`orders_local::redrive`]).
 pub type Redriver = Arc<
@@ -94,6 +102,7 @@ pub fn router(console: Console) -> Router {
         .merge(projections::routes())
         .merge(sales::routes())
         .merge(log::routes())
+        .merge(jobs::routes())
         // A mistyped console address gets a page with the navigation, not the API's JSON.
         .route(
             "/console/{*rest}",
@@ -120,6 +129,20 @@ const NAV: &[(&str, &str)] = &[
 
 /// Every page: the same head, navigation and footer around `body`.
 pub(crate) fn page(title: &str, active: &str, body: Markup) -> Html<String> {
+    page_with(title, active, None, body)
+}
+
+/// A page that reloads itself every `seconds` (a job's, while it runs: no script needed).
+pub(crate) fn page_refreshing(
+    title: &str,
+    active: &str,
+    seconds: u32,
+    body: Markup,
+) -> Html<String> {
+    page_with(title, active, Some(seconds), body)
+}
+
+fn page_with(title: &str, active: &str, refresh: Option<u32>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -127,6 +150,9 @@ pub(crate) fn page(title: &str, active: &str, body: Markup) -> Html<String> {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                    @if let Some(seconds) = refresh {
+                        meta http-equiv="refresh" content=(seconds);
+                    }
                     title { (title) " · orders console" }
                     link rel="stylesheet" href="/console/assets/console.css";
                     script src="/console/assets/console.js" defer {}

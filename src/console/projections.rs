@@ -3,6 +3,7 @@
 //! the dead letters (the records the live projector or a replay parked), filtered by source
 //! and paged; the projector's can be redriven, one or all.
 
+use super::jobs::{self, Job, Outcome};
 use super::orders::{bad_request, known_params, limit_param, pretty, seg};
 use super::{Console, State, failure, not_found, page};
 use crate::projections::{self, ProjectionsStatus};
@@ -22,7 +23,6 @@ use orders_local::store::{DeadLetter, LocalStores};
 use orders_local::tailer::TailerConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 const ACTIVE: &str = "/console/projections";
 const DEFAULT_LIMIT: usize = 25;
@@ -37,6 +37,7 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         .route(REDRIVE, post(redrive))
         .route(ACTIVATE, post(activate))
         .route(super::verify::VERIFY, post(super::verify::verify))
+        .route(super::replay::REPLAY, post(super::replay::replay))
 }
 
 /// The data dir, where the event store's file sits beside the replay lock.
@@ -72,18 +73,12 @@ async fn activate(axum::extract::State(console): State, body: Bytes) -> Response
     let Some(generation) = form.get("generation").and_then(|g| g.parse::<u32>().ok()) else {
         return bad_request(ACTIVE, "generation", "must be a generation's number");
     };
-    let refused = |status: StatusCode, title: &str, detail: String| -> Response {
-        let body =
-            html! { h1 { (title) } p.muted { (detail) } p { a href=(ACTIVE) { "← Projections" } } };
-        (status, page(title, ACTIVE, body)).into_response()
-    };
-    let _lock = match ReplayLock::try_acquire(data_dir(&console)) {
+    let lock = match ReplayLock::try_acquire(data_dir(&console)) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
-            return refused(
-                StatusCode::CONFLICT,
-                "A replay is running",
-                "Generations switch when it has finished.".into(),
+            return super::replay::refused(
+                console.jobs.running(),
+                "Generations switch when it has finished.",
             );
         }
         Err(e) => return failure(ACTIVE, e),
@@ -92,8 +87,33 @@ async fn activate(axum::extract::State(console): State, body: Bytes) -> Response
         events: console.events.clone(),
         read_models: console.reads.clone(),
     };
-    let never = AtomicBool::new(false);
-    match replay::switch_back(&stores, projection, generation, false, &never, |_| {}).await {
+    let what = format!(
+        "Switch back of {} to generation {generation}",
+        projection.as_str()
+    );
+    let job = console.jobs.start(what, lock, move |job| async move {
+        let switched =
+            replay::switch_back(&stores, projection, generation, false, &job.stop, |p| {
+                job.progress(p)
+            })
+            .await;
+        switched_back(projection, generation, switched)
+    });
+    Redirect::to(&job.href()).into_response()
+}
+
+fn switched_back(
+    projection: ProjectionName,
+    generation: u32,
+    switched: Result<replay::SwitchBack, ReplayError>,
+) -> Outcome {
+    let refused = |status: StatusCode, title: &str, detail: String| -> Outcome {
+        Outcome::Page(
+            status,
+            html! { h1 { (title) } p.muted { (detail) } p { a href=(ACTIVE) { "← Projections" } } },
+        )
+    };
+    match switched {
         Ok(done) => {
             tracing::info!(
                 projection = projection.as_str(),
@@ -101,14 +121,21 @@ async fn activate(axum::extract::State(console): State, body: Bytes) -> Response
                 events = done.events_read,
                 "console switch back"
             );
-            Redirect::to(&format!(
+            Outcome::Redirect(format!(
                 "{ACTIVE}?activated={}&generation={generation}&caught_up={}",
                 projection.as_str(),
                 done.events_read
             ))
-            .into_response()
         }
-        Err(e @ ReplayError::NoGeneration { .. }) => not_found(ACTIVE, &e.to_string()),
+        Err(e @ ReplayError::NoGeneration { .. }) => {
+            refused(StatusCode::NOT_FOUND, "Not found", e.to_string())
+        }
+        Err(ReplayError::Stopped) => refused(
+            StatusCode::OK,
+            "Switch back stopped",
+            "Stopped: nothing was switched. Switch back again continues from where it stopped."
+                .into(),
+        ),
         Err(
             e @ (ReplayError::AlreadyActive { .. }
             | ReplayError::Unfinished { .. }
@@ -119,7 +146,14 @@ async fn activate(axum::extract::State(console): State, body: Bytes) -> Response
             "Not switched back",
             format!("{e} (nothing was switched)"),
         ),
-        Err(e) => failure(ACTIVE, e),
+        Err(e) => {
+            tracing::error!(error = %e, "console switch back failed");
+            refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                e.to_string(),
+            )
+        }
     }
 }
 
@@ -187,7 +221,18 @@ async fn show(
     page(
         "Projections",
         ACTIVE,
-        body(&status, source, limit, after, &letters, notice, switched),
+        body(
+            &status,
+            source,
+            limit,
+            after,
+            &letters,
+            Notices {
+                redriven: notice,
+                switched,
+            },
+            &console.jobs.recent(),
+        ),
     )
     .into_response()
 }
@@ -311,14 +356,21 @@ async fn all_of(
     }
 }
 
+/// What a redirect to the page carries: a redrive's counts (processed, failed), a switch
+/// back's outcome (projection, generation, events caught up).
+struct Notices {
+    redriven: Option<(u64, u64)>,
+    switched: Option<(ProjectionName, u64, Option<u64>)>,
+}
+
 fn body(
     s: &ProjectionsStatus,
     source: Option<&str>,
     limit: usize,
     after: u64,
     letters: &[DeadLetter],
-    notice: Option<(u64, u64)>,
-    switched: Option<(ProjectionName, u64, Option<u64>)>,
+    notices: Notices,
+    jobs: &[Arc<Job>],
 ) -> Markup {
     let stream = TailerConfig::default().dead_letter_source();
     let redrivable = s.dead_letters.by_source.get(&stream).copied().unwrap_or(0);
@@ -328,14 +380,14 @@ fn body(
         .flatten();
     html! {
         h1 { "Projections" }
-        @if let Some((redriven, failed)) = notice {
+        @if let Some((redriven, failed)) = notices.redriven {
             p.card.notice.redrive-notice {
                 "Redrive: " (redriven) " record(s) processed by the projector"
                 @if failed > 0 { ", " (failed) " failed again (still listed below, with the reason they were parked for)" }
                 "."
             }
         }
-        @if let Some((p, g, caught_up)) = switched {
+        @if let Some((p, g, caught_up)) = notices.switched {
             p.card.notice.switch-notice {
                 "Switched readers of " code { (p.as_str()) } " back to generation " (g)
                 @if let Some(n) = caught_up { ", after catching up " (n) " event(s)" }
@@ -344,9 +396,10 @@ fn body(
         }
         p.muted {
             "The log holds " strong.log-events { (s.log.events) } " events (last seq "
-            (s.log.head_seq) "). Rebuild with " code { "orders replay --projection all" } "."
+            (s.log.head_seq) ")."
         }
         @if !s.replay_running {
+            (super::replay::form())
             form.verify method="post" action=(super::verify::VERIFY) {
                 button type="submit" { "Verify against the log" }
                 " "
@@ -354,7 +407,12 @@ fn body(
             }
         }
         @if s.replay_running {
-            p.card.notice.replay-running { "A replay is running: it builds the generations marked building, readers keep the active ones until it switches." }
+            p.card.notice.replay-running {
+                "A replay is running: it builds the generations marked building, readers keep the active ones until it switches."
+                @if let Some(job) = jobs.iter().find(|j| !j.is_finished()) {
+                    " " a href=(job.href()) { (job.what) ": " (job.progress_line()) }
+                }
+            }
         }
         h2 { "Generations" }
         table.generations {
@@ -400,15 +458,25 @@ fn body(
                 None => { "read_models.db: " (projections::megabytes(s.read_models_file.bytes)) },
             }
         }
-        @for g in s.building() {
-            @if !s.replay_running {
-                p.card.interrupted {
-                    code { (g.projection) } " generation " (g.generation) " was being built by a replay that was interrupted: continue it with "
-                    code { "orders replay --projection " (g.projection) " --resume" } ", or abandon it with "
-                    code { "orders projections drop " (g.projection) " " (g.generation) } "."
+        @if !s.replay_running && s.building().next().is_some() {
+            div.card.interrupted {
+                @for g in s.building() {
+                    p {
+                        code { (g.projection) } " generation " (g.generation) " was being built by a replay that was interrupted: continue it with "
+                        code { "orders replay --projection " (g.projection) " --resume" } " (or Resume), or abandon it with "
+                        code { "orders projections drop " (g.projection) " " (g.generation) } "."
+                    }
+                }
+                form.replay.resume method="post" action=(super::replay::REPLAY) {
+                    @for g in s.building() {
+                        input type="hidden" name="projection" value=(g.projection);
+                    }
+                    input type="hidden" name="resume" value="1";
+                    button type="submit" { "Resume" }
                 }
             }
         }
+        (jobs::list(jobs))
         h2 { "Consumers" }
         table.consumers {
             thead { tr { th { "Consumer" } th { "Kind" } th { "Position (seq)" } th { "Behind" } th { "Oldest waiting event" } } }

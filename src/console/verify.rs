@@ -1,18 +1,19 @@
 //! Console: `POST /console/projections/verify` runs `orders projections verify` in the
-//! server's process (under the replay lock; the live projector waits only for the second,
-//! short comparison) and shows what differs from the log.
+//! server's process as a job (see [`super::jobs`]; under the replay lock; the live
+//! projector waits only for the second, short comparison) and shows what differs from the
+//! log.
 
+use super::jobs::Outcome;
 use super::orders::bad_request;
-use super::{State, failure, page};
+use super::{State, failure};
 use crate::replay::{ReplayError, ReplayLock};
 use crate::verify::{self, Repair, Verdict};
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use orders_domain::projection::{DailySales, ProjectionName};
 use orders_local::store::{LocalStores, RowDiff};
-use std::sync::atomic::AtomicBool;
 
 pub(super) const VERIFY: &str = "/console/projections/verify";
 const ACTIVE: &str = "/console/projections";
@@ -47,15 +48,10 @@ pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) ->
     projections.sort();
     projections.dedup();
     let data_dir = super::projections::data_dir(&console).to_path_buf();
-    let _lock = match ReplayLock::try_acquire(&data_dir) {
+    let lock = match ReplayLock::try_acquire(&data_dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
-            let body = html! {
-                h1 { "A replay is running" }
-                p.muted { "Verify when it has finished." }
-                p { a href=(ACTIVE) { "← Projections" } }
-            };
-            return (StatusCode::CONFLICT, page("Verify", ACTIVE, body)).into_response();
+            return super::replay::refused(console.jobs.running(), "Verify when it has finished.");
         }
         Err(e) => return failure(ACTIVE, e),
     };
@@ -63,8 +59,25 @@ pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) ->
         events: console.events.clone(),
         read_models: console.reads.clone(),
     };
-    let never = AtomicBool::new(false);
-    match verify::verify(&stores, &data_dir, &projections, repair, &never, |_| {}).await {
+    let names: Vec<&str> = projections.iter().map(|p| p.as_str()).collect();
+    let what = format!(
+        "{} of {}",
+        if repair { "Repair" } else { "Verify" },
+        names.join(" and ")
+    );
+    let job = console.jobs.start(what, lock, move |job| async move {
+        let verified = verify::verify(&stores, &data_dir, &projections, repair, &job.stop, |p| {
+            job.progress(p)
+        })
+        .await;
+        outcome(verified)
+    });
+    Redirect::to(&job.href()).into_response()
+}
+
+fn outcome(verified: Result<Verdict, ReplayError>) -> Outcome {
+    let back = html! { p { a href=(ACTIVE) { "← Projections" } } };
+    match verified {
         Ok(v) => {
             tracing::info!(
                 same = v.same(),
@@ -72,17 +85,25 @@ pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) ->
                 position = v.position,
                 "console verify"
             );
-            page("Verify", ACTIVE, verdict(&v)).into_response()
+            Outcome::Page(StatusCode::OK, verdict(&v))
         }
+        Err(ReplayError::Stopped) => Outcome::Page(
+            StatusCode::OK,
+            html! { h1 { "Verify stopped" } p.muted { "Stopped before it finished: nothing was compared or changed." } (back) },
+        ),
         Err(e @ (ReplayError::Projection { .. } | ReplayError::Undecodable { .. })) => {
-            let body = html! {
-                h1 { "Not verified" }
-                p.muted { (e.to_string()) }
-                p { a href=(ACTIVE) { "← Projections" } }
-            };
-            (StatusCode::CONFLICT, page("Verify", ACTIVE, body)).into_response()
+            Outcome::Page(
+                StatusCode::CONFLICT,
+                html! { h1 { "Not verified" } p.muted { (e.to_string()) } (back) },
+            )
         }
-        Err(e) => failure(ACTIVE, e),
+        Err(e) => {
+            tracing::error!(error = %e, "console verify failed");
+            Outcome::Page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                html! { h1 { "Something went wrong" } pre { (e.to_string()) } },
+            )
+        }
     }
 }
 

@@ -85,6 +85,19 @@ await inChromium('console', { viewport: { width: 1400, height: 900 } }, async (p
   }
   await page.screenshot({ path: join(shots, 'detail.png'), fullPage: true });
 
+  // The projections page's Replay button: the job's page reloads itself (no script) until
+  // it shows what the replay switched.
+  await page.goto(`${base}/console/projections`, { waitUntil: 'load' });
+  await page.locator('form.replay select[name="projection"]').selectOption('all');
+  await page.locator('form.replay button[type="submit"]').first().click();
+  await page.waitForSelector('.replay-done', { timeout: 30000 });
+  check(/\/console\/jobs\/\d+$/.test(page.url()), `the replay's outcome is at ${page.url()}`);
+  const done = await page.locator('.replay-done').innerText();
+  check(/Replayed \d+ events and rebuilt 1 orders/.test(done), `the replay says: ${done}`);
+  const switched = await page.locator('ul.switches li').count();
+  check(switched === 2, `${switched} projections switched, not 2`);
+  await page.screenshot({ path: join(shots, 'replay.png'), fullPage: true });
+
   check(problems.length === 0, problems.join('; '));
   return `${types.length} history events, screenshots in ${shots}`;
 });
