@@ -121,6 +121,9 @@ pub fn in_use_by(data_dir: &Path) -> std::io::Result<Option<String>> {
 /// How long a stop waits for running executions before leaving them to the next start.
 const WORKFLOW_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a shutdown waits for the console's jobs to stop (after their chunk in flight).
+const JOB_GRACE: Duration = Duration::from_secs(30);
+
 /// The projector's starter: the engine, or only a log line when the workflow is off.
 enum Starter {
     Logging(LoggingStarter),
@@ -180,6 +183,8 @@ pub struct Runtime {
     server: JoinHandle<std::io::Result<()>>,
     tailer: TailerHandle,
     workflow: Option<(LocalWorkflow, PollerHandle)>,
+    /// The console's replays, verifies and switches back.
+    jobs: Arc<crate::console::Jobs>,
     /// Held while this runtime serves its data dir: a second one on it is refused.
     _lock: DirLock,
 }
@@ -299,6 +304,7 @@ impl Runtime {
                 None => orders_handlers::caller::CustomerAuth::Open,
             },
         });
+        let jobs = Arc::new(crate::console::Jobs::default());
         let console = crate::console::Console {
             events: stores.events.clone(),
             reads: stores.read_models.clone(),
@@ -306,7 +312,7 @@ impl Runtime {
                 .as_ref()
                 .map(|(wf, _)| crate::console::ConsoleWorkflow::of(wf)),
             redrive: redriver,
-            jobs: Arc::default(),
+            jobs: jobs.clone(),
         };
         let mut api_router = match auth_key {
             Some(key) => crate::local_auth::guard(api::router(api), key),
@@ -335,6 +341,7 @@ impl Runtime {
             server,
             tailer,
             workflow,
+            jobs,
             _lock: lock,
         })
     }
@@ -358,6 +365,7 @@ impl Runtime {
             .await
             .context("joining the HTTP server")?
             .context("serving HTTP")?;
+        self.jobs.stop_all(JOB_GRACE).await;
         self.tailer.shutdown().await;
         if let Some((wf, poller)) = self.workflow {
             poller.shutdown().await;

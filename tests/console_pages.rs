@@ -1464,5 +1464,30 @@ async fn a_console_replay_shows_its_progress_stops_and_resumes() {
         "{}",
         text(&r)
     );
+    // A server shutting down stops its replay after a chunk: nothing switched, the lock
+    // free, the generations left to resume.
+    let replayed = reads.active_targets().await.expect("targets");
+    let r = post_form(&mut c, "/console/projections/replay", "projection=all").await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let stores = runtime.stores.clone();
     runtime.shutdown().await.expect("shutdown");
+    assert!(
+        orders::replay::ReplayLock::try_acquire(dir.path())
+            .expect("lock file")
+            .is_some(),
+        "the replay ended with the server"
+    );
+    assert_eq!(
+        stores.read_models.active_targets().await.expect("targets"),
+        replayed
+    );
+    let building: Vec<_> = stores
+        .read_models
+        .generations()
+        .await
+        .expect("generations")
+        .into_iter()
+        .filter(|g| g.status == "building")
+        .collect();
+    assert_eq!(building.len(), 2, "{building:?}");
 }

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) const JOBS: &str = "/console/jobs";
 const ACTIVE: &str = "/console/projections";
@@ -115,6 +115,28 @@ impl Jobs {
             ending.finish(outcome);
         });
         job
+    }
+
+    /// Asks every running job to stop and waits, at most `grace`, for them to end: a server
+    /// shutting down leaves its replay stopped after a chunk (resumable, nothing switched)
+    /// and the replay lock free, rather than cut wherever it was.
+    pub async fn stop_all(&self, grace: Duration) {
+        let running: Vec<Arc<Job>> = self
+            .recent()
+            .into_iter()
+            .filter(|j| !j.is_finished())
+            .collect();
+        for job in &running {
+            job.stop.store(true, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + grace;
+        while running.iter().any(|j| !j.is_finished()) {
+            if Instant::now() > deadline {
+                tracing::warn!("console jobs still running after the shutdown's grace");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Job>> {
