@@ -818,18 +818,26 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
     // So is switching generations (here to a retired one that exists).
     let reads = &s.runtime.stores.read_models;
     let g = retire_orders_generation(reads).await;
-    let r = c
-        .send(
+    let cross_site = async |c: &mut Connection, path: &str, body: &str| {
+        let form = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("sec-fetch-site", "cross-site"),
+        ];
+        c.send(
             http::Method::POST,
-            "/console/projections/activate",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("sec-fetch-site", "cross-site"),
-            ],
-            Some("projection=orders&generation=1".into()),
+            path,
+            &form,
+            Some(body.to_string().into()),
         )
         .await
-        .expect("post");
+        .expect("post")
+    };
+    let r = cross_site(
+        &mut c,
+        "/console/projections/activate",
+        "projection=orders&generation=1",
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", text(&r));
     assert_eq!(
         reads.active_targets().await.expect("targets").orders,
@@ -838,18 +846,7 @@ async fn cross_site_posts_and_rebound_host_names_are_refused_and_change_nothing(
     );
     // And a replay: no job, no generation.
     let generations = reads.generations().await.expect("generations");
-    let r = c
-        .send(
-            http::Method::POST,
-            "/console/projections/replay",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("sec-fetch-site", "cross-site"),
-            ],
-            Some("projection=all".into()),
-        )
-        .await
-        .expect("post");
+    let r = cross_site(&mut c, "/console/projections/replay", "projection=all").await;
     assert_eq!(r.status, 403, "{}", text(&r));
     assert_eq!(get(&mut c, "/console/jobs/1").await.status, 404);
     assert_eq!(reads.generations().await.expect("generations"), generations);
@@ -1242,18 +1239,6 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
         "{html}"
     );
     s.runtime.shutdown().await.expect("shutdown");
-}
-
-/// Every side effect the workflow can cause, counted in the local services.
-fn side_effects(dir: &std::path::Path) -> Vec<u64> {
-    let db = orders_local::workflow::db::WorkflowDb::open(dir).expect("workflows.db");
-    db.read(|c| {
-        ["executions", "topic_messages", "queue_messages", "mail"]
-            .iter()
-            .map(|t| services::count(c, t))
-            .collect::<Result<Vec<u64>, _>>()
-    })
-    .expect("count effects")
 }
 
 #[tokio::test]

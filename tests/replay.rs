@@ -944,18 +944,6 @@ fn the_data_dir_variable_is_read_by_every_local_command() {
     }
 }
 
-/// Every side effect the workflow can cause, counted in the local services.
-fn side_effects(dir: &std::path::Path) -> Vec<u64> {
-    let db = orders_local::workflow::db::WorkflowDb::open(dir).expect("workflows.db");
-    db.read(|c| {
-        ["executions", "topic_messages", "queue_messages", "mail"]
-            .iter()
-            .map(|t| orders_local::workflow::services::count(c, t))
-            .collect::<Result<Vec<u64>, _>>()
-    })
-    .expect("count effects")
-}
-
 #[tokio::test]
 async fn a_replay_fires_no_side_effect() {
     let s = serve_workflow(workflow_options()).await;

@@ -280,3 +280,16 @@ pub async fn append_each(
         .expect("append");
     }
 }
+
+/// Every side effect the workflow can cause, counted in the local services of `dir`:
+/// executions, topic messages, queue messages, emails.
+pub fn side_effects(dir: &std::path::Path) -> Vec<u64> {
+    let db = orders_local::workflow::db::WorkflowDb::open(dir).expect("workflows.db");
+    db.read(|c| {
+        ["executions", "topic_messages", "queue_messages", "mail"]
+            .iter()
+            .map(|t| orders_local::workflow::services::count(c, t))
+            .collect::<Result<Vec<u64>, _>>()
+    })
+    .expect("count effects")
+}
