@@ -42,6 +42,11 @@ pub struct VerifyArgs {
     /// With --aws: parallel Scan segments, for each table.
     #[arg(long, default_value_t = 4, requires = "aws", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     segments: u32,
+    /// With --aws: how old the newest event a row lacks may be for the row to count as not
+    /// yet projected (the stream has not delivered it) rather than different. The
+    /// projector's iterator-age alarm fires past a minute.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "aws", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pending_grace: u64,
 }
 
 impl VerifyArgs {
@@ -101,7 +106,7 @@ pub async fn run_aws(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         projections,
         segments: args.segments,
         repair: args.repair,
-        ..AwsVerifyOptions::default()
+        pending_grace: std::time::Duration::from_secs(args.pending_grace),
     };
     let progress = Progress::new("verifying");
     let verdict = verify_table(
@@ -195,8 +200,9 @@ fn report_aws(v: &AwsVerdict, stack: Option<&str>, parked: Option<u64>, limit: u
     undecodable(&mut out, v.undecodable.len() as u64, listed);
     if !v.not_yet_projected.is_empty() {
         out += &format!(
-            "{} orders have events the live projector has not applied yet (younger than a minute): not compared\n",
-            v.not_yet_projected.len()
+            "{} orders have events the projector has not applied yet (younger than {} s, --pending-grace): not compared\n",
+            v.not_yet_projected.len(),
+            v.pending_grace_seconds
         );
     }
     if !v.unsettled_days.is_empty() {

@@ -328,6 +328,12 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
     assert_eq!(json["compared"]["trackers"], serde_json::json!([]));
     assert_eq!(json["read_models_table"], first.as_str());
     assert_eq!(json["projector_dead_letters"], 1);
+    assert_eq!(json["pending_grace_seconds"], 60);
+    let json: serde_json::Value =
+        serde_json::from_slice(&verify(&["--json", "--pending-grace", "0"]).stdout)
+            .expect("the verdict as JSON");
+    assert_eq!(json["pending_grace_seconds"], 0);
+    assert_eq!(json["compared"]["orders"][0]["order_id"], ids[0].as_str());
     // --repair: the missing event applied, then verified again.
     let out = verify(&["--repair"]);
     let text = String::from_utf8_lossy(&out.stdout);

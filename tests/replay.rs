@@ -1954,6 +1954,27 @@ async fn verify_on_the_command_line_exits_1_when_the_read_models_differ() {
         "--aws",
     );
     fails_with(
+        &orders_cli(&[
+            "projections",
+            "verify",
+            "--data-dir",
+            &path,
+            "--pending-grace",
+            "5",
+        ]),
+        "--aws",
+    );
+    for grace in [
+        "--pending-grace=-1",
+        "--pending-grace=soon",
+        "--pending-grace=86401",
+    ] {
+        fails_with(
+            &orders_cli(&["projections", "verify", "--aws", grace]),
+            "--pending-grace",
+        );
+    }
+    fails_with(
         &orders_cli(&["projections", "verify", "--data-dir", &path, "--aws"]),
         "--data-dir",
     );

@@ -95,6 +95,8 @@ pub struct AwsVerdict {
     /// Orders whose rows lag the log by events younger than the grace: the stream has not
     /// delivered them yet. Not different.
     pub not_yet_projected: Vec<String>,
+    /// The grace they were judged by ([`AwsVerifyOptions::pending_grace`]).
+    pub pending_grace_seconds: u64,
     /// Days and currencies written while they were being read: not compared.
     pub unsettled_days: Vec<(String, String)>,
     /// Orders read again because the first comparison did not settle them.
@@ -287,6 +289,7 @@ async fn compare(
         read_model_items: scanned.events_read,
         undecodable: fold.undecodable,
         not_yet_projected,
+        pending_grace_seconds: opts.pending_grace.as_secs(),
         unsettled_days,
         rechecked,
         compared,
