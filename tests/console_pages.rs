@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use orders::client::{Connection, Reply};
-use orders_domain::ports::ReadModels;
+use orders_domain::ports::{EventStore, ReadModels};
 use orders_local::workflow::services;
 use serde_json::Value;
 use std::time::Duration;
@@ -1475,4 +1475,70 @@ async fn a_console_replay_shows_its_progress_stops_and_resumes() {
         .filter(|g| g.status == "building")
         .collect();
     assert_eq!(building.len(), 2, "{building:?}");
+}
+
+#[tokio::test]
+async fn a_console_replay_at_an_undecodable_event_offers_to_park_it() {
+    let s = serve().await;
+    let mut c = connect(&s.runtime).await;
+    let id = place(&mut c, "c-ada").await;
+    // An event of a type no decoder knows, as the only event of its order.
+    let events = &s.runtime.stores.events;
+    let mut bad = events.load(&id).await.expect("load").remove(0);
+    bad.aggregate_id = "broken-order".into();
+    bad.event_id = "broken-order-event".into();
+    bad.event_type = "OrderTeleported".into();
+    events
+        .append(orders_domain::ports::AppendRequest {
+            aggregate_id: bad.aggregate_id.clone(),
+            expected_version: 0,
+            events: vec![bad],
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+    s.runtime.wait_projected().await;
+    let reads = &s.runtime.stores.read_models;
+    let before = reads.active_targets().await.expect("targets");
+
+    let r = job(&mut c, "/console/projections/replay", "projection=all").await;
+    let html = text(&r);
+    assert_eq!(r.status, 409, "{html}");
+    assert!(
+        html.contains("broken-order#v1") && html.contains("OrderTeleported"),
+        "{html}"
+    );
+    assert_eq!(reads.active_targets().await.expect("targets"), before);
+    // Its button resumes the replay, parking the event.
+    let form = html
+        .split("<form class=\"replay\"")
+        .nth(1)
+        .expect("a resume form");
+    assert!(
+        form.contains("name=\"resume\" value=\"1\"")
+            && form.contains("name=\"skip_undecodable\" value=\"1\""),
+        "{form}"
+    );
+    let r = job(
+        &mut c,
+        "/console/projections/replay",
+        "projection=orders&projection=daily_sales&resume=1&skip_undecodable=1",
+    )
+    .await;
+    let html = text(&r);
+    assert_eq!(r.status, 200, "{html}");
+    assert!(
+        html.contains("1 undecodable events were parked as dead letters")
+            && html.contains("href=\"/console/projections?source=replay\""),
+        "{html}"
+    );
+    assert_eq!(
+        reads
+            .count_dead_letters(Some("replay"))
+            .await
+            .expect("count"),
+        1
+    );
+    assert_ne!(reads.active_targets().await.expect("targets"), before);
+    s.runtime.shutdown().await.expect("shutdown");
 }
