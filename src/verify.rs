@@ -116,12 +116,20 @@ pub async fn verify(
         .map_err(|e| store_error(format!("opening the scratch store: {e}")))??;
     let verdict = compare(stores, &scratch, projections, repair, stop, progress).await;
     let dir = scratch.path().parent().map(Path::to_path_buf);
-    drop(scratch);
-    if let Some(dir) = dir {
-        // Best effort: a leftover is removed by the next verify.
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(error = %e, dir = %dir.display(), "removing the scratch store");
+    // Closing joins the store's checkpoint thread, which may be copying a large WAL: off
+    // the async threads (in `orders serve` they also serve the API).
+    let removed = tokio::task::spawn_blocking(move || {
+        drop(scratch);
+        if let Some(dir) = dir {
+            // Best effort: a leftover is removed by the next verify.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "removing the scratch store");
+            }
         }
+    })
+    .await;
+    if let Err(e) = removed {
+        tracing::warn!(error = %e, "closing the scratch store");
     }
     verdict
 }

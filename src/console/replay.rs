@@ -103,6 +103,11 @@ async fn run(data_dir: PathBuf, opts: ReplayOptions, job: Arc<Job>) -> Outcome {
         Err(e) => return failed(e),
     };
     let replayed = replay::replay(&stores, &opts, &job.stop, |p| job.progress(p)).await;
+    // Closing joins the stores' threads (a checkpoint may be copying the replay's WAL): off
+    // the async threads, which serve the API too, and before the lock is let go.
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(stores)).await {
+        tracing::warn!(error = %e, "closing the replay's stores");
+    }
     match replayed {
         Ok(s) => {
             tracing::info!(
