@@ -1484,19 +1484,8 @@ async fn a_console_replay_at_an_undecodable_event_offers_to_park_it() {
     let id = place(&mut c, "c-ada").await;
     // An event of a type no decoder knows, as the only event of its order.
     let events = &s.runtime.stores.events;
-    let mut bad = events.load(&id).await.expect("load").remove(0);
-    bad.aggregate_id = "broken-order".into();
-    bad.event_id = "broken-order-event".into();
-    bad.event_type = "OrderTeleported".into();
-    events
-        .append(orders_domain::ports::AppendRequest {
-            aggregate_id: bad.aggregate_id.clone(),
-            expected_version: 0,
-            events: vec![bad],
-            idempotency: None,
-        })
-        .await
-        .expect("append");
+    let template = events.load(&id).await.expect("load").remove(0);
+    append_undecodable(events, &template, "broken-order").await;
     s.runtime.wait_projected().await;
     let reads = &s.runtime.stores.read_models;
     let before = reads.active_targets().await.expect("targets");

@@ -13,28 +13,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Appends a copy of `template` as the only event of `order_id`, with a type no decoder
-/// knows.
-async fn append_undecodable(
-    events: &impl EventStore,
-    template: &orders_domain::EventEnvelope,
-    order_id: &str,
-) {
-    let mut bad = template.clone();
-    bad.aggregate_id = order_id.into();
-    bad.event_id = format!("{order_id}-event");
-    bad.event_type = "OrderTeleported".into();
-    events
-        .append(AppendRequest {
-            aggregate_id: bad.aggregate_id.clone(),
-            expected_version: 0,
-            events: vec![bad],
-            idempotency: None,
-        })
-        .await
-        .expect("append");
-}
-
 fn opts(projections: &[ProjectionName]) -> ReplayOptions {
     ReplayOptions {
         projections: projections.to_vec(),

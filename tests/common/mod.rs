@@ -293,3 +293,25 @@ pub fn side_effects(dir: &std::path::Path) -> Vec<u64> {
     })
     .expect("count effects")
 }
+
+/// Appends a copy of `template` as the only event of `order_id`, with a type no decoder
+/// knows (`OrderTeleported`).
+pub async fn append_undecodable(
+    events: &impl orders_domain::ports::EventStore,
+    template: &orders_domain::EventEnvelope,
+    order_id: &str,
+) {
+    let mut bad = template.clone();
+    bad.aggregate_id = order_id.into();
+    bad.event_id = format!("{order_id}-event");
+    bad.event_type = "OrderTeleported".into();
+    events
+        .append(orders_domain::ports::AppendRequest {
+            aggregate_id: bad.aggregate_id.clone(),
+            expected_version: 0,
+            events: vec![bad],
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+}
