@@ -49,6 +49,9 @@ pub(crate) struct Job {
     started: Instant,
     done: AtomicU64,
     total: AtomicU64,
+    /// `done` at the first report (a resumed replay starts past its checkpoint), for the
+    /// rate; `u64::MAX` until then.
+    first_done: AtomicU64,
     /// Asked to stop (the Stop button); the operation ends after the chunk in flight.
     pub(crate) stop: AtomicBool,
     finished: Mutex<Option<Finished>>,
@@ -67,6 +70,22 @@ struct Finished {
     seconds: f64,
 }
 
+impl Job {
+    fn new(id: u64, what: String) -> Job {
+        Job {
+            id,
+            what,
+            started_at: SystemClock.now(),
+            started: Instant::now(),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            first_done: AtomicU64::new(u64::MAX),
+            stop: AtomicBool::new(false),
+            finished: Mutex::new(None),
+        }
+    }
+}
+
 impl Jobs {
     /// Runs `work` as a new job that holds `lock` until it ends, and returns the job.
     pub(crate) fn start<F, Fut>(&self, what: String, lock: ReplayLock, work: F) -> Arc<Job>
@@ -77,16 +96,7 @@ impl Jobs {
         let job = {
             let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
             list.last_id += 1;
-            let job = Arc::new(Job {
-                id: list.last_id,
-                what,
-                started_at: SystemClock.now(),
-                started: Instant::now(),
-                done: AtomicU64::new(0),
-                total: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-                finished: Mutex::new(None),
-            });
+            let job = Arc::new(Job::new(list.last_id, what));
             list.jobs.push_back(job.clone());
             // Forget the oldest finished ones beyond KEPT.
             let mut finished = list.jobs.iter().filter(|j| j.is_finished()).count();
@@ -159,6 +169,12 @@ impl Jobs {
 impl Job {
     /// The operation's progress callback.
     pub(crate) fn progress(&self, p: ReplayProgress) {
+        let _ = self.first_done.compare_exchange(
+            u64::MAX,
+            p.done,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         self.total.store(p.total, Ordering::Relaxed);
         self.done.store(p.done, Ordering::Relaxed);
     }
@@ -196,7 +212,8 @@ impl Job {
             return "starting".into();
         }
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let since = done.saturating_sub(self.first_done.load(Ordering::Relaxed));
+        let rate = if secs > 0.0 { since as f64 / secs } else { 0.0 };
         let mut line = format!(
             "{done} of {total} events ({:.0} %)",
             100.0 * done as f64 / total as f64
@@ -323,5 +340,37 @@ pub(super) fn list(jobs: &[Arc<Job>]) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_counts_the_rate_from_the_first_report() {
+        let job = Job::new(1, "Replay of orders".into());
+        assert_eq!(job.progress_line(), "starting");
+        job.progress(ReplayProgress {
+            done: 0,
+            total: 1000,
+        });
+        job.progress(ReplayProgress {
+            done: 500,
+            total: 1000,
+        });
+        let line = job.progress_line();
+        assert!(line.starts_with("500 of 1000 events (50 %), "), "{line}");
+        assert!(
+            line.contains(" events/s, about ") && line.ends_with(" s left"),
+            "{line}"
+        );
+        // Resumed past its checkpoint: the events before it are not this run's rate.
+        let resumed = Job::new(2, "Resumed replay of orders".into());
+        resumed.progress(ReplayProgress {
+            done: 800,
+            total: 1000,
+        });
+        assert_eq!(resumed.progress_line(), "800 of 1000 events (80 %)");
     }
 }
