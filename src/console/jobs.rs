@@ -6,7 +6,7 @@
 //! checkpoint, and the projections page offers that).
 
 use super::orders::seg;
-use super::{Console, State, not_found, page, page_refreshing};
+use super::{Console, State, failure, not_found, page, page_refreshing};
 use crate::replay::{ReplayLock, ReplayProgress};
 use axum::Router;
 use axum::extract::Path;
@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use maud::{Markup, html};
 use orders_domain::Timestamp;
 use orders_domain::ports::Clock;
+use orders_domain::projection::ProjectionName;
 use orders_handlers::system::SystemClock;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -229,6 +230,44 @@ impl Job {
         }
         line
     }
+}
+
+/// The replay lock for a job of the console, or the page refusing it: 409 while a replay
+/// runs (linking to the console's job if it is one; `wait` says what to do meanwhile), 500
+/// if the lock file cannot be opened.
+pub(super) fn lock(console: &Console, wait: &str) -> Result<ReplayLock, Box<Response>> {
+    match ReplayLock::try_acquire(super::projections::data_dir(console)) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => {
+            let body = html! {
+                h1 { "A replay is running" }
+                p.muted { (wait) }
+                @if let Some(job) = console.jobs.running() {
+                    p { a href=(job.href()) { (job.what) } }
+                }
+                p { a href=(ACTIVE) { "← Projections" } }
+            };
+            let page = page("A replay is running", ACTIVE, body);
+            Err(Box::new((StatusCode::CONFLICT, page).into_response()))
+        }
+        Err(e) => Err(Box::new(failure(ACTIVE, e))),
+    }
+}
+
+/// The projections a console form chose, all when it named none, each once and in order.
+pub(super) fn chosen(mut projections: Vec<ProjectionName>) -> Vec<ProjectionName> {
+    if projections.is_empty() {
+        projections.extend(ProjectionName::ALL);
+    }
+    projections.sort();
+    projections.dedup();
+    projections
+}
+
+/// A job's title: "Verify of daily_sales and orders".
+pub(super) fn title(verb: &str, projections: &[ProjectionName]) -> String {
+    let names: Vec<&str> = projections.iter().map(|p| p.as_str()).collect();
+    format!("{verb} of {}", names.join(" and "))
 }
 
 pub(super) fn routes() -> Router<Arc<Console>> {

@@ -7,7 +7,7 @@ use super::jobs::{self, Job, Outcome};
 use super::orders::{bad_request, known_params, limit_param, pretty, seg};
 use super::{Console, State, failure, not_found, page};
 use crate::projections::{self, ProjectionsStatus};
-use crate::replay::{self, ReplayError, ReplayLock};
+use crate::replay::{self, ReplayError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -73,15 +73,9 @@ async fn activate(axum::extract::State(console): State, body: Bytes) -> Response
     let Some(generation) = form.get("generation").and_then(|g| g.parse::<u32>().ok()) else {
         return bad_request(ACTIVE, "generation", "must be a generation's number");
     };
-    let lock = match ReplayLock::try_acquire(data_dir(&console)) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            return super::replay::refused(
-                console.jobs.running(),
-                "Generations switch when it has finished.",
-            );
-        }
-        Err(e) => return failure(ACTIVE, e),
+    let lock = match jobs::lock(&console, "Generations switch when it has finished.") {
+        Ok(lock) => lock,
+        Err(refused) => return *refused,
     };
     let stores = LocalStores {
         events: console.events.clone(),

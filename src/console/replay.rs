@@ -3,10 +3,10 @@
 //! up and switched, firing no side effect. Stopped, or interrupted by a restart, it is
 //! resumed from its checkpoint.
 
-use super::jobs::{Job, Outcome};
+use super::State;
+use super::jobs::{self, Job, Outcome};
 use super::orders::bad_request;
-use super::{State, failure, page};
-use crate::replay::{self, ReplayError, ReplayLock, ReplayOptions, ReplaySummary};
+use crate::replay::{self, ReplayError, ReplayOptions, ReplaySummary};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -61,32 +61,18 @@ pub(super) async fn replay(axum::extract::State(console): State, form: Bytes) ->
         }
         *flag = true;
     }
-    if opts.projections.is_empty() {
-        opts.projections.extend(ProjectionName::ALL);
-    }
-    opts.projections.sort();
-    opts.projections.dedup();
-    let data_dir = super::projections::data_dir(&console).to_path_buf();
-    let lock = match ReplayLock::try_acquire(&data_dir) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            return refused(
-                console.jobs.running(),
-                "Start another when it has finished.",
-            );
-        }
-        Err(e) => return failure(ACTIVE, e),
+    opts.projections = jobs::chosen(opts.projections);
+    let lock = match jobs::lock(&console, "Start another when it has finished.") {
+        Ok(lock) => lock,
+        Err(refused) => return *refused,
     };
-    let names: Vec<&str> = opts.projections.iter().map(|p| p.as_str()).collect();
-    let what = format!(
-        "{} of {}",
-        if opts.resume {
-            "Resumed replay"
-        } else {
-            "Replay"
-        },
-        names.join(" and ")
-    );
+    let data_dir = super::projections::data_dir(&console).to_path_buf();
+    let verb = if opts.resume {
+        "Resumed replay"
+    } else {
+        "Replay"
+    };
+    let what = jobs::title(verb, &opts.projections);
     let job = console
         .jobs
         .start(what, lock, move |job| run(data_dir, opts, job));
@@ -96,8 +82,7 @@ pub(super) async fn replay(axum::extract::State(console): State, form: Bytes) ->
 async fn run(data_dir: PathBuf, opts: ReplayOptions, job: Arc<Job>) -> Outcome {
     // Its own connections, as `orders replay` beside `orders serve` has: the live projector
     // writes between the bulk phase's commits instead of waiting for all of them.
-    let dir = data_dir.clone();
-    let stores = match tokio::task::spawn_blocking(move || LocalStores::open(&dir)).await {
+    let stores = match tokio::task::spawn_blocking(move || LocalStores::open(&data_dir)).await {
         Ok(Ok(stores)) => stores,
         Ok(Err(e)) => return failed(e),
         Err(e) => return failed(e),
@@ -232,21 +217,4 @@ pub(super) fn form() -> Markup {
             span.muted { "builds fresh generations from the log beside the live projector and switches readers to them (" code { "orders replay" } "); fires no side effect" }
         }
     }
-}
-
-/// Where a running replay is refused: 409, with a link to the console's job if it is one.
-pub(super) fn refused(running: Option<Arc<Job>>, what: &str) -> Response {
-    let body = html! {
-        h1 { "A replay is running" }
-        p.muted { (what) }
-        @if let Some(job) = running {
-            p { a href=(job.href()) { (job.what) } }
-        }
-        p { a href=(ACTIVE) { "← Projections" } }
-    };
-    (
-        StatusCode::CONFLICT,
-        page("A replay is running", ACTIVE, body),
-    )
-        .into_response()
 }

@@ -3,10 +3,10 @@
 //! projector waits only for the second, short comparison) and shows what differs from the
 //! log.
 
-use super::jobs::Outcome;
+use super::State;
+use super::jobs::{self, Outcome};
 use super::orders::bad_request;
-use super::{State, failure};
-use crate::replay::{ReplayError, ReplayLock};
+use crate::replay::ReplayError;
 use crate::verify::{self, Repair, Verdict};
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -42,29 +42,17 @@ pub(super) async fn verify(axum::extract::State(console): State, form: Bytes) ->
             }
         }
     }
-    if projections.is_empty() {
-        projections.extend(ProjectionName::ALL);
-    }
-    projections.sort();
-    projections.dedup();
-    let data_dir = super::projections::data_dir(&console).to_path_buf();
-    let lock = match ReplayLock::try_acquire(&data_dir) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            return super::replay::refused(console.jobs.running(), "Verify when it has finished.");
-        }
-        Err(e) => return failure(ACTIVE, e),
+    let projections = jobs::chosen(projections);
+    let lock = match jobs::lock(&console, "Verify when it has finished.") {
+        Ok(lock) => lock,
+        Err(refused) => return *refused,
     };
+    let data_dir = super::projections::data_dir(&console).to_path_buf();
     let stores = LocalStores {
         events: console.events.clone(),
         read_models: console.reads.clone(),
     };
-    let names: Vec<&str> = projections.iter().map(|p| p.as_str()).collect();
-    let what = format!(
-        "{} of {}",
-        if repair { "Repair" } else { "Verify" },
-        names.join(" and ")
-    );
+    let what = jobs::title(if repair { "Repair" } else { "Verify" }, &projections);
     let job = console.jobs.start(what, lock, move |job| async move {
         let verified = verify::verify(&stores, &data_dir, &projections, repair, &job.stop, |p| {
             job.progress(p)
