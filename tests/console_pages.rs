@@ -1528,6 +1528,40 @@ async fn a_console_replay_at_an_undecodable_event_offers_to_park_it() {
             .expect("count"),
         1
     );
-    assert_ne!(reads.active_targets().await.expect("targets"), before);
+    let after_resume = reads.active_targets().await.expect("targets");
+    assert_ne!(after_resume, before);
+    // Parking asked for up front: the projections page's form has the box, and a fresh
+    // replay with it ticked runs through the event at once.
+    let page = get(&mut c, "/console/projections").await;
+    let form = text(&page)
+        .split("<form class=\"replay\"")
+        .nth(1)
+        .and_then(|f| f.split("</form>").next())
+        .map(str::to_string)
+        .expect("the replay form");
+    assert!(
+        form.contains("type=\"checkbox\" name=\"skip_undecodable\" value=\"1\""),
+        "{form}"
+    );
+    let r = job(
+        &mut c,
+        "/console/projections/replay",
+        "projection=all&skip_undecodable=1",
+    )
+    .await;
+    let html = text(&r);
+    assert_eq!(r.status, 200, "{html}");
+    assert!(
+        html.contains("1 undecodable events were parked as dead letters"),
+        "{html}"
+    );
+    assert_eq!(
+        reads
+            .count_dead_letters(Some("replay"))
+            .await
+            .expect("count"),
+        2
+    );
+    assert_ne!(reads.active_targets().await.expect("targets"), after_resume);
     s.runtime.shutdown().await.expect("shutdown");
 }

@@ -212,6 +212,10 @@ pub(super) fn form() -> Markup {
             " "
             label { input type="checkbox" name="drop_old" value="1"; " drop the old generations" }
             " "
+            label title="as --skip-undecodable: an event no decoder reads becomes a dead letter (source replay) instead of stopping the replay" {
+                input type="checkbox" name="skip_undecodable" value="1"; " park undecodable events"
+            }
+            " "
             button type="submit" { "Replay" }
             " "
             span.muted { "builds fresh generations from the log beside the live projector and switches readers to them (" code { "orders replay" } "); fires no side effect" }
