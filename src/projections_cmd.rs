@@ -296,7 +296,7 @@ async fn activate(
         generation,
         skip_undecodable,
         &stop,
-        |r: ReplayProgress| progress.events(r.done, r.total),
+        |r: ReplayProgress| progress.replay(r),
     )
     .await;
     progress.finish();

@@ -89,6 +89,31 @@ impl ReplaySummary {
 pub struct ReplayProgress {
     pub done: u64,
     pub total: u64,
+    /// What it does meanwhile when no count of events moves; `None` while it reads them.
+    pub step: Option<ReplayStep>,
+}
+
+/// The steps of a replay that read no events: on a large log each takes seconds, and a
+/// count standing at its end would look like a hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayStep {
+    /// Every row is written: the new generations' days and customer index (a sort).
+    Completing,
+    /// The last events appended meanwhile and the switch, in one transaction (the live
+    /// projector waits for it).
+    Switching,
+    /// The generations readers left, with `--drop-old`.
+    DroppingOld,
+}
+
+impl ReplayStep {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReplayStep::Completing => "completing the new generations (days, customer index)",
+            ReplayStep::Switching => "switching readers",
+            ReplayStep::DroppingOld => "dropping the old generations",
+        }
+    }
 }
 
 /// What a replay would do (`--dry-run`).
@@ -335,6 +360,7 @@ impl Run<'_> {
             }
         }
         let read_models = &self.stores.read_models;
+        progress(stepping(ReplayStep::Switching, self.events_read, total));
         read_models.begin_unit().await?;
         let switched = async {
             while self.step().await? {}
@@ -384,7 +410,11 @@ impl Run<'_> {
                 () = tokio::time::sleep(PROGRESS_EVERY) => {
                     control.stop.store(stopped(), Ordering::Relaxed);
                     let n = base + control.events_done.load(Ordering::Relaxed);
-                    progress(reading(n, total));
+                    progress(if control.completing.load(Ordering::Relaxed) {
+                        stepping(ReplayStep::Completing, n, total)
+                    } else {
+                        reading(n, total)
+                    });
                 }
             }
         };
@@ -431,6 +461,14 @@ fn reading(done: u64, total: u64) -> ReplayProgress {
     ReplayProgress {
         done,
         total: total.max(done),
+        step: None,
+    }
+}
+
+fn stepping(step: ReplayStep, done: u64, total: u64) -> ReplayProgress {
+    ReplayProgress {
+        step: Some(step),
+        ..reading(done, total)
     }
 }
 
@@ -483,12 +521,21 @@ pub async fn replay(
 
     let mut switches = vec![];
     let mut orders_rebuilt = 0;
+    let mut dropped_any = false;
     for (p, from, to) in steps {
         orders_rebuilt = orders_rebuilt.max(stores.read_models.count_orders(p, to).await?);
         let mut dropped_old = false;
         if opts.drop_old {
             for g in stores.read_models.generations().await? {
                 if g.projection == p && g.generation != to && g.status != "active" {
+                    if !dropped_any {
+                        dropped_any = true;
+                        progress(stepping(
+                            ReplayStep::DroppingOld,
+                            run.events_read,
+                            run.events_read,
+                        ));
+                    }
                     stores.read_models.drop_generation(p, g.generation).await?;
                     dropped_old = true;
                 }
@@ -500,6 +547,10 @@ pub async fn replay(
             to,
             dropped_old,
         });
+    }
+    if dropped_any {
+        // The last word is the count again: every event replayed.
+        progress(reading(run.events_read, run.events_read));
     }
     Ok(ReplaySummary {
         events_read: run.events_read,

@@ -147,6 +147,8 @@ struct Phase {
     last_line: Instant,
     /// The count the last plain line said: the same count again says nothing new.
     said: Option<(u64, u64)>,
+    /// The step of a local replay last said ([`Progress::replay`]).
+    step: Option<replay::ReplayStep>,
 }
 
 impl Phase {
@@ -157,6 +159,7 @@ impl Phase {
             from,
             last_line: Instant::now(),
             said: None,
+            step: None,
         }
     }
 }
@@ -227,6 +230,28 @@ impl Progress {
     /// Events read of `total`.
     pub(crate) fn events(&self, done: u64, total: u64) {
         self.update("events", done, total);
+    }
+
+    /// A local replay's progress: the count of events, or the step it is at once they are
+    /// read (said once: on the bar as its message, else as one line).
+    pub(crate) fn replay(&self, p: ReplayProgress) {
+        // The count first: a step follows the events it comes after.
+        self.events(p.done, p.total);
+        let mut phase = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = phase.step != p.step;
+        phase.step = p.step;
+        drop(phase);
+        if changed {
+            let said = p.step.map_or_else(
+                || self.what.clone(),
+                |s| format!("{}: {}", self.what, s.describe()),
+            );
+            match &self.bar {
+                Some(b) => b.set_message(said),
+                None if p.step.is_some() => eprintln!("{said}"),
+                None => {}
+            }
+        }
     }
 
     pub(crate) fn finish(&self) {
@@ -311,7 +336,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let stop = stop_on_ctrl_c();
     let progress = Progress::new("replay");
     let result = replay::replay(&stores, &opts, &stop, |p: ReplayProgress| {
-        progress.events(p.done, p.total)
+        progress.replay(p)
     })
     .await;
     progress.finish();

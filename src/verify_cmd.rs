@@ -70,7 +70,7 @@ pub async fn run(
         &projections,
         args.repair,
         &stop,
-        |r: ReplayProgress| progress.events(r.done, r.total),
+        |r: ReplayProgress| progress.replay(r),
     )
     .await;
     progress.finish();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use orders::replay::{self, ReplayError, ReplayOptions, ReplayProgress};
+use orders::replay::{self, ReplayError, ReplayOptions, ReplayProgress, ReplayStep};
 use orders_domain::ports::{AppendRequest, EventStore, ReadModels};
 use orders_domain::projection::ProjectionName;
 use orders_local::store::{LocalStores, SystemClock, UlidIds};
@@ -82,8 +82,24 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
         steps.last(),
         Some(&ReplayProgress {
             done: events,
-            total: events
+            total: events,
+            step: None,
         })
+    );
+    // Past the events, the steps are named (building the index may be too quick to be
+    // seen here); nothing was dropped.
+    assert!(
+        steps
+            .iter()
+            .any(|p| p.step == Some(ReplayStep::Switching) && p.done == events),
+        "{steps:?}"
+    );
+    assert!(
+        steps.iter().all(|p| p.step.is_none() || p.done == events)
+            && !steps
+                .iter()
+                .any(|p| p.step == Some(ReplayStep::DroppingOld)),
+        "{steps:?}"
     );
     assert_eq!(summary.switches.len(), 2);
     assert!(
@@ -103,10 +119,29 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
     assert_eq!(gens.iter().filter(|g| g.status == "retired").count(), 2);
     let mut o = opts(&[ProjectionName::DailySales]);
     o.drop_old = true;
-    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |_| {})
-        .await
-        .expect("replay");
+    let steps = std::sync::Mutex::new(vec![]);
+    let s = replay::replay(&stores, &o, &AtomicBool::new(false), |p| {
+        steps.lock().expect("steps").push(p)
+    })
+    .await
+    .expect("replay");
     assert!(s.switches[0].dropped_old);
+    // Dropping is said, after the switch; the last word is the count again.
+    let steps = steps.into_inner().expect("steps");
+    let at = |step| steps.iter().position(|p| p.step == Some(step));
+    assert!(
+        at(ReplayStep::Switching) < at(ReplayStep::DroppingOld)
+            && at(ReplayStep::Switching).is_some(),
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&ReplayProgress {
+            done: events,
+            total: events,
+            step: None,
+        })
+    );
     let gens = stores.read_models.generations().await.expect("gens");
     let sales: Vec<_> = gens
         .iter()
@@ -214,7 +249,8 @@ async fn switching_back_catches_a_retired_generation_up_and_switches_readers() {
         steps.into_inner().expect("steps").last(),
         Some(&ReplayProgress {
             done: head - retired_at,
-            total: head - retired_at
+            total: head - retired_at,
+            step: None,
         })
     );
     assert_eq!(
@@ -403,7 +439,11 @@ async fn a_replay_stopped_in_its_bulk_phase_leaves_no_checkpoint_and_resumes_fro
     // No checkpoint was left: the resumed run starts from the first event.
     assert_eq!(
         first.into_inner().expect("first"),
-        Some(ReplayProgress { done: 0, total })
+        Some(ReplayProgress {
+            done: 0,
+            total,
+            step: None
+        })
     );
     assert_eq!(s.events_read, total);
     assert_eq!(s.orders_rebuilt, ids.len() as u64);
@@ -1038,15 +1078,26 @@ fn off_a_terminal_progress_is_plain_lines_then_a_summary() {
         .and_then(|n| n.parse().ok())
         .expect("events in the summary");
     assert!(summary.contains("rebuilt 30 orders"), "{summary}");
-    // Plain lines of events replayed (no bar, no escape codes), the last one complete.
+    // Plain lines of events replayed (no bar, no escape codes), the last count complete,
+    // then the step after the events, once.
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("replay: "))
         .collect();
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
     let read = format!("replay: {events}/{events} events, ");
+    let counts: Vec<&&str> = lines.iter().filter(|l| l.contains(" events, ")).collect();
     assert!(
-        lines.last().is_some_and(|l| l.starts_with(&read)),
+        counts.last().is_some_and(|l| l.starts_with(&read)),
+        "{stderr}"
+    );
+    assert_eq!(lines.last(), Some(&"replay: switching readers"), "{stderr}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| **l == "replay: switching readers")
+            .count(),
+        1,
         "{stderr}"
     );
 }

@@ -7,7 +7,7 @@
 
 use super::orders::seg;
 use super::{Console, State, failure, not_found, page, page_refreshing};
-use crate::replay::{ReplayLock, ReplayProgress};
+use crate::replay::{ReplayLock, ReplayProgress, ReplayStep};
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -53,6 +53,8 @@ pub(crate) struct Job {
     /// `done` at the first report (a resumed replay starts past its checkpoint), for the
     /// rate; `u64::MAX` until then.
     first_done: AtomicU64,
+    /// The step past the events, while it is at one (building an index, switching).
+    step: Mutex<Option<ReplayStep>>,
     /// Asked to stop (the Stop button); the operation ends after the chunk in flight.
     pub(crate) stop: AtomicBool,
     finished: Mutex<Option<Finished>>,
@@ -81,6 +83,7 @@ impl Job {
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
             first_done: AtomicU64::new(u64::MAX),
+            step: Mutex::new(None),
             stop: AtomicBool::new(false),
             finished: Mutex::new(None),
         }
@@ -178,6 +181,7 @@ impl Job {
         );
         self.total.store(p.total, Ordering::Relaxed);
         self.done.store(p.done, Ordering::Relaxed);
+        *self.step.lock().unwrap_or_else(|p| p.into_inner()) = p.step;
     }
 
     pub(crate) fn href(&self) -> String {
@@ -219,7 +223,10 @@ impl Job {
             "{done} of {total} events ({:.0} %)",
             100.0 * done as f64 / total as f64
         );
-        if rate >= 1.0 {
+        if let Some(step) = *self.step.lock().unwrap_or_else(|p| p.into_inner()) {
+            // No count moves meanwhile: a rate or a time left would be wrong.
+            line.push_str(&format!(", {}", step.describe()));
+        } else if rate >= 1.0 {
             line.push_str(&format!(", {rate:.0} events/s"));
             if total > done {
                 line.push_str(&format!(
@@ -393,10 +400,12 @@ mod tests {
         job.progress(ReplayProgress {
             done: 0,
             total: 1000,
+            step: None,
         });
         job.progress(ReplayProgress {
             done: 500,
             total: 1000,
+            step: None,
         });
         let line = job.progress_line();
         assert!(line.starts_with("500 of 1000 events (50 %), "), "{line}");
@@ -409,7 +418,24 @@ mod tests {
         resumed.progress(ReplayProgress {
             done: 800,
             total: 1000,
+            step: None,
         });
         assert_eq!(resumed.progress_line(), "800 of 1000 events (80 %)");
+        // Past the events, the step it is at, with no rate or time left.
+        job.progress(ReplayProgress {
+            done: 1000,
+            total: 1000,
+            step: Some(ReplayStep::Completing),
+        });
+        assert_eq!(
+            job.progress_line(),
+            "1000 of 1000 events (100 %), completing the new generations (days, customer index)"
+        );
+        job.progress(ReplayProgress {
+            done: 1000,
+            total: 1000,
+            step: None,
+        });
+        assert!(!job.progress_line().contains("completing"));
     }
 }

@@ -50,6 +50,9 @@ pub struct BulkRead {
 pub struct BulkControl {
     /// Events whose orders' rows are written.
     pub events_done: AtomicU64,
+    /// Every row is written; the days and the customer index are (a sort of the whole
+    /// table, seconds on a large log: worth saying, as no count moves meanwhile).
+    pub completing: AtomicBool,
     pub stop: AtomicBool,
 }
 
@@ -284,6 +287,7 @@ fn run(
                 .map_err(|_| DbError::Task("the log reader panicked".into()))?;
             match verdict {
                 Ok(last) if failed.is_none() => {
+                    control.completing.store(true, Ordering::Relaxed);
                     last_seq = last;
                     parked.sort_by_key(|r| r.seq);
                     Ok(Some(BulkEnd {
