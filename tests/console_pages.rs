@@ -79,6 +79,14 @@ async fn job(c: &mut Connection, path: &str, body: &str) -> Reply {
     }
 }
 
+/// A console replay with the form's `fields` that ends well: its outcome page.
+async fn replayed(c: &mut Connection, fields: &str) -> String {
+    let r = job(c, "/console/projections/replay", fields).await;
+    let html = text(&r);
+    assert_eq!(r.status, 200, "{html}");
+    html
+}
+
 /// The log's first event, as if it were the first of `order_id` (to append or project
 /// as another order's).
 async fn first_event_as(
@@ -1284,14 +1292,7 @@ async fn the_replay_button_rebuilds_the_projections_as_a_job_and_fires_nothing()
     let active = reads.active_targets().await.expect("targets");
     assert_eq!((active.orders, active.daily_sales), (Some(1), Some(1)));
 
-    let r = job(
-        &mut c,
-        "/console/projections/replay",
-        "projection=all&drop_old=1",
-    )
-    .await;
-    let html = text(&r);
-    assert_eq!(r.status, 200, "{html}");
+    let html = replayed(&mut c, "projection=all&drop_old=1").await;
     let events = s.runtime.stores.events.count().await.expect("count");
     assert!(
         html.contains(&format!("Replayed {events} events and rebuilt 3 orders in")),
@@ -1341,9 +1342,7 @@ async fn the_replay_button_rebuilds_the_projections_as_a_job_and_fires_nothing()
         "{row}"
     );
     // Without drop_old the old generation stays, retired, and the page says how back.
-    let r = job(&mut c, "/console/projections/replay", "projection=orders").await;
-    let html = text(&r);
-    assert_eq!(r.status, 200, "{html}");
+    let html = replayed(&mut c, "projection=orders").await;
     assert!(
         html.contains("generation 2 is retired: Switch back on the"),
         "{html}"
@@ -1426,14 +1425,7 @@ async fn a_console_replay_shows_its_progress_stops_and_resumes() {
     let r = job(&mut c, "/console/projections/replay", "projection=all").await;
     assert_eq!(r.status, 409, "{}", text(&r));
     assert!(text(&r).contains("was interrupted"), "{}", text(&r));
-    let r = job(
-        &mut c,
-        "/console/projections/replay",
-        "projection=orders&projection=daily_sales&resume=1",
-    )
-    .await;
-    let html = text(&r);
-    assert_eq!(r.status, 200, "{html}");
+    let html = replayed(&mut c, "projection=orders&projection=daily_sales&resume=1").await;
     assert!(
         html.contains("Replayed ") && html.contains("rebuilt 10000 orders"),
         "{html}"
@@ -1508,14 +1500,11 @@ async fn a_console_replay_at_an_undecodable_event_offers_to_park_it() {
             && form.contains("name=\"skip_undecodable\" value=\"1\""),
         "{form}"
     );
-    let r = job(
+    let html = replayed(
         &mut c,
-        "/console/projections/replay",
         "projection=orders&projection=daily_sales&resume=1&skip_undecodable=1",
     )
     .await;
-    let html = text(&r);
-    assert_eq!(r.status, 200, "{html}");
     assert!(
         html.contains("1 undecodable events were parked as dead letters")
             && html.contains("href=\"/console/projections?source=replay\""),
@@ -1543,14 +1532,7 @@ async fn a_console_replay_at_an_undecodable_event_offers_to_park_it() {
         form.contains("type=\"checkbox\" name=\"skip_undecodable\" value=\"1\""),
         "{form}"
     );
-    let r = job(
-        &mut c,
-        "/console/projections/replay",
-        "projection=all&skip_undecodable=1",
-    )
-    .await;
-    let html = text(&r);
-    assert_eq!(r.status, 200, "{html}");
+    let html = replayed(&mut c, "projection=all&skip_undecodable=1").await;
     assert!(
         html.contains("1 undecodable events were parked as dead letters"),
         "{html}"

@@ -45,6 +45,15 @@ async fn snapshot(stores: &LocalStores, ids: &[String]) -> Value {
     json!({"views": views, "customers": customers, "sales": sales})
 }
 
+/// The progress that says every one of `events` is replayed, no step pending.
+fn all_read(events: u64) -> ReplayProgress {
+    ReplayProgress {
+        done: events,
+        total: events,
+        step: None,
+    }
+}
+
 /// Seeds a history through the store and projects it live.
 async fn seeded(orders: u64) -> (tempfile::TempDir, LocalStores, Vec<String>) {
     let dir = tempfile::tempdir().expect("dir");
@@ -78,14 +87,7 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
             .all(|w| w[0].done <= w[1].done && w[0].done <= w[0].total),
         "{steps:?}"
     );
-    assert_eq!(
-        steps.last(),
-        Some(&ReplayProgress {
-            done: events,
-            total: events,
-            step: None,
-        })
-    );
+    assert_eq!(steps.last(), Some(&all_read(events)));
     // Past the events, the steps are named (building the index may be too quick to be
     // seen here); nothing was dropped.
     assert!(
@@ -134,14 +136,7 @@ async fn a_replay_rebuilds_the_same_views_into_a_new_generation_and_switches() {
             && at(ReplayStep::Switching).is_some(),
         "{steps:?}"
     );
-    assert_eq!(
-        steps.last(),
-        Some(&ReplayProgress {
-            done: events,
-            total: events,
-            step: None,
-        })
-    );
+    assert_eq!(steps.last(), Some(&all_read(events)));
     let gens = stores.read_models.generations().await.expect("gens");
     let sales: Vec<_> = gens
         .iter()
@@ -247,11 +242,7 @@ async fn switching_back_catches_a_retired_generation_up_and_switches_readers() {
     assert_eq!(back.events_read, head - retired_at, "only what it lacked");
     assert_eq!(
         steps.into_inner().expect("steps").last(),
-        Some(&ReplayProgress {
-            done: head - retired_at,
-            total: head - retired_at,
-            step: None,
-        })
+        Some(&all_read(head - retired_at))
     );
     assert_eq!(
         rm.active_targets().await.expect("targets"),
