@@ -480,13 +480,27 @@ async fn switch_readers(
                 DisplayErrorContext(e)
             )
         })?;
+    // CloudFormation takes a minute or two: say what the wait is for, and each status.
+    eprintln!(
+        "switching readers: updating stack {stack} ({ACTIVE_TABLE_PARAMETER} = {table}); CloudFormation takes a minute or two"
+    );
     let started = Instant::now();
     let mut wait = Duration::from_millis(200);
+    let mut said: Option<StackStatus> = None;
     loop {
         let s = describe(cfn, stack).await?;
         match s.stack_status() {
             Some(StackStatus::UpdateComplete) => return Ok(()),
-            Some(status) if status.as_str().ends_with("_IN_PROGRESS") => {}
+            Some(status) if status.as_str().ends_with("_IN_PROGRESS") => {
+                if said.as_ref() != Some(status) {
+                    eprintln!(
+                        "switching readers: stack {stack} is {} ({:.0} s)",
+                        status.as_str(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    said = Some(status.clone());
+                }
+            }
             other => anyhow::bail!(
                 "switching readers: stack {stack} is {} ({}); readers still use the old table",
                 other.map_or("in an unknown state", |s| s.as_str()),

@@ -179,7 +179,17 @@ async fn a_replay_on_a_stack_switches_its_readers_and_drops_only_what_it_made() 
 
     // The first replay: into <views>-g1, readers switched, the stack's own table kept.
     let first = format!("{views}-g1");
-    let out = replay_ok(&stack, &["--drop-old"]);
+    let run = replay(&stack, &["--drop-old"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    // The wait for CloudFormation is said, with what it sets.
+    assert!(
+        err.contains(&format!(
+            "switching readers: updating stack {stack} (ActiveReadModelsTable = {first})"
+        )),
+        "{err}"
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
     assert!(
         out.contains(&format!("switched readers from {views} to {first}")),
         "{out}"
