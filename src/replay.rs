@@ -97,7 +97,8 @@ pub struct ReplayProgress {
 /// count standing at its end would look like a hang.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayStep {
-    /// Every row is written: the new generations' days and customer index (a sort).
+    /// Every row is written: the days and the customer index (a sort) of the new
+    /// generations, or of a verify's scratch copy.
     Completing,
     /// The last events appended meanwhile and the switch, in one transaction (the live
     /// projector waits for it).
@@ -109,7 +110,7 @@ pub enum ReplayStep {
 impl ReplayStep {
     pub fn describe(self) -> &'static str {
         match self {
-            ReplayStep::Completing => "completing the new generations (days, customer index)",
+            ReplayStep::Completing => "finishing the rebuilt read models (days, customer index)",
             ReplayStep::Switching => "switching readers",
             ReplayStep::DroppingOld => "dropping the old generations",
         }

@@ -429,13 +429,13 @@ mod tests {
         });
         assert_eq!(
             job.progress_line(),
-            "1000 of 1000 events (100 %), completing the new generations (days, customer index)"
+            "1000 of 1000 events (100 %), finishing the rebuilt read models (days, customer index)"
         );
         job.progress(ReplayProgress {
             done: 1000,
             total: 1000,
             step: None,
         });
-        assert!(!job.progress_line().contains("completing"));
+        assert!(!job.progress_line().contains("finishing"));
     }
 }
