@@ -357,6 +357,12 @@ fn print_status(s: &ProjectionsStatus, data_dir: &Path) {
         Some(holder) => println!("in use by {holder}"),
         None => println!("no `orders serve` runs on this data dir: the live projector is stopped"),
     }
+    if s.replay_running {
+        match &s.replay_holder {
+            Some(holder) => println!("replay lock held by {holder}"),
+            None => println!("replay lock held (by a process that has not said what it is)"),
+        }
+    }
     if let Some(line) = free_space_line(s.read_models_file) {
         println!("{line}");
     }

@@ -40,6 +40,19 @@ impl ReplayLock {
     pub fn running(data_dir: &Path) -> std::io::Result<bool> {
         DirLock::held(&data_dir.join(LOCK_FILE))
     }
+
+    /// Says what holds the lock and how far it is, for whoever finds it taken.
+    pub fn describe(&mut self, holder: &str) -> std::io::Result<()> {
+        self._lock.describe(holder)
+    }
+
+    /// What the process holding the lock said of itself ([`ReplayLock::describe`]); `None`
+    /// when nothing holds it (the text a finished holder left is not news).
+    pub fn holder(data_dir: &Path) -> std::io::Result<Option<String>> {
+        Ok(Self::running(data_dir)?
+            .then(|| DirLock::holder(&data_dir.join(LOCK_FILE)))
+            .flatten())
+    }
 }
 
 /// Events per transaction of a catch-up, unless `--chunk` says otherwise.

@@ -261,11 +261,36 @@ impl Progress {
     }
 }
 
-/// The data dir's replay lock, or one line saying a replay runs there and what to do.
+/// The data dir's replay lock, or one line saying what runs there (as its holder said)
+/// and what to do. The lock names this command, its pid and since when.
 pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<replay::ReplayLock> {
-    replay::ReplayLock::try_acquire(data_dir)
-        .with_context(|| format!("locking {}", data_dir.display()))?
-        .with_context(|| format!("a replay is running in {}; {meanwhile}", data_dir.display()))
+    let lock = replay::ReplayLock::try_acquire(data_dir)
+        .with_context(|| format!("locking {}", data_dir.display()))?;
+    let Some(mut lock) = lock else {
+        let holder = replay::ReplayLock::holder(data_dir)
+            .ok()
+            .flatten()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "a replay is running in {}{holder}; {meanwhile}",
+            data_dir.display()
+        );
+    };
+    // Only for the messages of others: a lock without its description still locks.
+    let _ = lock.describe(&this_command());
+    Ok(lock)
+}
+
+/// "`orders replay --projection all` (pid 1234, since 2026-11-30T00:31:02.000Z)".
+pub(crate) fn this_command() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "`orders {}` (pid {}, since {})",
+        args.join(" "),
+        std::process::id(),
+        SystemClock.now()
+    )
 }
 
 /// The end of a summary line that says how many undecodable events a run parked.
@@ -278,6 +303,20 @@ pub(crate) fn parked_note(parked: u64) -> String {
     } else {
         String::new()
     }
+}
+
+/// "500000 of 1001143 events (50 %)", and the step past them if at one.
+pub(crate) fn progress_text(p: ReplayProgress) -> String {
+    let share = if p.total > 0 {
+        100.0 * p.done as f64 / p.total as f64
+    } else {
+        100.0
+    };
+    let mut text = format!("{} of {} events ({share:.0} %)", p.done, p.total);
+    if let Some(step) = p.step {
+        text.push_str(&format!(", {}", step.describe()));
+    }
+    text
 }
 
 /// A flag that Ctrl-C sets: long runs stop at their next step, cleanly.
@@ -301,10 +340,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return replay_aws(args, projections).await;
     }
     let stores = open_existing(&args.dir.data_dir).await?;
-    let _lock = replay_lock(
+    let lock = std::sync::Mutex::new(replay_lock(
         &args.dir.data_dir,
         "wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
-    )?;
+    )?);
+    let command = this_command();
+    let said_at = std::sync::Mutex::new(Instant::now());
     let opts = ReplayOptions {
         projections,
         resume: args.resume,
@@ -336,7 +377,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let stop = stop_on_ctrl_c();
     let progress = Progress::new("replay");
     let result = replay::replay(&stores, &opts, &stop, |p: ReplayProgress| {
-        progress.replay(p)
+        progress.replay(p);
+        // How far it is, in the lock, for `projections status` and the console: once a
+        // second at most (a write of a few bytes).
+        let mut at = said_at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.elapsed() >= Duration::from_secs(1) || p.step.is_some() {
+            *at = Instant::now();
+            let mut lock = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = lock.describe(&format!("{command}: {}", progress_text(p)));
+        }
     })
     .await;
     progress.finish();

@@ -1216,10 +1216,23 @@ async fn the_verify_button_compares_the_read_models_with_the_log() {
     for body in ["projection=stock", "shop=1", "repair=yes"] {
         assert_eq!(post(body).await.0, 400, "{body}");
     }
-    let lock = orders::replay::ReplayLock::try_acquire(s.dir.path())
+    let mut lock = orders::replay::ReplayLock::try_acquire(s.dir.path())
         .expect("lock file")
         .expect("free");
-    assert_eq!(post("").await.0, 409, "a replay runs");
+    // A replay of the command line: the refusal and the projections page say what it is
+    // and how far, as it described itself.
+    let holder = "`orders replay --projection all` (pid 99, since 2026-11-30T00:00:00.000Z): 5 of 10 events (50 %)";
+    lock.describe(holder).expect("describe");
+    let (status, html) = post("").await;
+    assert_eq!(status, 409, "a replay runs: {html}");
+    assert!(html.contains(&format!("Held by {holder}.")), "{html}");
+    let mut other = connect(&s.runtime).await;
+    let page = get(&mut other, "/console/projections").await;
+    assert!(
+        text(&page).contains(&format!("<span class=\"replay-holder\">{holder}</span>")),
+        "{}",
+        text(&page)
+    );
     drop(lock);
     // Nothing changed: the ghost is still there, no scratch store is left.
     let (_, html) = post("").await;

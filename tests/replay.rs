@@ -1406,18 +1406,21 @@ async fn an_interrupted_replay_can_be_abandoned_and_a_new_one_starts_from_scratc
 async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
     let (dir, _stores, _ids) = seeded(5).await;
     let path = dir.path().to_string_lossy().to_string();
-    let lock = replay::ReplayLock::try_acquire(dir.path())
+    let mut lock = replay::ReplayLock::try_acquire(dir.path())
         .expect("lock file")
         .expect("free");
+    let holder = "`orders replay --projection all` (pid 99, since 2026-11-30T00:00:00.000Z): 5 of 10 events (50 %)";
+    lock.describe(holder).expect("describe");
     assert!(
         replay::ReplayLock::try_acquire(dir.path())
             .expect("lock file")
             .is_none(),
         "held"
     );
+    // Refused with what holds the lock, as it described itself.
     fails_with(
         &orders_cli(&["replay", "--projection", "all", "--data-dir", &path]),
-        "a replay is running",
+        &format!("a replay is running in {path} ({holder}); wait for it"),
     );
     fails_with(
         &orders_cli(&["projections", "prune", "--data-dir", &path]),
@@ -1439,8 +1442,17 @@ async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
         "a replay is running",
     );
     assert_eq!(status(&path)["replay_running"], true);
+    assert_eq!(status(&path)["replay_holder"], holder);
+    let text = orders_cli(&["projections", "status", "--data-dir", &path]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("replay lock held by {holder}")),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
     drop(lock);
     assert_eq!(status(&path)["replay_running"], false);
+    // What a finished holder left in the file is not news.
+    assert_eq!(status(&path)["replay_holder"], serde_json::Value::Null);
     // A status probe holds the lock for a moment only: a replay starting then waits it out.
     let probe = std::fs::OpenOptions::new()
         .write(true)
@@ -1460,6 +1472,14 @@ async fn while_a_replay_runs_another_replay_and_drops_are_refused() {
         ran.status.success(),
         "{}",
         String::from_utf8_lossy(&ran.stderr)
+    );
+    // The command described itself in the lock while it held it: itself, then how far.
+    let left = std::fs::read_to_string(dir.path().join("replay.lock")).expect("the lock file");
+    assert!(
+        left.starts_with(&format!(
+            "`orders replay --projection all --data-dir {path}` (pid "
+        )) && left.contains(" events (100 %)"),
+        "{left}"
     );
 }
 

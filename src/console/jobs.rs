@@ -244,13 +244,23 @@ impl Job {
 /// if the lock file cannot be opened.
 pub(super) fn lock(console: &Console, wait: &str) -> Result<ReplayLock, Box<Response>> {
     match ReplayLock::try_acquire(super::projections::data_dir(console)) {
-        Ok(Some(lock)) => Ok(lock),
+        Ok(Some(mut lock)) => {
+            // For the one-line refusal a command gets meanwhile.
+            let _ = lock.describe(&format!(
+                "a job of the console of `orders serve` (pid {}, since {})",
+                std::process::id(),
+                SystemClock.now()
+            ));
+            Ok(lock)
+        }
         Ok(None) => {
             let body = html! {
                 h1 { "A replay is running" }
                 p.muted { (wait) }
                 @if let Some(job) = console.jobs.running() {
                     p { a href=(job.href()) { (job.what) } }
+                } @else if let Ok(Some(holder)) = ReplayLock::holder(super::projections::data_dir(console)) {
+                    p { "Held by " (holder) "." }
                 }
                 p { a href=(ACTIVE) { "← Projections" } }
             };

@@ -405,6 +405,8 @@ fn body(
                 "A replay is running: it builds the generations marked building, readers keep the active ones until it switches."
                 @if let Some(job) = jobs.iter().find(|j| !j.is_finished()) {
                     " " a href=(job.href()) { (job.what) ": " (job.progress_line()) }
+                } @else if let Some(holder) = &s.replay_holder {
+                    " " span.replay-holder { (holder) }
                 }
             }
         }
