@@ -106,6 +106,22 @@ pub struct ReplayProgress {
     pub step: Option<ReplayStep>,
 }
 
+impl ReplayProgress {
+    /// "500000 of 1001143 events (50 %)", and the step past them if at one.
+    pub fn describe(&self) -> String {
+        let share = if self.total > 0 {
+            100.0 * self.done as f64 / self.total as f64
+        } else {
+            100.0
+        };
+        let mut text = format!("{} of {} events ({share:.0} %)", self.done, self.total);
+        if let Some(step) = self.step {
+            text.push_str(&format!(", {}", step.describe()));
+        }
+        text
+    }
+}
+
 /// The steps of a replay that read no events: on a large log each takes seconds, and a
 /// count standing at its end would look like a hang.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

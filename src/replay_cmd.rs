@@ -264,6 +264,15 @@ impl Progress {
 /// The data dir's replay lock, or one line saying what runs there (as its holder said)
 /// and what to do. The lock names this command, its pid and since when.
 pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<replay::ReplayLock> {
+    replay_lock_as(data_dir, meanwhile, &this_command())
+}
+
+/// [`replay_lock`], described as `command` ([`this_command`]'s text).
+fn replay_lock_as(
+    data_dir: &Path,
+    meanwhile: &str,
+    command: &str,
+) -> anyhow::Result<replay::ReplayLock> {
     let lock = replay::ReplayLock::try_acquire(data_dir)
         .with_context(|| format!("locking {}", data_dir.display()))?;
     let Some(mut lock) = lock else {
@@ -278,7 +287,7 @@ pub(crate) fn replay_lock(data_dir: &Path, meanwhile: &str) -> anyhow::Result<re
         );
     };
     // Only for the messages of others: a lock without its description still locks.
-    let _ = lock.describe(&this_command());
+    let _ = lock.describe(command);
     Ok(lock)
 }
 
@@ -305,20 +314,6 @@ pub(crate) fn parked_note(parked: u64) -> String {
     }
 }
 
-/// "500000 of 1001143 events (50 %)", and the step past them if at one.
-pub(crate) fn progress_text(p: ReplayProgress) -> String {
-    let share = if p.total > 0 {
-        100.0 * p.done as f64 / p.total as f64
-    } else {
-        100.0
-    };
-    let mut text = format!("{} of {} events ({share:.0} %)", p.done, p.total);
-    if let Some(step) = p.step {
-        text.push_str(&format!(", {}", step.describe()));
-    }
-    text
-}
-
 /// A flag that Ctrl-C sets: long runs stop at their next step, cleanly.
 pub(crate) fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -340,11 +335,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return replay_aws(args, projections).await;
     }
     let stores = open_existing(&args.dir.data_dir).await?;
-    let lock = std::sync::Mutex::new(replay_lock(
+    let command = this_command();
+    let lock = std::sync::Mutex::new(replay_lock_as(
         &args.dir.data_dir,
         "wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
+        &command,
     )?);
-    let command = this_command();
     let said_at = std::sync::Mutex::new(Instant::now());
     let opts = ReplayOptions {
         projections,
@@ -384,7 +380,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         if at.elapsed() >= Duration::from_secs(1) || p.step.is_some() {
             *at = Instant::now();
             let mut lock = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = lock.describe(&format!("{command}: {}", progress_text(p)));
+            let _ = lock.describe(&format!("{command}: {}", p.describe()));
         }
     })
     .await;

@@ -219,14 +219,10 @@ impl Job {
         let secs = self.started.elapsed().as_secs_f64();
         let since = done.saturating_sub(self.first_done.load(Ordering::Relaxed));
         let rate = if secs > 0.0 { since as f64 / secs } else { 0.0 };
-        let mut line = format!(
-            "{done} of {total} events ({:.0} %)",
-            100.0 * done as f64 / total as f64
-        );
-        if let Some(step) = *self.step.lock().unwrap_or_else(|p| p.into_inner()) {
-            // No count moves meanwhile: a rate or a time left would be wrong.
-            line.push_str(&format!(", {}", step.describe()));
-        } else if rate >= 1.0 {
+        let step = *self.step.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = ReplayProgress { done, total, step }.describe();
+        // At a step no count moves: a rate or a time left would be wrong.
+        if step.is_none() && rate >= 1.0 {
             line.push_str(&format!(", {rate:.0} events/s"));
             if total > done {
                 line.push_str(&format!(
