@@ -1413,6 +1413,17 @@ async fn a_console_replay_shows_its_progress_stops_and_resumes() {
     let r = post_form(&mut c, "/console/projections/verify", "").await;
     assert_eq!(r.status, 409);
     assert!(text(&r).contains(&format!("href=\"{at}\"")), "{}", text(&r));
+    // A command refused meanwhile is told what holds the lock: this job, in this server.
+    let holder = orders::replay::ReplayLock::holder(dir.path())
+        .expect("lock file")
+        .expect("described");
+    assert!(
+        holder.starts_with(&format!(
+            "Replay of orders and daily_sales, a job of the console of `orders serve` (pid {}, since ",
+            std::process::id()
+        )),
+        "{holder}"
+    );
     let r = post_form(&mut c, &format!("{at}/stop"), "").await;
     assert_eq!(r.status, 303);
     assert_eq!(header(&r, "location"), Some(at.as_str()));

@@ -55,10 +55,23 @@ pub(crate) struct Job {
     first_done: AtomicU64,
     /// The step past the events, while it is at one (building an index, switching).
     step: Mutex<Option<ReplayStep>>,
+    /// The replay lock while it runs, described with the job and its progress (about
+    /// once a second) for a command that finds it taken; `None` once it ended.
+    lock: Mutex<Option<LockSaying>>,
     /// Asked to stop (the Stop button); the operation ends after the chunk in flight.
     pub(crate) stop: AtomicBool,
     finished: Mutex<Option<Finished>>,
 }
+
+/// The lock a job holds, what it says the job is and when it last said how far.
+struct LockSaying {
+    lock: ReplayLock,
+    holder: String,
+    said_at: Instant,
+}
+
+/// How often a job rewrites its lock's description while it runs.
+const SAY_EVERY: Duration = Duration::from_secs(1);
 
 /// What a finished job shows.
 pub(crate) enum Outcome {
@@ -84,6 +97,7 @@ impl Job {
             total: AtomicU64::new(0),
             first_done: AtomicU64::new(u64::MAX),
             step: Mutex::new(None),
+            lock: Mutex::new(None),
             stop: AtomicBool::new(false),
             finished: Mutex::new(None),
         }
@@ -111,6 +125,20 @@ impl Jobs {
             });
             job
         };
+        let holder = format!(
+            "{}, a job of the console of `orders serve` (pid {}, since {})",
+            job.what,
+            std::process::id(),
+            job.started_at
+        );
+        let mut lock = lock;
+        // For the messages of others only: a lock without its description still locks.
+        let _ = lock.describe(&holder);
+        *job.lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(LockSaying {
+            lock,
+            holder,
+            said_at: Instant::now(),
+        });
         let work = tokio::spawn(work(job.clone()));
         let ending = job.clone();
         tokio::spawn(async move {
@@ -125,7 +153,7 @@ impl Jobs {
                 }
             };
             // Unlocked first: the page it leads to then shows no replay running.
-            drop(lock);
+            drop(ending.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
             ending.finish(outcome);
         });
         job
@@ -181,7 +209,17 @@ impl Job {
         );
         self.total.store(p.total, Ordering::Relaxed);
         self.done.store(p.done, Ordering::Relaxed);
-        *self.step.lock().unwrap_or_else(|p| p.into_inner()) = p.step;
+        let stepped = {
+            let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *step, p.step) != p.step
+        };
+        let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = lock.as_mut()
+            && (stepped || l.said_at.elapsed() >= SAY_EVERY)
+        {
+            l.said_at = Instant::now();
+            let _ = l.lock.describe(&format!("{}: {}", l.holder, p.describe()));
+        }
     }
 
     pub(crate) fn href(&self) -> String {
