@@ -28,12 +28,26 @@ const LOCK_FILE: &str = "replay.lock";
 #[derive(Debug)]
 pub struct ReplayLock {
     _lock: DirLock,
+    /// When [`ReplayLock::say_progress`] last wrote, and at which step.
+    said: Option<(Instant, Option<ReplayStep>)>,
 }
 
+/// How often a running replay rewrites its lock's description.
+const SAY_EVERY: Duration = Duration::from_secs(1);
+
 impl ReplayLock {
-    /// The lock, or `None` when a replay holds it.
+    /// The lock, or `None` when a replay holds it. Taken, it says nothing (not what its
+    /// last holder said) until described.
     pub fn try_acquire(data_dir: &Path) -> std::io::Result<Option<ReplayLock>> {
-        Ok(DirLock::try_acquire(&data_dir.join(LOCK_FILE))?.map(|lock| ReplayLock { _lock: lock }))
+        let Some(lock) = DirLock::try_acquire(&data_dir.join(LOCK_FILE))? else {
+            return Ok(None);
+        };
+        let mut lock = ReplayLock {
+            _lock: lock,
+            said: None,
+        };
+        lock.describe("")?;
+        Ok(Some(lock))
     }
 
     /// Whether a replay holds the lock now.
@@ -44,6 +58,19 @@ impl ReplayLock {
     /// Says what holds the lock and how far it is, for whoever finds it taken.
     pub fn describe(&mut self, holder: &str) -> std::io::Result<()> {
         self._lock.describe(holder)
+    }
+
+    /// Describes the lock as `holder` and how far `p` is: when the step changes, else at
+    /// most once a second (a write of a few bytes, from the progress callback).
+    pub fn say_progress(&mut self, holder: &str, p: ReplayProgress) -> std::io::Result<()> {
+        let due = self
+            .said
+            .is_none_or(|(at, step)| step != p.step || at.elapsed() >= SAY_EVERY);
+        if !due {
+            return Ok(());
+        }
+        self.said = Some((Instant::now(), p.step));
+        self.describe(&format!("{holder}: {}", p.describe()))
     }
 
     /// What the process holding the lock said of itself ([`ReplayLock::describe`]); `None`

@@ -341,7 +341,6 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         "wait for it to finish (or stop it with Ctrl-C and continue with --resume)",
         &command,
     )?);
-    let said_at = std::sync::Mutex::new(Instant::now());
     let opts = ReplayOptions {
         projections,
         resume: args.resume,
@@ -374,14 +373,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new("replay");
     let result = replay::replay(&stores, &opts, &stop, |p: ReplayProgress| {
         progress.replay(p);
-        // How far it is, in the lock, for `projections status` and the console: once a
-        // second at most (a write of a few bytes).
-        let mut at = said_at.lock().unwrap_or_else(|e| e.into_inner());
-        if at.elapsed() >= Duration::from_secs(1) || p.step.is_some() {
-            *at = Instant::now();
-            let mut lock = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = lock.describe(&format!("{command}: {}", p.describe()));
-        }
+        // How far it is, in the lock, for `projections status` and the console.
+        let _ = lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .say_progress(&command, p);
     })
     .await;
     progress.finish();

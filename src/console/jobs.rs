@@ -55,23 +55,13 @@ pub(crate) struct Job {
     first_done: AtomicU64,
     /// The step past the events, while it is at one (building an index, switching).
     step: Mutex<Option<ReplayStep>>,
-    /// The replay lock while it runs, described with the job and its progress (about
-    /// once a second) for a command that finds it taken; `None` once it ended.
-    lock: Mutex<Option<LockSaying>>,
+    /// The replay lock while it runs, and what it says the job is (with its progress,
+    /// for a command that finds it taken); `None` once it ended.
+    lock: Mutex<Option<(ReplayLock, String)>>,
     /// Asked to stop (the Stop button); the operation ends after the chunk in flight.
     pub(crate) stop: AtomicBool,
     finished: Mutex<Option<Finished>>,
 }
-
-/// The lock a job holds, what it says the job is and when it last said how far.
-struct LockSaying {
-    lock: ReplayLock,
-    holder: String,
-    said_at: Instant,
-}
-
-/// How often a job rewrites its lock's description while it runs.
-const SAY_EVERY: Duration = Duration::from_secs(1);
 
 /// What a finished job shows.
 pub(crate) enum Outcome {
@@ -106,7 +96,7 @@ impl Job {
 
 impl Jobs {
     /// Runs `work` as a new job that holds `lock` until it ends, and returns the job.
-    pub(crate) fn start<F, Fut>(&self, what: String, lock: ReplayLock, work: F) -> Arc<Job>
+    pub(crate) fn start<F, Fut>(&self, what: String, mut lock: ReplayLock, work: F) -> Arc<Job>
     where
         F: FnOnce(Arc<Job>) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
@@ -131,14 +121,9 @@ impl Jobs {
             std::process::id(),
             job.started_at
         );
-        let mut lock = lock;
         // For the messages of others only: a lock without its description still locks.
         let _ = lock.describe(&holder);
-        *job.lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(LockSaying {
-            lock,
-            holder,
-            said_at: Instant::now(),
-        });
+        *job.lock.lock().unwrap_or_else(|p| p.into_inner()) = Some((lock, holder));
         let work = tokio::spawn(work(job.clone()));
         let ending = job.clone();
         tokio::spawn(async move {
@@ -209,16 +194,9 @@ impl Job {
         );
         self.total.store(p.total, Ordering::Relaxed);
         self.done.store(p.done, Ordering::Relaxed);
-        let stepped = {
-            let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::replace(&mut *step, p.step) != p.step
-        };
-        let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = lock.as_mut()
-            && (stepped || l.said_at.elapsed() >= SAY_EVERY)
-        {
-            l.said_at = Instant::now();
-            let _ = l.lock.describe(&format!("{}: {}", l.holder, p.describe()));
+        *self.step.lock().unwrap_or_else(|p| p.into_inner()) = p.step;
+        if let Some((lock, holder)) = self.lock.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = lock.say_progress(holder, p);
         }
     }
 
@@ -278,15 +256,7 @@ impl Job {
 /// if the lock file cannot be opened.
 pub(super) fn lock(console: &Console, wait: &str) -> Result<ReplayLock, Box<Response>> {
     match ReplayLock::try_acquire(super::projections::data_dir(console)) {
-        Ok(Some(mut lock)) => {
-            // For the one-line refusal a command gets meanwhile.
-            let _ = lock.describe(&format!(
-                "a job of the console of `orders serve` (pid {}, since {})",
-                std::process::id(),
-                SystemClock.now()
-            ));
-            Ok(lock)
-        }
+        Ok(Some(lock)) => Ok(lock),
         Ok(None) => {
             let body = html! {
                 h1 { "A replay is running" }
